@@ -1,0 +1,1 @@
+"""Data layer: one loader per task, a uniform schema, split provenance, the raw corpus."""

@@ -1,0 +1,1 @@
+"""Distillation step: losses, masking, (cross-tokenizer) ensembles, students, the distiller."""

@@ -1,0 +1,1 @@
+"""Models step: registry of teachers/students, miniature tokenizers and teachers, analysis."""

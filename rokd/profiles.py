@@ -1,0 +1,121 @@
+"""Profiles: one definition of sizes and budgets that every notebook and command reads.
+
+- ``smoke``: smallest models and data slices that still run every step (CI, ``make book``).
+- ``mini``: the published miniature reproduction (CPU, hours).
+- ``paper``: the real hub teachers and students on full data (GPU).
+
+Each profile is a YAML file in ``rokd/profiles/``; its sections map onto the dataclasses below.
+Steps own their section: ``data`` (rokd.data), ``teachers`` (rokd.models), ``distill``
+(rokd.distill), ``evaluate`` (rokd.tasks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rokd.config import ConfigError, load_config
+
+PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+PROFILES = ("smoke", "mini", "paper")
+
+
+@dataclass
+class DataConfig:
+    # Raw-text corpus for teacher pretraining and distillation (rokd.data.corpus).
+    corpus_max_chars: int | None = None  # None = the whole corpus
+    corpus_heldout_lines: int = 2000  # held-out slice for MLM evaluation
+    include_task_train_text: bool = True  # add task *train* splits to the corpus (never val/test)
+    seed: int = 13
+
+
+@dataclass
+class BertShape:
+    """Architecture of a miniature BERT teacher and the tokenizer it is trained with."""
+
+    vocab_size: int = 8000
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    max_position_embeddings: int = 512
+    lowercase: bool = False
+
+
+@dataclass
+class TeachersConfig:
+    # Local miniature teachers are built when ``source == "build"``; ``hub`` uses the hub IDs below.
+    source: str = "build"
+    cased: BertShape = field(default_factory=BertShape)
+    uncased: BertShape = field(default_factory=lambda: BertShape(lowercase=True))
+    hub_cased: str = "dumitrescustefan/bert-base-romanian-cased-v1"
+    hub_uncased: str = "readerbench/RoBERT-base"
+    max_length: int = 128
+    steps: int = 1000
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 5e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    mlm_probability: float = 0.15
+    eval_lines: int = 1000
+    seed: int = 13
+
+
+@dataclass
+class DistillConfig:
+    # Hub students released by the authors (used instead of distilling when ``source == "hub"``).
+    source: str = "build"
+    hub_students: dict[str, str] = field(default_factory=dict)
+    max_length: int = 128
+    steps: int = 1000
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 5e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    max_grad_norm: float = 5.0
+    temperature: float = 2.0
+    alpha_ce: float = 5.0
+    alpha_mlm: float = 2.0
+    alpha_cos: float = 1.0
+    mlm_probability: float = 0.15
+    checkpoint_every: int = 200
+    seed: int = 13
+
+
+@dataclass
+class EvalConfig:
+    tasks: list[str] = field(default_factory=lambda: ["upos", "xpos", "ner", "sapn", "sar", "di", "sts"])
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    max_length: int = 128  # long documents (LaRoSeDa, MOROCO) are truncated to this many subwords
+    max_train_examples: int | None = None  # None = full train split
+    max_eval_examples: int | None = None  # caps validation and test (None = full)
+    epochs: float = 3.0
+    batch_size: int = 32
+    lr: float = 5e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+
+
+@dataclass
+class Profile:
+    name: str
+    description: str = ""
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    data: DataConfig = field(default_factory=DataConfig)
+    teachers: TeachersConfig = field(default_factory=TeachersConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """Load a named profile (``smoke``, ``mini``, ``paper``) or a YAML file path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILE_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise ConfigError(f"unknown profile {str(name_or_path)!r}; choose one of {list(PROFILES)} or give a YAML path")
+    if not path.exists():
+        raise ConfigError(f"profile file not found: {path}")
+    return load_config(Profile, path)

@@ -1,0 +1,79 @@
+"""What produced a result: profile, git commit, hardware, wall time. Printed by every chapter."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rokd.paths import REPO_ROOT
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        commit = out.stdout.strip() or "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        return commit + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def hardware() -> str:
+    """One line: CPU model and cores, GPU if any."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    desc = f"{cpu}, {cores} cores"
+    if torch.cuda.is_available():
+        desc += f", GPU {torch.cuda.get_device_name(0)}"
+    return desc
+
+
+@dataclass
+class RunInfo:
+    profile: str
+    step: str
+    seed: int | None = None
+    git_commit: str = field(default_factory=git_commit)
+    hardware: str = field(default_factory=hardware)
+    started: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    torch_version: str = field(default_factory=lambda: __import__("torch").__version__)
+    wall_time_s: float | None = None
+    _t0: float = field(default_factory=time.perf_counter, repr=False)
+
+    def finish(self) -> "RunInfo":
+        self.wall_time_s = round(time.perf_counter() - self._t0, 1)
+        return self
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("_t0")
+        return d
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    def markdown(self) -> str:
+        wall = f"{self.wall_time_s:.0f} s" if self.wall_time_s is not None else "running"
+        seed = f", seed {self.seed}" if self.seed is not None else ""
+        return (
+            f"**Produced by** profile `{self.profile}`{seed}, commit `{self.git_commit}`, on {self.hardware}; "
+            f"torch {self.torch_version}; started {self.started}; wall time {wall}."
+        )

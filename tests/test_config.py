@@ -1,0 +1,41 @@
+"""Profiles and configs: every profile loads and round-trips through JSON and YAML; bad fields are named."""
+
+from __future__ import annotations
+
+import pytest
+
+from rokd.config import ConfigError, from_dict, load_config, save_config, to_dict
+from rokd.profiles import PROFILES, Profile, load_profile
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_profiles_round_trip(name, tmp_path):
+    profile = load_profile(name)
+    assert profile.name == name
+    assert from_dict(Profile, to_dict(profile)) == profile
+    for suffix in (".json", ".yaml"):
+        path = save_config(profile, tmp_path / f"p{suffix}")
+        assert load_config(Profile, path) == profile
+
+
+def test_unknown_field_is_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ndistill: {temprature: 3}\n")
+    with pytest.raises(ConfigError, match="temprature"):
+        load_profile(bad)
+
+
+def test_unknown_profile_lists_the_choices():
+    with pytest.raises(ConfigError, match="smoke"):
+        load_profile("nope")
+
+
+def test_paper_profile_uses_the_hub_models():
+    paper = load_profile("paper")
+    assert paper.teachers.hub_cased == "dumitrescustefan/bert-base-romanian-cased-v1"
+    assert paper.teachers.hub_uncased == "readerbench/RoBERT-base"
+    assert set(paper.distill.hub_students.values()) == {
+        "racai/distilbert-base-romanian-cased",
+        "racai/distilbert-base-romanian-uncased",
+        "racai/distilbert-multi-base-romanian-cased",
+    }

@@ -4,6 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= smoke
+# `make book` executes the pipeline for smoke; published profiles (mini) render their committed
+# results unless RUN=1 is given (a mini run takes hours).
+ifeq ($(PROFILE),smoke)
+RUN ?= 1
+else
+RUN ?= 0
+endif
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 export TOKENIZERS_PARALLELISM := false
@@ -26,7 +33,8 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 pipeline: venv
 	$(BIN)/rokd pipeline --profile $(PROFILE)
 
-book: pipeline
+book: venv
+	@if [ "$(RUN)" = "1" ]; then $(BIN)/rokd pipeline --profile $(PROFILE); fi
 	$(BIN)/rokd book --profile $(PROFILE)
 
 browser:

@@ -3,7 +3,7 @@
 ``rokd book --profile P`` copies ``results/<P>/notebooks/*.ipynb`` (written by ``rokd pipeline``)
 into ``book/chapters/``, adds an "Open in Colab" link to each chapter, and runs Jupyter Book 1
 with warnings as errors. ``rokd notebooks sync`` regenerates the runnable Colab notebooks
-``notebooks/colab/*.ipynb`` from the text notebooks (their first cell installs rokd).
+``notebooks/colab/*.ipynb``, the jupytext pairs of the text notebooks (their first cell installs rokd).
 """
 
 from __future__ import annotations
@@ -35,43 +35,31 @@ def colab_url(notebook_stem: str) -> str:
     return f"https://colab.research.google.com/github/{repo}/blob/main/notebooks/colab/{notebook_stem}.ipynb"
 
 
-# First cell of every runnable notebook: on Colab (or any fresh kernel) install rokd, then run as usual.
-INSTALL_CELL = """\
-# Install rokd when it is not importable yet (Colab, a fresh kernel). A no-op inside the project's venv.
-import importlib.util, subprocess, sys
-if importlib.util.find_spec("rokd") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "rokd @ git+{repo}"], check=True)"""
+INSTALL_CELL_TAG = "install-rokd"  # first cell of every notebook: installs rokd on Colab, hidden in the book
 
 
-def runnable_notebook(stem: str):
-    """The text notebook as an ipynb whose first cell installs rokd (what Colab opens)."""
+def sync_colab_notebooks(check: bool = False) -> list[Path]:
+    """Write the jupytext pair ``notebooks/colab/<stem>.ipynb`` of every ``notebooks/<stem>.md``.
+
+    The ``.md`` is the source of truth; the ``.ipynb`` is what Colab opens. With ``check=True``
+    nothing is written and the out-of-date pairs are returned.
+    """
     import jupytext
     import nbformat
 
-    nb = jupytext.read(NOTEBOOK_DIR / f"{stem}.md")
-    cell = nbformat.v4.new_code_cell(INSTALL_CELL.format(repo=repository_url()))
-    cell.metadata["tags"] = ["install"]
-    cell.pop("id", None)
-    nb.cells.insert(0, cell)
-    for c in nb.cells:
-        c.pop("id", None)
-    nb.metadata.pop("jupytext", None)
-    return nb
-
-
-def sync_colab_notebooks() -> list[Path]:
-    import nbformat
-
     COLAB_DIR.mkdir(parents=True, exist_ok=True)
-    written = []
+    stale = []
     for md in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.md")):
-        nb = runnable_notebook(md.stem)
+        nb = jupytext.read(md)
+        if not nb.cells or INSTALL_CELL_TAG not in nb.cells[0].metadata.get("tags", []):
+            raise ValueError(f"{md}: the first cell must be the rokd install cell tagged {INSTALL_CELL_TAG!r}")
         target = COLAB_DIR / f"{md.stem}.ipynb"
-        text = nbformat.writes(nb)
+        text = jupytext.writes(nb, fmt="ipynb")
         if not target.exists() or target.read_text(encoding="utf-8") != text:
-            target.write_text(text, encoding="utf-8")
-            written.append(target)
-    return written
+            stale.append(target)
+            if not check:
+                target.write_text(text, encoding="utf-8")
+    return stale
 
 
 def _with_colab_link(nb_json: dict, notebook_stem: str) -> dict:
@@ -139,8 +127,12 @@ def _cmd_book(args: argparse.Namespace) -> int:
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
-    written = sync_colab_notebooks()
-    print(f"{len(written)} runnable notebook(s) updated in {COLAB_DIR}")
+    stale = sync_colab_notebooks(check=args.check)
+    if args.check:
+        for path in stale:
+            print(f"out of date: {path} (run `rokd notebooks sync`)")
+        return 1 if stale else 0
+    print(f"{len(stale)} runnable notebook(s) updated in {COLAB_DIR}")
     return 0
 
 
@@ -152,4 +144,5 @@ def register(sub) -> None:
     p = sub.add_parser("notebooks", help="notebook utilities")
     nsub = p.add_subparsers(dest="notebooks_command", required=True)
     s = nsub.add_parser("sync", help="regenerate notebooks/colab/*.ipynb from notebooks/*.md")
+    s.add_argument("--check", action="store_true", help="only report out-of-date pairs (exit 1 if any)")
     s.set_defaults(func=_cmd_sync)

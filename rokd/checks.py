@@ -56,7 +56,8 @@ def check_internal_links(html_dir: Path) -> list[str]:
         return parsed[page]
 
     problems = []
-    pages = sorted(html_dir.rglob("*.html"))
+    # _static/ holds theme templates (Jinja macros), not pages
+    pages = sorted(p for p in html_dir.rglob("*.html") if "_static" not in p.relative_to(html_dir).parts)
     for page in pages:
         for link in parse(page).links:
             parts = urlsplit(link)

@@ -96,6 +96,12 @@ class EvalConfig:
     lr: float = 5e-5
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
+    # Validation scorings per epoch; the best one (task's headline metric) is the state scored on test.
+    evals_per_epoch: int = 1
+    # Inference-speed table of the results chapter (rokd.report): batch x sequence length, timed rounds.
+    speed_batch_size: int = 8
+    speed_seq_length: int = 128
+    speed_rounds: int = 5
 
 
 @dataclass

@@ -6,6 +6,11 @@ Keys (used in every results file): ``bert-base-ro``, ``robert-base`` (teachers),
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
 TEACHERS = ("bert-base-ro", "robert-base")
 STUDENTS = ("distil-bert-base-ro", "distil-robert-base", "distilmulti-bert-base-ro")
 MODEL_KEYS = TEACHERS + STUDENTS
@@ -25,3 +30,150 @@ DISPLAY_NAMES = {
     "distil-robert-base": "Distil-RoBERT-base",
     "distilmulti-bert-base-ro": "DistilMulti-BERT-base-ro",
 }
+
+
+# --- resolution -------------------------------------------------------------------------------
+# The hub IDs of the real teachers; students come from ``profile.distill.hub_students``.
+HUB_TEACHERS = {
+    "bert-base-ro": "dumitrescustefan/bert-base-romanian-cased-v1",
+    "robert-base": "readerbench/RoBERT-base",
+}
+# Casing of each model key: the multi student keeps the cased teacher's tokenizer.
+CASED = {
+    "bert-base-ro": True,
+    "robert-base": False,
+    "distil-bert-base-ro": True,
+    "distil-robert-base": False,
+    "distilmulti-bert-base-ro": True,
+}
+# Which TeachersConfig shape (``cased`` / ``uncased``) builds each miniature teacher.
+TEACHER_SHAPE = {"bert-base-ro": "cased", "robert-base": "uncased"}
+
+
+class ModelUnavailableError(RuntimeError):
+    """A model could not be loaded (hub unreachable offline, or a local folder is missing)."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a model lives and what it is.
+
+    ``source`` is ``"hub"`` (``name_or_path`` is a hub ID) or ``"local"`` (a folder in Hugging Face
+    format). ``key`` is one of :data:`MODEL_KEYS`, or None for an arbitrary path / hub ID.
+    """
+
+    key: str | None
+    role: str  # "teacher" | "student" | "model" (an arbitrary path or ID)
+    source: str  # "hub" | "local"
+    name_or_path: str
+    cased: bool | None = None
+    teachers: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def display_name(self) -> str:
+        return DISPLAY_NAMES.get(self.key or "", self.name_or_path)
+
+    @property
+    def path(self) -> Path:
+        if self.source != "local":
+            raise ModelUnavailableError(f"{self.name_or_path!r} is a hub ID, not a local folder")
+        return Path(self.name_or_path)
+
+
+def _profile_obj(profile: Any):
+    from rokd.profiles import Profile, load_profile
+
+    return profile if isinstance(profile, Profile) else load_profile(profile)
+
+
+def resolve(key_or_path: str | os.PathLike, profile: Any = "smoke") -> ModelRef:
+    """Resolve a model key, a local folder or a hub ID to a :class:`ModelRef`.
+
+    - A model key under a profile whose section says ``source: build`` (``smoke``, ``mini``) resolves to
+      ``artifacts/<profile>/teachers/<key>`` or ``artifacts/<profile>/students/<key>``.
+    - Under ``source: hub`` (``paper``) teachers resolve to :data:`HUB_TEACHERS` and students to
+      ``profile.distill.hub_students``.
+    - An existing local folder is accepted as-is; any other ``owner/name`` string is taken as a hub ID.
+    Resolution never touches the network; :func:`load_model` / :func:`load_tokenizer` do.
+    """
+    from rokd.paths import artifacts_dir
+
+    prof = _profile_obj(profile)
+    name = os.fspath(key_or_path)
+    if name in TEACHERS:
+        if prof.teachers.source == "hub":
+            hub_id = {"bert-base-ro": prof.teachers.hub_cased, "robert-base": prof.teachers.hub_uncased}[name]
+            return ModelRef(name, "teacher", "hub", hub_id, CASED[name])
+        path = artifacts_dir(prof.name) / "teachers" / name
+        return ModelRef(name, "teacher", "local", str(path), CASED[name])
+    if name in STUDENTS:
+        if prof.distill.source == "hub":
+            hub_id = prof.distill.hub_students.get(name)
+            if not hub_id:
+                raise ModelUnavailableError(
+                    f"profile {prof.name!r} has distill.source 'hub' but no distill.hub_students entry for {name!r}"
+                )
+            return ModelRef(name, "student", "hub", hub_id, CASED[name], STUDENT_TEACHERS[name])
+        path = artifacts_dir(prof.name) / "students" / name
+        return ModelRef(name, "student", "local", str(path), CASED[name], STUDENT_TEACHERS[name])
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return ModelRef(None, "model", "local", str(path.resolve()), None)
+    if path.is_absolute() or name.startswith((".", "~")) or name.count("/") != 1:
+        raise ModelUnavailableError(
+            f"{name!r} is neither a model key ({', '.join(MODEL_KEYS)}), an existing local folder, "
+            "nor a hub ID of the form 'owner/name'"
+        )
+    return ModelRef(None, "model", "hub", name, None)
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _load(ref: ModelRef, loader, what: str):
+    """Call ``loader(name_or_path)``, turning the failures users hit into one clear message."""
+    if ref.source == "local":
+        path = Path(ref.name_or_path)
+        if not (path / "config.json").exists() and what == "model":
+            hint = "build it with `rokd teachers build --profile <profile>`" if ref.role == "teacher" else "build it first"
+            raise ModelUnavailableError(f"no {what} in Hugging Face format at {path} (config.json missing); {hint}")
+        return loader(str(path))
+    try:
+        return loader(ref.name_or_path)
+    except (OSError, ValueError) as e:  # transformers raises OSError for unreachable hub files
+        reason = "HF_HUB_OFFLINE is set" if _hub_offline() else "no network or the ID does not exist"
+        raise ModelUnavailableError(
+            f"cannot load the {what} of hub ID {ref.name_or_path!r}: the Hugging Face hub is unreachable "
+            f"({reason}) and the ID is not in the local cache. The offline profiles are 'smoke' and 'mini' "
+            f"(they build miniature models locally); 'paper' needs internet. Cause: {type(e).__name__}: {e}"
+        ) from e
+
+
+def load_tokenizer(ref: ModelRef | str, profile: Any = "smoke", **kwargs):
+    """The model's tokenizer through ``AutoTokenizer`` (never remote code)."""
+    from transformers import AutoTokenizer
+
+    ref = ref if isinstance(ref, ModelRef) else resolve(ref, profile)
+    return _load(ref, lambda p: AutoTokenizer.from_pretrained(p, trust_remote_code=False, **kwargs), "tokenizer")
+
+
+_HEADS = {"mlm": "AutoModelForMaskedLM", "base": "AutoModel"}
+
+
+def load_model(ref: ModelRef | str, head: Any = "mlm", profile: Any = "smoke", **kwargs):
+    """Load a model through ``AutoModel*``: ``head`` is ``"mlm"``, ``"base"`` or an ``AutoModelFor...`` class.
+
+    Extra keyword arguments go to ``from_pretrained`` (e.g. ``num_labels``, ``attn_implementation``).
+    """
+    import transformers
+
+    ref = ref if isinstance(ref, ModelRef) else resolve(ref, profile)
+    if isinstance(head, str):
+        if head not in _HEADS:
+            raise ValueError(f"head must be one of {sorted(_HEADS)} or an AutoModelFor... class, got {head!r}")
+        auto_cls = getattr(transformers, _HEADS[head])
+    else:
+        auto_cls = head
+    kwargs.pop("trust_remote_code", None)
+    return _load(ref, lambda p: auto_cls.from_pretrained(p, trust_remote_code=False, **kwargs), "model")

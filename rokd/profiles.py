@@ -26,7 +26,8 @@ class DataConfig:
     corpus_max_chars: int | None = None  # None = the whole corpus
     corpus_heldout_lines: int = 2000  # held-out slice for MLM evaluation
     include_task_train_text: bool = True  # add task *train* splits to the corpus (never val/test)
-    seed: int = 13
+    corpus_breve_i: bool = True  # map the old-orthography ĭ to i in the corpus (ELTeC novels)
+    seed: int = 13  # corpus held-out choice (task splits use rokd.data.splits.SPLIT_SEED)
 
 
 @dataclass
@@ -58,7 +59,9 @@ class TeachersConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.01
     mlm_probability: float = 0.15
-    eval_lines: int = 1000
+    checkpoint_every: int = 500  # steps between resumable checkpoints of a pretraining run
+    eval_lines: int = 1000  # held-out lines for MLM accuracy
+    pppl_lines: int = 100  # held-out lines for pseudo-perplexity (one forward pass per token)
     seed: int = 13
 
 
@@ -82,6 +85,12 @@ class DistillConfig:
     mlm_probability: float = 0.15
     checkpoint_every: int = 200
     seed: int = 13
+    # Multi-teacher: "ensemble" (probabilities mapped onto the student's vocabulary, see
+    # rokd.distill.ensemble) or "hidden-only" (other-vocabulary teachers only in the cosine term).
+    strategy: str = "ensemble"
+    teacher_weights: list[float] | None = None  # None = uniform over the student's teachers
+    smoothed_masking: bool = True  # choose words to mask with weights count**-0.7 (DistilBERT recipe)
+    eval_lines: int = 1000  # held-out lines for the student's / teachers' MLM accuracy
 
 
 @dataclass

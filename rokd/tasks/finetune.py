@@ -64,32 +64,26 @@ def _dir_fingerprint(path: Path) -> str:
 
 
 def resolve_model(model: str, profile: Profile, name: str | None = None) -> ResolvedModel:
-    """A registry key (resolved for ``profile``) or a local HF directory."""
-    path = Path(model)
-    if path.is_dir():
-        return ResolvedModel(name or path.resolve().name, str(path.resolve()), _dir_fingerprint(path))
+    """A registry key (resolved for ``profile``), a local HF directory or a hub ID."""
     from rokd.models import registry
 
-    if model not in registry.MODEL_KEYS:
-        raise ValueError(f"model {model!r} is neither a registry key ({', '.join(registry.MODEL_KEYS)}) nor a local directory")
     ref = registry.resolve(model, profile)
-    local = Path(ref.name_or_path)
-    if local.is_dir():
-        fp = _dir_fingerprint(local)
-    elif local.is_absolute() or str(ref.name_or_path).startswith(("artifacts", ".")):
-        raise FileNotFoundError(
-            f"model {model!r} of profile {profile.name!r} is not built yet: {local} is missing "
-            "(run the teachers / distill step first, e.g. `rokd pipeline --profile " + profile.name + "`)"
-        )
-    else:
-        fp = "hub:" + str(ref.name_or_path)
-    return ResolvedModel(name or model, str(ref.name_or_path), fp)
+    default_name = ref.key or (Path(ref.name_or_path).name if ref.source == "local" else ref.name_or_path.replace("/", "__"))
+    if ref.source == "local":
+        local = Path(ref.name_or_path)
+        if not (local / "config.json").exists():
+            raise FileNotFoundError(
+                f"model {model!r} of profile {profile.name!r} is not built yet: no config.json in {local} "
+                f"(build it first, e.g. `rokd pipeline --profile {profile.name}`)"
+            )
+        return ResolvedModel(name or default_name, str(local), _dir_fingerprint(local))
+    return ResolvedModel(name or default_name, ref.name_or_path, "hub:" + ref.name_or_path)
 
 
 def load_tokenizer(resolved: ResolvedModel):
-    from transformers import AutoTokenizer
+    from rokd.models import registry
 
-    tok = AutoTokenizer.from_pretrained(resolved.name_or_path)
+    tok = registry.load_tokenizer(registry.resolve(resolved.name_or_path))
     if not getattr(tok, "is_fast", False):
         raise TypeError(f"{resolved.name_or_path}: a fast tokenizer is needed (word_ids for first-sub-word labels)")
     return tok
@@ -155,7 +149,7 @@ def _provenance(dd) -> dict:
         from rokd.data import split_provenance
 
         return split_provenance(dd)
-    except (ImportError, AttributeError, KeyError) as e:  # data layer without provenance: say so
+    except (ImportError, AttributeError, KeyError, ValueError) as e:  # data made outside rokd.data: say so
         return {"unavailable": str(e)}
 
 
@@ -167,9 +161,11 @@ def encode_split(ds, task: str, tokenizer, max_length: int, limit: int | None) -
         ds = ds.select(keep)
         ids = [ids[i] for i in keep]
     if task in TAGGING_TASKS:
-        return encode_tagging(tokenizer, ids, ds["tokens"], ds["labels"], max_length)
-    pairs = ds["text_pair"] if "text_pair" in ds.column_names else None
-    return encode_sentences(tokenizer, ids, ds["text"], pairs, ds["label"], max_length, regression=task in REGRESSION_TASKS)
+        return encode_tagging(tokenizer, ids, list(ds["tokens"]), list(ds["labels"]), max_length)
+    # datasets 5 returns lazy Column objects: the tokenizer wants plain lists.
+    pairs = list(ds["text_pair"]) if "text_pair" in ds.column_names else None
+    return encode_sentences(tokenizer, ids, list(ds["text"]), pairs, list(ds["label"]), max_length,
+                            regression=task in REGRESSION_TASKS)
 
 
 # --------------------------------------------------------------------------------------- training

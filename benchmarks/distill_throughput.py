@@ -1,0 +1,216 @@
+"""Throughput of rokd's distillation step against a reference step written the way the Hugging Face
+DistilBERT research distiller (``examples/research_projects/distillation/distiller.py``) does it.
+
+Same student, teachers, batches, optimizer and machine for both; only the step differs:
+
+- **reference**: the student and the teacher compute logits over the full vocabulary at every position,
+  which are then masked (``masked_select``) for the KL term, while the MLM cross-entropy runs over the full
+  ``(batch*length, vocab)`` logits; fp32; eager attention; teacher under ``no_grad``.
+- **rokd**: :func:`rokd.distill.distiller.make_step_fn`: logits only at masked positions for student and
+  teacher, teacher in ``inference_mode``, SDPA attention, bf16 autocast on CUDA.
+
+Both steps are timed alternately (reference, rokd, rokd multi-teacher) for several rounds; medians are
+reported. Batches are collated beforehand (collation is measured separately and printed). Models have
+the ``mini`` profile's teacher shapes (random weights: the cost does not depend on the values), tokenizers
+are trained on the first lines of the smoke corpus with the ``mini`` vocabulary sizes.
+
+    python benchmarks/distill_throughput.py [--batch-size 16] [--rounds 5] [--device cpu|cuda]
+
+The last line is ``speedup: X.XX`` (reference step time / rokd single-teacher step time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+
+def corpus_lines(path: Path, n: int) -> list[str]:
+    if not path.is_file():
+        raise SystemExit(f"corpus not found: {path}. Build it first: `rokd data corpus --profile smoke` (or pass --corpus FILE)")
+    lines = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                lines.append(line.strip())
+            if len(lines) >= n:
+                break
+    return lines
+
+
+def reference_step(student, teacher, batch, optimizer, temperature=2.0, alphas=(5.0, 2.0, 1.0), max_grad_norm=5.0):
+    """One step as the HF research distiller computes it (full-vocabulary logits, then masked)."""
+    input_ids, attention_mask, lm_labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    s_out = student(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+    s_logits, s_hidden = s_out.logits, s_out.hidden_states[-1]
+    with torch.no_grad():
+        t_out = teacher(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+    t_logits, t_hidden = t_out.logits, t_out.hidden_states[-1]
+    mask = (lm_labels > -1).unsqueeze(-1).expand_as(s_logits)
+    s_logits_slct = torch.masked_select(s_logits, mask).view(-1, s_logits.size(-1))
+    t_logits_slct = torch.masked_select(t_logits, mask).view(-1, s_logits.size(-1))
+    loss_ce = F.kl_div(F.log_softmax(s_logits_slct / temperature, dim=-1), F.softmax(t_logits_slct / temperature, dim=-1),
+                       reduction="batchmean") * temperature**2
+    loss_mlm = F.cross_entropy(s_logits.view(-1, s_logits.size(-1)), lm_labels.view(-1), ignore_index=-100)
+    hmask = attention_mask.unsqueeze(-1).expand_as(s_hidden).bool()
+    dim = s_hidden.size(-1)
+    s_slct = torch.masked_select(s_hidden, hmask).view(-1, dim)
+    t_slct = torch.masked_select(t_hidden, hmask).view(-1, dim)
+    loss_cos = F.cosine_embedding_loss(s_slct, t_slct, s_slct.new_ones(s_slct.size(0)))
+    loss = alphas[0] * loss_ce + alphas[1] * loss_mlm + alphas[2] * loss_cos
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(student.parameters(), max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss)
+
+
+def rokd_step(net, step_fn, batch, optimizer, autocast, max_grad_norm=5.0):
+    with autocast():
+        terms = step_fn(net, batch)
+    terms["loss"].backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(terms["loss"])
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main(argv=None) -> int:
+    from transformers import BertConfig, BertForMaskedLM
+
+    from rokd.distill.distiller import DistillRun, build_setup, make_step_fn
+    from rokd.models.tokenizers import train_wordpiece
+    from rokd.paths import artifacts_dir
+    from rokd.profiles import load_profile
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="mini", help="profile whose teacher shapes are used")
+    ap.add_argument("--corpus", type=Path, default=artifacts_dir("smoke") / "corpus" / "train.txt")
+    ap.add_argument("--lines", type=int, default=20000, help="corpus lines for the tokenizers")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--max-length", type=int, default=None, help="default: the profile's distill.max_length")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps-per-round", type=int, default=1)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+
+    prof = load_profile(args.profile)
+    shapes = {"bert-base-ro": prof.teachers.cased, "robert-base": prof.teachers.uncased}
+    max_length = args.max_length or prof.distill.max_length
+    lines = corpus_lines(args.corpus, args.lines)
+    t0 = time.perf_counter()
+    toks = {k: train_wordpiece(lines, vocab_size=s.vocab_size, lowercase=s.lowercase) for k, s in shapes.items()}
+    print(f"tokenizers: {', '.join(f'{k} {len(t)}' for k, t in toks.items())} ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+    def teacher(key):
+        s = shapes[key]
+        cfg = BertConfig(vocab_size=len(toks[key]), hidden_size=s.hidden_size, num_hidden_layers=s.num_hidden_layers,
+                         num_attention_heads=s.num_attention_heads, intermediate_size=s.intermediate_size,
+                         max_position_embeddings=s.max_position_embeddings)
+        return BertForMaskedLM(cfg).eval()
+
+    teachers = {k: teacher(k) for k in shapes}
+    common = dict(profile=prof.name, student="distilmulti-bert-base-ro", teacher_fingerprints={}, strategy="ensemble",
+                  temperature=2.0, alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, steps=1, batch_size=args.batch_size, grad_accum=1,
+                  max_length=max_length, lr=1e-4, warmup_steps=0, weight_decay=0.0, max_grad_norm=5.0, mlm_probability=0.15,
+                  smoothed_masking=True, eval_lines=0, seed=0, corpus_sha256="")
+    single_run = DistillRun(teachers=["bert-base-ro"], teacher_weights=[1.0], **common)
+    multi_run = DistillRun(teachers=["bert-base-ro", "robert-base"], teacher_weights=[0.5, 0.5], **common)
+    text = lines[: 40 * args.batch_size]
+    single = build_setup(single_run, teachers, toks, text)
+    multi = build_setup(multi_run, teachers, toks, text)
+
+    n_batches = max(2, args.rounds * args.steps_per_round + 1)
+    t0 = time.perf_counter()
+    multi_batches = [next(multi.batches) for _ in range(n_batches)]
+    collate_multi = (time.perf_counter() - t0) / n_batches
+    t0 = time.perf_counter()
+    for _ in range(n_batches):
+        next(single.batches)
+    collate_single = (time.perf_counter() - t0) / n_batches
+    # The same batches for every step kind: single-teacher and reference steps ignore the other teacher's keys.
+    batches = [{k: v.to(device) for k, v in b.items()} for b in multi_batches]
+    tokens = [int(b["attention_mask"].sum()) for b in batches]
+
+    # Reference: the same initial student, eager attention, fp32.
+    from rokd.distill.student import init_student_from_teacher
+
+    for m in teachers.values():
+        m.to(device).requires_grad_(False)
+    ref_teacher = teacher("bert-base-ro")
+    ref_teacher.load_state_dict(teachers["bert-base-ro"].state_dict())
+    ref_teacher.config._attn_implementation = "eager"
+    ref_teacher.set_attn_implementation("eager") if hasattr(ref_teacher, "set_attn_implementation") else None
+    ref_teacher.to(device).requires_grad_(False).eval()
+    ref_student = init_student_from_teacher(teachers["bert-base-ro"].cpu()).to(device)
+    if hasattr(ref_student, "set_attn_implementation"):
+        ref_student.set_attn_implementation("eager")
+    teachers["bert-base-ro"].to(device)
+    ref_student.train()
+    ref_opt = torch.optim.AdamW(ref_student.parameters(), lr=1e-4)
+
+    amp = device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if amp else torch.autocast(device.type, enabled=False)
+
+    kinds = {}
+    for name, setup, run in (("rokd single", single, single_run), ("rokd multi", multi, multi_run)):
+        setup.net.to(device).train()
+        kinds[name] = (setup.net, make_step_fn(setup.adaptors, run), torch.optim.AdamW(setup.net.parameters(), lr=1e-4))
+
+    def timed(kind, batch):
+        sync(device)
+        t = time.perf_counter()
+        if kind == "reference":
+            reference_step(ref_student, ref_teacher, batch, ref_opt)
+        else:
+            net, fn, opt = kinds[kind]
+            rokd_step(net, fn, batch, opt, autocast)
+        sync(device)
+        return time.perf_counter() - t
+
+    order = ["reference", "rokd single", "rokd multi"]
+    for kind in order:  # warm-up (allocator, kernels)
+        timed(kind, batches[-1])
+    times = {k: [] for k in order}
+    tok = {k: [] for k in order}
+    for r in range(args.rounds):
+        for kind in order:
+            for s in range(args.steps_per_round):
+                i = r * args.steps_per_round + s
+                dt = timed(kind, batches[i])
+                times[kind].append(dt)
+                tok[kind].append(tokens[i] / dt)
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {times[k][-1]:.3f} s" for k in order), flush=True)
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    med_tok = {k: statistics.median(v) for k, v in tok.items()}
+    print(f"device: {device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}); "
+          f"rokd precision: {'bf16 autocast' if amp else 'fp32'}; reference: fp32, eager attention")
+    print(f"shapes: profile {prof.name}, teacher {shapes['bert-base-ro'].num_hidden_layers} layers x {shapes['bert-base-ro'].hidden_size}, "
+          f"student {single.net.student.model.config.n_layers} layers; vocab {len(toks['bert-base-ro'])} / {len(toks['robert-base'])}; "
+          f"batch {args.batch_size} x <= {max_length} tokens (mean {statistics.mean(tokens):.0f} non-pad tokens)")
+    for k in order:
+        print(f"{k:12s}: median step {med[k]:.3f} s, {med_tok[k]:,.0f} tokens/s")
+    print(f"collation (outside the step): single {collate_single * 1000:.1f} ms, multi {collate_multi * 1000:.1f} ms per batch")
+    print(f"multi/single step time: {med['rokd multi'] / med['rokd single']:.2f}")
+    print(f"speedup: {med['reference'] / med['rokd single']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Errors of the data layer. Each message names the file (and line) and says what to do."""
+
+from __future__ import annotations
+
+
+class DataError(RuntimeError):
+    """Base class: something is wrong with a data file or its source."""
+
+
+class MissingDataError(DataError, FileNotFoundError):
+    """A required data file is absent from the mirror / cache and cannot be fetched."""
+
+
+class ChecksumError(DataError):
+    """A file's content does not match its pinned checksum."""
+
+    def __init__(self, what: str, algorithm: str, expected: str, actual: str, hint: str = ""):
+        self.expected, self.actual, self.algorithm = expected, actual, algorithm
+        msg = f"checksum mismatch for {what}: expected {algorithm} {expected}, got {actual}."
+        super().__init__(msg + (f" {hint}" if hint else ""))
+
+
+class DataFormatError(DataError, ValueError):
+    """A malformed record; the message starts with ``file:line``."""
+
+    def __init__(self, path, line: int | None, problem: str):
+        self.path, self.line = str(path), line
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {problem}")

@@ -1,0 +1,96 @@
+"""The DistilBERT objective as pure functions of tensors.
+
+``loss = alpha_ce * soft_target_kl + alpha_mlm * mlm_cross_entropy + alpha_cos * cosine_alignment``
+(defaults 5 / 2 / 1, temperature T = 2; Sanh et al. 2019). Every function takes already-selected rows
+(the distiller computes logits only at masked positions), softmaxes over the LAST dimension (the
+vocabulary), and averages over rows ("batchmean"), so the value does not depend on batch shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class LossWeights:
+    alpha_ce: float = 5.0
+    alpha_mlm: float = 2.0
+    alpha_cos: float = 1.0
+    temperature: float = 2.0
+
+
+def soft_target_kl(
+    student_logits: torch.Tensor,
+    teacher: torch.Tensor,
+    temperature: float = 2.0,
+    teacher_is_probs: bool = False,
+) -> torch.Tensor:
+    """``KL(p_teacher,T || p_student,T) * T^2`` averaged over rows.
+
+    ``student_logits``: ``(n, V)`` logits at the masked positions. ``teacher``: ``(n, V)`` logits, or
+    probabilities already at temperature T (``teacher_is_probs=True``, e.g. an ensemble's average).
+    The ``T^2`` keeps gradient magnitudes comparable across temperatures (Hinton et al. 2015).
+    Rows where the teacher puts zero mass on a token contribute ``0 * log 0 = 0`` for it.
+    """
+    if student_logits.shape != teacher.shape:
+        raise ValueError(f"student {tuple(student_logits.shape)} and teacher {tuple(teacher.shape)} shapes differ")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    n = student_logits.shape[0]
+    if n == 0:
+        return student_logits.sum() * 0.0
+    log_p_student = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    if teacher_is_probs:
+        p_teacher = teacher.float()
+        # xlogy: 0 * log 0 = 0 where an (e.g. vocabulary-mapped) teacher has no mass.
+        kl = torch.special.xlogy(p_teacher, p_teacher) - p_teacher * log_p_student
+    else:
+        log_p_teacher = F.log_softmax(teacher.float() / temperature, dim=-1)
+        kl = log_p_teacher.exp() * (log_p_teacher - log_p_student)
+    return kl.sum() / n * temperature**2
+
+
+def mlm_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """Mean cross-entropy of ``logits`` ``(..., V)`` against ``labels`` ``(...)``; ``ignore_index`` rows skipped."""
+    logits = logits.reshape(-1, logits.shape[-1]).float()
+    labels = labels.reshape(-1)
+    if (labels != ignore_index).sum() == 0:
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, labels, ignore_index=ignore_index)
+
+
+def cosine_alignment(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of ``1 - cos(student, teacher)`` over the rows selected by ``mask``.
+
+    ``student_hidden`` / ``teacher_hidden``: ``(..., H)``; ``mask``: ``(...)`` bool/0-1 (non-pad
+    positions, or valid words); None = all rows. Same value as ``torch.nn.CosineEmbeddingLoss`` with
+    target 1 on the selected rows.
+    """
+    if student_hidden.shape != teacher_hidden.shape:
+        raise ValueError(f"student {tuple(student_hidden.shape)} and teacher {tuple(teacher_hidden.shape)} hidden shapes differ")
+    s = student_hidden.reshape(-1, student_hidden.shape[-1]).float()
+    t = teacher_hidden.reshape(-1, teacher_hidden.shape[-1]).float()
+    if mask is not None:
+        keep = mask.reshape(-1).bool()
+        s, t = s[keep], t[keep]
+    if s.shape[0] == 0:
+        return student_hidden.sum() * 0.0
+    return (1.0 - F.cosine_similarity(s, t, dim=-1, eps=1e-8)).mean()
+
+
+def combine(terms: dict[str, torch.Tensor], weights: LossWeights) -> torch.Tensor:
+    """Weighted sum of the terms present: keys ``ce`` (soft-target KL), ``mlm``, ``cos``."""
+    alpha = {"ce": weights.alpha_ce, "mlm": weights.alpha_mlm, "cos": weights.alpha_cos}
+    total = None
+    for name, value in terms.items():
+        if name not in alpha:
+            raise KeyError(f"unknown loss term {name!r}; expected one of {sorted(alpha)}")
+        if alpha[name] == 0:
+            continue
+        total = alpha[name] * value if total is None else total + alpha[name] * value
+    if total is None:
+        raise ValueError("every loss weight is zero: nothing to train")
+    return total

@@ -1,0 +1,157 @@
+"""Students: a DistilBERT with half the teacher's layers, initialised from the teacher.
+
+The recipe of Sanh et al. (2019, the Hugging Face DistilBERT): same width as the teacher, every other
+layer dropped, the kept layers, the embeddings and the MLM head copied from the teacher.
+
+Weight correspondence (BERT -> DistilBERT):
+
+- ``bert.embeddings.word_embeddings`` -> ``distilbert.embeddings.word_embeddings``;
+- ``bert.embeddings.position_embeddings`` + ``token_type_embeddings[0]`` ->
+  ``distilbert.embeddings.position_embeddings``. DistilBERT has no token-type (segment) embeddings.
+  BERT adds the segment-0 vector to every token of a single-segment input, so folding that one vector
+  into each position vector makes the student's embedding layer compute *exactly* the teacher's for
+  single-segment inputs (segment 1 is lost, as in DistilBERT, which is trained without sentence pairs).
+  It is folded into the position table rather than the word table because the word table is tied to
+  the output projection;
+- the embedding ``LayerNorm``, and for each kept layer: query/key/value/output -> ``q_lin``/``k_lin``/
+  ``v_lin``/``out_lin``, attention ``LayerNorm`` -> ``sa_layer_norm``, ``intermediate``/``output`` dense
+  -> ``ffn.lin1``/``ffn.lin2``, output ``LayerNorm`` -> ``output_layer_norm`` (both are post-LN blocks
+  with the same arithmetic);
+- MLM head: ``cls.predictions.transform.dense`` -> ``vocab_transform``, ``transform.LayerNorm`` ->
+  ``vocab_layer_norm``, decoder bias -> ``vocab_projector.bias`` (the decoder weight is tied to the
+  word embeddings in both models).
+
+Which layers are kept: :func:`layer_map`.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def layer_map(n_teacher_layers: int, n_student_layers: int | None = None) -> list[int]:
+    """Teacher layer indices copied into the student's layers, in order.
+
+    Rule: the student has ``k = max(1, n // 2)`` layers unless told otherwise; its first ``ceil(k/2)``
+    layers are teacher layers ``0, 2, 4, ...`` and its last ``floor(k/2)`` mirror that from the top,
+    ``..., n-5, n-3, n-1``. So the bottom and the top layer are always kept and the gaps are even.
+    For 12 layers this gives the DistilBERT recipe's ``0, 2, 4, 7, 9, 11``; 6 -> ``0, 2, 5``;
+    4 -> ``0, 3``; 2 -> ``0``. When an explicit ``n_student_layers`` is too large for the strides to
+    stay apart (more than about half the teacher's), the kept layers are spread evenly instead.
+    """
+    n = int(n_teacher_layers)
+    if n < 1:
+        raise ValueError(f"the teacher needs at least one layer, got {n}")
+    k = max(1, n // 2) if n_student_layers is None else int(n_student_layers)
+    if not 1 <= k <= n:
+        raise ValueError(f"student layers must be between 1 and {n} (the teacher's), got {k}")
+    bottom = [2 * i for i in range(math.ceil(k / 2))]
+    top = [n - 1 - 2 * i for i in range(k // 2)][::-1]
+    if len(set(bottom + top)) == k and (not top or bottom[-1] < top[0]):
+        return bottom + top
+    # The strided halves would collide: spread the kept layers evenly (always distinct for k <= n).
+    return [round(i * (n - 1) / (k - 1)) for i in range(k)]
+
+
+def student_config_from_teacher(teacher_config, n_layers: int | None = None):
+    """A ``DistilBertConfig`` with the teacher's width, heads, FFN, vocabulary and half its depth."""
+    from transformers import DistilBertConfig
+
+    act = teacher_config.hidden_act
+    if not isinstance(act, str):
+        raise ValueError(f"teacher hidden_act must be a named activation, got {act!r}")
+    return DistilBertConfig(
+        vocab_size=teacher_config.vocab_size,
+        max_position_embeddings=teacher_config.max_position_embeddings,
+        dim=teacher_config.hidden_size,
+        n_layers=len(layer_map(teacher_config.num_hidden_layers, n_layers)),
+        n_heads=teacher_config.num_attention_heads,
+        hidden_dim=teacher_config.intermediate_size,
+        activation=act,
+        dropout=teacher_config.hidden_dropout_prob,
+        attention_dropout=teacher_config.attention_probs_dropout_prob,
+        initializer_range=teacher_config.initializer_range,
+        pad_token_id=teacher_config.pad_token_id if teacher_config.pad_token_id is not None else 0,
+        tie_word_embeddings=True,
+        sinusoidal_pos_embds=False,
+    )
+
+
+# (DistilBERT layer name, BERT layer name) for the parameters of one transformer block.
+_BLOCK_NAMES = (
+    ("attention.q_lin", "attention.self.query"),
+    ("attention.k_lin", "attention.self.key"),
+    ("attention.v_lin", "attention.self.value"),
+    ("attention.out_lin", "attention.output.dense"),
+    ("sa_layer_norm", "attention.output.LayerNorm"),
+    ("ffn.lin1", "intermediate.dense"),
+    ("ffn.lin2", "output.dense"),
+    ("output_layer_norm", "output.LayerNorm"),
+)
+
+
+def weight_correspondence(layers: list[int]) -> list[tuple[str, str]]:
+    """(student parameter, teacher parameter) names copied verbatim (position embeddings excluded)."""
+    pairs = [
+        ("distilbert.embeddings.word_embeddings.weight", "bert.embeddings.word_embeddings.weight"),
+        ("distilbert.embeddings.LayerNorm.weight", "bert.embeddings.LayerNorm.weight"),
+        ("distilbert.embeddings.LayerNorm.bias", "bert.embeddings.LayerNorm.bias"),
+        ("vocab_transform.weight", "cls.predictions.transform.dense.weight"),
+        ("vocab_transform.bias", "cls.predictions.transform.dense.bias"),
+        ("vocab_layer_norm.weight", "cls.predictions.transform.LayerNorm.weight"),
+        ("vocab_layer_norm.bias", "cls.predictions.transform.LayerNorm.bias"),
+        ("vocab_projector.bias", "cls.predictions.bias"),
+    ]
+    for s, t in enumerate(layers):
+        for s_name, t_name in _BLOCK_NAMES:
+            for kind in ("weight", "bias"):
+                pairs.append(
+                    (f"distilbert.transformer.layer.{s}.{s_name}.{kind}", f"bert.encoder.layer.{t}.{t_name}.{kind}")
+                )
+    return pairs
+
+
+@torch.no_grad()
+def init_student_from_teacher(teacher, n_layers: int | None = None):
+    """A ``DistilBertForMaskedLM`` initialised from a ``BertForMaskedLM`` teacher (see module doc)."""
+    from transformers import DistilBertForMaskedLM
+
+    tcfg = teacher.config
+    layers = layer_map(tcfg.num_hidden_layers, n_layers)
+    student = DistilBertForMaskedLM(student_config_from_teacher(tcfg, n_layers))
+    t_params = dict(teacher.named_parameters())
+    t_params.update(dict(teacher.named_buffers()))
+    s_params = dict(student.named_parameters())
+    for s_name, t_name in weight_correspondence(layers):
+        if t_name not in t_params:
+            raise KeyError(f"teacher has no parameter {t_name!r}: is it a BertForMaskedLM?")
+        s_params[s_name].copy_(t_params[t_name])
+    pos = t_params["bert.embeddings.position_embeddings.weight"]
+    token_type0 = t_params["bert.embeddings.token_type_embeddings.weight"][0]
+    s_params["distilbert.embeddings.position_embeddings.weight"].copy_(pos + token_type0)
+    student.config.rokd_teacher_layers = layers  # kept in config.json: documents the init
+    return student
+
+
+def save_student(student, tokenizer, out_dir: str | Path, extra_files: dict[str, str] | None = None) -> Path:
+    """``save_pretrained`` (safetensors) model + tokenizer into ``out_dir`` atomically."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp", dir=out_dir.parent))
+    try:
+        student.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir

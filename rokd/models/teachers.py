@@ -1,0 +1,288 @@
+"""Miniature Romanian teachers: a WordPiece tokenizer and a BERT masked LM pretrained from scratch.
+
+``build_teachers(profile)`` builds ``artifacts/<profile>/teachers/<key>/`` for both teacher keys:
+
+- ``bert-base-ro`` mirrors ``dumitrescustefan/bert-base-romanian-cased-v1`` (cased tokenizer, the
+  ``teachers.cased`` shape);
+- ``robert-base`` mirrors ``readerbench/RoBERT-base`` (uncased tokenizer keeping diacritics, the
+  ``teachers.uncased`` shape, a smaller vocabulary in the real 37,788 : 50,000 ratio).
+
+Pretraining uses the shared MLM pieces (``rokd.mlm``: whole-word masking with 80/10/10, logits only at
+masked positions, length-grouped batches) and the shared loop (``rokd.trainer``: AdamW, warmup,
+checkpoints, a JSONL log with tokens/s). Each folder holds the model (``save_pretrained``,
+safetensors), its tokenizer, ``train_log.jsonl``, the resolved build config ``teacher_config.json``
+(the Hugging Face ``config.json`` is the model's) and ``quality.json``.
+
+The build is idempotent: a folder whose ``teacher_config.json`` equals the config about to be built
+(shape, training settings, corpus fingerprint) is kept as is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rokd.config import save_config, to_dict
+from rokd.models.registry import TEACHER_SHAPE, TEACHERS, resolve
+from rokd.paths import artifacts_dir
+from rokd.profiles import BertShape, Profile, TeachersConfig, load_profile
+
+TEACHER_CONFIG_FILE = "teacher_config.json"
+QUALITY_FILE = "quality.json"
+TRAIN_LOG_FILE = "train_log.jsonl"
+
+
+@dataclass
+class TeacherBuild:
+    """The resolved config of one teacher build: written beside the model, compared for idempotence."""
+
+    key: str
+    profile: str
+    shape: BertShape
+    training: dict[str, Any]
+    corpus_train: str
+    corpus_sha256: str
+    heldout_sha256: str
+    format_version: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _profile(profile: str | Profile) -> Profile:
+    return profile if isinstance(profile, Profile) else load_profile(profile)
+
+
+def corpus_files(profile: str | Profile) -> tuple[Path, Path]:
+    """``(train.txt, heldout.txt)`` of the profile's corpus, built by ``rokd.data`` when missing."""
+    from rokd.data.corpus import ensure_corpus
+
+    prof = _profile(profile)
+    out = Path(ensure_corpus(prof))
+    folder = out if out.is_dir() else out.parent
+    train, heldout = folder / "train.txt", folder / "heldout.txt"
+    for f in (train, heldout):
+        if not f.exists():
+            raise FileNotFoundError(f"corpus file missing after ensure_corpus: {f}")
+    return train, heldout
+
+
+def training_settings(cfg: TeachersConfig) -> dict[str, Any]:
+    """The fields of the teachers section that change training (not the shapes, not the hub IDs)."""
+    skip = {"source", "cased", "uncased", "hub_cased", "hub_uncased"}
+    return {k: v for k, v in to_dict(cfg).items() if k not in skip}
+
+
+def teacher_shape(cfg: TeachersConfig, key: str) -> BertShape:
+    return getattr(cfg, TEACHER_SHAPE[key])
+
+
+def bert_config(shape: BertShape, tokenizer):
+    """A ``BertConfig`` for ``shape`` with the tokenizer's real vocabulary size and special ids."""
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=shape.hidden_size,
+        num_hidden_layers=shape.num_hidden_layers,
+        num_attention_heads=shape.num_attention_heads,
+        intermediate_size=shape.intermediate_size,
+        max_position_embeddings=shape.max_position_embeddings,
+        pad_token_id=tokenizer.pad_token_id,
+        attn_implementation="sdpa",
+    )
+
+
+def new_teacher(shape: BertShape, tokenizer, seed: int = 0):
+    """A randomly initialised ``BertForMaskedLM`` of ``shape`` (SDPA attention)."""
+    import torch
+    from transformers import BertForMaskedLM
+
+    torch.manual_seed(seed)
+    return BertForMaskedLM(bert_config(shape, tokenizer))
+
+
+def pretrain_mlm(model, tokenizer, train_txt: str | Path, cfg: TeachersConfig, work_dir: str | Path,
+                 *, device: str = "cpu", resume: bool = True) -> Path:
+    """Pretrain ``model`` in place on ``train_txt`` with the shared MLM pieces and training loop.
+
+    Returns the path of the JSONL training log. ``work_dir`` holds the token cache, checkpoints and log.
+    """
+    import torch
+
+    from rokd import mlm, trainer
+
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    corpus = mlm.tokenize_lines(str(train_txt), tokenizer, cfg.max_length, cache_path=str(work_dir / "tokens.npz"))
+    sampler = mlm.LengthGroupedBatchSampler(corpus.lengths, cfg.batch_size, seed=cfg.seed)
+    collator = mlm.WholeWordMaskCollator(tokenizer, cfg.mlm_probability, seed=cfg.seed)
+    stream = mlm.BatchStream(corpus, sampler, collator)
+    net = mlm.SparseMLM(model)
+
+    def step_fn(net, batch):
+        out = net(batch["input_ids"], batch["attention_mask"], batch["labels"])
+        return {"loss": torch.nn.functional.cross_entropy(out.logits.float(), out.targets)}
+
+    tcfg = trainer.TrainerConfig(
+        output_dir=str(work_dir / "run"),
+        steps=cfg.steps,
+        warmup_steps=cfg.warmup_steps,
+        grad_accum=cfg.grad_accum,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        checkpoint_every=cfg.checkpoint_every,
+        log_every=max(1, cfg.steps // 300),
+        seed=cfg.seed,
+        cpu=device == "cpu",
+        progress=False,
+    )
+    trainer.train(net, step_fn, stream, tcfg, resume=resume, count_tokens=mlm.count_tokens)
+    return Path(tcfg.output_dir) / TRAIN_LOG_FILE
+
+
+def read_train_log(path: str | Path) -> list[dict]:
+    """Records of a ``train_log.jsonl``."""
+    return [json.loads(ln) for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
+def is_built(folder: Path, build: TeacherBuild) -> bool:
+    """True when ``folder`` holds a finished teacher built from exactly ``build``."""
+    cfg_file = folder / TEACHER_CONFIG_FILE
+    needed = [cfg_file, folder / "config.json", folder / "model.safetensors", folder / QUALITY_FILE, folder / TRAIN_LOG_FILE]
+    if not all(p.exists() for p in needed):
+        return False
+    try:
+        return json.loads(cfg_file.read_text(encoding="utf-8")) == to_dict(build)
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def build_teacher(profile: str | Profile, key: str, *, force: bool = False, device: str | None = None,
+                  log=print) -> Path:
+    """Build one miniature teacher (tokenizer, pretraining, quality) into its registry folder."""
+    import torch
+
+    from rokd.models.quality import measure_quality, read_lines
+    from rokd.models.tokenizers import train_wordpiece
+
+    prof = _profile(profile)
+    cfg = prof.teachers
+    if key not in TEACHERS:
+        raise ValueError(f"unknown teacher key {key!r}; teachers are {list(TEACHERS)}")
+    ref = resolve(key, prof)
+    if ref.source != "local":
+        raise ValueError(
+            f"profile {prof.name!r} uses hub teachers (teachers.source = {cfg.source!r}); nothing to build for {key!r}"
+        )
+    folder = ref.path
+    train_txt, heldout_txt = corpus_files(prof)
+    shape = teacher_shape(cfg, key)
+    build = TeacherBuild(
+        key=key, profile=prof.name, shape=shape, training=training_settings(cfg),
+        corpus_train=str(train_txt), corpus_sha256=file_sha256(train_txt), heldout_sha256=file_sha256(heldout_txt),
+    )
+    if not force and is_built(folder, build):
+        log(f"[teachers] {key}: up to date in {folder}")
+        return folder
+    device = device or _device(prof)
+    work = artifacts_dir(prof.name) / "runs" / "teachers" / key
+    # A stale run (other config) must not be resumed.
+    stamp = work / TEACHER_CONFIG_FILE
+    if work.exists() and (not stamp.exists() or json.loads(stamp.read_text(encoding="utf-8")) != to_dict(build)):
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    save_config(build, stamp)
+
+    t0 = time.perf_counter()
+    log(f"[teachers] {key}: training a WordPiece tokenizer (vocab {shape.vocab_size}, lowercase={shape.lowercase})")
+    tokenizer = train_wordpiece(files=[train_txt], vocab_size=shape.vocab_size, lowercase=shape.lowercase,
+                                model_max_length=cfg.max_length)
+    model = new_teacher(shape, tokenizer, seed=cfg.seed)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"[teachers] {key}: pretraining BertForMaskedLM ({n_params / 1e6:.2f} M parameters, {cfg.steps} steps) on {device}")
+    t_train = time.perf_counter()
+    log_path = pretrain_mlm(model, tokenizer, train_txt, cfg, work, device=device)
+    train_s = time.perf_counter() - t_train
+    model = model.to("cpu").eval()
+
+    log(f"[teachers] {key}: measuring quality on held-out text")
+    heldout = read_lines(heldout_txt, limit=cfg.eval_lines, seed=cfg.seed)
+    train_lines = read_lines(train_txt)
+    quality = measure_quality(model, tokenizer, heldout, train_lines, pppl_lines=cfg.pppl_lines,
+                              max_length=cfg.max_length, mlm_probability=cfg.mlm_probability, seed=cfg.seed)
+    quality.update(key=key, profile=prof.name, parameters=n_params, train_wall_s=round(train_s, 1),
+                   build_wall_s=round(time.perf_counter() - t0, 1), device=device,
+                   torch_threads=torch.get_num_threads())
+    records = read_train_log(log_path)
+    tps = [r["tokens_per_s"] for r in records if "tokens_per_s" in r]
+    if tps:
+        quality["mean_tokens_per_s"] = round(sum(tps) / len(tps), 1)
+
+    # Write into a temp folder, then swap it in: a crash never leaves a half-written teacher.
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp", dir=folder.parent))
+    try:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        shutil.copyfile(log_path, tmp / TRAIN_LOG_FILE)
+        (tmp / QUALITY_FILE).write_text(json.dumps(quality, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        save_config(build, tmp / TEACHER_CONFIG_FILE)
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"[teachers] {key}: done in {time.perf_counter() - t0:.0f} s -> {folder}")
+    return folder
+
+
+def _device(prof: Profile) -> str:
+    import torch
+
+    if prof.device in ("cpu", "cuda"):
+        return prof.device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def build_teachers(profile: str | Profile, keys: list[str] | tuple[str, ...] | None = None, *, force: bool = False,
+                   log=print) -> dict[str, Path]:
+    """Build (or reuse) the profile's miniature teachers; returns ``{key: folder}``.
+
+    Under a hub profile (``teachers.source: hub``) nothing is built and the hub IDs are returned as paths
+    of their :class:`~rokd.models.registry.ModelRef` (``name_or_path``).
+    """
+    prof = _profile(profile)
+    keys = tuple(keys or TEACHERS)
+    if prof.teachers.source == "hub":
+        return {k: Path(resolve(k, prof).name_or_path) for k in keys}
+    if prof.teachers.source != "build":
+        raise ValueError(f"profile {prof.name!r}: teachers.source must be 'build' or 'hub', got {prof.teachers.source!r}")
+    return {k: build_teacher(prof, k, force=force, log=log) for k in keys}
+
+
+def load_quality(folder: str | Path) -> dict:
+    """The ``quality.json`` of a built teacher."""
+    path = Path(folder) / QUALITY_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no {QUALITY_FILE} in {folder}; build the teacher with `rokd teachers build`")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+__all__ = [
+    "TeacherBuild", "build_teacher", "build_teachers", "new_teacher", "bert_config", "pretrain_mlm",
+    "read_train_log", "load_quality", "corpus_files",
+]

@@ -1,0 +1,503 @@
+"""A small, resumable training loop shared by teacher pretraining and distillation.
+
+``train(module, step_fn, batches, config)`` runs ``config.steps`` optimizer steps. Each step draws
+``config.grad_accum`` batches from ``batches`` and calls ``step_fn(module, batch)``, which returns a dict
+of named scalar loss terms including ``"loss"`` (the total to minimise). The trainer does the rest:
+
+- AdamW (``torch.optim.AdamW``; no weight decay on biases and LayerNorm weights), linear warm-up then
+  linear decay (``transformers.get_linear_schedule_with_warmup``), gradient accumulation, clipping;
+- bf16 autocast on CUDA (``mixed_precision="auto"`` or ``"bf16"``), fp32 on CPU;
+- device placement and several GPUs through Hugging Face Accelerate: ``accelerator.prepare`` wraps only
+  the trainable ``module``, the optimizer and the scheduler. Frozen modules (teachers) passed as
+  ``frozen_modules`` are moved to the device, put in eval mode with ``requires_grad=False`` and NOT
+  wrapped (DDP refuses modules without trainable parameters). ``step_fn`` must call the trainable
+  module through the ``module`` argument it receives (the DDP wrapper on several GPUs), so put every
+  trainable piece (student + projection layers) in one ``nn.Module``;
+- checkpoints every ``checkpoint_every`` steps and at the end, in
+  ``<output_dir>/checkpoints/checkpoint-<step>/`` (written to a temp dir, then renamed; the last
+  ``keep_checkpoints`` kept): ``model.safetensors``, ``optimizer.pt``, ``scheduler.pt``, per-process
+  ``rng-<rank>.pt`` (torch CPU/CUDA generators) and ``rng-<rank>.json`` (python, numpy),
+  ``data-<rank>.pt`` (``batches.state_dict()``: sampler cursor, collator generator), and
+  ``trainer_state.json`` (step, counters, config; written last, so a directory without it is ignored).
+  Loading uses ``torch.load(weights_only=True)`` and JSON only -- nothing is unpickled;
+- ``resume=True`` continues from the latest checkpoint and ends with bit-for-bit the weights an
+  uninterrupted run would have (tested on CPU with dropout, grad_accum > 1 and random masking);
+- a non-finite loss (or gradient norm) stops the run with :class:`NonFiniteLossError` naming the step
+  and the loss terms; no checkpoint is written for it, so the last good one stays;
+- a ``tqdm.auto`` progress bar and ``<output_dir>/train_log.jsonl``, one line per optimizer step:
+  ``step``, every loss term, ``lr``, ``grad_norm``, ``tokens`` and ``tokens_per_s`` (non-pad input tokens,
+  all processes), ``elapsed_s``, ``peak_mem_mb`` (CUDA ``max_memory_allocated`` or the process RSS peak);
+  ``<output_dir>/trainer_config.json`` holds the resolved :class:`TrainerConfig`.
+
+Usage::
+
+    from rokd.trainer import TrainerConfig, train
+    cfg = TrainerConfig(output_dir=out, steps=1000, lr=5e-4, warmup_steps=100, grad_accum=2,
+                        checkpoint_every=200, seed=13)
+
+    def step_fn(student, batch):               # student: the prepared (maybe DDP-wrapped) module
+        with torch.inference_mode():
+            t = teacher_forward(teacher, batch)     # frozen teacher, passed in frozen_modules
+        out = student(batch["input_ids"], batch["attention_mask"], batch["labels"])
+        terms = {"ce": kd_loss(out.logits, t), "mlm": F.cross_entropy(out.logits.float(), out.targets)}
+        terms["loss"] = 5 * terms["ce"] + 2 * terms["mlm"]
+        return terms
+
+    result = train(student, step_fn, batches, cfg, frozen_modules=[teacher], resume=True)
+    print(result.final_step, result.losses, result.tokens_per_s)
+
+``batches`` is any endless iterator of dicts of tensors (``rokd.mlm.BatchStream``); it is checkpointed
+when it has ``state_dict``/``load_state_dict``. Tensors in a batch are moved to the device by the
+trainer. Multi-GPU launch (one process per GPU; give each process its shard of batches, e.g.
+``LengthGroupedBatchSampler(..., num_shards=accelerator.num_processes, shard_index=accelerator.process_index)``,
+see :func:`make_accelerator`)::
+
+    accelerate launch --multi_gpu --num_processes 4 -m rokd.cli distill --profile paper --student distil-bert-base-ro
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import resource
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rokd.config import ConfigError, save_config, to_dict
+
+CHECKPOINT_PREFIX = "checkpoint-"
+_STATE_VERSION = 1
+# Fields that may change between a run and its resumption without changing what is computed.
+_RESUME_FREE_FIELDS = {"output_dir", "checkpoint_every", "keep_checkpoints", "log_every", "progress"}
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss (or the gradient norm) became NaN/inf; the run stopped, the last good checkpoint stays."""
+
+    def __init__(self, step: int, terms: dict[str, float], last_checkpoint: Path | None):
+        self.step, self.terms, self.last_checkpoint = step, terms, last_checkpoint
+        where = f"last good checkpoint: {last_checkpoint}" if last_checkpoint else "no checkpoint was written yet"
+        shown = ", ".join(f"{k}={v}" for k, v in terms.items())
+        super().__init__(
+            f"non-finite loss at optimizer step {step} ({shown}); training stopped, {where}. "
+            "Lower the learning rate or check the inputs, then rerun with resume=True."
+        )
+
+
+@dataclass
+class TrainerConfig:
+    """Hyper-parameters and bookkeeping of one training run (round-trips through ``rokd.config``)."""
+
+    output_dir: str = "runs/train"
+    steps: int = 1000  # optimizer steps in total
+    lr: float = 5e-4
+    warmup_steps: int = 0
+    weight_decay: float = 0.01
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-6
+    grad_accum: int = 1  # batches per optimizer step (per process)
+    max_grad_norm: float | None = 1.0  # None or 0: no clipping
+    checkpoint_every: int = 0  # 0: only at the end
+    keep_checkpoints: int = 2
+    log_every: int = 1  # JSONL log and progress-bar update period, in optimizer steps
+    seed: int = 13
+    mixed_precision: str = "auto"  # "auto" (bf16 on CUDA, else fp32) | "bf16" | "no"
+    cpu: bool = False  # force CPU even when a GPU is present
+    progress: bool = True  # show a tqdm progress bar
+
+    def __post_init__(self) -> None:
+        self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]  # JSON gives a list
+        problems = []
+        if self.steps < 1:
+            problems.append(f"steps must be >= 1 (got {self.steps})")
+        if self.grad_accum < 1:
+            problems.append(f"grad_accum must be >= 1 (got {self.grad_accum})")
+        if not 0 <= self.warmup_steps <= self.steps:
+            problems.append(f"warmup_steps must be in [0, steps={self.steps}] (got {self.warmup_steps})")
+        if self.lr <= 0:
+            problems.append(f"lr must be > 0 (got {self.lr})")
+        if self.checkpoint_every < 0 or self.keep_checkpoints < 1 or self.log_every < 1:
+            problems.append("checkpoint_every must be >= 0, keep_checkpoints >= 1, log_every >= 1")
+        if self.mixed_precision not in ("auto", "bf16", "no"):
+            problems.append(f"mixed_precision must be 'auto', 'bf16' or 'no' (got {self.mixed_precision!r})")
+        if problems:
+            raise ConfigError("TrainerConfig: " + "; ".join(problems))
+
+
+@dataclass
+class TrainResult:
+    """What a call to :func:`train` did."""
+
+    final_step: int  # optimizer steps done in total (this run and the runs it resumed)
+    completed: bool  # final_step == config.steps
+    losses: dict[str, float]  # loss terms of the last optimizer step
+    wall_time_s: float  # this call only
+    tokens_per_s: float  # this call's tokens / its training time
+    resumed_from: int | None  # step of the checkpoint resumed from
+    checkpoint: Path | None  # latest checkpoint directory
+    module: nn.Module = field(repr=False, default=None)  # the unwrapped trainable module
+
+
+# --------------------------------------------------------------------------------------------------
+# Pieces (public: tests and callers use them)
+# --------------------------------------------------------------------------------------------------
+
+
+def resolve_mixed_precision(setting: str, cpu: bool = False) -> str:
+    """``auto`` -> ``bf16`` on a bf16-capable CUDA device, else ``no``. ``bf16`` without CUDA is an error."""
+    cuda = torch.cuda.is_available() and not cpu
+    if setting == "auto":
+        return "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
+    if setting == "bf16" and not cuda:
+        raise ConfigError("mixed_precision='bf16' needs a CUDA device; use 'auto' or 'no' on CPU")
+    return setting
+
+
+def make_accelerator(config: TrainerConfig):
+    """The ``accelerate.Accelerator`` the trainer uses (call it first to learn ``process_index`` etc.).
+
+    The scheduler is stepped once per optimizer step on every process
+    (``step_scheduler_with_optimizer=False``), so the schedule does not depend on the GPU count.
+    """
+    from accelerate import Accelerator
+
+    return Accelerator(
+        mixed_precision=resolve_mixed_precision(config.mixed_precision, config.cpu),
+        cpu=config.cpu,
+        step_scheduler_with_optimizer=False,
+    )
+
+
+def parameter_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: decay on weights, none on biases and normalisation weights (1-D parameters)."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    if not decay and not no_decay:
+        raise ValueError("the trainable module has no parameter with requires_grad=True")
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def rng_state() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Every global RNG: (JSON part: python + numpy, tensor part: torch CPU + CUDA)."""
+    py = random.getstate()
+    np_state = np.random.get_state()
+    as_json = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+    }
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda{i}"] = s
+    return as_json, tensors
+
+
+def set_rng_state(as_json: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    v, internal, gauss = as_json["python"]
+    random.setstate((v, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = as_json["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda")), key=lambda k: int(k[4:]))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+
+
+def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Complete checkpoints (those with ``trainer_state.json``), oldest first."""
+    root = Path(output_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = []
+    for d in root.iterdir():
+        suffix = d.name[len(CHECKPOINT_PREFIX) :]
+        if d.is_dir() and d.name.startswith(CHECKPOINT_PREFIX) and suffix.isdigit() and (d / "trainer_state.json").is_file():
+            found.append((int(suffix), d))
+    return [d for _, d in sorted(found)]
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    ckpts = list_checkpoints(output_dir)
+    return ckpts[-1] if ckpts else None
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _default_count_tokens(batch: Any) -> int:
+    if isinstance(batch, dict):
+        if "attention_mask" in batch:
+            return int(batch["attention_mask"].sum())
+        if "input_ids" in batch:
+            return int(batch["input_ids"].numel())
+    return 0
+
+
+def _load_tensors(path: Path) -> Any:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------
+
+
+def train(
+    module: nn.Module,
+    step_fn: Callable[[nn.Module, Any], dict[str, torch.Tensor]],
+    batches: Iterable[Any],
+    config: TrainerConfig,
+    *,
+    frozen_modules: Sequence[nn.Module] = (),
+    resume: bool = False,
+    max_steps_this_run: int | None = None,
+    count_tokens: Callable[[Any], int] = _default_count_tokens,
+    accelerator: Any = None,
+) -> TrainResult:
+    """Train ``module`` for ``config.steps`` optimizer steps; see the module docstring.
+
+    ``resume=True`` continues from the latest complete checkpoint in ``config.output_dir`` (a fresh
+    start when there is none; immediately returns when it is already at ``config.steps``).
+    ``max_steps_this_run`` stops (with a checkpoint) after that many optimizer steps of this call --
+    for time-boxed runs and for testing resumption.
+    """
+    out = Path(config.output_dir)
+    acc = accelerator if accelerator is not None else make_accelerator(config)
+    main = acc.is_main_process
+    rank = acc.process_index
+    t_start = time.perf_counter()
+
+    for frozen in frozen_modules:
+        frozen.requires_grad_(False).eval().to(acc.device)
+
+    # Seed before the optimizer exists; on resume every RNG is overwritten at the end of setup.
+    ckpt = latest_checkpoint(out) if resume else None
+    if ckpt is None:
+        from accelerate.utils import set_seed
+
+        set_seed(config.seed + rank)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "trainer_config.json")
+
+    from transformers import get_linear_schedule_with_warmup
+
+    module.to(acc.device)
+    optimizer = torch.optim.AdamW(
+        parameter_groups(module, config.weight_decay), lr=config.lr, betas=tuple(config.adam_betas), eps=config.adam_eps
+    )
+    scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
+    model, optimizer, scheduler = acc.prepare(module, optimizer, scheduler)
+
+    step, tokens_total_before, elapsed_before = 0, 0, 0.0
+    resumed_from = None
+    last_losses: dict[str, float] = {}
+    if ckpt is not None:
+        state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+        _check_resume_config(state["config"], config, ckpt)
+        from safetensors.torch import load_model
+
+        load_model(acc.unwrap_model(model), ckpt / "model.safetensors", strict=True, device=str(acc.device))
+        optimizer.load_state_dict(_load_tensors(ckpt / "optimizer.pt"))
+        scheduler.load_state_dict(_load_tensors(ckpt / "scheduler.pt"))
+        if hasattr(batches, "load_state_dict"):
+            data_file = ckpt / f"data-{rank}.pt"
+            if not data_file.is_file():
+                raise FileNotFoundError(f"{data_file} missing: the checkpoint was written by fewer processes than this run has")
+            batches.load_state_dict(_load_tensors(data_file))
+        set_rng_state(json.loads((ckpt / f"rng-{rank}.json").read_text(encoding="utf-8")), _load_tensors(ckpt / f"rng-{rank}.pt"))
+        step = resumed_from = int(state["step"])
+        tokens_total_before, elapsed_before = int(state["tokens"]), float(state["elapsed_s"])
+        last_losses = state.get("losses", {})
+        if main:
+            _truncate_log(out / "train_log.jsonl", step)
+    elif main and (out / "train_log.jsonl").exists():
+        (out / "train_log.jsonl").unlink()  # a fresh run starts a fresh log
+
+    stop_at = config.steps if max_steps_this_run is None else min(config.steps, step + max_steps_this_run)
+    batch_iter: Iterator[Any] = iter(batches)
+    model.train()
+    log_file = (out / "train_log.jsonl").open("a", encoding="utf-8") if main else None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=config.steps, initial=step, desc="train", disable=not (main and config.progress), dynamic_ncols=True)
+    tokens_this_run, train_time = 0, 0.0
+    last_ckpt = latest_checkpoint(out)
+    try:
+        while step < stop_at:
+            t0 = time.perf_counter()
+            sums: dict[str, torch.Tensor] = {}
+            step_tokens = 0
+            for micro in range(config.grad_accum):
+                try:
+                    batch = next(batch_iter)
+                except StopIteration as e:
+                    raise RuntimeError(f"the batch iterator ran out at step {step + 1}; it must be endless (use rokd.mlm.BatchStream)") from e
+                step_tokens += count_tokens(batch)
+                batch = _to_device(batch, acc.device)
+                sync = micro == config.grad_accum - 1
+                ctx = acc.no_sync(model) if not sync else contextlib.nullcontext()
+                with ctx:
+                    with acc.autocast():
+                        terms = step_fn(model, batch)
+                    if "loss" not in terms:
+                        raise KeyError(f"step_fn must return a dict with a 'loss' entry (the total); got keys {sorted(terms)}")
+                    acc.backward(terms["loss"] / config.grad_accum)
+                for k, v in terms.items():
+                    v = v.detach().float()
+                    sums[k] = sums[k] + v if k in sums else v
+            means = {k: v / config.grad_accum for k, v in sums.items()}
+            # One reduction for every term: mean over processes; non-finite values propagate.
+            keys = sorted(means)
+            stacked = acc.reduce(torch.stack([means[k] for k in keys]), reduction="mean")
+            losses = {k: float(x) for k, x in zip(keys, stacked.tolist())}
+            if not all(math.isfinite(v) for v in losses.values()):
+                raise NonFiniteLossError(step + 1, losses, last_ckpt)
+            grad_norm = None
+            if config.max_grad_norm:
+                grad_norm = float(acc.clip_grad_norm_(model.parameters(), config.max_grad_norm))
+                if not math.isfinite(grad_norm):
+                    raise NonFiniteLossError(step + 1, {**losses, "grad_norm": grad_norm}, last_ckpt)
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            last_losses = losses
+
+            step_tokens_all = int(acc.reduce(torch.tensor(step_tokens, device=acc.device), reduction="sum")) if acc.num_processes > 1 else step_tokens
+            dt = time.perf_counter() - t0
+            tokens_this_run += step_tokens_all
+            train_time += dt
+            if main and (step % config.log_every == 0 or step == stop_at):
+                record = {"step": step, **losses, "lr": lr, "grad_norm": grad_norm, "tokens": step_tokens_all,
+                          "tokens_per_s": step_tokens_all / dt if dt > 0 else None,
+                          "elapsed_s": elapsed_before + (time.perf_counter() - t_start),
+                          "peak_mem_mb": _peak_memory_mb(acc.device)}
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+                bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
+            bar.update(1)
+
+            if step == stop_at or (config.checkpoint_every and step % config.checkpoint_every == 0):
+                last_ckpt = _save_checkpoint(
+                    acc, model, optimizer, scheduler, batches, config, step,
+                    tokens=tokens_total_before + tokens_this_run,
+                    elapsed=elapsed_before + (time.perf_counter() - t_start),
+                    losses=losses,
+                )
+    finally:
+        bar.close()
+        if log_file is not None:
+            log_file.close()
+
+    wall = time.perf_counter() - t_start
+    return TrainResult(
+        final_step=step,
+        completed=step >= config.steps,
+        losses=last_losses,
+        wall_time_s=wall,
+        tokens_per_s=tokens_this_run / train_time if train_time > 0 else 0.0,
+        resumed_from=resumed_from,
+        checkpoint=latest_checkpoint(out),
+        module=acc.unwrap_model(model),
+    )
+
+
+def _check_resume_config(saved: dict[str, Any], config: TrainerConfig, ckpt: Path) -> None:
+    now = to_dict(config)
+    diffs = [f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}" for k in now if k not in _RESUME_FREE_FIELDS and saved.get(k) != now[k]]
+    if diffs:
+        raise ConfigError(
+            f"cannot resume from {ckpt}: the training config changed ({'; '.join(diffs)}). "
+            "Restore those values, or start fresh with resume=False (or another output_dir)."
+        )
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines of steps after ``step`` (written by the interrupted run after its last checkpoint)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _save_checkpoint(acc, model, optimizer, scheduler, batches, config: TrainerConfig, step: int, *, tokens: int, elapsed: float, losses: dict[str, float]) -> Path:
+    root = Path(config.output_dir) / "checkpoints"
+    final = root / f"{CHECKPOINT_PREFIX}{step}"
+    tmp = root / f".tmp-{CHECKPOINT_PREFIX}{step}"
+    rank = acc.process_index
+    if acc.is_main_process:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    acc.wait_for_everyone()
+    rng_json, rng_tensors = rng_state()
+    (tmp / f"rng-{rank}.json").write_text(json.dumps(rng_json), encoding="utf-8")
+    torch.save(rng_tensors, tmp / f"rng-{rank}.pt")
+    if hasattr(batches, "state_dict"):
+        torch.save(batches.state_dict(), tmp / f"data-{rank}.pt")
+    if acc.is_main_process:
+        from safetensors.torch import save_model
+
+        save_model(acc.unwrap_model(model), str(tmp / "model.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        state = {"version": _STATE_VERSION, "step": step, "tokens": tokens, "elapsed_s": elapsed, "losses": losses,
+                 "num_processes": acc.num_processes, "config": to_dict(config)}
+        (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in list_checkpoints(config.output_dir)[: -config.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+    acc.wait_for_everyone()
+    return final
+
+
+__all__ = [
+    "TrainerConfig",
+    "TrainResult",
+    "NonFiniteLossError",
+    "train",
+    "make_accelerator",
+    "resolve_mixed_precision",
+    "parameter_groups",
+    "rng_state",
+    "set_rng_state",
+    "list_checkpoints",
+    "latest_checkpoint",
+]

@@ -1,0 +1,84 @@
+"""Multi-teacher distillation with two teachers whose vocabularies (and widths) differ."""
+
+import itertools
+import math
+
+import torch
+
+from distill_fixtures import SENTENCES, run_config, tiny_bert, tokenizers
+from rokd.distill.distiller import DistillNet, build_setup, make_step_fn, trainer_config
+from rokd.trainer import train
+
+
+def _setup(strategy="ensemble", seed=0):
+    cased, uncased = tokenizers()
+    assert cased.get_vocab() != uncased.get_vocab()
+    models = {"bert-base-ro": tiny_bert(cased, hidden=32, seed=1), "robert-base": tiny_bert(uncased, hidden=48, seed=2)}
+    toks = {"bert-base-ro": cased, "robert-base": uncased}
+    run = run_config(strategy=strategy)
+    torch.manual_seed(seed)  # the projection 32 -> 48 is initialised from the global generator
+    return run, build_setup(run, models, toks, SENTENCES)
+
+
+def test_multi_teacher_step_runs_and_reports_coverage():
+    run, setup = _setup()
+    adaptors = {a.name: a for a in setup.adaptors}
+    assert not adaptors["bert-base-ro"].needs_reference and adaptors["robert-base"].needs_reference
+    assert isinstance(setup.net.projections["robert-base"], torch.nn.Linear)  # widths differ: learned projection
+    batch = next(setup.batches)
+    terms = make_step_fn(setup.adaptors, run)(setup.net, batch)
+    assert set(terms) >= {"loss", "ce", "mlm", "cos", "cos.bert-base-ro", "cos.robert-base", "stat_coverage.robert-base", "stat_mapped_mass.robert-base"}
+    assert all(math.isfinite(float(v.detach())) for v in terms.values())
+    assert 0.0 < float(terms["stat_coverage.robert-base"]) <= 1.0
+    assert 0.0 < float(terms["stat_mapped_mass.robert-base"]) <= 1.0
+    terms["loss"].backward()
+    assert setup.net.projections["robert-base"].weight.grad is not None
+    assert all(p.grad is None for a in setup.adaptors for p in a.model.parameters())  # teachers frozen
+
+
+def test_multi_teacher_loss_falls(tmp_path):
+    run, setup = _setup()
+    batch = next(setup.batches)
+    step_fn = make_step_fn(setup.adaptors, run)
+    run.steps = 12
+    cfg = trainer_config(run, tmp_path, "cpu", progress=False)
+    seen = []
+
+    def logged(net, b):
+        terms = step_fn(net, b)
+        seen.append({k: float(v) for k, v in terms.items()})
+        return terms
+
+    train(setup.net, logged, itertools.repeat(batch), cfg, frozen_modules=[a.model for a in setup.adaptors])
+    assert all(math.isfinite(t["loss"]) for t in seen)
+    first, last = seen[0]["loss"], seen[-1]["loss"]
+    assert last < first * 0.9, (first, last)
+    assert seen[-1]["cos.robert-base"] < seen[0]["cos.robert-base"]  # the projected word-level alignment is learnt
+
+
+def test_hidden_only_strategy_keeps_other_vocab_teacher_out_of_soft_targets():
+    run, setup = _setup(strategy="hidden-only")
+    batch = next(setup.batches)
+    terms = make_step_fn(setup.adaptors, run)(setup.net, batch)
+    assert math.isfinite(float(terms["loss"])) and "cos.robert-base" in terms
+
+
+def test_distillation_resume_gives_the_same_weights(tmp_path):
+    def final_weights(out, interrupted):
+        run, setup = _setup(seed=7)
+        run.steps = 4
+        cfg = trainer_config(run, out, "cpu", checkpoint_every=2, progress=False)
+        kw = dict(frozen_modules=[a.model for a in setup.adaptors])
+        if interrupted:
+            train(setup.net, make_step_fn(setup.adaptors, run), setup.batches, cfg, max_steps_this_run=2, **kw)
+            run, setup = _setup(seed=99)  # a fresh process: other initial projection, fresh batch stream
+            run.steps = 4
+            train(setup.net, make_step_fn(setup.adaptors, run), setup.batches, cfg, resume=True, **kw)
+        else:
+            train(setup.net, make_step_fn(setup.adaptors, run), setup.batches, cfg, **kw)
+        return {k: v.detach().clone() for k, v in setup.net.state_dict().items()}
+
+    a = final_weights(tmp_path / "a", interrupted=False)
+    b = final_weights(tmp_path / "b", interrupted=True)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -1,0 +1,326 @@
+"""rokd.loyalty: the three measures on hand-computed cases, alignment errors, pairs, the CSV and summaries."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from loyalty_fixtures import write_synthetic_predictions, write_synthetic_scores
+from rokd.loyalty import (
+    LOYALTY_COLUMNS,
+    LoyaltyAlignmentError,
+    agreement_matrix,
+    check_aligned,
+    compute_loyalty,
+    ensemble_predictions,
+    label_loyalty,
+    load_pair,
+    loyalty_matrix,
+    loyalty_pairs,
+    loyalty_vs_score,
+    paper_style_table,
+    probability_loyalty,
+    read_loyalty,
+    regression_loyalty,
+)
+from rokd.tasks.predictions import Predictions, load_predictions, predictions_path, save_predictions
+
+TASKS = ("upos", "xpos", "ner", "sapn", "sar", "di", "sts")
+
+
+# --- label loyalty ------------------------------------------------------------------------------
+
+
+def test_label_loyalty_hand_case():
+    # rows 0, 2, 3 agree; row 1 differs -> 3/4
+    assert label_loyalty([0, 1, 2, 1], [0, 2, 2, 1]) == pytest.approx(0.75)
+    assert label_loyalty([3, 3], [3, 3]) == 1.0
+    assert label_loyalty([0, 1], [1, 0]) == 0.0
+
+
+def test_label_loyalty_rejects_unequal_lengths():
+    with pytest.raises(ValueError, match="teacher has 3 labels, student 2"):
+        label_loyalty([0, 1, 2], [0, 1])
+
+
+# --- probability loyalty ------------------------------------------------------------------------
+
+
+def test_probability_loyalty_identical_is_one():
+    p = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [1 / 3, 1 / 3, 1 / 3]], dtype=np.float32)
+    assert probability_loyalty(p, p.copy()) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_probability_loyalty_disjoint_one_hot_is_zero():
+    t = np.eye(3)[[0, 1, 2]]
+    s = np.eye(3)[[1, 2, 0]]
+    # JS divergence (base 2) of disjoint distributions is 1, so the distance is 1 and loyalty 0.
+    assert probability_loyalty(t, s) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_probability_loyalty_hand_computed_intermediate():
+    # Row 1: p = (1, 0), q = (1/2, 1/2); mixture m = (3/4, 1/4).
+    #   KL(p||m) = 1 * log2(1 / (3/4))                        = 2 - log2 3            = 0.4150375
+    #   KL(q||m) = 1/2 log2((1/2)/(3/4)) + 1/2 log2((1/2)/(1/4)) = 1 - (1/2) log2 3   = 0.2075187
+    #   JS divergence = (0.4150375 + 0.2075187) / 2 = 3/2 - (3/4) log2 3             = 0.3112781
+    #   JS distance   = sqrt(0.3112781)                                              = 0.5579230
+    #   loyalty       = 1 - 0.5579230                                                = 0.4420770
+    # Row 2: identical rows -> loyalty 1.  Mean over rows: (0.4420770 + 1) / 2 = 0.7210385.
+    divergence = 1.5 - 0.75 * math.log2(3)
+    assert divergence == pytest.approx(0.3112781, abs=1e-7)
+    row1 = 1 - math.sqrt(divergence)
+    t = np.array([[1.0, 0.0], [0.3, 0.7]])
+    s = np.array([[0.5, 0.5], [0.3, 0.7]])
+    assert probability_loyalty(t, s) == pytest.approx((row1 + 1) / 2, abs=1e-9)
+    assert probability_loyalty(t, s) == pytest.approx(0.7210385, abs=1e-6)
+    # The root taken twice would give 1 - 0.5579^(1/2) = 0.2530 for row 1: make sure we are not there.
+    assert probability_loyalty(t[:1], s[:1]) == pytest.approx(0.4420770, abs=1e-6)
+
+
+def test_probability_loyalty_rejects_bad_input():
+    with pytest.raises(ValueError, match="same shape"):
+        probability_loyalty(np.ones((2, 3)) / 3, np.ones((2, 2)) / 2)
+    with pytest.raises(ValueError, match="non-negative"):
+        probability_loyalty(np.array([[1.5, -0.5]]), np.array([[0.5, 0.5]]))
+
+
+# --- regression loyalty -------------------------------------------------------------------------
+
+
+def test_regression_loyalty_hand_case():
+    # t = (1, 2, 3), s = (1, 3, 2): deviations (-1, 0, 1) and (-1, 1, 0);
+    # covariance sum = 1, squared deviations 2 and 2 -> r = 1 / sqrt(2 * 2) = 0.5
+    assert regression_loyalty([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)
+    assert regression_loyalty([1, 2, 3, 4], [10, 12, 14, 16]) == pytest.approx(1.0)
+    assert regression_loyalty([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+
+
+def test_regression_loyalty_constant_output_is_nan_with_warning():
+    with pytest.warns(UserWarning, match="student's outputs are constant"):
+        assert math.isnan(regression_loyalty([1.0, 2.0, 3.0], [2.0, 2.0, 2.0]))
+
+
+# --- alignment ----------------------------------------------------------------------------------
+
+
+def _cls(ids, pred, probs=None, names=("A", "B")):
+    pred = np.asarray(pred)
+    probs = np.eye(len(names))[pred] if probs is None else np.asarray(probs)
+    return Predictions(ids=np.asarray(ids), gold=pred, pred=pred, probs=probs, label_names=list(names))
+
+
+def test_check_aligned_count_order_and_labels():
+    t = _cls(["a", "b", "c"], [0, 1, 0])
+    check_aligned(t, _cls(["a", "b", "c"], [1, 1, 0]), "T.npz", "S.npz")  # aligned: no error
+    with pytest.raises(LoyaltyAlignmentError, match=r"T\.npz.*S\.npz.*3 rows vs 2 rows"):
+        check_aligned(t, _cls(["a", "b"], [0, 1]), "T.npz", "S.npz")
+    with pytest.raises(LoyaltyAlignmentError, match=r"T\.npz.*S\.npz.*first at row 0.*another order"):
+        check_aligned(t, _cls(["b", "a", "c"], [0, 1, 0]), "T.npz", "S.npz")
+    with pytest.raises(LoyaltyAlignmentError, match="different ids"):
+        check_aligned(t, _cls(["a", "b", "x"], [0, 1, 0]), "T.npz", "S.npz")
+    with pytest.raises(LoyaltyAlignmentError, match="label names differ"):
+        check_aligned(t, _cls(["a", "b", "c"], [0, 1, 0], names=("B", "A")), "T.npz", "S.npz")
+
+
+def test_compute_loyalty_refuses_misaligned_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROKD_RESULTS_DIR", str(tmp_path))
+    res = tmp_path / "smoke"
+    write_synthetic_predictions(res, tasks=("sapn",), seeds=(1,), n=12)
+    path = predictions_path(res, "distil-robert-base", "sapn", 1)
+    p = load_predictions(path)
+    order = np.roll(np.arange(len(p.ids)), 1)  # same rows, shifted by one
+    save_predictions(Predictions(p.ids[order], p.gold[order], p.pred[order], p.probs[order], p.label_names, p.meta), path)
+    with pytest.raises(LoyaltyAlignmentError) as err:
+        compute_loyalty("smoke", tasks=["sapn"], seeds=[1])
+    msg = str(err.value)
+    assert str(predictions_path(res, "robert-base", "sapn", 1)) in msg and str(path) in msg
+    assert not (res / "loyalty.csv").exists()  # nothing half-written
+
+
+def test_compute_loyalty_refuses_count_mismatch(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROKD_RESULTS_DIR", str(tmp_path))
+    res = tmp_path / "smoke"
+    write_synthetic_predictions(res, tasks=("sts",), seeds=(1,), n=12)
+    path = predictions_path(res, "distil-bert-base-ro", "sts", 1)
+    p = load_predictions(path)
+    save_predictions(Predictions(p.ids[:-1], p.gold[:-1], p.pred[:-1], meta=p.meta), path)
+    with pytest.raises(LoyaltyAlignmentError, match="12 rows vs 11 rows") as err:
+        compute_loyalty("smoke", tasks=["sts"], seeds=[1])
+    assert str(path) in str(err.value) and str(predictions_path(res, "bert-base-ro", "sts", 1)) in str(err.value)
+
+
+def test_compute_loyalty_missing_file_names_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROKD_RESULTS_DIR", str(tmp_path))
+    res = tmp_path / "smoke"
+    write_synthetic_predictions(res, tasks=("di",), seeds=(1,), n=8)
+    gone = predictions_path(res, "robert-base", "di", 1)
+    gone.unlink()
+    with pytest.raises(FileNotFoundError, match="rokd pipeline --profile smoke") as err:
+        compute_loyalty("smoke", tasks=["di"], seeds=[1])
+    assert str(gone) in str(err.value)
+
+
+# --- ensemble and pairs -------------------------------------------------------------------------
+
+
+def test_ensemble_averages_distributions_and_outputs():
+    a = _cls(["x", "y"], [0, 1], probs=[[0.9, 0.1], [0.4, 0.6]])
+    b = _cls(["x", "y"], [1, 1], probs=[[0.3, 0.7], [0.2, 0.8]])
+    e = ensemble_predictions([a, b])
+    np.testing.assert_allclose(e.probs, [[0.6, 0.4], [0.3, 0.7]])
+    np.testing.assert_array_equal(e.pred, [0, 1])  # argmax of the averaged distribution
+    r1 = Predictions(ids=np.array(["x", "y"]), gold=np.zeros(2), pred=np.array([1.0, 3.0]))
+    r2 = Predictions(ids=np.array(["x", "y"]), gold=np.zeros(2), pred=np.array([2.0, 5.0]))
+    np.testing.assert_allclose(ensemble_predictions([r1, r2]).pred, [1.5, 4.0])
+    with pytest.raises(LoyaltyAlignmentError):
+        ensemble_predictions([a, _cls(["y", "x"], [0, 1])], ["A.npz", "B.npz"])
+
+
+def test_pairs_follow_student_teachers():
+    assert loyalty_pairs() == [
+        ("distil-bert-base-ro", "bert-base-ro"),
+        ("distil-robert-base", "robert-base"),
+        ("distilmulti-bert-base-ro", "bert-base-ro"),
+        ("distilmulti-bert-base-ro", "robert-base"),
+        ("distilmulti-bert-base-ro", "ensemble"),
+    ]
+
+
+# --- the CSV, end to end on synthetic files ------------------------------------------------------
+
+
+def test_compute_loyalty_writes_every_pair_task_seed(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROKD_RESULTS_DIR", str(tmp_path))
+    res = tmp_path / "smoke"
+    write_synthetic_predictions(res, tasks=TASKS, seeds=(1, 2), n=24)
+    df = compute_loyalty("smoke", tasks=TASKS, seeds=[1, 2])
+    # 5 pairs x (6 classification tasks x 2 metrics + STS x 1 metric) x 2 seeds
+    assert len(df) == 5 * (6 * 2 + 1) * 2
+    assert tuple(df.columns) == LOYALTY_COLUMNS
+    back = read_loyalty("smoke")
+    pd.testing.assert_frame_equal(back, df, check_dtype=False, atol=1e-9)
+    assert (res / "loyalty_config.json").exists()
+    assert not list(res.glob(".*tmp"))
+
+    # Cross-check two rows against the raw files.
+    t = load_predictions(predictions_path(res, "bert-base-ro", "upos", 2))
+    s = load_predictions(predictions_path(res, "distil-bert-base-ro", "upos", 2))
+    got = df.query("student == 'distil-bert-base-ro' and teacher == 'bert-base-ro' and task == 'upos' and seed == 2")
+    assert got.set_index("metric").value["label_loyalty"] == pytest.approx(np.mean(t.pred == s.pred))
+    r = load_predictions(predictions_path(res, "robert-base", "sts", 1))
+    b = load_predictions(predictions_path(res, "bert-base-ro", "sts", 1))
+    m = load_predictions(predictions_path(res, "distilmulti-bert-base-ro", "sts", 1))
+    want = np.corrcoef((r.pred.astype(float) + b.pred) / 2, m.pred)[0, 1]
+    got = df.query("teacher == 'ensemble' and task == 'sts' and seed == 1").value.item()
+    assert got == pytest.approx(want, abs=1e-6)
+    # All values are proper fractions / correlations.
+    assert df[df.metric != "regression_loyalty"].value.between(0, 1).all()
+
+
+def test_cli_writes_loyalty_csv(tmp_path, monkeypatch, capsys):
+    from rokd import loyalty_cli
+
+    monkeypatch.setenv("ROKD_RESULTS_DIR", str(tmp_path))
+    write_synthetic_predictions(tmp_path / "smoke", tasks=("sar", "sts"), seeds=(1,), n=10)
+    parser = argparse.ArgumentParser()
+    loyalty_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["loyalty", "--profile", "smoke", "--tasks", "sar", "sts"])
+    assert args.func(args) == 0
+    assert len(read_loyalty("smoke")) == 5 * (2 + 1)
+    assert "loyalty.csv" in capsys.readouterr().out
+
+
+def test_load_pair_ensemble(tmp_path):
+    write_synthetic_predictions(tmp_path, tasks=("ner",), seeds=(3,), n=16)
+    t, s = load_pair("smoke", "distilmulti-bert-base-ro", "ensemble", "ner", 3, results=tmp_path)
+    a = load_predictions(predictions_path(tmp_path, "bert-base-ro", "ner", 3))
+    b = load_predictions(predictions_path(tmp_path, "robert-base", "ner", 3))
+    np.testing.assert_allclose(t.probs, (a.probs.astype(float) + b.probs) / 2, atol=1e-7)
+    assert s.meta["model"] == "distilmulti-bert-base-ro"
+
+
+# --- summaries ----------------------------------------------------------------------------------
+
+
+def _rows(student, teacher, task, seed, **metrics):
+    return [{"student": student, "teacher": teacher, "task": task, "seed": seed, "metric": k, "value": v} for k, v in metrics.items()]
+
+
+def test_paper_style_table_averages_tasks_then_seeds():
+    s, t = "distil-bert-base-ro", "bert-base-ro"
+    rows = (
+        _rows(s, t, "upos", 1, label_loyalty=0.9, prob_loyalty=0.8)
+        + _rows(s, t, "sar", 1, label_loyalty=0.7, prob_loyalty=0.6)
+        + _rows(s, t, "sts", 1, regression_loyalty=0.95)
+        + _rows(s, t, "upos", 2, label_loyalty=1.0, prob_loyalty=0.9)
+        + _rows(s, t, "sar", 2, label_loyalty=0.8, prob_loyalty=0.7)
+        + _rows(s, t, "sts", 2, regression_loyalty=0.85)
+    )
+    table = paper_style_table(pd.DataFrame(rows))
+    row = table.loc[(s, t)]
+    # L-L per seed: (90 + 70) / 2 = 80 and (100 + 80) / 2 = 90 -> mean 85, std sqrt(50) = 7.0711
+    assert row["L-L"] == pytest.approx(85.0)
+    assert row["L-L std"] == pytest.approx(math.sqrt(50))
+    assert row["P-L"] == pytest.approx(75.0)
+    assert row["R-L"] == pytest.approx(90.0)
+    assert row["paper L-L"] == pytest.approx(89.75)  # the paper's value for this pair, beside ours
+    assert row["seeds"] == 2
+
+
+def test_loyalty_matrix_and_vs_score():
+    s, t = "distil-robert-base", "robert-base"
+    loy = pd.DataFrame(
+        _rows(s, t, "upos", 1, label_loyalty=0.5, prob_loyalty=0.4) + _rows(s, t, "sts", 1, regression_loyalty=0.9)
+    )
+    m = loyalty_matrix(loy, "label_loyalty")
+    assert m.loc["Distil-RoBERT-base → RoBERT-base", "upos"] == pytest.approx(50.0)
+    scores = pd.DataFrame([
+        {"model": s, "task": "upos", "metric": "macro_f1", "seed": 1, "value": 0.6},
+        {"model": s, "task": "upos", "metric": "accuracy", "seed": 1, "value": 0.99},
+        {"model": t, "task": "upos", "metric": "macro_f1", "seed": 1, "value": 0.7},
+        {"model": s, "task": "sts", "metric": "pearson", "seed": 1, "value": 0.3},
+        {"model": t, "task": "sts", "metric": "pearson", "seed": 1, "value": 0.4},
+    ])
+    v = loyalty_vs_score(loy, scores).set_index("task")
+    assert v.loc["upos", "loyalty"] == pytest.approx(50.0) and v.loc["upos", "student_score"] == pytest.approx(60.0)
+    assert v.loc["upos", "score_gap"] == pytest.approx(-10.0)
+    assert v.loc["sts", "loyalty_metric"] == "R-L" and v.loc["sts", "teacher_score"] == pytest.approx(40.0)
+
+
+def test_agreement_matrix_top_k_pools_the_rest():
+    names = ("A", "B", "C", "D")
+    t = _cls(list("abcdefgh"), [0, 0, 0, 0, 1, 1, 2, 3], names=names)
+    s = _cls(list("abcdefgh"), [0, 0, 0, 1, 1, 0, 3, 2], names=names)
+    full = agreement_matrix(t, s, normalize=False)
+    assert full.loc["A", "A"] == 3 and full.loc["A", "B"] == 1 and full.loc["C", "D"] == 1
+    top = agreement_matrix(t, s, top_k=2)
+    assert list(top.index) == ["A", "B", "(other)"]
+    np.testing.assert_allclose(top.loc["A"].to_numpy(), [0.75, 0.25, 0.0])
+    np.testing.assert_allclose(top.loc["B"].to_numpy(), [0.5, 0.5, 0.0])
+    np.testing.assert_allclose(top.loc["(other)"].to_numpy(), [0.0, 0.0, 1.0])  # C<->D swaps stay "other"
+
+
+def test_synthetic_scores_fixture_uses_real_metrics(tmp_path):
+    write_synthetic_predictions(tmp_path, tasks=("ner", "sts"), seeds=(1,), n=16)
+    path = write_synthetic_scores(tmp_path, tasks=("ner", "sts"), seeds=(1,))
+    sc = pd.read_csv(path)
+    assert set(sc.metric) >= {"macro_f1", "pearson"} and sc.value.notna().any()
+
+
+def test_loyalty_score_correlation_ranks():
+    from rokd.loyalty import loyalty_score_correlation
+
+    vs = pd.DataFrame({
+        "task": ["upos"] * 4 + ["sts"] * 2,
+        "loyalty_metric": ["L-L"] * 4 + ["R-L"] * 2,
+        "loyalty": [10, 20, 30, 40, 1, 2],
+        "student_score": [1, 2, 4, 3, 5, 6],
+    })
+    out = loyalty_score_correlation(vs).set_index("task")
+    # ranks (1,2,3,4) vs (1,2,4,3): d^2 = 0+0+1+1 = 2 -> rho = 1 - 6*2 / (4*15) = 0.8
+    assert out.loc["upos", "spearman_rho"] == pytest.approx(0.8)
+    assert math.isnan(out.loc["sts", "spearman_rho"])  # only two points

@@ -1,0 +1,279 @@
+"""Tests of rokd.trainer: exact resume, non-finite loss, LR schedule, gradient accumulation, checkpoints, log.
+CPU only, tiny models built from configs."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
+
+from rokd import mlm
+from rokd.config import ConfigError, load_config
+from rokd.trainer import NonFiniteLossError, TrainerConfig, latest_checkpoint, list_checkpoints, parameter_groups, train
+
+WORDS = "casa mare frumoasă copilul aleargă prin parcul orașului seara când soarele apune încet peste dealuri și râuri".split()
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> PreTrainedTokenizerFast:
+    rng = random.Random(0)
+    lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) + "." for _ in range(200)]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=False)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(lines, trainers.WordPieceTrainer(vocab_size=80, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))]
+    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    fast.lines = lines  # the fixture text travels with it
+    return fast
+
+
+def make_net(tokenizer, seed: int) -> mlm.SparseMLM:
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                     max_position_embeddings=32, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, attn_implementation="sdpa")
+    return mlm.SparseMLM(BertForMaskedLM(cfg))
+
+
+def make_stream(tokenizer) -> mlm.BatchStream:
+    corpus = mlm.tokenize_lines(tokenizer.lines, tokenizer, 16)
+    return mlm.BatchStream(corpus, mlm.LengthGroupedBatchSampler(corpus.lengths, 8, seed=4), mlm.WholeWordMaskCollator(tokenizer, 0.2, seed=9))
+
+
+def mlm_step(net, batch):
+    out = net(batch["input_ids"], batch["attention_mask"], batch["labels"])
+    ce = torch.nn.functional.cross_entropy(out.logits.float(), out.targets)
+    aux = out.last_hidden_state.pow(2).mean()  # a second named term, as distillation has
+    return {"mlm": ce, "aux": aux, "loss": ce + 0.01 * aux}
+
+
+def config(tmp_path, name, **kw) -> TrainerConfig:
+    base = dict(output_dir=str(tmp_path / name), steps=10, lr=2e-3, warmup_steps=3, grad_accum=2, checkpoint_every=3,
+                max_grad_norm=1.0, seed=21, progress=False)
+    base.update(kw)
+    return TrainerConfig(**base)
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    different = [k for k in sa if not torch.equal(sa[k], sb[k])]
+    assert not different, f"parameters differ: {different[:5]}"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one thread is fastest, and avoids oversubscribing a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------------- exact resume
+
+
+def test_resume_gives_bit_identical_weights(tmp_path, tokenizer):
+    reference = train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), config(tmp_path, "ref"))
+    assert reference.completed and reference.final_step == 10
+
+    # (a) stopped cleanly after 5 steps, then resumed in a new "process" (fresh objects, other init seed)
+    cfg = config(tmp_path, "stopped")
+    part = train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), cfg, max_steps_this_run=5)
+    assert part.final_step == 5 and not part.completed
+    assert [p.name for p in list_checkpoints(cfg.output_dir)] == ["checkpoint-3", "checkpoint-5"]
+    resumed = train(make_net(tokenizer, 123), mlm_step, make_stream(tokenizer), cfg, resume=True)
+    assert resumed.resumed_from == 5 and resumed.completed
+    assert_same_weights(reference.module, resumed.module)
+    assert resumed.losses == reference.losses
+
+    # (b) crashed by an exception inside step 8; resumed from checkpoint-6, steps 7-8 redone
+    cfg = config(tmp_path, "crashed")
+    calls = {"n": 0}
+
+    def crashing_step(net, batch):
+        calls["n"] += 1
+        if calls["n"] == 2 * 7 + 1:  # first micro-batch of optimizer step 8
+            raise KeyboardInterrupt("simulated kill")
+        return mlm_step(net, batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(make_net(tokenizer, 0), crashing_step, make_stream(tokenizer), cfg)
+    assert latest_checkpoint(cfg.output_dir).name == "checkpoint-6"
+    resumed = train(make_net(tokenizer, 7), mlm_step, make_stream(tokenizer), cfg, resume=True)
+    assert resumed.resumed_from == 6
+    assert_same_weights(reference.module, resumed.module)
+
+    # the log of the resumed run reads as one run: steps 1..10 once each, same losses as the reference
+    log = [json.loads(line) for line in (tmp_path / "crashed" / "train_log.jsonl").read_text().splitlines()]
+    ref_log = [json.loads(line) for line in (tmp_path / "ref" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 11))
+    assert [r["loss"] for r in log] == [r["loss"] for r in ref_log]
+
+    # resuming a finished run does nothing and returns its state
+    again = train(make_net(tokenizer, 9), mlm_step, make_stream(tokenizer), cfg, resume=True)
+    assert again.final_step == 10 and again.resumed_from == 10
+    assert_same_weights(reference.module, again.module)
+
+
+def test_resume_refuses_changed_config(tmp_path, tokenizer):
+    cfg = config(tmp_path, "run", steps=4, checkpoint_every=2)
+    train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), cfg, max_steps_this_run=2)
+    changed = config(tmp_path, "run", steps=4, checkpoint_every=2, lr=1e-2)
+    with pytest.raises(ConfigError, match="lr"):
+        train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), changed, resume=True)
+
+
+def test_checkpoint_loading_refuses_pickled_objects(tmp_path, tokenizer):
+    cfg = config(tmp_path, "run", steps=4, warmup_steps=1, checkpoint_every=1)
+    train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), cfg, max_steps_this_run=2)
+    ckpt = latest_checkpoint(cfg.output_dir)
+    torch.save({"state": {}, "param_groups": [], "evil": ConfigError("arbitrary object")}, ckpt / "optimizer.pt")
+    with pytest.raises(Exception, match="(?i)weights_only|unpickl"):
+        train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), cfg, resume=True)
+
+
+# ---------------------------------------------------------------------------- non-finite loss
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path, tokenizer):
+    cfg = config(tmp_path, "nan", steps=10, checkpoint_every=2, grad_accum=1)
+    calls = {"n": 0}
+
+    def step(net, batch):
+        calls["n"] += 1
+        terms = mlm_step(net, batch)
+        if calls["n"] == 5:
+            terms["mlm"] = terms["mlm"] * float("nan")
+            terms["loss"] = terms["mlm"] + terms["aux"]
+        return terms
+
+    with pytest.raises(NonFiniteLossError) as info:
+        train(make_net(tokenizer, 0), step, make_stream(tokenizer), cfg)
+    err = info.value
+    assert err.step == 5 and "step 5" in str(err) and "mlm=nan" in str(err)
+    assert err.last_checkpoint.name == "checkpoint-4" and "checkpoint-4" in str(err)
+    assert [p.name for p in list_checkpoints(cfg.output_dir)] == ["checkpoint-2", "checkpoint-4"]
+    from safetensors.torch import load_file
+
+    weights = load_file(err.last_checkpoint / "model.safetensors")
+    assert all(torch.isfinite(t).all() for t in weights.values())
+    # the run can go on from the good checkpoint
+    result = train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), cfg, resume=True)
+    assert result.resumed_from == 4 and result.completed
+
+
+def test_infinite_loss_is_caught_too(tmp_path, tokenizer):
+    def step(net, batch):
+        terms = mlm_step(net, batch)
+        terms["loss"] = terms["loss"] + float("inf")
+        return terms
+
+    with pytest.raises(NonFiniteLossError, match="step 1.*no checkpoint"):
+        train(make_net(tokenizer, 0), step, make_stream(tokenizer), config(tmp_path, "inf"))
+
+
+# ---------------------------------------------------------------------------- schedule, accumulation
+
+
+class ToyBatches:
+    """Endless deterministic regression batches (no state to resume)."""
+
+    def __init__(self, batch_size: int, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(64, 6, generator=g)
+        self.y = self.x @ torch.randn(6, 2, generator=g) + 0.1 * torch.randn(64, 2, generator=g)
+        self.batch_size, self.i = batch_size, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        idx = [(self.i + k) % 64 for k in range(self.batch_size)]
+        self.i += self.batch_size
+        return {"x": self.x[idx], "y": self.y[idx], "attention_mask": torch.ones(self.batch_size, 3, dtype=torch.long)}
+
+
+def toy_step(model, batch):
+    return {"loss": torch.nn.functional.mse_loss(model(batch["x"]), batch["y"])}
+
+
+def toy_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.LayerNorm(8), torch.nn.Linear(8, 2))
+
+
+def test_schedule_is_linear_warmup_then_linear_decay(tmp_path):
+    cfg = TrainerConfig(output_dir=str(tmp_path / "s"), steps=20, lr=1e-2, warmup_steps=5, progress=False)
+    train(toy_model(), toy_step, ToyBatches(4), cfg)
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "s" / "train_log.jsonl").read_text().splitlines()]
+    assert len(lrs) == 20
+    expected = [1e-2 * s / 5 if s < 5 else 1e-2 * (20 - s) / 15 for s in range(20)]  # lr used at optimizer step s+1
+    assert lrs == pytest.approx(expected, rel=1e-6, abs=1e-12)
+    assert max(lrs) == pytest.approx(1e-2) and lrs.index(max(lrs)) == 5
+
+
+def test_grad_accumulation_matches_bigger_batch(tmp_path):
+    common = dict(steps=6, lr=1e-2, warmup_steps=2, max_grad_norm=0.5, progress=False)
+    accum = train(toy_model(), toy_step, ToyBatches(4), TrainerConfig(output_dir=str(tmp_path / "a"), grad_accum=2, **common))
+    big = train(toy_model(), toy_step, ToyBatches(8), TrainerConfig(output_dir=str(tmp_path / "b"), grad_accum=1, **common))
+    moved = False
+    for (name, p), q in zip(accum.module.named_parameters(), big.module.parameters()):
+        assert torch.allclose(p, q, atol=1e-6, rtol=1e-5), name
+        moved |= not torch.allclose(p, toy_model().state_dict()[name])
+    assert moved
+    assert accum.losses["loss"] == pytest.approx(big.losses["loss"], rel=1e-5)
+
+
+def test_parameter_groups_skip_decay_on_bias_and_layernorm():
+    model = BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32))
+    decay, no_decay = parameter_groups(model, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(not n.endswith("bias") and "LayerNorm" not in n for n in (names[id(p)] for p in decay["params"]))
+    assert any("LayerNorm.weight" in names[id(p)] for p in no_decay["params"])
+
+
+# ---------------------------------------------------------------------------- outputs
+
+
+def test_log_config_checkpoints_and_result(tmp_path, tokenizer):
+    cfg = config(tmp_path, "out", steps=6, checkpoint_every=2, keep_checkpoints=2)
+    stream = make_stream(tokenizer)
+    result = train(make_net(tokenizer, 0), mlm_step, stream, cfg)
+    out = tmp_path / "out"
+    assert load_config(TrainerConfig, out / "trainer_config.json") == cfg
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+    for r in log:
+        assert {"step", "mlm", "aux", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "elapsed_s", "peak_mem_mb"} <= r.keys()
+        assert r["tokens"] > 0 and r["tokens_per_s"] > 0 and r["peak_mem_mb"] > 0
+    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-4", "checkpoint-6"]  # keep the last 2
+    assert not [p for p in (out / "checkpoints").iterdir() if p.name.startswith(".tmp")]
+    ckpt = result.checkpoint
+    assert {"model.safetensors", "optimizer.pt", "scheduler.pt", "rng-0.pt", "rng-0.json", "data-0.pt", "trainer_state.json"} <= {
+        p.name for p in ckpt.iterdir()
+    }
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    assert state["step"] == 6 and state["tokens"] == sum(r["tokens"] for r in log)
+    data = torch.load(ckpt / "data-0.pt", weights_only=True)
+    assert data["sampler"]["position"] + data["sampler"]["epoch"] * stream.batch_sampler.batches_per_epoch() == 12  # 6 steps x 2
+    assert result.final_step == 6 and result.losses.keys() == {"mlm", "aux", "loss"} and result.tokens_per_s > 0
+
+
+def test_step_fn_without_total_loss_is_an_error(tmp_path):
+    with pytest.raises(KeyError, match="'loss'"):
+        train(toy_model(), lambda m, b: {"mse": toy_step(m, b)["loss"]}, ToyBatches(4), TrainerConfig(output_dir=str(tmp_path / "x"), steps=2, progress=False))
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ConfigError, match="warmup_steps"):
+        TrainerConfig(steps=10, warmup_steps=20)
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        TrainerConfig(mixed_precision="fp16")

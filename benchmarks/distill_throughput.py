@@ -9,8 +9,8 @@ Same student, teachers, batches, optimizer and machine for both; only the step d
 - **rokd**: :func:`rokd.distill.distiller.make_step_fn`: logits only at masked positions for student and
   teacher, teacher in ``inference_mode``, SDPA attention, bf16 autocast on CUDA.
 
-Both steps are timed alternately (reference, rokd, rokd multi-teacher) for several rounds; medians are
-reported. Batches are collated beforehand (collation is measured separately and printed). Models have
+Both steps are timed alternately (reference, rokd, rokd multi-teacher) on the same batch in each of
+several rounds; the reported ratios are medians of the per-round ratios. Batches are collated beforehand (collation is measured separately and printed). Models have
 the ``mini`` profile's teacher shapes (random weights: the cost does not depend on the values), tokenizers
 are trained on the first lines of the smoke corpus with the ``mini`` vocabulary sizes.
 
@@ -68,7 +68,7 @@ def reference_step(student, teacher, batch, optimizer, temperature=2.0, alphas=(
     torch.nn.utils.clip_grad_norm_(student.parameters(), max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(loss)
+    return float(loss.detach())
 
 
 def rokd_step(net, step_fn, batch, optimizer, autocast, max_grad_norm=5.0):
@@ -78,7 +78,7 @@ def rokd_step(net, step_fn, batch, optimizer, autocast, max_grad_norm=5.0):
     torch.nn.utils.clip_grad_norm_(net.parameters(), max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(terms["loss"])
+    return float(terms["loss"].detach())
 
 
 def sync(device):
@@ -97,14 +97,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="mini", help="profile whose teacher shapes are used")
     ap.add_argument("--corpus", type=Path, default=artifacts_dir("smoke") / "corpus" / "train.txt")
-    ap.add_argument("--lines", type=int, default=20000, help="corpus lines for the tokenizers")
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lines", type=int, default=30000, help="corpus lines for the tokenizers")
+    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=None, help="default: the profile's distill.max_length")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--steps-per-round", type=int, default=1)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--save", action="store_true", help="also write results/<profile>/distill_throughput.json (read by the distillation chapter)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
     prof = load_profile(args.profile)
@@ -152,12 +156,10 @@ def main(argv=None) -> int:
         m.to(device).requires_grad_(False)
     ref_teacher = teacher("bert-base-ro")
     ref_teacher.load_state_dict(teachers["bert-base-ro"].state_dict())
-    ref_teacher.config._attn_implementation = "eager"
-    ref_teacher.set_attn_implementation("eager") if hasattr(ref_teacher, "set_attn_implementation") else None
+    ref_teacher.set_attn_implementation("eager")
     ref_teacher.to(device).requires_grad_(False).eval()
     ref_student = init_student_from_teacher(teachers["bert-base-ro"].cpu()).to(device)
-    if hasattr(ref_student, "set_attn_implementation"):
-        ref_student.set_attn_implementation("eager")
+    ref_student.set_attn_implementation("eager")
     teachers["bert-base-ro"].to(device)
     ref_student.train()
     ref_opt = torch.optim.AdamW(ref_student.parameters(), lr=1e-4)
@@ -199,6 +201,9 @@ def main(argv=None) -> int:
 
     med = {k: statistics.median(v) for k, v in times.items()}
     med_tok = {k: statistics.median(v) for k, v in tok.items()}
+    # Ratios within a round compare the same batch under the same machine load; their median is reported.
+    speedup = statistics.median(r / s for r, s in zip(times["reference"], times["rokd single"]))
+    multi_over_single = statistics.median(m / s for m, s in zip(times["rokd multi"], times["rokd single"]))
     print(f"device: {device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}); "
           f"rokd precision: {'bf16 autocast' if amp else 'fp32'}; reference: fp32, eager attention")
     print(f"shapes: profile {prof.name}, teacher {shapes['bert-base-ro'].num_hidden_layers} layers x {shapes['bert-base-ro'].hidden_size}, "
@@ -207,8 +212,27 @@ def main(argv=None) -> int:
     for k in order:
         print(f"{k:12s}: median step {med[k]:.3f} s, {med_tok[k]:,.0f} tokens/s")
     print(f"collation (outside the step): single {collate_single * 1000:.1f} ms, multi {collate_multi * 1000:.1f} ms per batch")
-    print(f"multi/single step time: {med['rokd multi'] / med['rokd single']:.2f}")
-    print(f"speedup: {med['reference'] / med['rokd single']:.2f}")
+    print(f"multi/single step time (median of per-round ratios): {multi_over_single:.2f}")
+    if args.save:
+        import json
+
+        from rokd.distill.report import BENCHMARK_FILE
+        from rokd.paths import results_dir
+        from rokd.runinfo import hardware
+
+        out = results_dir(prof.name) / BENCHMARK_FILE
+        out.parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "hardware": hardware(), "device": str(device), "rokd_precision": "bf16" if amp else "fp32",
+            "batch_size": args.batch_size, "max_length": max_length, "rounds": args.rounds,
+            "steps": {k: {"median_step_s": med[k], "median_tokens_per_s": med_tok[k]} for k in order},
+            "speedup": speedup, "multi_over_single": multi_over_single,
+        }
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(out)
+        print(f"saved {out}")
+    print(f"speedup: {speedup:.2f}")
     return 0
 
 

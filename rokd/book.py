@@ -45,7 +45,6 @@ def sync_colab_notebooks(check: bool = False) -> list[Path]:
     nothing is written and the out-of-date pairs are returned.
     """
     import jupytext
-    import nbformat
 
     COLAB_DIR.mkdir(parents=True, exist_ok=True)
     stale = []
@@ -53,6 +52,8 @@ def sync_colab_notebooks(check: bool = False) -> list[Path]:
         nb = jupytext.read(md)
         if not nb.cells or INSTALL_CELL_TAG not in nb.cells[0].metadata.get("tags", []):
             raise ValueError(f"{md}: the first cell must be the rokd install cell tagged {INSTALL_CELL_TAG!r}")
+        for i, cell in enumerate(nb.cells):  # stable ids: the pair only changes when the notebook does
+            cell["id"] = f"cell-{i:02d}"
         target = COLAB_DIR / f"{md.stem}.ipynb"
         text = jupytext.writes(nb, fmt="ipynb")
         if not target.exists() or target.read_text(encoding="utf-8") != text:
@@ -68,7 +69,9 @@ def _with_colab_link(nb_json: dict, notebook_stem: str) -> dict:
         "metadata": {"tags": ["colab-link"]},
         "source": f"[▶ Open this chapter as a runnable notebook in Colab]({colab_url(notebook_stem)})",
     }
-    nb_json["cells"].insert(1 if nb_json["cells"] and nb_json["cells"][0]["cell_type"] == "markdown" else 0, link)
+    cells = nb_json["cells"]
+    title = next((i for i, c in enumerate(cells) if c["cell_type"] == "markdown"), -1)
+    cells.insert(title + 1, link)  # right under the chapter title
     return nb_json
 
 
@@ -104,7 +107,9 @@ def build(profile: str, fresh: bool = False) -> Path:
     previous = (BUILD_DIR / "PROFILE").read_text().strip() if (BUILD_DIR / "PROFILE").exists() else None
     if fresh or (previous and previous != profile):
         shutil.rmtree(BUILD_DIR, ignore_errors=True)
-    cmd = [sys.executable, "-m", "jupyter_book.cli.main", "build", str(REPO_ROOT), "--builder", "html",
+    # the console script next to this interpreter (`python -m jupyter_book` has no entry point)
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(REPO_ROOT), "--builder", "html",
            "--warningiserror", "--nitpick", "--keep-going"]
     print("$ jupyter-book build . --builder html -W -n --keep-going", flush=True)
     proc = subprocess.run(cmd, cwd=REPO_ROOT)

@@ -400,6 +400,10 @@ def loyalty_vs_score(loyalty: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFram
     """
     from rokd.paper import HEADLINE_METRIC
 
+    missing = {"model", "task", "metric", "seed", "value"} - set(scores.columns)
+    if missing:
+        raise ValueError(f"scores table lacks the columns {sorted(missing)} (expected those of scores.csv: "
+                         "model,task,metric,seed,value); run the evaluation step first")
     head = scores[scores.apply(lambda r: HEADLINE_METRIC.get(r["task"]) == r["metric"], axis=1)]
     score = head.set_index(["model", "task", "seed"]).value.mul(100)
     rows = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def _cmd_loyalty(args: argparse.Namespace) -> int:
@@ -10,7 +11,13 @@ def _cmd_loyalty(args: argparse.Namespace) -> int:
 
     from rokd.loyalty import compute_loyalty, format_paper_table, loyalty_csv_path, paper_style_table
 
-    df = compute_loyalty(args.profile, tasks=args.tasks, seeds=args.seeds)
+    from rokd.loyalty import LoyaltyAlignmentError
+
+    try:
+        df = compute_loyalty(args.profile, tasks=args.tasks, seeds=args.seeds)
+    except (FileNotFoundError, LoyaltyAlignmentError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"wrote {len(df)} rows to {loyalty_csv_path(args.profile)}")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(format_paper_table(paper_style_table(df)).to_string())

@@ -19,7 +19,10 @@ The pieces, from text to logits:
    tokens and padding are never chosen. All randomness comes from the collator's own
    ``torch.Generator``, whose state is part of ``state_dict()``. The per-word decisions are returned as
    ``word_actions`` so another tokenization of the same text can be masked identically with
-   :func:`apply_word_actions`.
+   :func:`apply_word_actions`. (Word indices of two tokenizers agree when their pre-tokenizers split
+   the text the same way -- both BERT pre-tokenizers split on whitespace and punctuation, and
+   lower-casing / accent stripping do not move word boundaries; otherwise align words by
+   ``char_spans`` first.)
 4. :class:`BatchStream` = dataset + sampler + collator, an endless iterator of ready batches with one
    ``state_dict()`` (sampler cursor + collator generator). ``rokd.trainer.train`` checkpoints it.
 5. :class:`SparseMLM` wraps a ``*ForMaskedLM`` model: encoder forward, then the MLM head **only at masked
@@ -384,10 +387,11 @@ def apply_word_actions(
     Returns ``(masked_input_ids, labels)``; labels hold the original id at every subword of a chosen
     word and -100 elsewhere. Random replacements are drawn from ``random_token_ids``.
     Usable on a second tokenization of the same text (cross-tokenizer distillation), as long as its
-    ``word_ids`` index the same words.
+    ``word_ids`` index the same words; words beyond ``word_actions.shape[1]`` are left unmasked.
     """
-    valid = word_ids >= 0
-    safe = word_ids.clamp(min=0).long().clamp(max=word_actions.shape[1] - 1)
+    # words the actions do not cover (e.g. the other tokenization was truncated earlier) stay unmasked
+    valid = (word_ids >= 0) & (word_ids < word_actions.shape[1])
+    safe = torch.where(valid, word_ids, torch.zeros_like(word_ids)).long()
     token_action = torch.where(valid, torch.gather(word_actions.long(), 1, safe), torch.zeros_like(safe))
     labels = torch.where(token_action > 0, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
     out = input_ids.clone()

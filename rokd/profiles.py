@@ -107,6 +107,9 @@ class EvalConfig:
     weight_decay: float = 0.01
     # Validation scorings per epoch; the best one (task's headline metric) is the state scored on test.
     evals_per_epoch: int = 1
+    # torch CPU threads while fine-tuning (0 = torch's default). Tiny models run faster on 1 thread:
+    # their matrices are too small to split, and a busy machine makes extra threads wait on each other.
+    threads: int = 0
     # Inference-speed table of the results chapter (rokd.report): batch x sequence length, timed rounds.
     speed_batch_size: int = 8
     speed_seq_length: int = 128

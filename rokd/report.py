@@ -118,6 +118,8 @@ def _means(scores: pd.DataFrame) -> dict[tuple[str, str], float]:
 def retention_table(scores: pd.DataFrame) -> pd.DataFrame:
     """Student score / teacher score x100 per task and on average, ours and the paper's (long format).
 
+    Undefined (NaN) where the teacher's score is not positive.
+
     Columns: ``student, teacher, task, ours, paper`` (percent; ``task == "mean"`` is the average over
     the tasks both models have).
     """
@@ -127,7 +129,8 @@ def retention_table(scores: pd.DataFrame) -> pd.DataFrame:
         ours_vals, paper_vals = [], []
         for t in TASK_COLUMNS:
             s_, t_ = means.get((student, t)), means.get((teacher, t))
-            ours = 100 * s_ / t_ if s_ is not None and t_ not in (None, 0) and not math.isnan(t_) else math.nan
+            # A ratio to a teacher score <= 0 (e.g. a negative STS correlation) means nothing: left NaN.
+            ours = 100 * s_ / t_ if s_ is not None and t_ is not None and t_ > 0 else math.nan
             paper = 100 * PAPER_SCORES[student][t] / PAPER_SCORES[teacher][t]
             rows.append({"student": student, "teacher": teacher, "task": t, "ours": ours, "paper": paper})
             if not math.isnan(ours):
@@ -219,7 +222,7 @@ def model_stats(
         raise FileNotFoundError(f"no built models of profile {profile!r} under artifacts/{profile}/ to measure")
     seq = min(seq_length, *(m.config.max_position_embeddings for m in loaded.values()))
     device = "cuda" if torch.cuda.is_available() and prof.device != "cpu" else "cpu"
-    speed = compare_throughput(loaded, batch_size, seq, rounds=rounds, device=device)
+    speed = compare_throughput(loaded, batch_size, seq, rounds=rounds, device=device, min_round_s=0.5)
     for key, r in rows.items():
         r["seq_per_s"] = speed[key]["seq_per_s"]
         teacher = STUDENT_TEACHERS.get(key, (None,))[0]
@@ -272,6 +275,22 @@ def split_provenance_table(profile: str, results: str | Path | None = None) -> p
     if df.empty:
         return df
     return df.sort_values(["task", "split"], key=lambda c: c.map(order) if c.name == "task" else c.map({"train": 0, "validation": 1, "test": 2})).reset_index(drop=True)
+
+
+def provenance_summary(prov: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """:func:`split_provenance_table` condensed: one row per task, 'kind (used / available)' per split,
+    plus the notes as ``"TASK split: note"`` lines."""
+    if prov.empty:
+        return prov, []
+    table = prov.pivot(index="task", columns="split", values="kind")
+    for split in ("train", "validation", "test"):
+        sub = prov[prov["split"] == split].set_index("task")
+        table[split] = [f"{table.loc[t, split]} ({sub.loc[t, 'examples used']:,} of {sub.loc[t, 'available']:,})" for t in table.index]
+    order = [COLUMN_TITLES[t] for t in TASK_COLUMNS if COLUMN_TITLES[t] in table.index]
+    table = table.loc[order, ["train", "validation", "test"]]
+    table.columns.name = None
+    notes = [f"{r.task} {r.split}: {r.note}" for r in prov.itertuples() if r.note]
+    return table, notes
 
 
 # ------------------------------------------------------------------------------------------ plots

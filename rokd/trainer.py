@@ -2,7 +2,9 @@
 
 ``train(module, step_fn, batches, config)`` runs ``config.steps`` optimizer steps. Each step draws
 ``config.grad_accum`` batches from ``batches`` and calls ``step_fn(module, batch)``, which returns a dict
-of named scalar loss terms including ``"loss"`` (the total to minimise). The trainer does the rest:
+of named scalar tensors including ``"loss"`` (the total to minimise); the other entries (loss terms,
+statistics) are only logged, averaged over the micro-batches of the step and over processes. The
+trainer does the rest:
 
 - AdamW (``torch.optim.AdamW``; no weight decay on biases and LayerNorm weights), linear warm-up then
   linear decay (``transformers.get_linear_schedule_with_warmup``), gradient accumulation, clipping;
@@ -29,6 +31,18 @@ of named scalar loss terms including ``"loss"`` (the total to minimise). The tra
   all processes), ``elapsed_s``, ``peak_mem_mb`` (CUDA ``max_memory_allocated`` or the process RSS peak);
   ``<output_dir>/trainer_config.json`` holds the resolved :class:`TrainerConfig`.
 
+Why a resumed run is bit-for-bit the uninterrupted one: everything that decides the next step is
+either saved or a pure function of saved values -- weights (fp32 safetensors), AdamW moments and
+step counts, the scheduler's step, every global RNG at the moment of the checkpoint (dropout draws from
+torch's), and the data stream's state (the sampler's ``(epoch, position)`` cursor, epoch order being a
+function of ``(seed, epoch)``, plus the masking collator's ``torch.Generator``). Checkpoints are taken
+only at optimizer-step boundaries, where no gradient is pending, and the RNG states are restored last,
+after all setup, so nothing consumes random numbers between restore and the first resumed step.
+Batches are produced synchronously (no DataLoader workers). The same config is required to resume
+(:class:`ConfigError` otherwise), except bookkeeping fields (``output_dir``, ``checkpoint_every``,
+``keep_checkpoints``, ``log_every``, ``progress``). On a GPU, kernels that are not deterministic can
+break bit-equality (not the resumption itself); the CPU test checks it exactly.
+
 Usage::
 
     from rokd.trainer import TrainerConfig, train
@@ -38,6 +52,7 @@ Usage::
     def step_fn(student, batch):               # student: the prepared (maybe DDP-wrapped) module
         with torch.inference_mode():
             t = teacher_forward(teacher, batch)     # frozen teacher, passed in frozen_modules
+        t = t.clone()                               # inference tensors cannot enter autograd; a clone can
         out = student(batch["input_ids"], batch["attention_mask"], batch["labels"])
         terms = {"ce": kd_loss(out.logits, t), "mlm": F.cross_entropy(out.logits.float(), out.targets)}
         terms["loss"] = 5 * terms["ce"] + 2 * terms["mlm"]
@@ -66,6 +81,7 @@ import resource
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,12 +188,19 @@ def make_accelerator(config: TrainerConfig):
     (``step_scheduler_with_optimizer=False``), so the schedule does not depend on the GPU count.
     """
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
 
-    return Accelerator(
-        mixed_precision=resolve_mixed_precision(config.mixed_precision, config.cpu),
-        cpu=config.cpu,
-        step_scheduler_with_optimizer=False,
-    )
+    kwargs = dict(mixed_precision=resolve_mixed_precision(config.mixed_precision, config.cpu), cpu=config.cpu,
+                  step_scheduler_with_optimizer=False)
+    try:
+        return Accelerator(**kwargs)
+    except ValueError as e:
+        # Accelerate keeps one state per process. In a single (non-distributed) process -- a notebook that
+        # trains twice with different settings -- it is safe to start over; under a launcher it is not.
+        if "already been initialized" not in str(e) or PartialState().num_processes > 1:
+            raise
+        AcceleratorState._reset_state(reset_partial_state=True)
+        return Accelerator(**kwargs)
 
 
 def parameter_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -324,9 +347,14 @@ def train(
     if ckpt is not None:
         state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
         _check_resume_config(state["config"], config, ckpt)
+        if int(state.get("num_processes", 1)) != acc.num_processes:
+            raise ConfigError(
+                f"cannot resume from {ckpt}: it was written by {state.get('num_processes')} process(es), this run has "
+                f"{acc.num_processes}; each process's data position is saved separately, so launch with the same number"
+            )
         from safetensors.torch import load_model
 
-        load_model(acc.unwrap_model(model), ckpt / "model.safetensors", strict=True, device=str(acc.device))
+        load_model(acc.unwrap_model(model), ckpt / "model.safetensors", strict=True)  # read on CPU, copied into place
         optimizer.load_state_dict(_load_tensors(ckpt / "optimizer.pt"))
         scheduler.load_state_dict(_load_tensors(ckpt / "scheduler.pt"))
         if hasattr(batches, "load_state_dict"):
@@ -340,9 +368,22 @@ def train(
         last_losses = state.get("losses", {})
         if main:
             _truncate_log(out / "train_log.jsonl", step)
-    elif main and (out / "train_log.jsonl").exists():
-        (out / "train_log.jsonl").unlink()  # a fresh run starts a fresh log
+            for stale in (out / "checkpoints").glob(f".tmp-{CHECKPOINT_PREFIX}*"):  # a save the kill interrupted
+                shutil.rmtree(stale, ignore_errors=True)
+    elif main:
+        # A fresh run starts a fresh log and drops checkpoints of an earlier run in the same directory
+        # (they would otherwise mix with this run's in "latest" and in the keep-last-K rotation).
+        (out / "train_log.jsonl").unlink(missing_ok=True)
+        if (out / "checkpoints").is_dir():
+            shutil.rmtree(out / "checkpoints")
+    acc.wait_for_everyone()
 
+    if not hasattr(batches, "state_dict"):
+        warnings.warn(
+            f"{type(batches).__name__} has no state_dict(): checkpoints will not hold the data position, and a resumed "
+            "run restarts the data from its beginning (use rokd.mlm.BatchStream for exact resumption)",
+            stacklevel=2,
+        )
     stop_at = config.steps if max_steps_this_run is None else min(config.steps, step + max_steps_this_run)
     batch_iter: Iterator[Any] = iter(batches)
     model.train()
@@ -369,8 +410,12 @@ def train(
                 with ctx:
                     with acc.autocast():
                         terms = step_fn(model, batch)
-                    if "loss" not in terms:
-                        raise KeyError(f"step_fn must return a dict with a 'loss' entry (the total); got keys {sorted(terms)}")
+                    if not isinstance(terms, dict) or "loss" not in terms:
+                        got = sorted(terms) if isinstance(terms, dict) else type(terms).__name__
+                        raise KeyError(f"step_fn must return a dict with a 'loss' entry (the total); got {got}")
+                    bad = [k for k, v in terms.items() if not (isinstance(v, torch.Tensor) and v.ndim == 0)]
+                    if bad:
+                        raise TypeError(f"step_fn must return scalar tensors; not scalar: {bad}")
                     acc.backward(terms["loss"] / config.grad_accum)
                 for k, v in terms.items():
                     v = v.detach().float()
@@ -380,7 +425,8 @@ def train(
             keys = sorted(means)
             stacked = acc.reduce(torch.stack([means[k] for k in keys]), reduction="mean")
             losses = {k: float(x) for k, x in zip(keys, stacked.tolist())}
-            if not all(math.isfinite(v) for v in losses.values()):
+            # Only the total decides: other entries may be statistics that are legitimately NaN at times.
+            if not math.isfinite(losses["loss"]):
                 raise NonFiniteLossError(step + 1, losses, last_ckpt)
             grad_norm = None
             if config.max_grad_norm:
@@ -403,7 +449,8 @@ def train(
                           "tokens_per_s": step_tokens_all / dt if dt > 0 else None,
                           "elapsed_s": elapsed_before + (time.perf_counter() - t_start),
                           "peak_mem_mb": _peak_memory_mb(acc.device)}
-                log_file.write(json.dumps(record) + "\n")
+                record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+                log_file.write(json.dumps(record) + "\n")  # strict JSON: NaN/inf statistics become null
                 log_file.flush()
                 bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
             bar.update(1)
@@ -447,7 +494,14 @@ def _truncate_log(path: Path, step: int) -> None:
     """Drop log lines of steps after ``step`` (written by the interrupted run after its last checkpoint)."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by the kill
+            continue
+        if record.get("step", step + 1) <= step:
+            kept.append(line)
     tmp = path.with_suffix(".jsonl.tmp")
     tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
     tmp.replace(path)

@@ -384,3 +384,23 @@ def test_ensure_corpus_is_idempotent(mirror, monkeypatch):
     profile.data.corpus_heldout_lines = 1
     ensure_corpus(profile)
     assert json.loads((out / "stats.json").read_text())["heldout_lines"] == 1
+
+
+def test_failed_corpus_build_leaves_nothing_half_written(mirror, tmp_path, monkeypatch):
+    from rokd.data import corpus
+
+    def exploding(sources):
+        yield "x", "O propoziție destul de lungă aici."
+        raise OSError("disk full")
+
+    monkeypatch.setattr(corpus, "_round_robin", exploding)
+    with pytest.raises(OSError, match="disk full"):
+        corpus.build_corpus(tmp_path / "broken", data_dir=mirror)
+    assert list((tmp_path / "broken").iterdir()) == []
+
+
+def test_iter_lines_streams_without_newlines(tmp_path):
+    from rokd.data.corpus import iter_lines
+
+    (tmp_path / "f.txt").write_text("una\ndouă\n", encoding="utf-8")
+    assert list(iter_lines(tmp_path / "f.txt")) == ["una", "două"]

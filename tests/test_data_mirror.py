@@ -39,7 +39,8 @@ def test_rrt_official_counts(mirror):
         assert kinds(dd) == {"train": "rebuilt", "validation": "official", "test": "official"}
         assert sum(len(t) for t in dd["train"]["tokens"]) == 185125
     up = load_task("upos", data_dir=mirror)
-    counts = Counter(label_names(up)[i] for labels in up["train"]["labels"] for i in labels)
+    names = label_names(up)
+    counts = Counter(names[i] for labels in up["train"]["labels"] for i in labels)
     assert counts["NOUN"] == 45972 and counts["INTJ"] == 32 and "SYM" not in counts  # MANIFEST's train distribution
     assert len(label_names(load_task("xpos", data_dir=mirror))) == 489
 
@@ -58,7 +59,8 @@ def test_laroseda_counts(mirror):
         assert n["test"] == 3000 and n["train"] + n["validation"] == 12000
         assert kinds(dd) == {"train": "rebuilt", "validation": "substitute", "test": "official"}
     sar = load_task("sar", data_dir=mirror)
-    train_stars = Counter(label_names(sar)[i] for s in ("train", "validation") for i in sar[s]["label"])
+    names = label_names(sar)
+    train_stars = Counter(names[i] for s in ("train", "validation") for i in sar[s]["label"])
     assert train_stars == {"1": 4459, "2": 1541, "4": 1018, "5": 4982}  # MANIFEST's train table
 
 

@@ -324,3 +324,22 @@ def test_loyalty_score_correlation_ranks():
     # ranks (1,2,3,4) vs (1,2,4,3): d^2 = 0+0+1+1 = 2 -> rho = 1 - 6*2 / (4*15) = 0.8
     assert out.loc["upos", "spearman_rho"] == pytest.approx(0.8)
     assert math.isnan(out.loc["sts", "spearman_rho"])  # only two points
+
+
+def test_loyalty_vs_score_needs_score_columns():
+    loy = pd.DataFrame(_rows("distil-bert-base-ro", "bert-base-ro", "upos", 1, label_loyalty=0.5))
+    with pytest.raises(ValueError, match="run the evaluation step"):
+        loyalty_vs_score(loy, pd.DataFrame())
+
+
+def test_cli_reports_missing_predictions_without_traceback(tmp_path, monkeypatch, capsys):
+    from rokd import loyalty_cli
+
+    monkeypatch.setenv("ROKD_RESULTS_DIR", str(tmp_path))
+    parser = argparse.ArgumentParser()
+    loyalty_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["loyalty", "--profile", "smoke", "--tasks", "sts"])
+    assert args.func(args) == 1
+    err = capsys.readouterr().err
+    assert "prediction file(s) missing" in err and "seed1.npz" in err
+    assert not (tmp_path / "smoke" / "loyalty.csv").exists()

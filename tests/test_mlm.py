@@ -297,6 +297,16 @@ def test_apply_word_actions_on_second_tokenization(lines, tokenizer):
         assert words_a == words_b and words_a
 
 
+def test_apply_word_actions_leaves_uncovered_words_unmasked():
+    input_ids = torch.tensor([[2, 10, 11, 12, 13, 3]])
+    word_ids = torch.tensor([[-1, 0, 1, 1, 2, -1]])
+    actions = torch.tensor([[0, 1]], dtype=torch.int8)  # only words 0-1 known; word 2 lies beyond
+    g = torch.Generator().manual_seed(0)
+    masked, labels = mlm.apply_word_actions(input_ids, word_ids, actions, 4, torch.arange(5, 20), g)
+    assert masked.tolist() == [[2, 10, 4, 4, 13, 3]]
+    assert labels.tolist() == [[-100, -100, 11, 12, -100, -100]]
+
+
 # ---------------------------------------------------------------------------- logits at masked positions
 
 

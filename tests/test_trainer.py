@@ -4,6 +4,7 @@ CPU only, tiny models built from configs."""
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
@@ -20,6 +21,10 @@ WORDS = "casa mare frumoasă copilul aleargă prin parcul orașului seara când 
 
 @pytest.fixture(scope="module")
 def tokenizer() -> PreTrainedTokenizerFast:
+    return make_tokenizer()
+
+
+def make_tokenizer() -> PreTrainedTokenizerFast:
     rng = random.Random(0)
     lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) + "." for _ in range(200)]
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -106,8 +111,13 @@ def test_resume_gives_bit_identical_weights(tmp_path, tokenizer):
     with pytest.raises(KeyboardInterrupt):
         train(make_net(tokenizer, 0), crashing_step, make_stream(tokenizer), cfg)
     assert latest_checkpoint(cfg.output_dir).name == "checkpoint-6"
+    # what a kill can leave behind: a half-written checkpoint and a log line cut short
+    (tmp_path / "crashed" / "checkpoints" / ".tmp-checkpoint-9").mkdir()
+    with (tmp_path / "crashed" / "train_log.jsonl").open("a") as f:
+        f.write('{"step": 8, "lo')
     resumed = train(make_net(tokenizer, 7), mlm_step, make_stream(tokenizer), cfg, resume=True)
     assert resumed.resumed_from == 6
+    assert not (tmp_path / "crashed" / "checkpoints" / ".tmp-checkpoint-9").exists()
     assert_same_weights(reference.module, resumed.module)
 
     # the log of the resumed run reads as one run: steps 1..10 once each, same losses as the reference
@@ -115,6 +125,10 @@ def test_resume_gives_bit_identical_weights(tmp_path, tokenizer):
     ref_log = [json.loads(line) for line in (tmp_path / "ref" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 11))
     assert [r["loss"] for r in log] == [r["loss"] for r in ref_log]
+
+    # control: the weights really depend on the random draws (dropout, masks), so equality above means something
+    other_seed = train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), config(tmp_path, "other", seed=22, checkpoint_every=0))
+    assert not all(torch.equal(p, q) for p, q in zip(reference.module.parameters(), other_seed.module.parameters()))
 
     # resuming a finished run does nothing and returns its state
     again = train(make_net(tokenizer, 9), mlm_step, make_stream(tokenizer), cfg, resume=True)
@@ -179,11 +193,19 @@ def test_infinite_loss_is_caught_too(tmp_path, tokenizer):
         train(make_net(tokenizer, 0), step, make_stream(tokenizer), config(tmp_path, "inf"))
 
 
+def test_nan_statistic_with_finite_total_does_not_stop(tmp_path):
+    def step(model, batch):
+        return {**toy_step(model, batch), "coverage": torch.tensor(float("nan"))}
+
+    result = train(toy_model(), step, ToyBatches(4), TrainerConfig(output_dir=str(tmp_path / "s"), steps=3, progress=False))
+    assert result.completed and math.isnan(result.losses["coverage"])
+
+
 # ---------------------------------------------------------------------------- schedule, accumulation
 
 
 class ToyBatches:
-    """Endless deterministic regression batches (no state to resume)."""
+    """Endless deterministic regression batches; position held in ``state_dict`` like a BatchStream."""
 
     def __init__(self, batch_size: int, seed: int = 0):
         g = torch.Generator().manual_seed(seed)
@@ -198,6 +220,12 @@ class ToyBatches:
         idx = [(self.i + k) % 64 for k in range(self.batch_size)]
         self.i += self.batch_size
         return {"x": self.x[idx], "y": self.y[idx], "attention_mask": torch.ones(self.batch_size, 3, dtype=torch.long)}
+
+    def state_dict(self):
+        return {"i": self.i}
+
+    def load_state_dict(self, state):
+        self.i = int(state["i"])
 
 
 def toy_step(model, batch):
@@ -267,9 +295,36 @@ def test_log_config_checkpoints_and_result(tmp_path, tokenizer):
     assert result.final_step == 6 and result.losses.keys() == {"mlm", "aux", "loss"} and result.tokens_per_s > 0
 
 
+def test_stateless_batches_warn_that_resume_restarts_the_data(tmp_path):
+    with pytest.warns(UserWarning, match="no state_dict"):
+        train(toy_model(), toy_step, iter([{"x": torch.randn(2, 6), "y": torch.randn(2, 2)}] * 2),
+              TrainerConfig(output_dir=str(tmp_path / "w"), steps=2, progress=False))
+
+
 def test_step_fn_without_total_loss_is_an_error(tmp_path):
     with pytest.raises(KeyError, match="'loss'"):
         train(toy_model(), lambda m, b: {"mse": toy_step(m, b)["loss"]}, ToyBatches(4), TrainerConfig(output_dir=str(tmp_path / "x"), steps=2, progress=False))
+
+
+def test_non_scalar_loss_term_is_an_error(tmp_path):
+    def step(model, batch):
+        return {"loss": toy_step(model, batch)["loss"], "per_example": model(batch["x"]).sum(-1)}
+
+    with pytest.raises(TypeError, match="per_example"):
+        train(toy_model(), step, ToyBatches(4), TrainerConfig(output_dir=str(tmp_path / "x"), steps=2, progress=False))
+
+
+def test_accelerator_with_other_settings_in_the_same_process():
+    from accelerate import Accelerator
+
+    from rokd.trainer import make_accelerator
+
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)  # whatever earlier tests set up
+    Accelerator(mixed_precision="bf16", cpu=True)  # e.g. an earlier cell of the same notebook
+    acc = make_accelerator(TrainerConfig(mixed_precision="no", cpu=True))
+    assert acc.mixed_precision == "no"
 
 
 def test_bad_config_is_rejected():
@@ -277,3 +332,90 @@ def test_bad_config_is_rejected():
         TrainerConfig(steps=10, warmup_steps=20)
     with pytest.raises(ConfigError, match="mixed_precision"):
         TrainerConfig(mixed_precision="fp16")
+
+
+def test_frozen_modules_stay_frozen_and_out_of_the_optimizer(tmp_path):
+    teacher = toy_model()
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student = torch.nn.Linear(6, 2)
+    start = student.weight.detach().clone()
+
+    def distil_step(model, batch):
+        assert not teacher.training
+        with torch.inference_mode():
+            target = teacher(batch["x"])
+        return {"loss": torch.nn.functional.mse_loss(model(batch["x"]), target.clone())}
+
+    result = train(student, distil_step, ToyBatches(4), TrainerConfig(output_dir=str(tmp_path / "d"), steps=5, lr=1e-2, progress=False),
+                   frozen_modules=[teacher])
+    assert all(not p.requires_grad for p in teacher.parameters())
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    assert not torch.equal(result.module.weight, start)  # the student did train
+
+
+def test_fresh_run_replaces_an_earlier_run_in_the_same_directory(tmp_path):
+    cfg = TrainerConfig(output_dir=str(tmp_path / "r"), steps=6, checkpoint_every=2, keep_checkpoints=5, progress=False)
+    train(toy_model(), toy_step, ToyBatches(4), cfg)
+    short = TrainerConfig(output_dir=str(tmp_path / "r"), steps=3, checkpoint_every=2, keep_checkpoints=5, progress=False)
+    train(toy_model(), toy_step, ToyBatches(4), short)  # resume=False: a new run
+    assert [p.name for p in list_checkpoints(tmp_path / "r")] == ["checkpoint-2", "checkpoint-3"]
+    assert len((tmp_path / "r" / "train_log.jsonl").read_text().splitlines()) == 3
+
+
+DDP_SCRIPT = r'''
+import json, sys
+import torch
+sys.path.insert(0, sys.argv[2])
+torch.set_num_threads(1)
+from test_trainer import make_net, make_tokenizer, mlm_step
+from rokd import mlm
+from rokd.trainer import TrainerConfig, make_accelerator, train
+
+root, tok = sys.argv[1], make_tokenizer()
+
+def stream(acc):
+    corpus = mlm.tokenize_lines(tok.lines, tok, 16)
+    sampler = mlm.LengthGroupedBatchSampler(corpus.lengths, 8, seed=4, num_shards=acc.num_processes, shard_index=acc.process_index)
+    return mlm.BatchStream(corpus, sampler, mlm.WholeWordMaskCollator(tok, 0.2, seed=9 + acc.process_index))
+
+def cfg(name):
+    return TrainerConfig(output_dir=f"{root}/{name}", steps=8, lr=2e-3, warmup_steps=2, grad_accum=2, checkpoint_every=3,
+                         seed=21, progress=False, cpu=True)
+
+acc = make_accelerator(cfg("ref"))
+ref = train(make_net(tok, 0), mlm_step, stream(acc), cfg("ref"), accelerator=acc)
+train(make_net(tok, 0), mlm_step, stream(acc), cfg("part"), accelerator=acc, max_steps_this_run=4)
+res = train(make_net(tok, 5), mlm_step, stream(acc), cfg("part"), accelerator=acc, resume=True)
+same = all(torch.equal(a, b) for a, b in zip(ref.module.state_dict().values(), res.module.state_dict().values()))
+flat = torch.cat([p.detach().flatten() for p in res.module.parameters()])
+gathered = acc.gather(flat[None])
+print("RESULT " + json.dumps({"rank": acc.process_index, "world": acc.num_processes, "same": same,
+      "replicas_equal": bool(torch.equal(gathered[0], gathered[1])), "resumed_from": res.resumed_from}), flush=True)
+'''
+
+
+@pytest.mark.slow
+def test_two_process_ddp_resume_is_exact(tmp_path):
+    """Two CPU processes (gloo) under torchrun: DDP wrapping, per-rank data shards/RNG, exact resumption."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import socket
+
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port), str(script),
+         str(tmp_path / "runs"), str(Path(__file__).parent)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads(line.split("RESULT ", 1)[1]) for line in proc.stdout.splitlines() if "RESULT " in line]
+    assert sorted(r["rank"] for r in results) == [0, 1]
+    assert all(r["world"] == 2 and r["same"] and r["replicas_equal"] and r["resumed_from"] == 4 for r in results)
+    ckpt = tmp_path / "runs" / "part" / "checkpoints" / "checkpoint-8"
+    assert {"data-0.pt", "data-1.pt", "rng-0.pt", "rng-1.pt"} <= {p.name for p in ckpt.iterdir()}

@@ -147,11 +147,23 @@ def build_corpus(
             sources.append((f"task:{dataset}/train", _task_sentences(dd)))
     blocked.discard(line_key(""))
 
+    pid = os.getpid()  # temp names per process: two concurrent builds never write the same file
+    all_tmp = out_dir / f".all.{pid}.tmp"
+    tmp_train, tmp_held, tmp_stats = (out_dir / f"{n}.{pid}.tmp" for n in FILES)
+    try:
+        return _write_corpus(out_dir, all_tmp, tmp_train, tmp_held, tmp_stats, sources, blocked, mirror, max_chars, heldout_lines,
+                             include_task_train_text, seed, breve_i)
+    finally:  # nothing half-written survives a failure
+        for tmp in (all_tmp, tmp_train, tmp_held, tmp_stats):
+            tmp.unlink(missing_ok=True)
+
+
+def _write_corpus(out_dir, all_tmp, tmp_train, tmp_held, tmp_stats, sources, blocked, mirror, max_chars, heldout_lines,
+                  include_task_train_text, seed, breve_i) -> dict:
     seen: set[int] = set()
     counts = {"duplicates": 0, "blocked_eval_sentences": 0, "too_short": 0}
     per_source: dict[str, dict[str, int]] = {}
     n_lines = n_chars = 0
-    all_tmp = out_dir / ".all.tmp"
     with open(all_tmp, "w", encoding="utf-8") as out:
         for name, sent in _round_robin(sources):
             sent = normalize_diacritics(sent, breve_i=breve_i).strip()
@@ -178,7 +190,6 @@ def build_corpus(
 
     n_heldout = min(heldout_lines, n_lines // 2)
     heldout_idx = set(random.Random(seed).sample(range(n_lines), n_heldout))
-    tmp_train, tmp_held = out_dir / "train.txt.tmp", out_dir / "heldout.txt.tmp"
     words = {"train": 0, "heldout": 0}
     chars = {"train": 0, "heldout": 0}
     with open(tmp_train, "w", encoding="utf-8") as tr, open(tmp_held, "w", encoding="utf-8") as ho:
@@ -203,9 +214,9 @@ def build_corpus(
         "config": {"max_chars": max_chars, "heldout_lines": heldout_lines, "include_task_train_text": include_task_train_text,
                    "seed": seed, "breve_i": breve_i, "min_words": MIN_WORDS},
     }
+    (out_dir / "stats.json").unlink(missing_ok=True)  # outputs without stats.json are never taken as up to date
     os.replace(tmp_train, out_dir / "train.txt")
     os.replace(tmp_held, out_dir / "heldout.txt")
-    tmp_stats = out_dir / "stats.json.tmp"
     tmp_stats.write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp_stats, out_dir / "stats.json")
     return stats

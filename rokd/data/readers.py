@@ -91,10 +91,10 @@ def iter_json_array(path: Path, key: str | None = None) -> Iterator[tuple[int, o
         return line
 
     ws = re.compile(r"[\s,]*")
+    blank = re.compile(r"\s*")
     expect_comma = False
     while True:
-        m = re.compile(r"\s*").match(text, pos)
-        pos = m.end()
+        pos = blank.match(text, pos).end()
         if pos >= len(text):
             raise DataFormatError(path, line_at(pos), "unexpected end of file inside the JSON array")
         if text[pos] == "]":

@@ -131,8 +131,12 @@ def resolve_run(
     strategy = strategy or d.strategy
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
-    weights = teacher_weights if teacher_weights is not None else d.teacher_weights
-    weights = [1.0] * len(teachers) if weights is None else [float(w) for w in weights][: len(teachers)]
+    if teacher_weights is not None:
+        weights = [float(w) for w in teacher_weights]
+    elif d.teacher_weights is not None:  # the profile's weights are for the first teachers, in order
+        weights = [float(w) for w in d.teacher_weights][: len(teachers)]
+    else:
+        weights = [1.0] * len(teachers)
     if len(weights) != len(teachers) or any(w < 0 for w in weights) or sum(weights) <= 0:
         raise ConfigError(f"teacher_weights: need {len(teachers)} non-negative numbers, not all zero; got {teacher_weights or d.teacher_weights}")
     total = sum(weights)

@@ -425,6 +425,21 @@ def evaluate_model(
     t_data = time.perf_counter() - t0
 
     device = _device(prof)
+    threads_before = torch.get_num_threads()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _fit_and_write(prof, resolved, task, seed, dd, label_names, train, val, test, t0, t_data,
+                              device, info, paths, run_config, results, log)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _fit_and_write(prof, resolved, task, seed, dd, label_names, train, val, test, t0, t_data, device, info, paths,
+                   run_config, results, log) -> dict[str, float]:
+    import torch
+
+    cfg = prof.evaluate
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # the new head's initialisation depends on the seed

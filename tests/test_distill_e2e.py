@@ -1,0 +1,112 @@
+"""distill_student end to end on tiny teachers saved in a temporary artifacts folder: outputs, AutoModel
+loading, summary with coverage, idempotence, and the CLI."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+from distill_fixtures import SENTENCES, tiny_bert, tokenizers
+
+PROFILE_YAML = """name: tinytest
+description: tiny profile for the distillation tests
+device: cpu
+distill:
+  max_length: 32
+  steps: 4
+  batch_size: 4
+  lr: 3.0e-3
+  warmup_steps: 1
+  checkpoint_every: 2
+  mlm_probability: 0.3
+  eval_lines: 8
+"""
+
+
+@pytest.fixture
+def tiny_world(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROKD_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    profile = tmp_path / "tinytest.yaml"
+    profile.write_text(PROFILE_YAML, encoding="utf-8")
+    train, heldout = tmp_path / "train.txt", tmp_path / "heldout.txt"
+    train.write_text("\n".join(SENTENCES * 2) + "\n", encoding="utf-8")
+    heldout.write_text("\n".join(SENTENCES[:8]) + "\n", encoding="utf-8")
+    cased, uncased = tokenizers()
+    teachers = {"bert-base-ro": (cased, 32), "robert-base": (uncased, 48)}
+    folders = {}
+    for i, (key, (tok, width)) in enumerate(teachers.items()):
+        folder = tmp_path / "artifacts" / "tinytest" / "teachers" / key
+        tiny_bert(tok, hidden=width, seed=i).save_pretrained(folder)
+        tok.save_pretrained(folder)
+        folders[key] = folder
+
+    import rokd.models.teachers as teachers_mod
+
+    monkeypatch.setattr(teachers_mod, "corpus_files", lambda prof: (train, heldout))
+    monkeypatch.setattr(teachers_mod, "build_teachers", lambda prof, keys=None, **kw: {k: folders[k] for k in (keys or folders)})
+    return profile, tmp_path
+
+
+def test_distill_student_end_to_end(tiny_world):
+    from rokd.distill.distiller import distill_student
+
+    profile, root = tiny_world
+    messages = []
+    out = distill_student(profile, "distilmulti-bert-base-ro", progress=False, log=messages.append)
+    assert out == root / "artifacts" / "tinytest" / "students" / "distilmulti-bert-base-ro"
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "train_log.jsonl", "distill_config.json", "summary.json"):
+        assert (out / name).is_file(), name
+    assert not (out.parent / (out.name + ".work")).exists()  # checkpoints removed after success
+    model = AutoModelForMaskedLM.from_pretrained(out)
+    assert type(model).__name__ == "DistilBertForMaskedLM" and model.config.n_layers == 2
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.get_vocab() == tokenizers()[0].get_vocab()  # the multi student keeps the cased teacher's tokenizer
+
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert all(k in log[0] for k in ("loss", "ce", "mlm", "cos", "lr", "tokens_per_s", "peak_mem_mb", "stat_coverage.robert-base"))
+    summary = json.loads((out / "summary.json").read_text())
+    cov = summary["coverage"]["robert-base"]
+    assert 0 < cov["masked_positions_covered"] <= 1 and 0 < cov["mapped_probability_mass"] <= 1
+    assert set(summary["heldout_mlm_accuracy"]) == {"distilmulti-bert-base-ro", "bert-base-ro", "robert-base"}
+    assert summary["params"] < summary["teacher_sizes"]["bert-base-ro"]["params"]
+    assert summary["disk_mb"] > 0 and summary["steps"] == 4
+    cfg = json.loads((out / "distill_config.json").read_text())
+    assert cfg["teachers"] == ["bert-base-ro", "robert-base"] and cfg["teacher_weights"] == [0.5, 0.5]
+
+    # Idempotent: same config -> reused without training; another config -> rebuilt.
+    stamp = (out / "model.safetensors").stat().st_mtime_ns
+    messages.clear()
+    assert distill_student(profile, "distilmulti-bert-base-ro", progress=False, log=messages.append) == out
+    assert any("up to date" in m for m in messages)
+    assert (out / "model.safetensors").stat().st_mtime_ns == stamp
+    distill_student(profile, "distilmulti-bert-base-ro", temperature=3.0, steps=2, progress=False, log=messages.append)
+    assert json.loads((out / "distill_config.json").read_text())["temperature"] == 3.0
+
+
+def test_cli_distill_single_teacher_student(tiny_world, capsys):
+    from rokd.cli import main
+
+    profile, root = tiny_world
+    assert main(["distill", "--profile", str(profile), "--student", "distil-robert-base", "--steps", "2"]) == 0
+    out = root / "artifacts" / "tinytest" / "students" / "distil-robert-base"
+    assert str(out) in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["coverage"] == {}  # one teacher, same vocabulary
+    assert AutoTokenizer.from_pretrained(out).get_vocab() == tokenizers()[1].get_vocab()
+
+
+def test_bad_arguments_are_clear_errors(tiny_world):
+    from rokd.config import ConfigError
+    from rokd.distill.distiller import resolve_run
+
+    profile, _ = tiny_world
+    with pytest.raises(ConfigError, match="unknown student"):
+        resolve_run(profile, "distil-nothing")
+    with pytest.raises(ConfigError, match="first teacher"):
+        resolve_run(profile, "distilmulti-bert-base-ro", teachers=["robert-base", "bert-base-ro"])
+    with pytest.raises(ConfigError, match="teacher_weights"):
+        resolve_run(profile, "distilmulti-bert-base-ro", teacher_weights=[1.0])
+    with pytest.raises(ConfigError, match="strategy"):
+        resolve_run(profile, "distilmulti-bert-base-ro", strategy="majority")

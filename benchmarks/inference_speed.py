@@ -73,9 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             res = compare_throughput({"teacher": teacher, "student": student}, args.batch_size, args.seq_length,
                                      rounds=rounds, device=device)
             t, s = res["teacher"]["seq_per_s"], res["student"]["seq_per_s"]
-            print(f"[{device}] {label}: teacher {count_parameters(teacher) / 1e6:.1f} M params {t:,.1f} seq/s | "
-                  f"student {count_parameters(student) / 1e6:.1f} M params {s:,.1f} seq/s | speedup {s / t:.2f} "
-                  f"({res['teacher']['batches_per_round']} batch(es) per round)")
+            spread = {k: f"{min(v['rounds']):,.1f}-{max(v['rounds']):,.1f}" for k, v in res.items()}
+            print(f"[{device}] {label}: teacher {count_parameters(teacher) / 1e6:.1f} M params {t:,.1f} seq/s "
+                  f"(rounds {spread['teacher']}) | student {count_parameters(student) / 1e6:.1f} M params {s:,.1f} seq/s "
+                  f"(rounds {spread['student']}) | speedup {s / t:.2f} ({res['teacher']['batches_per_round']} batch(es) per round)")
             if device == "cpu" and label.startswith("base"):
                 base_speedup = s / t
             del teacher, student

@@ -19,7 +19,8 @@ The pieces, from text to logits:
    tokens and padding are never chosen. All randomness comes from the collator's own
    ``torch.Generator``, whose state is part of ``state_dict()``. The per-word decisions are returned as
    ``word_actions`` so another tokenization of the same text can be masked identically with
-   :func:`apply_word_actions`. (Word indices of two tokenizers agree when their pre-tokenizers split
+   :func:`apply_word_actions`; :func:`whole_word_mask` is the same masking as a plain function of a
+   padded batch (for evaluation). (Word indices of two tokenizers agree when their pre-tokenizers split
    the text the same way -- both BERT pre-tokenizers split on whitespace and punctuation, and
    lower-casing / accent stripping do not move word boundaries; otherwise align words by
    ``char_spans`` first.)
@@ -404,6 +405,25 @@ def apply_word_actions(
     return out, labels
 
 
+def whole_word_mask(
+    input_ids: torch.Tensor,
+    word_ids: torch.Tensor,
+    tokenizer: Any,
+    generator: torch.Generator,
+    mlm_probability: float = 0.15,
+    token_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Functional whole-word masking of a padded batch: ``(masked_input_ids, labels, word_actions)``.
+
+    The same draws, in the same order, as :class:`WholeWordMaskCollator` with this ``generator``.
+    """
+    special = {int(i) for i in tokenizer.all_special_ids}
+    random_ids = torch.tensor([i for i in range(len(tokenizer)) if i not in special], dtype=torch.long)
+    actions = choose_word_actions(word_ids, input_ids, generator, mlm_probability, token_weights=token_weights)
+    masked, labels = apply_word_actions(input_ids, word_ids, actions, int(tokenizer.mask_token_id), random_ids, generator)
+    return masked, labels, actions
+
+
 def pad_examples(examples: Sequence[dict[str, Any]], pad_token_id: int, max_length: int | None = None) -> dict[str, torch.Tensor]:
     """Right-pad ``input_ids``/``word_ids`` of tokenized examples into tensors (+ ``attention_mask``).
 
@@ -640,6 +660,7 @@ __all__ = [
     "LengthGroupedBatchSampler",
     "choose_word_actions",
     "apply_word_actions",
+    "whole_word_mask",
     "pad_examples",
     "WholeWordMaskCollator",
     "BatchStream",

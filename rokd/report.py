@@ -180,8 +180,12 @@ def model_stats(
     seq_length: int | None = None,
     rounds: int | None = None,
     results: str | Path | None = None,
+    min_round_s: float = 0.5,
 ) -> pd.DataFrame:
     """Parameters, size on disk and inference throughput of the built models; saved to ``model_stats.json``.
+
+    Models that are not built (or hub models that cannot be downloaded) are left out; with none at
+    all the result is an empty DataFrame.
 
     Throughput: every model with a 2-way classification head (the fine-tuned setting), random token
     ids of ``batch_size`` x ``seq_length`` (profile's ``evaluate.speed_*``), all models timed in
@@ -203,10 +207,14 @@ def model_stats(
     loaded, rows = {}, {}
     for key in models or list(MODEL_KEYS):
         ref = resolve(key, prof)
-        if ref.source != "local" or not (Path(ref.name_or_path) / "config.json").exists():
-            continue  # not built (or a hub model): no local files to measure
-        with _quiet_transformers():
-            model = AutoModelForSequenceClassification.from_pretrained(ref.name_or_path, num_labels=2)
+        local = ref.source == "local"
+        if local and not (Path(ref.name_or_path) / "config.json").exists():
+            continue  # not built yet: nothing to measure
+        try:
+            with _quiet_transformers():
+                model = AutoModelForSequenceClassification.from_pretrained(ref.name_or_path, num_labels=2)
+        except OSError:  # a hub model without network: leave it out of the table
+            continue
         base = getattr(model, model.base_model_prefix)  # encoder (+ pooler): what the paper counts
         loaded[key] = model
         rows[key] = {
@@ -214,20 +222,27 @@ def model_stats(
             "key": key,
             "params_M": count_parameters(base) / 1e6,
             "paper_params_M": PAPER_PARAMS_M.get(key, math.nan),
-            "disk_MB": _disk_size(Path(ref.name_or_path)) / 1e6,
+            "disk_MB": _disk_size(Path(ref.name_or_path)) / 1e6 if local else math.nan,
             "layers": getattr(model.config, "num_hidden_layers", getattr(model.config, "n_layers", None)),
             "hidden": getattr(model.config, "hidden_size", getattr(model.config, "dim", None)),
         }
     if not loaded:
-        raise FileNotFoundError(f"no built models of profile {profile!r} under artifacts/{profile}/ to measure")
+        return pd.DataFrame()
     seq = min(seq_length, *(m.config.max_position_embeddings for m in loaded.values()))
     device = "cuda" if torch.cuda.is_available() and prof.device != "cpu" else "cpu"
-    speed = compare_throughput(loaded, batch_size, seq, rounds=rounds, device=device, min_round_s=0.5)
+    threads_before = torch.get_num_threads()
+    if ev.threads > 0:  # the same CPU threads as fine-tuning
+        torch.set_num_threads(ev.threads)
+    try:
+        speed = compare_throughput(loaded, batch_size, seq, rounds=rounds, device=device, min_round_s=min_round_s)
+    finally:
+        torch.set_num_threads(threads_before)
     for key, r in rows.items():
         r["seq_per_s"] = speed[key]["seq_per_s"]
         teacher = STUDENT_TEACHERS.get(key, (None,))[0]
         r["speedup_vs_teacher"] = r["seq_per_s"] / speed[teacher]["seq_per_s"] if teacher in speed else (1.0 if key in TEACHERS else math.nan)
-        r["timing"] = f"{device}, batch {batch_size} x {seq} tokens, median of {rounds} alternating rounds"
+        r["timing"] = (f"{device}" + (f" ({torch.get_num_threads() if ev.threads <= 0 else ev.threads} threads)" if device == "cpu" else "")
+                       + f", batch {batch_size} x {seq} tokens, median of {rounds} alternating rounds")
     out = pd.DataFrame(list(rows.values())).set_index("model")
     path = _results(profile, results) / "model_stats.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -289,7 +304,11 @@ def provenance_summary(prov: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     order = [COLUMN_TITLES[t] for t in TASK_COLUMNS if COLUMN_TITLES[t] in table.index]
     table = table.loc[order, ["train", "validation", "test"]]
     table.columns.name = None
-    notes = [f"{r.task} {r.split}: {r.note}" for r in prov.itertuples() if r.note]
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for r in prov.itertuples():
+        if r.note:
+            grouped.setdefault((r.task, r.note), []).append(r.split)
+    notes = [f"{task} {', '.join(splits)}: {note}" for (task, note), splits in grouped.items()]
     return table, notes
 
 

@@ -7,7 +7,9 @@ import pytest
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from distill_fixtures import SENTENCES, tiny_bert, tokenizers
+from distill_fixtures import one_thread, SENTENCES, tiny_bert, tokenizers  # noqa: F401 (one_thread: a fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 PROFILE_YAML = """name: tinytest
 description: tiny profile for the distillation tests

@@ -4,10 +4,13 @@ word and sub-word alignment between two tokenizations of the same text."""
 import pytest
 import torch
 
-from distill_fixtures import tokenizers
+from distill_fixtures import one_thread, tokenizers  # noqa: F401 (one_thread: a fixture)
+
 from rokd import mlm
 from rokd.distill.batching import CrossTokenizerView, DistillCollator, PairedLines
 from rokd.distill.ensemble import VocabularyMap, ensemble_soft_targets
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_ensemble_weighted_average_of_probabilities():

@@ -245,6 +245,14 @@ def test_collator_deterministic_given_seed(corpus, tokenizer):
     assert torch.equal(a(examples)["input_ids"], n1["input_ids"])
 
 
+def test_functional_whole_word_mask_matches_collator(corpus, tokenizer):
+    examples = [corpus[i] for i in range(32)]
+    batch = mlm.WholeWordMaskCollator(tokenizer, seed=3)(examples)
+    plain = mlm.pad_examples(examples, tokenizer.pad_token_id)
+    masked, labels, actions = mlm.whole_word_mask(plain["input_ids"], plain["word_ids"], tokenizer, torch.Generator().manual_seed(3))
+    assert torch.equal(masked, batch["input_ids"]) and torch.equal(labels, batch["labels"]) and torch.equal(actions, batch["word_actions"])
+
+
 def test_accepts_tokenizer_word_ids_with_none(tokenizer):
     enc = tokenizer(["casa mare frumoasă", "copilul aleargă prin parcul orașului"])
     examples = [{"input_ids": enc["input_ids"][i], "word_ids": enc.word_ids(i)} for i in range(2)]

@@ -84,3 +84,49 @@ def test_plots_have_labels(synthetic):
 
 def test_provenance_table_empty_without_runs(tmp_path):
     assert split_provenance_table("unit", tmp_path).empty
+
+
+def test_provenance_summary_condenses_kinds_and_notes():
+    import pandas as pd
+
+    from rokd.report import provenance_summary
+
+    rows = []
+    for split, kind, used, avail in (("train", "rebuilt", 256, 8043), ("validation", "official", 128, 752), ("test", "official", 128, 729)):
+        rows.append({"task": "UPOS", "split": split, "kind": kind, "source": "s", "note": "rebuilt from Rodna" if kind == "rebuilt" else "",
+                     "examples used": used, "available": avail, "max_length": 64, "truncated/split": 0})
+    for split in ("train", "validation", "test"):
+        rows.append({"task": "NER", "split": split, "kind": "substitute", "source": "s", "note": "re-split of valid+test",
+                     "examples used": 10, "available": 20, "max_length": 64, "truncated/split": 0})
+    table, notes = provenance_summary(pd.DataFrame(rows))
+    assert list(table.index) == ["UPOS", "NER"] and list(table.columns) == ["train", "validation", "test"]
+    assert table.loc["UPOS", "train"] == "rebuilt (256 of 8,043)"
+    assert notes == ["UPOS train: rebuilt from Rodna", "NER train, validation, test: re-split of valid+test"]
+
+
+def test_model_stats_measures_built_models(tmp_path, monkeypatch):
+    import json
+
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, DistilBertConfig, DistilBertForMaskedLM
+
+    from rokd.report import model_stats
+
+    monkeypatch.setenv("ROKD_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    torch.manual_seed(0)
+    BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=32, max_position_embeddings=32)
+                    ).save_pretrained(tmp_path / "artifacts" / "smoke" / "teachers" / "bert-base-ro")
+    DistilBertForMaskedLM(DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32,
+                                           max_position_embeddings=32)
+                          ).save_pretrained(tmp_path / "artifacts" / "smoke" / "students" / "distil-bert-base-ro")
+    stats = model_stats("smoke", batch_size=2, seq_length=16, rounds=2, results=tmp_path / "results",
+                        min_round_s=0.01)
+    assert list(stats["key"]) == ["bert-base-ro", "distil-bert-base-ro"]  # the others are not built
+    assert stats.loc["BERT-base-ro", "layers"] == 2 and stats.loc["Distil-BERT-base-ro", "layers"] == 1
+    assert stats.loc["BERT-base-ro", "params_M"] > stats.loc["Distil-BERT-base-ro", "params_M"] > 0
+    assert stats.loc["Distil-BERT-base-ro", "disk_MB"] > 0
+    s = stats.loc["Distil-BERT-base-ro"]
+    assert s["speedup_vs_teacher"] == pytest.approx(s["seq_per_s"] / stats.loc["BERT-base-ro", "seq_per_s"])
+    saved = json.loads((tmp_path / "results" / "model_stats.json").read_text())
+    assert [r["key"] for r in saved] == ["bert-base-ro", "distil-bert-base-ro"]

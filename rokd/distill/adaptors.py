@@ -127,10 +127,15 @@ def make_cross_tokenizer_fn(name: str, vocab_map: VocabularyMap) -> Callable[...
     return fn
 
 
-def make_adaptor(name: str, model: nn.Module, teacher_tokenizer, student_tokenizer, weight: float = 1.0) -> TeacherAdaptor:
-    """The adaptor for ``model``: same-vocabulary when its tokenizer's vocabulary is the student's, else cross-tokenizer."""
+def make_adaptor(
+    name: str, model: nn.Module, teacher_tokenizer, student_tokenizer, weight: float = 1.0, student_vocab_size: int | None = None
+) -> TeacherAdaptor:
+    """The adaptor for ``model``: same-vocabulary when its tokenizer's vocabulary is the student's, else cross-tokenizer.
+
+    ``student_vocab_size``: the student's output size (``config.vocab_size``), when larger than its tokenizer's.
+    """
     hidden = int(model.config.hidden_size)
     if teacher_tokenizer.get_vocab() == student_tokenizer.get_vocab():
         return TeacherAdaptor(name, model, weight, same_vocab_fn, needs_reference=False, hidden_size=hidden)
-    vm = VocabularyMap.from_tokenizers(student_tokenizer, teacher_tokenizer)
+    vm = VocabularyMap.from_tokenizers(student_tokenizer, teacher_tokenizer, student_vocab_size, int(model.config.vocab_size))
     return TeacherAdaptor(name, model, weight, make_cross_tokenizer_fn(name, vm), needs_reference=True, hidden_size=hidden, vocab_map=vm)

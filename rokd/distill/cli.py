@@ -6,7 +6,10 @@
 
 Several GPUs (Hugging Face Accelerate; one process per GPU, each takes its shard of the batches)::
 
-    accelerate launch --multi_gpu --num_processes 4 -m rokd.cli distill --profile paper --student distil-bert-base-ro
+    accelerate launch --multi_gpu --num_processes 4 -m rokd.cli distill --profile mini --student distil-bert-base-ro
+
+(``paper`` uses the released students, ``distill.source: hub``; to distil from the hub teachers, copy
+``paper.yaml`` with ``distill.source: build`` and pass its path as ``--profile``.)
 """
 
 from __future__ import annotations

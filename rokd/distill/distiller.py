@@ -19,8 +19,11 @@ its teachers). A folder whose ``distill_config.json`` equals the resolved config
 Checkpoints live in ``<key>.work/`` while training (``resume=True`` continues a killed run) and are
 removed once the student is saved.
 
-Several GPUs: ``accelerate launch --multi_gpu --num_processes 4 -m rokd.cli distill --profile paper
---student distilmulti-bert-base-ro`` (each process takes its shard of the length-grouped batches).
+Several GPUs: ``accelerate launch --multi_gpu --num_processes 4 -m rokd.cli distill --profile mini
+--student distilmulti-bert-base-ro`` (each process takes its shard of the length-grouped batches; only the
+trainable student is wrapped by DDP). The ``paper`` profile uses the authors' released students
+(``distill.source: hub``); to distil from the hub teachers, copy ``paper.yaml`` with ``distill.source:
+build`` and pass the file as ``--profile``.
 """
 
 from __future__ import annotations
@@ -299,7 +302,10 @@ def build_setup(
     first = run.teachers[0]
     student_tok = teacher_tokenizers[first]
     student = init_student_from_teacher(teacher_models[first])
-    adaptors = [make_adaptor(k, teacher_models[k], teacher_tokenizers[k], student_tok, w) for k, w in zip(run.teachers, run.teacher_weights)]
+    adaptors = [
+        make_adaptor(k, teacher_models[k], teacher_tokenizers[k], student_tok, w, int(student.config.vocab_size))
+        for k, w in zip(run.teachers, run.teacher_weights)
+    ]
     net = DistillNet(student, {a.name: a.hidden_size for a in adaptors})
 
     def tokenized(tok, max_len: int, tag: str) -> mlm.TokenizedLines:

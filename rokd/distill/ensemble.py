@@ -80,10 +80,18 @@ class VocabularyMap:
     ``target[c]`` is the teacher id whose mass student token ``c`` receives, or -1.
     """
 
-    def __init__(self, student_vocab: Mapping[str, int], teacher_vocab: Mapping[str, int]):
-        vs = max(student_vocab.values()) + 1
+    def __init__(
+        self,
+        student_vocab: Mapping[str, int],
+        teacher_vocab: Mapping[str, int],
+        student_size: int | None = None,
+        teacher_size: int | None = None,
+    ):
+        # Sizes default to the vocabularies'; pass the models' (config.vocab_size) when their output
+        # layers are padded beyond the tokenizer (extra rows never receive mass).
+        vs = max(student_size or 0, max(student_vocab.values()) + 1)
         self.student_size = vs
-        self.teacher_size = max(teacher_vocab.values()) + 1
+        self.teacher_size = max(teacher_size or 0, max(teacher_vocab.values()) + 1)
         target = torch.full((vs,), -1, dtype=torch.long)
         for token, sid in student_vocab.items():
             tid = teacher_vocab.get(token)
@@ -100,8 +108,8 @@ class VocabularyMap:
         self.fan_out = torch.zeros(self.teacher_size).index_add_(0, target[has], torch.ones(int(has.sum())))
 
     @classmethod
-    def from_tokenizers(cls, student_tokenizer, teacher_tokenizer) -> "VocabularyMap":
-        return cls(student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab())
+    def from_tokenizers(cls, student_tokenizer, teacher_tokenizer, student_size: int | None = None, teacher_size: int | None = None) -> "VocabularyMap":
+        return cls(student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab(), student_size, teacher_size)
 
     def stats(self) -> dict[str, float]:
         """Share of the student vocabulary reached and of the teacher vocabulary that moves."""

@@ -240,6 +240,7 @@ def build_teacher(profile: str | Profile, key: str, *, force: bool = False, devi
         shutil.copyfile(log_path, tmp / TRAIN_LOG_FILE)
         (tmp / QUALITY_FILE).write_text(json.dumps(quality, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         save_config(build, tmp / TEACHER_CONFIG_FILE)
+        _make_readable(tmp)
         if folder.exists():
             shutil.rmtree(folder)
         tmp.rename(folder)
@@ -248,6 +249,14 @@ def build_teacher(profile: str | Profile, key: str, *, force: bool = False, devi
         raise
     log(f"[teachers] {key}: done in {time.perf_counter() - t0:.0f} s -> {folder}")
     return folder
+
+
+def _make_readable(folder: Path) -> None:
+    """``mkdtemp`` creates a private folder; a built model is shared like any other artifact."""
+    folder.chmod(0o755)
+    for p in folder.iterdir():
+        if p.is_file():
+            p.chmod(0o644)
 
 
 def _device(prof: Profile) -> str:

@@ -1,0 +1,156 @@
+"""Tokenizers, miniature teacher pretraining, save/load round trip and quality measurement."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from rokd.models import teachers as teachers_mod
+from rokd.models.quality import UnigramBaseline, measure_quality, pseudo_perplexity, unigram_counts
+from rokd.models.tokenizers import save_tokenizer, train_wordpiece
+from rokd.profiles import BertShape, Profile, TeachersConfig
+
+SUBJECTS = ["Ana", "Ștefan", "Maria", "Ion", "bunica", "profesorul", "copilul"]
+VERBS = ["citește", "scrie", "cumpără", "vede", "caută"]
+OBJECTS = ["o carte", "un ziar", "o scrisoare", "mere", "pâine", "flori"]
+PLACES = ["la București", "în Iași", "acasă", "la școală", "în grădină"]
+
+
+def tiny_lines(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)} {rng.choice(PLACES)}." for _ in range(n)]
+
+
+def test_wordpiece_training_cased_and_uncased_keep_diacritics(tmp_path):
+    texts = tiny_lines(300)
+    cased = train_wordpiece(texts, vocab_size=120, lowercase=False)
+    uncased = train_wordpiece(texts, vocab_size=100, lowercase=True)
+    assert len(cased) <= 120 and len(uncased) <= 100
+    assert {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"} <= set(cased.get_vocab())
+    # cased keeps case and diacritics; uncased lower-cases but keeps ș/â (RoBERT: strip_accents=False)
+    assert "Ștefan" in "".join(cased.tokenize("Ștefan")).replace("##", "")
+    assert "".join(uncased.tokenize("Ștefan PÂINE")).replace("##", "") == "ștefanpâine"
+    ids = cased("Ana citește o carte.")["input_ids"]
+    assert ids[0] == cased.cls_token_id and ids[-1] == cased.sep_token_id
+
+    from transformers import AutoTokenizer
+
+    save_tokenizer(uncased, tmp_path / "tok")
+    loaded = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    assert loaded.is_fast and loaded.tokenize("Ștefan PÂINE") == uncased.tokenize("Ștefan PÂINE")
+    assert loaded.get_vocab() == uncased.get_vocab()
+
+
+def test_wordpiece_training_rejects_empty_text():
+    with pytest.raises(ValueError):
+        train_wordpiece([], vocab_size=3, lowercase=False)
+    with pytest.raises(FileNotFoundError):
+        train_wordpiece(files=["/no/such/file.txt"], vocab_size=100, lowercase=False)
+
+
+TINY_SHAPE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=32)
+
+
+def tiny_profile(name: str = "tinytest", steps: int = 60) -> Profile:
+    cfg = TeachersConfig(
+        cased=BertShape(vocab_size=150, lowercase=False, **TINY_SHAPE),
+        uncased=BertShape(vocab_size=120, lowercase=True, **TINY_SHAPE),
+        max_length=24, steps=steps, batch_size=16, lr=3e-3, warmup_steps=min(5, steps), checkpoint_every=0,
+        eval_lines=40, pppl_lines=5, seed=3,
+    )
+    return Profile(name=name, device="cpu", teachers=cfg)
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path, monkeypatch):
+    """A tiny train/held-out corpus wired in place of rokd.data's corpus; artifacts under tmp_path."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "train.txt").write_text("\n".join(tiny_lines(600, seed=1)) + "\n", encoding="utf-8")
+    (corpus / "heldout.txt").write_text("\n".join(tiny_lines(60, seed=2)) + "\n", encoding="utf-8")
+    monkeypatch.setenv("ROKD_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    monkeypatch.setattr(teachers_mod, "corpus_files", lambda profile: (corpus / "train.txt", corpus / "heldout.txt"))
+    return corpus
+
+
+def test_tiny_pretraining_loss_falls_and_round_trips(tiny_corpus, tmp_path):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    torch.set_num_threads(1)
+    prof = tiny_profile()
+    built = teachers_mod.build_teachers(prof, keys=["bert-base-ro"], log=lambda *_: None)
+    folder = built["bert-base-ro"]
+    assert folder == tmp_path / "artifacts" / "tinytest" / "teachers" / "bert-base-ro"
+    for name in ["config.json", "model.safetensors", "tokenizer.json", "train_log.jsonl", "teacher_config.json", "quality.json"]:
+        assert (folder / name).exists(), name
+
+    log = teachers_mod.read_train_log(folder / "train_log.jsonl")
+    assert [r["step"] for r in log] == list(range(1, 61))
+    assert all(r["tokens_per_s"] > 0 for r in log)
+    first = sum(r["loss"] for r in log[:5]) / 5
+    last = sum(r["loss"] for r in log[-5:]) / 5
+    assert last < first - 1.0, (first, last)
+
+    # save/load round trip: the saved model and tokenizer give the in-memory model's outputs
+    model = AutoModelForMaskedLM.from_pretrained(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    assert type(model).__name__ == "BertForMaskedLM"
+    assert model.config.vocab_size == len(tok) and model.config._attn_implementation == "sdpa"
+    enc = tok(["Ana citește o carte la București."], return_tensors="pt")
+    again = AutoModelForMaskedLM.from_pretrained(folder)
+    with torch.no_grad():
+        assert torch.equal(model(**enc).logits, again(**enc).logits)
+
+    q = json.loads((folder / "quality.json").read_text())
+    # this grammar is predictable from context: the trained model must beat token frequencies
+    assert q["mlm_accuracy"] > q["unigram_mlm_accuracy"]
+    assert q["pseudo_perplexity"] < q["unigram_pseudo_perplexity"]
+    assert q["parameters"] == sum(p.numel() for p in model.parameters())
+
+    # idempotent: same config -> kept; changed config -> rebuilt
+    mtime = (folder / "model.safetensors").stat().st_mtime_ns
+    teachers_mod.build_teachers(prof, keys=["bert-base-ro"], log=lambda *_: None)
+    assert (folder / "model.safetensors").stat().st_mtime_ns == mtime
+    teachers_mod.build_teachers(tiny_profile(steps=3), keys=["bert-base-ro"], log=lambda *_: None)
+    assert len(teachers_mod.read_train_log(folder / "train_log.jsonl")) == 3
+
+
+def test_hub_profile_builds_nothing():
+    out = teachers_mod.build_teachers("paper")
+    assert {k: str(v) for k, v in out.items()} == {
+        "bert-base-ro": "dumitrescustefan/bert-base-romanian-cased-v1",
+        "robert-base": "readerbench/RoBERT-base",
+    }
+
+
+def test_unigram_baseline_matches_hand_computed_values():
+    texts = tiny_lines(50)
+    tok = train_wordpiece(texts, vocab_size=100, lowercase=False)
+    counts = unigram_counts(tok, texts)
+    base = UnigramBaseline(counts, len(tok))
+    top, n_top = counts.most_common(1)[0]
+    assert base.top == top
+    import math
+
+    assert base.log_prob(top) == pytest.approx(math.log((n_top + 1) / (sum(counts.values()) + len(tok))))
+
+
+def test_pseudo_perplexity_of_a_uniform_model_is_the_vocabulary_size():
+    """A model whose logits are all equal assigns 1/V to every token: PPPL must equal V exactly."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    texts = tiny_lines(30)
+    tok = train_wordpiece(texts, vocab_size=90, lowercase=False)
+    model = BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=32, max_position_embeddings=32))
+    with torch.no_grad():
+        model.cls.predictions.decoder.weight.zero_()
+        model.cls.predictions.bias.zero_()
+    out = pseudo_perplexity(model, tok, texts[:3])
+    assert out["pseudo_perplexity"] == pytest.approx(len(tok), rel=1e-5)
+    assert out["pppl_tokens"] == sum(len(tok.tokenize(t)) for t in texts[:3])
+    q = measure_quality(model, tok, texts[:10], texts, pppl_lines=2)
+    assert 0.0 <= q["mlm_accuracy"] <= 1.0 and q["mlm_masked_tokens"] > 0

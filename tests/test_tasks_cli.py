@@ -1,0 +1,28 @@
+"""``rokd evaluate`` is registered with the options the pipeline and the book document."""
+
+from __future__ import annotations
+
+import pytest
+
+from rokd.cli import build_parser
+
+
+def test_evaluate_command_parses_repeatable_task_and_seed():
+    args = build_parser().parse_args(["evaluate", "--profile", "mini", "--model", "bert-base-ro",
+                                      "--task", "ner", "--task", "sts", "--seed", "1", "--seed", "2"])
+    assert args.profile == "mini" and args.model == "bert-base-ro"
+    assert args.task == ["ner", "sts"] and args.seed == [1, 2] and not args.force
+    assert callable(args.func)
+
+
+def test_evaluate_command_rejects_unknown_task(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--model", "x", "--task", "parsing"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_evaluate_command_names_a_missing_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROKD_ARTIFACTS_DIR", str(tmp_path))
+    args = build_parser().parse_args(["evaluate", "--model", "bert-base-ro", "--task", "upos", "--seed", "1"])
+    with pytest.raises(FileNotFoundError, match="not built yet"):
+        args.func(args)

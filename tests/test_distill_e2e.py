@@ -4,7 +4,6 @@ loading, summary with coverage, idempotence, and the CLI."""
 import json
 
 import pytest
-import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from distill_fixtures import one_thread, SENTENCES, tiny_bert, tokenizers  # noqa: F401 (one_thread: a fixture)
@@ -101,9 +100,12 @@ def test_cli_distill_single_teacher_student(tiny_world, capsys):
 
 def test_bad_arguments_are_clear_errors(tiny_world):
     from rokd.config import ConfigError
-    from rokd.distill.distiller import resolve_run
+    from rokd.distill.distiller import distill_student, resolve_run
 
-    profile, _ = tiny_world
+    profile, root = tiny_world
+    with pytest.raises(ConfigError, match="unknown student"):
+        distill_student(profile, "distil-nothing", progress=False)
+    assert not (root / "artifacts" / "tinytest" / "students").exists()  # nothing half-written
     with pytest.raises(ConfigError, match="unknown student"):
         resolve_run(profile, "distil-nothing")
     with pytest.raises(ConfigError, match="first teacher"):

@@ -8,7 +8,7 @@ import torch
 
 from distill_fixtures import one_thread, SENTENCES, run_config, tiny_bert, tokenizers  # noqa: F401 (one_thread: a fixture)
 
-from rokd.distill.distiller import DistillNet, build_setup, make_step_fn, trainer_config
+from rokd.distill.distiller import build_setup, make_step_fn, trainer_config
 from rokd.trainer import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -35,6 +35,18 @@ def test_multi_teacher_step_runs_and_reports_coverage():
     assert all(math.isfinite(float(v.detach())) for v in terms.values())
     assert 0.0 < float(terms["stat_coverage.robert-base"]) <= 1.0
     assert 0.0 < float(terms["stat_mapped_mass.robert-base"]) <= 1.0
+    # The uncased teacher's mapped distributions: on the student's vocabulary, summing to 1 where it covers
+    # the position, absent elsewhere; the soft target falls back to the cased teacher there.
+    from rokd.distill.distiller import teacher_targets
+
+    targets, soft, valid = teacher_targets(setup.adaptors, batch, run.temperature)
+    unc = targets["robert-base"]
+    assert unc.probs.shape == targets["bert-base-ro"].probs.shape == soft.shape
+    assert torch.allclose(unc.probs[unc.covered].sum(-1), torch.ones(int(unc.covered.sum())), atol=1e-5)
+    assert (unc.probs[~unc.covered] == 0).all() and valid.all()
+    assert torch.allclose(soft[~unc.covered], targets["bert-base-ro"].probs[~unc.covered])
+    both = 0.5 * targets["bert-base-ro"].probs[unc.covered] + 0.5 * unc.probs[unc.covered]
+    assert torch.allclose(soft[unc.covered], both, atol=1e-6)
     terms["loss"].backward()
     assert setup.net.projections["robert-base"].weight.grad is not None
     assert all(p.grad is None for a in setup.adaptors for p in a.model.parameters())  # teachers frozen
@@ -70,7 +82,7 @@ def test_hidden_only_strategy_keeps_other_vocab_teacher_out_of_soft_targets():
     batch = next(setup.batches)
     terms = make_step_fn(setup.adaptors, run)(setup.net, batch)
     assert math.isfinite(float(terms["loss"].detach())) and "cos.robert-base" in terms
-    cased_only = teacher_targets(setup.adaptors, batch, run.temperature)["bert-base-ro"].probs
+    cased_only = teacher_targets(setup.adaptors, batch, run.temperature)[0]["bert-base-ro"].probs
     with torch.no_grad():
         logits = setup.net.student(batch["input_ids"], batch["attention_mask"], batch["labels"]).logits
     expected = soft_target_kl(logits, cased_only, run.temperature, teacher_is_probs=True)

@@ -154,3 +154,21 @@ def test_pseudo_perplexity_of_a_uniform_model_is_the_vocabulary_size():
     assert out["pppl_tokens"] == sum(len(tok.tokenize(t)) for t in texts[:3])
     q = measure_quality(model, tok, texts[:10], texts, pppl_lines=2)
     assert 0.0 <= q["mlm_accuracy"] <= 1.0 and q["mlm_masked_tokens"] > 0
+
+
+def test_cli_build_and_quality(tiny_corpus, tmp_path, capsys):
+    from rokd.cli import main
+    from rokd.config import save_config
+
+    torch.set_num_threads(1)
+    yaml_path = save_config(tiny_profile(name="clitest", steps=8), tmp_path / "clitest.yaml")
+    assert main(["teachers", "build", "--profile", str(yaml_path), "--key", "robert-base"]) == 0
+    out = capsys.readouterr().out
+    assert "robert-base" in out and "MLM accuracy" in out
+    folder = tmp_path / "artifacts" / "clitest" / "teachers" / "robert-base"
+    before = json.loads((folder / "quality.json").read_text())
+    assert main(["teachers", "quality", "--profile", str(yaml_path), "--key", "robert-base"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    after = json.loads((folder / "quality.json").read_text())
+    assert printed["robert-base"]["mlm_accuracy"] == after["mlm_accuracy"] == before["mlm_accuracy"]  # same seed, same masks
+    assert after["train_wall_s"] == before["train_wall_s"]  # training facts are kept

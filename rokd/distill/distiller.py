@@ -226,9 +226,19 @@ def _outside_inference(x: torch.Tensor) -> torch.Tensor:
     return x.clone() if x.is_inference() else x
 
 
-def teacher_targets(adaptors: list[TeacherAdaptor], batch: dict[str, torch.Tensor], temperature: float) -> dict[str, TeacherTargets]:
-    """Run every teacher's adaptor (same-vocabulary ones first: they are the reference of the others)."""
+def teacher_targets(
+    adaptors: list[TeacherAdaptor], batch: dict[str, torch.Tensor], temperature: float, soft_names: list[str] | None = None
+) -> tuple[dict[str, TeacherTargets], torch.Tensor, torch.Tensor]:
+    """Run every teacher's adaptor in ``inference_mode`` and build the ensemble soft target.
+
+    Same-vocabulary teachers run first: their ensemble is the reference with which cross-tokenizer
+    teachers split a token's mass among case variants. ``soft_names``: the teachers in the soft target
+    (default all). Returns ``(targets, soft (n, V), valid (n,))``. Only what enters the autograd graph
+    (the soft target, hidden states) is copied out of inference mode; ``targets[...].probs`` stay
+    inference tensors (read-only).
+    """
     out: dict[str, TeacherTargets] = {}
+    soft_names = [a.name for a in adaptors] if soft_names is None else soft_names
     with torch.inference_mode():
         plain = [a for a in adaptors if not a.needs_reference]
         for a in plain:
@@ -239,11 +249,14 @@ def teacher_targets(adaptors: list[TeacherAdaptor], batch: dict[str, torch.Tenso
         for a in adaptors:
             if a.needs_reference:
                 out[a.name] = a(batch, temperature, reference)
-    return {
-        name: TeacherTargets(*(_outside_inference(getattr(t, f)) for f in ("probs", "covered", "hidden", "student_unit")),
-                             stats={k: _outside_inference(v) for k, v in t.stats.items()})
-        for name, t in out.items()
-    }
+        chosen = [a for a in adaptors if a.name in soft_names]
+        soft, valid = ensemble_soft_targets([out[a.name].probs for a in chosen], [a.weight for a in chosen],
+                                            [out[a.name].covered for a in chosen])
+    for t in out.values():
+        t.hidden = _outside_inference(t.hidden)
+        t.student_unit = _outside_inference(t.student_unit)
+        t.stats = {k: _outside_inference(v) for k, v in t.stats.items()}
+    return out, _outside_inference(soft), _outside_inference(valid)
 
 
 def make_step_fn(adaptors: list[TeacherAdaptor], run: DistillRun):
@@ -254,14 +267,11 @@ def make_step_fn(adaptors: list[TeacherAdaptor], run: DistillRun):
     ``stat_soft_rows`` (share of masked positions with a soft target).
     """
     weights = L.LossWeights(run.alpha_ce, run.alpha_mlm, run.alpha_cos, run.temperature)
-    soft_teachers = [a for a in adaptors if run.strategy == "ensemble" or not a.needs_reference]
+    soft_names = [a.name for a in adaptors if run.strategy == "ensemble" or not a.needs_reference]
     cos_weights = {a.name: a.weight for a in adaptors}
 
     def step_fn(net: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        targets = teacher_targets(adaptors, batch, run.temperature)
-        soft, valid = ensemble_soft_targets(
-            [targets[a.name].probs for a in soft_teachers], [a.weight for a in soft_teachers], [targets[a.name].covered for a in soft_teachers]
-        )
+        targets, soft, valid = teacher_targets(adaptors, batch, run.temperature, soft_names)
         terms = net(batch, targets, soft, valid, cos_weights, weights)
         for t in targets.values():
             terms.update({k: v.detach().float() for k, v in t.stats.items()})
@@ -442,14 +452,13 @@ def distill_student(
             "Load them with rokd.models.registry.load_model."
         )
     out = Path(output_dir) if output_dir is not None else student_dir(prof, student_key)
-    teacher_keys = list(teachers) if teachers else list(STUDENT_TEACHERS.get(student_key, ()))
+    overrides = dict(teachers=teachers, strategy=strategy, teacher_weights=teacher_weights, temperature=temperature,
+                     alpha_ce=alpha_ce, alpha_mlm=alpha_mlm, alpha_cos=alpha_cos, steps=steps)
+    teacher_keys = resolve_run(prof, student_key, **overrides).teachers  # validates before any work
     train_txt, heldout_txt = corpus_files(prof)
     build_teachers(prof, [k for k in TEACHERS if k in teacher_keys], log=log)
-    run = resolve_run(
-        prof, student_key, teachers=teacher_keys, strategy=strategy, teacher_weights=teacher_weights, temperature=temperature,
-        alpha_ce=alpha_ce, alpha_mlm=alpha_mlm, alpha_cos=alpha_cos, steps=steps,
-        corpus_sha256=file_sha256(train_txt), fingerprints={k: _teacher_fingerprint(prof, k) for k in teacher_keys},
-    )
+    run = resolve_run(prof, student_key, **overrides, corpus_sha256=file_sha256(train_txt),
+                      fingerprints={k: _teacher_fingerprint(prof, k) for k in teacher_keys})
     if (out / SUMMARY_FILE).is_file() and (out / CONFIG_FILE).is_file():
         saved = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"))
         if saved == to_dict(run):
@@ -463,6 +472,10 @@ def distill_student(
     work.mkdir(parents=True, exist_ok=True)
     save_config(run, work / CONFIG_FILE)
 
+    if not progress:  # also quiet the weight-loading / saving bars of transformers
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     t0 = time.perf_counter()
     models = {k: load_model(k, "mlm", prof) for k in teacher_keys}
     toks = {k: load_tokenizer(k, prof) for k in teacher_keys}

@@ -18,10 +18,11 @@ def loss_curves(log: list[dict]) -> pd.DataFrame:
     """Long table ``step, term, value`` of every loss term (total, ce, mlm, cos and cos per teacher)."""
     rows = []
     for rec in log:
-        for key, value in rec.items():
-            if key in LOSS_TERMS or key.startswith("cos."):
-                label = LOSS_TERMS.get(key, f"cosine with {DISPLAY_NAMES.get(key[4:], key[4:])}")
-                rows.append({"step": rec["step"], "term": label, "value": value})
+        # Fixed order: total, the three terms, then the cosine with each teacher.
+        keys = [k for k in LOSS_TERMS if k in rec] + sorted(k for k in rec if k.startswith("cos."))
+        for key in keys:
+            label = LOSS_TERMS.get(key, f"cosine with {DISPLAY_NAMES.get(key[4:], key[4:])}")
+            rows.append({"step": rec["step"], "term": label, "value": rec[key]})
     return pd.DataFrame(rows)
 
 

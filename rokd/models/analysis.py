@@ -306,3 +306,86 @@ def inference_throughput(model, tokenizer, texts: Sequence[str], *, batch_size: 
     return {"sentences": len(texts), "tokens": tokens, "seconds": dt,
             "sentences_per_s": len(texts) / dt if dt > 0 else math.inf, "tokens_per_s": tokens / dt if dt > 0 else math.inf,
             "batch_size": batch_size, "threads": torch.get_num_threads(), "device": str(device)}
+
+
+# --- tables the teacher chapter shows -------------------------------------------------------------------------
+
+def task_texts(task: str, n: int = 300, seed: int = 0) -> list[str]:
+    """A seeded sample of ``n`` texts from a task's *train* split (tagging tasks: tokens joined by spaces)."""
+    from rokd.data import load_task
+
+    train = load_task(task)["train"]
+    idx = sorted(np.random.default_rng(seed).choice(len(train), size=min(n, len(train)), replace=False).tolist())
+    rows = train.select(idx)
+    if "tokens" in rows.column_names:
+        return [" ".join(toks) for toks in rows["tokens"]]
+    pairs = rows["text_pair"] if "text_pair" in rows.column_names else [""] * len(rows)
+    return [f"{a} {b}".strip() for a, b in zip(rows["text"], pairs)]
+
+
+def fertility_table(tokenizers: dict[str, object], tasks: Sequence[str], n: int = 300, seed: int = 0) -> "pandas.DataFrame":  # noqa: F821
+    """Fertility and unknown rates of every tokenizer on a sample of every task's train text.
+
+    Tasks that share a data set (UPOS/XPOS, SAPN/SAR) share their text, so each data set is measured once.
+    """
+    import pandas as pd
+
+    from rokd.data import TASK_DATASET
+
+    by_dataset: dict[str, list[str]] = {}
+    for task in tasks:
+        by_dataset.setdefault(TASK_DATASET[task], []).append(task)
+    rows = []
+    for dataset, ts in by_dataset.items():
+        texts = task_texts(ts[0], n=n, seed=seed)
+        for name, tok in tokenizers.items():
+            rows.append({"dataset": dataset, "tasks": "/".join(ts), "tokenizer": name, **tokenization_stats(tok, texts)})
+    return pd.DataFrame(rows)
+
+
+def parameter_table(models: dict[str, object], refs: dict[str, object]) -> "pandas.DataFrame":  # noqa: F821
+    """Parameters, embedding share, vocabulary and size on disk of loaded models (refs from the registry)."""
+    import pandas as pd
+
+    rows = []
+    for name, model in models.items():
+        ref = refs[name]
+        row = {"model": name, "source": ref.name_or_path, **count_parameters(model),
+               "vocab_size": model.config.vocab_size, "layers": model.config.num_hidden_layers,
+               "hidden": model.config.hidden_size}
+        if ref.source == "local":
+            row["weights_mb"] = weights_size_on_disk(ref.path) / 2**20
+            row["folder_mb"] = size_on_disk(ref.path) / 2**20
+        else:
+            row["weights_mb"] = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20  # in memory, as fp32
+            row["folder_mb"] = float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
+
+
+def train_log_frame(folders: dict[str, str | Path]) -> "pandas.DataFrame":  # noqa: F821
+    """The ``train_log.jsonl`` of each built teacher as one long frame (column ``model``)."""
+    import json
+
+    import pandas as pd
+
+    frames = []
+    for name, folder in folders.items():
+        path = Path(folder) / "train_log.jsonl"
+        if path.exists():
+            recs = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            frames.append(pd.DataFrame(recs).assign(model=name))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def quality_frame(qualities: dict[str, dict]) -> "pandas.DataFrame":  # noqa: F821
+    """Model vs unigram baseline, one row per (model, measure)."""
+    import pandas as pd
+
+    rows = []
+    for name, q in qualities.items():
+        for measure, key, base in [("MLM accuracy (whole-word masks)", "mlm_accuracy", "unigram_mlm_accuracy"),
+                                   ("single-mask accuracy", "single_mask_accuracy", "unigram_single_mask_accuracy"),
+                                   ("pseudo-perplexity", "pseudo_perplexity", "unigram_pseudo_perplexity")]:
+            rows.append({"model": name, "measure": measure, "teacher": q[key], "unigram baseline": q[base]})
+    return pd.DataFrame(rows)

@@ -291,7 +291,42 @@ def load_quality(folder: str | Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def teacher_quality(profile: str | Profile, key: str, *, write: bool = True) -> dict:
+    """(Re-)measure a teacher's MLM accuracy and pseudo-perplexity on the profile's held-out corpus.
+
+    Works for built and hub teachers (through the registry). For a built teacher the new numbers
+    replace those in its ``quality.json`` (training fields are kept); for a hub teacher they are
+    written to ``results/<profile>/teachers/<key>/quality.json``.
+    """
+    from rokd.models.quality import measure_quality, read_lines
+    from rokd.models.registry import load_model, load_tokenizer
+    from rokd.paths import results_dir
+
+    prof = _profile(profile)
+    cfg = prof.teachers
+    ref = resolve(key, prof)
+    train_txt, heldout_txt = corpus_files(prof)
+    model = load_model(ref, head="mlm").to(_device(prof))
+    tokenizer = load_tokenizer(ref)
+    quality = measure_quality(model, tokenizer, read_lines(heldout_txt, limit=cfg.eval_lines, seed=cfg.seed),
+                              read_lines(train_txt), pppl_lines=cfg.pppl_lines, max_length=cfg.max_length,
+                              mlm_probability=cfg.mlm_probability, seed=cfg.seed)
+    quality.update(key=key, profile=prof.name, parameters=sum(p.numel() for p in model.parameters()))
+    if write:
+        if ref.source == "local":
+            path = ref.path / QUALITY_FILE
+            old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+            quality = {**old, **quality}
+        else:
+            path = results_dir(prof.name) / "teachers" / key / QUALITY_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(quality, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    return quality
+
+
 __all__ = [
     "TeacherBuild", "build_teacher", "build_teachers", "new_teacher", "bert_config", "pretrain_mlm",
-    "read_train_log", "load_quality", "corpus_files",
+    "read_train_log", "load_quality", "corpus_files", "teacher_quality",
 ]

@@ -136,7 +136,7 @@ def encode_sentences(
     if text_pair is not None and not any(text_pair):
         text_pair = None
     enc = tokenizer(text, text_pair, truncation=True, max_length=max_length)
-    full = tokenizer(text, text_pair, truncation=False)["input_ids"]
+    full = tokenizer(text, text_pair, truncation=False, verbose=False)["input_ids"]  # only to count truncations
     n_trunc = sum(len(x) > max_length for x in full)
     features = []
     for k in range(len(text)):

@@ -223,7 +223,9 @@ def main(argv=None) -> int:
         out = results_dir(prof.name) / BENCHMARK_FILE
         out.parent.mkdir(parents=True, exist_ok=True)
         record = {
-            "hardware": hardware(), "device": str(device), "rokd_precision": "bf16" if amp else "fp32",
+            "hardware": hardware(), "device": str(device), "threads": torch.get_num_threads(), "rokd_precision": "bf16" if amp else "fp32",
+            "profile_shapes": prof.name, "vocab_sizes": [len(toks["bert-base-ro"]), len(toks["robert-base"])],
+            "teacher_layers": shapes["bert-base-ro"].num_hidden_layers, "hidden_size": shapes["bert-base-ro"].hidden_size,
             "batch_size": args.batch_size, "max_length": max_length, "rounds": args.rounds,
             "steps": {k: {"median_step_s": med[k], "median_tokens_per_s": med_tok[k]} for k in order},
             "speedup": speedup, "multi_over_single": multi_over_single,

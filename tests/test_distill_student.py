@@ -61,6 +61,7 @@ def test_saved_student_loads_with_automodel(tmp_path):
     student = init_student_from_teacher(tiny_bert(cased)).eval()
     out = save_student(student, cased, tmp_path / "student")
     assert (out / "model.safetensors").is_file() and not list(tmp_path.glob("student.tmp*"))
+    assert out.stat().st_mode & 0o755 == 0o755  # readable by others, like every artifact
     loaded = AutoModelForMaskedLM.from_pretrained(out)
     assert type(loaded).__name__ == "DistilBertForMaskedLM"
     base = AutoModel.from_pretrained(out)

@@ -27,6 +27,7 @@ Which layers are kept: :func:`layer_map`.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -143,6 +144,7 @@ def save_student(student, tokenizer, out_dir: str | Path, extra_files: dict[str,
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp", dir=out_dir.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes a private folder; a saved model is shared like any artifact
     try:
         student.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))

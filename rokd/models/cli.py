@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 
 def _cmd_build(args) -> int:
@@ -23,10 +24,14 @@ def _cmd_build(args) -> int:
 
 
 def _cmd_quality(args) -> int:
-    from rokd.models.registry import TEACHERS
+    from rokd.models.registry import TEACHERS, ModelUnavailableError
     from rokd.models.teachers import teacher_quality
 
-    out = {key: teacher_quality(args.profile, key, write=not args.no_write) for key in (args.key or TEACHERS)}
+    try:
+        out = {key: teacher_quality(args.profile, key, write=not args.no_write) for key in (args.key or TEACHERS)}
+    except ModelUnavailableError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(json.dumps(out, indent=2, sort_keys=True))
     return 0
 

@@ -19,6 +19,7 @@ The build is idempotent: a folder whose ``teacher_config.json`` equals the confi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -172,12 +173,11 @@ def is_built(folder: Path, build: TeacherBuild) -> bool:
 
 def build_teacher(profile: str | Profile, key: str, *, force: bool = False, device: str | None = None,
                   log=print) -> Path:
-    """Build one miniature teacher (tokenizer, pretraining, quality) into its registry folder."""
-    import torch
+    """Build one miniature teacher (tokenizer, pretraining, quality) into its registry folder.
 
-    from rokd.models.quality import measure_quality, read_lines
-    from rokd.models.tokenizers import train_wordpiece
-
+    Skipped when the folder already holds a teacher built from the same resolved config and corpus.
+    Concurrent builders of the same teacher serialise on a file lock; the second one then finds it built.
+    """
     prof = _profile(profile)
     cfg = prof.teachers
     if key not in TEACHERS:
@@ -197,7 +197,37 @@ def build_teacher(profile: str | Profile, key: str, *, force: bool = False, devi
     if not force and is_built(folder, build):
         log(f"[teachers] {key}: up to date in {folder}")
         return folder
-    device = device or _device(prof)
+    # Another process (a notebook, a CLI run) may be building the same teacher: wait for it, then re-check.
+    with _build_lock(folder):
+        if not force and is_built(folder, build):
+            log(f"[teachers] {key}: built by another process in {folder}")
+            return folder
+        return _build_locked(prof, key, folder, build, train_txt, heldout_txt, device or _device(prof), log)
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path):
+    """An exclusive ``flock`` on ``<teachers>/.<key>.lock`` for the duration of a build."""
+    import fcntl
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _build_locked(prof: Profile, key: str, folder: Path, build: TeacherBuild, train_txt: Path, heldout_txt: Path,
+                  device: str, log) -> Path:
+    import torch
+
+    from rokd.models.quality import measure_quality, read_lines
+    from rokd.models.tokenizers import train_wordpiece
+
+    cfg = prof.teachers
+    shape = build.shape
     work = artifacts_dir(prof.name) / "runs" / "teachers" / key
     # A stale run (other config) must not be resumed.
     stamp = work / TEACHER_CONFIG_FILE
@@ -227,7 +257,7 @@ def build_teacher(profile: str | Profile, key: str, *, force: bool = False, devi
                    build_wall_s=round(time.perf_counter() - t0, 1), device=device,
                    torch_threads=torch.get_num_threads())
     records = read_train_log(log_path)
-    tps = [r["tokens_per_s"] for r in records if "tokens_per_s" in r]
+    tps = [r["tokens_per_s"] for r in records if r.get("tokens_per_s") is not None]
     if tps:
         quality["mean_tokens_per_s"] = round(sum(tps) / len(tps), 1)
 
@@ -305,9 +335,9 @@ def teacher_quality(profile: str | Profile, key: str, *, write: bool = True) -> 
     prof = _profile(profile)
     cfg = prof.teachers
     ref = resolve(key, prof)
-    train_txt, heldout_txt = corpus_files(prof)
-    model = load_model(ref, head="mlm").to(_device(prof))
+    model = load_model(ref, head="mlm").to(_device(prof))  # first: an unreachable hub fails fast
     tokenizer = load_tokenizer(ref)
+    train_txt, heldout_txt = corpus_files(prof)
     quality = measure_quality(model, tokenizer, read_lines(heldout_txt, limit=cfg.eval_lines, seed=cfg.seed),
                               read_lines(train_txt), pppl_lines=cfg.pppl_lines, max_length=cfg.max_length,
                               mlm_probability=cfg.mlm_probability, seed=cfg.seed)

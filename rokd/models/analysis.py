@@ -116,7 +116,7 @@ def tokenization_stats(tokenizer, texts: Sequence[str]) -> dict:
 
     def flush(batch):
         nonlocal words, subwords, unk_subwords, unk_words
-        enc = tokenizer(batch, is_split_into_words=True, add_special_tokens=False)
+        enc = tokenizer(batch, is_split_into_words=True, add_special_tokens=False, verbose=False)
         for i, ids in enumerate(enc["input_ids"]):
             wids = enc.word_ids(i)
             words += len(batch[i])

@@ -202,7 +202,7 @@ def build_teacher(profile: str | Profile, key: str, *, force: bool = False, devi
         if not force and is_built(folder, build):
             log(f"[teachers] {key}: built by another process in {folder}")
             return folder
-        return _build_locked(prof, key, folder, build, train_txt, heldout_txt, device or _device(prof), log)
+        return _build_locked(prof, key, folder, build, train_txt, heldout_txt, device or _device(prof), log, force)
 
 
 @contextlib.contextmanager
@@ -220,26 +220,34 @@ def _build_lock(folder: Path):
 
 
 def _build_locked(prof: Profile, key: str, folder: Path, build: TeacherBuild, train_txt: Path, heldout_txt: Path,
-                  device: str, log) -> Path:
+                  device: str, log, force: bool = False) -> Path:
     import torch
 
     from rokd.models.quality import measure_quality, read_lines
-    from rokd.models.tokenizers import train_wordpiece
+    from rokd.models.tokenizers import save_tokenizer, train_wordpiece
 
     cfg = prof.teachers
     shape = build.shape
     work = artifacts_dir(prof.name) / "runs" / "teachers" / key
-    # A stale run (other config) must not be resumed.
+    # A stale run (other config), or any run when forced, must not be resumed.
     stamp = work / TEACHER_CONFIG_FILE
-    if work.exists() and (not stamp.exists() or json.loads(stamp.read_text(encoding="utf-8")) != to_dict(build)):
+    if work.exists() and (force or not stamp.exists() or json.loads(stamp.read_text(encoding="utf-8")) != to_dict(build)):
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     save_config(build, stamp)
 
     t0 = time.perf_counter()
-    log(f"[teachers] {key}: training a WordPiece tokenizer (vocab {shape.vocab_size}, lowercase={shape.lowercase})")
-    tokenizer = train_wordpiece(files=[train_txt], vocab_size=shape.vocab_size, lowercase=shape.lowercase,
-                                model_max_length=cfg.max_length)
+    tok_dir = work / "tokenizer"
+    if (tok_dir / "tokenizer.json").exists():  # resuming an interrupted run: keep its token ids
+        from transformers import AutoTokenizer
+
+        log(f"[teachers] {key}: resuming with the tokenizer of the interrupted run")
+        tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+    else:
+        log(f"[teachers] {key}: training a WordPiece tokenizer (vocab {shape.vocab_size}, lowercase={shape.lowercase})")
+        tokenizer = train_wordpiece(files=[train_txt], vocab_size=shape.vocab_size, lowercase=shape.lowercase,
+                                    model_max_length=shape.max_position_embeddings)
+        save_tokenizer(tokenizer, tok_dir)
     model = new_teacher(shape, tokenizer, seed=cfg.seed)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"[teachers] {key}: pretraining BertForMaskedLM ({n_params / 1e6:.2f} M parameters, {cfg.steps} steps) on {device}")

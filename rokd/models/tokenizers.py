@@ -87,9 +87,13 @@ def train_wordpiece(
     else:
         iterator = (t for t in texts if t and t.strip())
     tok.train_from_iterator(iterator, trainer=trainer)
-    vocab = tok.get_vocab()
-    if not vocab:
+    trained = tok.get_vocab()
+    if len(trained) <= len(SPECIAL_TOKENS):
         raise ValueError("tokenizer training produced an empty vocabulary: the training text is empty")
+    # The trainer breaks ties between equally frequent merges in hash-map order, so ids (not the token
+    # set) differ from run to run; re-index deterministically: special tokens first, then sorted.
+    rest = sorted(t for t in trained if t not in SPECIAL_TOKENS)
+    vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS + rest)}
     # The transformers BertTokenizer rebuilds exactly this pipeline (normalizer, pre-tokenizer,
     # WordPiece, [CLS]/[SEP] template) from the vocabulary and the two flags.
     return BertTokenizer(

@@ -33,8 +33,11 @@ def test_wordpiece_training_cased_and_uncased_keep_diacritics(tmp_path):
     # cased keeps case and diacritics; uncased lower-cases but keeps ș/â (RoBERT: strip_accents=False)
     assert "Ștefan" in "".join(cased.tokenize("Ștefan")).replace("##", "")
     assert "".join(uncased.tokenize("Ștefan PÂINE")).replace("##", "") == "ștefanpâine"
-    # token ids are reproducible (the trainer's tie-breaking is not): a resumed run needs the same ids
-    assert train_wordpiece(texts, vocab_size=120, lowercase=False).get_vocab() == cased.get_vocab()
+    # special tokens first, in BERT's order; the rest sorted (ids are a function of the token set)
+    vocab = cased.get_vocab()
+    assert [vocab[t] for t in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]] == [0, 1, 2, 3, 4]
+    rest = sorted((i, t) for t, i in vocab.items() if i > 4)
+    assert [t for _, t in rest] == sorted(t for _, t in rest)
     ids = cased("Ana citește o carte.")["input_ids"]
     assert ids[0] == cased.cls_token_id and ids[-1] == cased.sep_token_id
 
@@ -174,3 +177,34 @@ def test_cli_build_and_quality(tiny_corpus, tmp_path, capsys):
     after = json.loads((folder / "quality.json").read_text())
     assert printed["robert-base"]["mlm_accuracy"] == after["mlm_accuracy"] == before["mlm_accuracy"]  # same seed, same masks
     assert after["train_wall_s"] == before["train_wall_s"]  # training facts are kept
+
+
+def test_an_interrupted_build_resumes_with_its_own_tokenizer(tiny_corpus, tmp_path, monkeypatch):
+    from rokd import trainer
+
+    torch.set_num_threads(1)
+    prof = tiny_profile(name="resumetest", steps=12)
+    prof.teachers.checkpoint_every = 6
+    real_train = trainer.train
+
+    def interrupted(*args, **kwargs):
+        real_train(*args, **kwargs, max_steps_this_run=6)
+        raise KeyboardInterrupt  # as if the machine stopped after the first checkpoint
+
+    monkeypatch.setattr(trainer, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        teachers_mod.build_teachers(prof, keys=["robert-base"], log=lambda *_: None)
+    work = tmp_path / "artifacts" / "resumetest" / "runs" / "teachers" / "robert-base"
+    saved_vocab = json.loads((work / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"]
+    first_half = teachers_mod.read_train_log(work / "run" / "train_log.jsonl")
+    assert [r["step"] for r in first_half] == list(range(1, 7))
+    assert not (tmp_path / "artifacts" / "resumetest" / "teachers" / "robert-base").exists()  # nothing half-written
+
+    monkeypatch.setattr(trainer, "train", real_train)
+    messages = []
+    folder = teachers_mod.build_teachers(prof, keys=["robert-base"], log=messages.append)["robert-base"]
+    assert any("resuming" in m for m in messages)
+    assert json.loads((folder / "tokenizer.json").read_text())["model"]["vocab"] == saved_vocab
+    log = teachers_mod.read_train_log(folder / "train_log.jsonl")
+    assert [r["step"] for r in log] == list(range(1, 13))
+    assert log[:6] == first_half  # steps 1-6 were not redone: the run resumed from its checkpoint

@@ -119,3 +119,15 @@ def alignment_example(text: str, student_tokenizer, teacher_tokenizer) -> pd.Dat
             "vocabulary map hits": " ".join(mapped),
         })
     return pd.DataFrame(rows)
+
+
+def shares_teacher(students_root: Path, student_a: str, student_b: str, teacher: str) -> bool:
+    """True when both students were distilled from the very same ``teacher`` weights (fingerprints in
+    their ``distill_config.json``): only then is an ablation between them meaningful."""
+    prints = []
+    for key in (student_a, student_b):
+        path = Path(students_root) / key / "distill_config.json"
+        if not path.is_file():
+            return False
+        prints.append(json.loads(path.read_text(encoding="utf-8")).get("teacher_fingerprints", {}).get(teacher))
+    return prints[0] is not None and prints[0] == prints[1]

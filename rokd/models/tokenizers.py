@@ -90,8 +90,9 @@ def train_wordpiece(
     trained = tok.get_vocab()
     if len(trained) <= len(SPECIAL_TOKENS):
         raise ValueError("tokenizer training produced an empty vocabulary: the training text is empty")
-    # The trainer breaks ties between equally frequent merges in hash-map order, so ids (not the token
-    # set) differ from run to run; re-index deterministically: special tokens first, then sorted.
+    # The trainer breaks ties between equally frequent merges in hash-map order, so ids (and, on small
+    # texts, a few tokens) differ from run to run. Ids are made a function of the token set (special
+    # tokens first, then sorted); a resumed teacher build reuses its saved tokenizer instead of retraining.
     rest = sorted(t for t in trained if t not in SPECIAL_TOKENS)
     vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS + rest)}
     # The transformers BertTokenizer rebuilds exactly this pipeline (normalizer, pre-tokenizer,

@@ -66,10 +66,16 @@ def sync_colab_notebooks(check: bool = False) -> list[Path]:
 def _with_colab_link(nb_json: dict, notebook_stem: str) -> dict:
     link = {
         "cell_type": "markdown",
+        "id": "colab-link",
         "metadata": {"tags": ["colab-link"]},
         "source": f"[▶ Open this chapter as a runnable notebook in Colab]({colab_url(notebook_stem)})",
     }
     cells = nb_json["cells"]
+    if any("injected-parameters" in c.get("metadata", {}).get("tags", []) for c in cells):
+        for c in cells:  # show the parameters the run used (papermill's cell), not the defaults
+            tags = c.setdefault("metadata", {}).setdefault("tags", [])
+            if "parameters" in tags and "remove-cell" not in tags:
+                tags.append("remove-cell")
     title = next((i for i, c in enumerate(cells) if c["cell_type"] == "markdown"), -1)
     cells.insert(title + 1, link)  # right under the chapter title
     return nb_json

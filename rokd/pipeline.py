@@ -14,8 +14,10 @@ holds the error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -94,6 +96,25 @@ def step_key(step: Step, profile: str, upstream_keys: list[str], sources: str, n
     return h.hexdigest()[:20]
 
 
+# The kernel's environment during a pipeline run: progress bars are noise in a rendered chapter
+# (the JSONL training logs keep the numbers), and the offline profiles never touch the hub.
+KERNEL_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def execute_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path = REPO_ROOT) -> None:
     """jupytext text notebook -> ipynb -> papermill execution into ``output`` (written even on error)."""
     import jupytext
@@ -104,15 +125,16 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path =
     with tempfile.TemporaryDirectory() as tmp:
         source_ipynb = Path(tmp) / f"{notebook.stem}.ipynb"
         jupytext.write(nb, source_ipynb)
-        pm.execute_notebook(
-            str(source_ipynb),
-            str(output),
-            parameters=parameters,
-            kernel_name="python3",
-            cwd=str(cwd),
-            progress_bar=False,
-            request_save_on_cell_execute=False,
-        )
+        with _environment(KERNEL_ENV):
+            pm.execute_notebook(
+                str(source_ipynb),
+                str(output),
+                parameters=parameters,
+                kernel_name="python3",
+                cwd=str(cwd),
+                progress_bar=False,
+                request_save_on_cell_execute=False,
+            )
 
 
 def _fmt(seconds: float) -> str:

@@ -56,13 +56,3 @@ def run_config(**overrides):
     )
     base.update(overrides)
     return DistillRun(**base)
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy machine spinning threads slow them
-    down many times over; restore the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -6,7 +6,7 @@ import json
 import pytest
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from distill_fixtures import one_thread, SENTENCES, tiny_bert, tokenizers  # noqa: F401 (one_thread: a fixture)
+from distill_fixtures import SENTENCES, tiny_bert, tokenizers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -4,7 +4,7 @@ word and sub-word alignment between two tokenizations of the same text."""
 import pytest
 import torch
 
-from distill_fixtures import one_thread, tokenizers  # noqa: F401 (one_thread: a fixture)
+from distill_fixtures import tokenizers
 
 from rokd import mlm
 from rokd.distill.batching import CrossTokenizerView, DistillCollator, PairedLines

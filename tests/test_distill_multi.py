@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from distill_fixtures import one_thread, SENTENCES, run_config, tiny_bert, tokenizers  # noqa: F401 (one_thread: a fixture)
+from distill_fixtures import SENTENCES, run_config, tiny_bert, tokenizers
 
 from rokd.distill.distiller import build_setup, make_step_fn, trainer_config
 from rokd.trainer import train

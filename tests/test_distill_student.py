@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
-from distill_fixtures import one_thread, tiny_bert, tokenizers  # noqa: F401 (one_thread: a fixture)
+from distill_fixtures import tiny_bert, tokenizers
 
 from rokd.distill.student import init_student_from_teacher, layer_map, save_student, weight_correspondence
 

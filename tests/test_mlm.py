@@ -54,13 +54,7 @@ def corpus(lines, tokenizer) -> mlm.TokenizedLines:
     return mlm.tokenize_lines(lines, tokenizer, max_length=24)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is fastest, and avoids oversubscribing a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 
 # ---------------------------------------------------------------------------- tokenized corpus

@@ -72,13 +72,7 @@ def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
     assert not different, f"parameters differ: {different[:5]}"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is fastest, and avoids oversubscribing a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 
 # ---------------------------------------------------------------------------- exact resume

@@ -45,8 +45,9 @@ browser:
 unit: venv
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# Whole suite: unit tests, a papermill run of every notebook (smoke), a fresh book build,
-# internal link check and a headless-Chromium render check. Prints the time of each stage.
+# Whole suite: unit tests (incl. the published mini results' completeness), a papermill run of every
+# notebook (smoke), a fresh book build, internal link check and a headless-Chromium render check, then
+# the same book build + checks from the committed mini results. Prints the time of each stage.
 test: venv browser
 	$(BIN)/python -m rokd.checks all --profile smoke
 

@@ -440,3 +440,32 @@ def loyalty_score_correlation(vs: pd.DataFrame) -> pd.DataFrame:
         rho = float(spearmanr(g.loyalty, g.student_score)[0]) if ok else math.nan
         rows.append({"task": task, "loyalty_metric": g.loyalty_metric.iloc[0] if len(g) else "", "points": len(g), "spearman_rho": rho})
     return pd.DataFrame(rows, columns=["task", "loyalty_metric", "points", "spearman_rho"])
+
+
+def loyalty_findings(table: pd.DataFrame) -> pd.DataFrame:
+    """The orderings the paper's loyalty table shows, checked on ours (``table``: :func:`paper_style_table`).
+
+    Columns ``claim, paper, ours, verdict``. A claim compares two pairs' means; it "holds" when ours are
+    in the same order, and the ``ours`` column gives the seeds' standard deviations so that an order
+    inside the noise can be seen as such.
+    """
+    multi, single = "distilmulti-bert-base-ro", "distil-bert-base-ro"
+    cased, uncased = "bert-base-ro", "robert-base"
+    checks = [
+        (f"{DISPLAY_NAMES[multi]} is more loyal to {DISPLAY_NAMES[cased]} than to {DISPLAY_NAMES[uncased]}",
+         (multi, cased), (multi, uncased), ("L-L", "P-L", "R-L")),
+        (f"{DISPLAY_NAMES[single]} is more loyal to {DISPLAY_NAMES[cased]} than {DISPLAY_NAMES[multi]} is",
+         (single, cased), (multi, cased), ("L-L",)),
+    ]
+    rows = []
+    for claim, a, b, measures in checks:
+        if a not in table.index or b not in table.index:
+            continue
+        for m in measures:
+            pa, pb = table.loc[a, f"paper {m}"], table.loc[b, f"paper {m}"]
+            oa, ob = table.loc[a, m], table.loc[b, m]
+            sa, sb = table.loc[a, f"{m} std"], table.loc[b, f"{m} std"]
+            std = "" if math.isnan(sa) or math.isnan(sb) else f" (std {sa:.2f} / {sb:.2f})"
+            rows.append({"claim": f"{claim} ({m})", "paper": f"{pa:.2f} vs {pb:.2f}", "ours": f"{oa:.2f} vs {ob:.2f}{std}",
+                         "verdict": "n/a" if math.isnan(oa) or math.isnan(ob) else ("holds" if oa > ob else "does not hold")})
+    return pd.DataFrame(rows)

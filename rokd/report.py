@@ -358,3 +358,122 @@ def plot_retention(scores: pd.DataFrame, ax=None):
     ax.set_title("Retention of the teacher's score (bars: ours; black ticks: the paper's)")
     ax.legend(fontsize=8, ncol=2)
     return ax
+
+
+# ------------------------------------------------------------------------------- the run's record
+def pipeline_record(profile: str, results: str | Path | None = None, upstream_of: str | None = None) -> pd.DataFrame:
+    """One row per executed chapter notebook: what produced it, when, and how long it took.
+
+    ``upstream_of``: only the steps that step depends on, directly or not (a chapter listing the runs
+    its own numbers come from).
+
+    Read from ``results/<profile>/notebooks/*.ipynb``: the wall time is papermill's (the whole notebook,
+    kernel start included), the commit / hardware / torch come from the chapter's own
+    :class:`~rokd.runinfo.RunInfo` line. Empty when the profile has no executed notebooks.
+    """
+    from rokd.pipeline import plan
+    from rokd.runinfo import RunInfo
+
+    nb_dir = _results(profile, results) / "notebooks"
+    steps = plan(profile)
+    if upstream_of is not None:
+        by_name = {s.name: s for s in steps}
+        if upstream_of not in by_name:
+            raise ValueError(f"unknown step {upstream_of!r}; steps: {list(by_name)}")
+        wanted, todo = set(), list(by_name[upstream_of].depends)
+        while todo:
+            name = todo.pop()
+            if name not in wanted:
+                wanted.add(name)
+                todo += by_name[name].depends
+        steps = [s for s in steps if s.name in wanted]
+    rows = []
+    for step in steps:
+        path = nb_dir / f"{step.name}.ipynb"
+        if not path.exists():
+            continue
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        pm = nb.get("metadata", {}).get("papermill", {})
+        info = None
+        for cell in nb.get("cells", []):
+            for out in cell.get("outputs", []):
+                text = out.get("data", {}).get("text/markdown")
+                if text and "**Produced by**" in "".join(text):
+                    info = RunInfo.from_markdown("".join(text))
+        rows.append({
+            "step": step.name,
+            "started": pm.get("start_time", "")[:19].replace("T", " "),
+            "wall_s": float(pm["duration"]) if pm.get("duration") is not None else math.nan,
+            "commit": info.git_commit if info else "unknown",
+            "hardware": info.hardware if info else "unknown",
+            "torch": info.torch_version if info else "unknown",
+            "failed": bool(pm.get("exception")),
+        })
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------- findings
+def seed_spread(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per model: median and largest standard deviation over seeds across the tasks (points x100)."""
+    s = summary(scores).dropna(subset=["std"])
+    rows = []
+    for model in _order_models(s["model"].unique()):
+        g = s[s.model == model]
+        worst = g.loc[g["std"].idxmax()]
+        rows.append({"model": DISPLAY_NAMES.get(model, model), "median std": g["std"].median(),
+                     "largest std": worst["std"], "on task": COLUMN_TITLES.get(worst.task, worst.task),
+                     "seeds": int(g["n"].min())})
+    return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("holds" if ok else "does not hold")
+
+
+def findings(scores: pd.DataFrame, stats: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The paper's claims about its students, each checked against this run.
+
+    Columns: ``claim``, ``paper``, ``ours``, ``verdict``. The thresholds are ours and are part of each
+    claim's wording, so a reader can disagree with them in plain sight:
+
+    - size: every student 30–40 % smaller than its (first) teacher (paper: 34.7 %, 36.8 %);
+    - speed: every student at least 1.6x as fast as its teacher (paper: "about twice as fast");
+    - retention: every student keeps on average at least 95 % of each teacher's score (paper 97–101 %);
+    - second teacher: DistilMulti's mean difference to Distil-BERT-base-ro over the tasks is within the
+      seeds' noise (the pooled standard deviation of the two), as the paper's ±1-point differences are.
+    """
+    rows = []
+    paper_red = {s: 100 * (1 - PAPER_PARAMS_M[s] / PAPER_PARAMS_M[ts[0]]) for s, ts in STUDENT_TEACHERS.items()}
+    paper_red_txt = ", ".join(f"{v:.1f} %" for v in sorted(set(round(v, 1) for v in paper_red.values())))
+    have = stats is not None and not stats.empty
+    if have and "params_M" in stats:
+        by_key = stats.set_index("key")
+        red = {s: 100 * (1 - by_key.loc[s, "params_M"] / by_key.loc[ts[0], "params_M"])
+               for s, ts in STUDENT_TEACHERS.items() if s in by_key.index and ts[0] in by_key.index}
+        rows.append({"claim": "students are ~35 % smaller (30–40 %)", "paper": paper_red_txt,
+                     "ours": ", ".join(f"{v:.1f} %" for v in red.values()) or "n/a",
+                     "verdict": _verdict(all(30 <= v <= 40 for v in red.values()) if red else None)})
+        sp = stats.dropna(subset=["speedup_vs_teacher"])
+        sp = sp[sp["key"].isin(list(STUDENT_TEACHERS))]["speedup_vs_teacher"]
+        rows.append({"claim": "students are ~2x as fast (≥ 1.6x)", "paper": "about 2x (GPU)",
+                     "ours": f"{sp.min():.2f}–{sp.max():.2f}x" if len(sp) else "n/a",
+                     "verdict": _verdict(bool(sp.min() >= 1.6) if len(sp) else None)})
+    ret = retention_table(scores)
+    mean_ret = ret[ret.task == "mean"]
+    ours_ok = mean_ret["ours"].dropna()
+    rows.append({"claim": "students keep most of their teachers' score (mean retention ≥ 95 %)",
+                 "paper": f"{mean_ret['paper'].min():.1f}–{mean_ret['paper'].max():.1f} %",
+                 "ours": f"{ours_ok.min():.1f}–{ours_ok.max():.1f} %" if len(ours_ok) else "n/a",
+                 "verdict": _verdict(bool(ours_ok.min() >= 95) if len(ours_ok) else None)})
+    ab = ablation_table(scores)["ours"].dropna()
+    s = summary(scores)
+    pair = s[s.model.isin(["distilmulti-bert-base-ro", "distil-bert-base-ro"])]["std"].dropna()
+    noise = float(np.sqrt((pair ** 2).mean())) if len(pair) else math.nan
+    paper_ab = ablation_table(scores)["paper"]
+    if len(ab):
+        within = bool(abs(ab.mean()) <= noise) if not math.isnan(noise) else None
+        rows.append({"claim": "a second teacher changes little (mean difference within seed noise)",
+                     "paper": f"mean {paper_ab.mean():+.2f}, better on {int((paper_ab > 0).sum())}/{len(paper_ab)} tasks",
+                     "ours": f"mean {ab.mean():+.2f} (noise ±{noise:.2f}), better on {int((ab > 0).sum())}/{len(ab)} tasks",
+                     "verdict": _verdict(within)})
+    return pd.DataFrame(rows)

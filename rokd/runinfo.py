@@ -6,6 +6,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -77,3 +78,22 @@ class RunInfo:
             f"**Produced by** profile `{self.profile}`{seed}, commit `{self.git_commit}`, on {self.hardware}; "
             f"torch {self.torch_version}; started {self.started}; wall time {wall}."
         )
+
+    @classmethod
+    def from_markdown(cls, text: str) -> "RunInfo":
+        """Parse the line written by :meth:`markdown` (e.g. from an executed chapter's output)."""
+        m = _MARKDOWN_RE.search(text)
+        if m is None:
+            raise ValueError(f"not a RunInfo line: {text[:200]!r}")
+        wall = m["wall"]
+        return cls(
+            profile=m["profile"], step="", seed=int(m["seed"]) if m["seed"] else None, git_commit=m["commit"],
+            hardware=m["hardware"], torch_version=m["torch"], started=m["started"],
+            wall_time_s=None if wall == "running" else float(wall.removesuffix(" s")),
+        )
+
+
+_MARKDOWN_RE = re.compile(
+    r"\*\*Produced by\*\* profile `(?P<profile>[^`]+)`(?:, seed (?P<seed>\d+))?, commit `(?P<commit>[^`]+)`, "
+    r"on (?P<hardware>.+?); torch (?P<torch>[^;]+); started (?P<started>[^;]+); wall time (?P<wall>running|[\d.]+ s)\."
+)

@@ -271,6 +271,26 @@ def test_paper_style_table_averages_tasks_then_seeds():
     assert row["seeds"] == 2
 
 
+def test_loyalty_findings_compare_orderings_with_the_paper():
+    from rokd.loyalty import loyalty_findings
+
+    multi, single, cased, uncased = "distilmulti-bert-base-ro", "distil-bert-base-ro", "bert-base-ro", "robert-base"
+    rows = []
+    for seed, d in ((1, 0.0), (2, 0.02)):
+        rows += _rows(multi, cased, "upos", seed, label_loyalty=0.80 + d, prob_loyalty=0.70)
+        rows += _rows(multi, cased, "sts", seed, regression_loyalty=0.90)
+        rows += _rows(multi, uncased, "upos", seed, label_loyalty=0.85 + d, prob_loyalty=0.60)
+        rows += _rows(multi, uncased, "sts", seed, regression_loyalty=0.80)
+        rows += _rows(single, cased, "upos", seed, label_loyalty=0.90, prob_loyalty=0.75)
+        rows += _rows(single, cased, "sts", seed, regression_loyalty=0.95)
+    f = loyalty_findings(paper_style_table(pd.DataFrame(rows))).set_index("claim")
+    ll = f.loc["DistilMulti-BERT-base-ro is more loyal to BERT-base-ro than to RoBERT-base (L-L)"]
+    # ours 81 vs 86 (std sqrt(2)): the paper's order (87.80 vs 84.63) is reversed
+    assert ll.paper == "87.80 vs 84.63" and ll.ours == "81.00 vs 86.00 (std 1.41 / 1.41)" and ll.verdict == "does not hold"
+    assert f.loc["DistilMulti-BERT-base-ro is more loyal to BERT-base-ro than to RoBERT-base (P-L)"].verdict == "holds"
+    assert f.loc["Distil-BERT-base-ro is more loyal to BERT-base-ro than DistilMulti-BERT-base-ro is (L-L)"].ours.startswith("90.00 vs 81.00")
+
+
 def test_loyalty_matrix_and_vs_score():
     s, t = "distil-robert-base", "robert-base"
     loy = pd.DataFrame(

@@ -140,3 +140,18 @@ def test_inference_throughput_counts_tokens():
     out = inference_throughput(_tiny_bert(tok), tok, TEXTS[:8], batch_size=4)
     assert out["sentences"] == 8 and out["tokens"] == sum(len(tok(t)["input_ids"]) for t in TEXTS[:8])
     assert out["tokens_per_s"] > 0 and out["sentences_per_s"] > 0
+
+
+def test_quality_summary_compares_each_measure_with_the_baseline():
+    from rokd.models.analysis import quality_frame, quality_summary
+
+    q = {"mlm_accuracy": 0.2, "unigram_mlm_accuracy": 0.05, "pseudo_perplexity": 1200.0, "whole_word_pseudo_perplexity": 300.0,
+         "unigram_pseudo_perplexity": 1000.0, "single_mask_accuracy": 0.1, "unigram_single_mask_accuracy": 0.05,
+         "train_wall_s": 600.0, "torch_threads": 2, "device": "cpu"}
+    text = quality_summary({"T": q})
+    assert "MLM accuracy **0.200** vs 0.050 for the unigram baseline (4.0x)" in text
+    assert "whole-word pseudo-perplexity **300** vs 1,000 (beats the baseline, ratio 0.30)" in text
+    assert "single-token pseudo-perplexity **1,200** vs 1,000 (does not beat the baseline, ratio 1.20)" in text
+    assert "pretrained in 10 min on cpu at 2 torch thread(s)" in text
+    old = {k: v for k, v in q.items() if k != "whole_word_pseudo_perplexity"}  # a quality.json from before the measure
+    assert len(quality_frame({"T": old})) == 3 and len(quality_frame({"T": q})) == 4

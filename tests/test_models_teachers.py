@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from rokd.models import teachers as teachers_mod
-from rokd.models.quality import UnigramBaseline, measure_quality, pseudo_perplexity, unigram_counts
+from rokd.models.quality import (
+    UnigramBaseline,
+    measure_quality,
+    pseudo_perplexity,
+    unigram_counts,
+    whole_word_pseudo_perplexity,
+)
 from rokd.models.tokenizers import save_tokenizer, train_wordpiece
 from rokd.profiles import BertShape, Profile, TeachersConfig
 
@@ -157,8 +163,41 @@ def test_pseudo_perplexity_of_a_uniform_model_is_the_vocabulary_size():
     out = pseudo_perplexity(model, tok, texts[:3])
     assert out["pseudo_perplexity"] == pytest.approx(len(tok), rel=1e-5)
     assert out["pppl_tokens"] == sum(len(tok.tokenize(t)) for t in texts[:3])
+    ww = whole_word_pseudo_perplexity(model, tok, texts[:3])
+    assert ww["whole_word_pseudo_perplexity"] == pytest.approx(len(tok), rel=1e-5)
+    assert ww["whole_word_pppl_tokens"] == out["pppl_tokens"]  # the same subwords, masked word by word
     q = measure_quality(model, tok, texts[:10], texts, pppl_lines=2)
     assert 0.0 <= q["mlm_accuracy"] <= 1.0 and q["mlm_masked_tokens"] > 0
+    assert q["whole_word_pseudo_perplexity"] == pytest.approx(len(tok), rel=1e-5)
+
+
+def test_whole_word_pseudo_perplexity_masks_every_piece_of_the_word():
+    """Against a hand-built loop: mask all subwords of one word, score them, next word."""
+    import math
+
+    from transformers import BertConfig, BertForMaskedLM
+
+    texts = tiny_lines(30)
+    tok = train_wordpiece(texts, vocab_size=60, lowercase=False)  # small vocabulary: multi-piece words
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=32, max_position_embeddings=64)).eval()
+    line = texts[0]
+    enc = tok(line)
+    ids, wids = enc["input_ids"], enc.word_ids()
+    assert any(wids.count(w) > 1 for w in set(wids) if w is not None), "the test needs a multi-piece word"
+    nll, n = 0.0, 0
+    with torch.no_grad():
+        for w in sorted({w for w in wids if w is not None}):
+            pos = [j for j, x in enumerate(wids) if x == w]
+            masked = torch.tensor([ids])
+            masked[0, pos] = tok.mask_token_id
+            logp = torch.log_softmax(model(input_ids=masked).logits[0], -1)
+            nll -= sum(float(logp[j, ids[j]]) for j in pos)
+            n += len(pos)
+    out = whole_word_pseudo_perplexity(model, tok, [line], batch_size=3)
+    assert out["whole_word_pppl_tokens"] == n
+    assert out["whole_word_pseudo_perplexity"] == pytest.approx(math.exp(nll / n), rel=1e-4)
 
 
 def test_cli_build_and_quality(tiny_corpus, tmp_path, capsys):

@@ -27,6 +27,11 @@ def built():
     return HTML
 
 
+def test_book_was_built_from_the_checked_profile(built):
+    profile = os.environ.get("ROKD_CHECK_PROFILE", "smoke")
+    assert (REPO_ROOT / "_build" / "PROFILE").read_text().strip() == profile
+
+
 def test_internal_links_resolve(built):
     problems = check_internal_links(built)
     assert not problems, "broken internal links:\n" + "\n".join(problems[:50])

@@ -130,3 +130,78 @@ def test_model_stats_measures_built_models(tmp_path, monkeypatch):
     assert s["speedup_vs_teacher"] == pytest.approx(s["seq_per_s"] / stats.loc["BERT-base-ro", "seq_per_s"])
     saved = json.loads((tmp_path / "results" / "model_stats.json").read_text())
     assert [r["key"] for r in saved] == ["bert-base-ro", "distil-bert-base-ro"]
+
+
+def _stats_frame(params: dict[str, float], speedups: dict[str, float]):
+    import pandas as pd
+
+    from rokd.models.registry import DISPLAY_NAMES
+
+    return pd.DataFrame([{"model": DISPLAY_NAMES[k], "key": k, "params_M": v, "speedup_vs_teacher": speedups.get(k)}
+                         for k, v in params.items()]).set_index("model")
+
+
+def test_findings_check_each_claim_against_the_run(synthetic):
+    from rokd.report import findings
+
+    scores = load_scores("unit", synthetic)
+    # students 40 % / 35.6 % / 40 % smaller; speed-ups 1.9-2.1x
+    stats = _stats_frame({"bert-base-ro": 10.0, "robert-base": 9.0, "distil-bert-base-ro": 6.0,
+                          "distil-robert-base": 5.8, "distilmulti-bert-base-ro": 6.0},
+                         {"distil-bert-base-ro": 2.1, "distil-robert-base": 1.9, "distilmulti-bert-base-ro": 2.0})
+    f = findings(scores, stats).set_index("claim")
+    size = f.loc["students are ~35 % smaller (30–40 %)"]
+    assert size.ours == "40.0 %, 35.6 %, 40.0 %" and size.verdict == "holds"
+    assert f.loc["students are ~2x as fast (≥ 1.6x)"].ours == "1.90–2.10x"
+    # synthetic retention: 72/80 = 90 %, 81/90 = 90 %, 76/80 = 95 %, 76/90 = 84.4 % -> below 95 %
+    keep = f.loc["students keep most of their teachers' score (mean retention ≥ 95 %)"]
+    assert keep.ours == "84.4–95.0 %" and keep.verdict == "does not hold"
+    # DistilMulti - Distil-BERT-base-ro = +4 points on every task, seed noise 1 point -> not "little"
+    second = f.loc["a second teacher changes little (mean difference within seed noise)"]
+    assert second.ours == "mean +4.00 (noise ±1.00), better on 7/7 tasks" and second.verdict == "does not hold"
+
+
+def test_findings_without_model_stats_and_seed_spread(synthetic):
+    from rokd.report import findings, seed_spread
+
+    scores = load_scores("unit", synthetic)
+    f = findings(scores, None)
+    assert len(f) == 2 and not f["claim"].str.contains("smaller").any()  # size/speed need built models
+    spread = seed_spread(scores)
+    assert spread.loc["BERT-base-ro", "median std"] == pytest.approx(1.0) and spread.loc["BERT-base-ro", "seeds"] == 3
+
+
+def test_pipeline_record_reads_executed_notebooks(tmp_path):
+    import json
+
+    from rokd.report import pipeline_record
+    from rokd.runinfo import RunInfo
+
+    info = RunInfo("smoke", "00_data", git_commit="0123abcd", hardware="Test CPU, 2 cores", torch_version="2.13.0",
+                   started="2026-01-01T00:00:00+00:00", wall_time_s=3.0)
+    nb = {"metadata": {"papermill": {"start_time": "2026-01-01T00:00:00.5", "duration": 4.25, "exception": None}},
+          "cells": [{"cell_type": "code", "outputs": [{"output_type": "display_data",
+                                                       "data": {"text/markdown": [info.markdown()]}}]}]}
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "00_data.ipynb").write_text(json.dumps(nb))
+    rec = pipeline_record("smoke", tmp_path)
+    assert list(rec["step"]) == ["00_data"]  # steps without an executed notebook are left out
+    row = rec.iloc[0]
+    assert (row.wall_s, row.commit, row.hardware, row.started, row.failed) == (4.25, "0123abcd", "Test CPU, 2 cores",
+                                                                                 "2026-01-01 00:00:00", False)
+    assert list(pipeline_record("smoke", tmp_path, upstream_of="02_distill-distil-bert-base-ro")["step"]) == ["00_data"]
+    assert pipeline_record("smoke", tmp_path, upstream_of="00_data").empty
+    with pytest.raises(ValueError, match="unknown step"):
+        pipeline_record("smoke", tmp_path, upstream_of="99_nothing")
+
+
+def test_runinfo_markdown_round_trip():
+    from rokd.runinfo import RunInfo
+
+    info = RunInfo("mini", "x", seed=2, git_commit="abc+dirty", hardware="AMD EPYC 7B13, 2 cores",
+                   torch_version="2.13.0+cpu", started="2026-11-24T18:00:00+00:00", wall_time_s=12.0)
+    back = RunInfo.from_markdown(info.markdown())
+    assert (back.profile, back.seed, back.git_commit, back.hardware, back.torch_version, back.wall_time_s) == (
+        "mini", 2, "abc+dirty", "AMD EPYC 7B13, 2 cores", "2.13.0+cpu", 12.0)
+    with pytest.raises(ValueError, match="not a RunInfo line"):
+        RunInfo.from_markdown("no such line")

@@ -386,6 +386,27 @@ def quality_frame(qualities: dict[str, dict]) -> "pandas.DataFrame":  # noqa: F8
     for name, q in qualities.items():
         for measure, key, base in [("MLM accuracy (whole-word masks)", "mlm_accuracy", "unigram_mlm_accuracy"),
                                    ("single-mask accuracy", "single_mask_accuracy", "unigram_single_mask_accuracy"),
-                                   ("pseudo-perplexity", "pseudo_perplexity", "unigram_pseudo_perplexity")]:
-            rows.append({"model": name, "measure": measure, "teacher": q[key], "unigram baseline": q[base]})
+                                   ("pseudo-perplexity", "pseudo_perplexity", "unigram_pseudo_perplexity"),
+                                   ("whole-word pseudo-perplexity", "whole_word_pseudo_perplexity", "unigram_pseudo_perplexity")]:
+            if key in q:  # quality files written before a measure existed lack it
+                rows.append({"model": name, "measure": measure, "teacher": q[key], "unigram baseline": q[base]})
     return pd.DataFrame(rows)
+
+
+def quality_summary(qualities: dict[str, dict]) -> str:
+    """Markdown bullets: each teacher against its unigram baseline, with the ratio, and its training time."""
+    lines = []
+    for name, q in qualities.items():
+        parts = [f"MLM accuracy **{q['mlm_accuracy']:.3f}** vs {q['unigram_mlm_accuracy']:.3f} for the unigram baseline "
+                 f"({q['mlm_accuracy'] / q['unigram_mlm_accuracy']:.1f}x)"]
+        base = q["unigram_pseudo_perplexity"]
+        for key, label in (("whole_word_pseudo_perplexity", "whole-word pseudo-perplexity"),
+                           ("pseudo_perplexity", "single-token pseudo-perplexity")):
+            if key in q:
+                verdict = "beats" if q[key] < base else "does not beat"
+                parts.append(f"{label} **{q[key]:,.0f}** vs {base:,.0f} ({verdict} the baseline, ratio {q[key] / base:.2f})")
+        if q.get("train_wall_s"):
+            threads = f" at {q['torch_threads']} torch thread(s)" if q.get("torch_threads") else ""
+            parts.append(f"pretrained in {q['train_wall_s'] / 60:.0f} min on {q.get('device', 'cpu')}{threads}")
+        lines.append(f"- **{name}**: " + "; ".join(parts) + ".")
+    return "\n".join(lines)

@@ -8,6 +8,10 @@ Two measures, both restricted to ordinary tokens (special tokens are never targe
 - **Pseudo-perplexity** (Salazar et al., 2020, *Masked Language Model Scoring*): each token of a
   sentence is masked in turn, alone; PPPL = exp(−mean log p(token | rest)). Its single-mask top-1
   accuracy is reported too.
+- **Whole-word pseudo-perplexity**: the same, but each *word* is masked in turn with all its subwords,
+  as in whole-word-masking pretraining; exp(−mean log p(subword | rest)) over the same subwords. A model
+  pretrained with whole-word masks never sees a word with only some of its pieces masked, so the
+  single-token PPPL puts it out of its training distribution; this variant does not.
 
 The **unigram baseline** predicts from token frequencies of the training text under the same tokenizer:
 its accuracy is the held-out share of the most frequent training token, its PPPL is
@@ -158,6 +162,36 @@ def pseudo_perplexity(model, tokenizer, lines: Sequence[str], *, baseline: Unigr
     return out
 
 
+@torch.no_grad()
+def whole_word_pseudo_perplexity(model, tokenizer, lines: Sequence[str], *, max_length: int = 128,
+                                 batch_size: int = 64) -> dict:
+    """Pseudo-perplexity with each word (all its subwords) masked in turn; per subword, like :func:`pseudo_perplexity`."""
+    model.eval()
+    device = next(model.parameters()).device
+    special = _special_ids(tokenizer)
+    nll, n = 0.0, 0
+    for line in lines:
+        enc = tokenizer(line, truncation=True, max_length=max_length)
+        ids, word_ids = enc["input_ids"], enc.word_ids()
+        words: dict[int, list[int]] = {}
+        for j, (t, w) in enumerate(zip(ids, word_ids)):
+            if w is not None and t not in special:
+                words.setdefault(w, []).append(j)
+        groups = list(words.values())
+        for k in range(0, len(groups), batch_size):
+            chunk = groups[k : k + batch_size]
+            batch = torch.tensor([ids] * len(chunk))
+            pos = torch.zeros_like(batch, dtype=torch.bool)
+            for r, positions in enumerate(chunk):
+                pos[r, positions] = True
+            labels = batch[pos]
+            batch[pos] = tokenizer.mask_token_id
+            logits = masked_logits(model, batch.to(device), torch.ones_like(batch).to(device), pos.to(device)).float()
+            nll -= float(torch.log_softmax(logits, -1).cpu()[torch.arange(labels.numel()), labels].sum())
+            n += int(labels.numel())
+    return {"whole_word_pseudo_perplexity": math.exp(nll / n) if n else float("nan"), "whole_word_pppl_tokens": n}
+
+
 def measure_quality(model, tokenizer, heldout_lines: Sequence[str], train_lines: Sequence[str], *,
                     pppl_lines: int = 100, max_length: int = 128, mlm_probability: float = 0.15, seed: int = 0) -> dict:
     """MLM accuracy on ``heldout_lines`` and pseudo-perplexity on the first ``pppl_lines`` of them, each
@@ -167,4 +201,6 @@ def measure_quality(model, tokenizer, heldout_lines: Sequence[str], train_lines:
     out.update(mlm_accuracy(model, tokenizer, heldout_lines, baseline=baseline, mlm_probability=mlm_probability,
                             max_length=max_length, seed=seed))
     out.update(pseudo_perplexity(model, tokenizer, list(heldout_lines[:pppl_lines]), baseline=baseline, max_length=max_length))
+    # The same subwords as the PPPL above, so the unigram PPPL is its baseline too.
+    out.update(whole_word_pseudo_perplexity(model, tokenizer, list(heldout_lines[:pppl_lines]), max_length=max_length))
     return out

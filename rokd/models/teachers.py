@@ -329,6 +329,22 @@ def load_quality(folder: str | Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+# Measures a quality.json must hold; an older file without one of them is re-measured by ensure_quality.
+QUALITY_KEYS = ("mlm_accuracy", "pseudo_perplexity", "whole_word_pseudo_perplexity")
+
+
+def ensure_quality(profile: str | Profile, key: str) -> dict:
+    """A teacher's quality: its ``quality.json`` when complete, else measured now (and written)."""
+    prof = _profile(profile)
+    ref = resolve(key, prof)
+    path = ref.path / QUALITY_FILE if ref.source == "local" else None
+    if path is not None and path.exists():
+        quality = load_quality(ref.path)
+        if all(k in quality for k in QUALITY_KEYS):
+            return quality
+    return teacher_quality(prof, key)
+
+
 def teacher_quality(profile: str | Profile, key: str, *, write: bool = True) -> dict:
     """(Re-)measure a teacher's MLM accuracy and pseudo-perplexity on the profile's held-out corpus.
 

@@ -1,0 +1,72 @@
+"""Regression check of the published `mini` run: the committed results are complete and consistent.
+
+The book's published chapters are rendered from ``results/mini/`` (committed, produced by one
+``rokd pipeline --profile mini`` run). These tests read only those files, so they are fast; the
+book build from them is a stage of ``make test`` (``rokd.checks``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from rokd.loyalty import ENSEMBLE, loyalty_pairs, read_loyalty
+from rokd.models.registry import MODEL_KEYS
+from rokd.paper import HEADLINE_METRIC, TASK_COLUMNS
+from rokd.paths import REPO_ROOT
+from rokd.pipeline import plan
+from rokd.report import load_scores, pipeline_record
+from rokd.tasks.metrics import CLASSIFICATION_TASKS, REGRESSION_TASKS, TAGGING_TASKS
+
+PUBLISHED = "mini"
+RESULTS = REPO_ROOT / "results" / PUBLISHED
+MIN_SEEDS = 3
+
+
+@pytest.fixture(scope="module")
+def scores() -> pd.DataFrame:
+    return load_scores(PUBLISHED, RESULTS)
+
+
+def test_every_model_has_every_metric_with_three_seeds(scores):
+    headline = scores[scores["metric"] == scores["task"].map(HEADLINE_METRIC)]
+    seeds = headline.groupby(["model", "task"])["seed"].nunique()
+    missing = [(m, t) for m in MODEL_KEYS for t in TASK_COLUMNS if seeds.get((m, t), 0) < MIN_SEEDS]
+    assert not missing, f"model x task with fewer than {MIN_SEEDS} seeds in {RESULTS / 'scores.csv'}: {missing}"
+    assert headline["value"].map(math.isfinite).all()
+    # one seed set for everything: the seeds the loyalty pairs are matched on
+    assert headline.groupby(["model", "task"])["seed"].apply(frozenset).nunique() == 1
+
+
+def test_every_score_has_its_run_record_and_predictions(scores):
+    for (model, task, seed), _ in scores.groupby(["model", "task", "seed"]):
+        base = RESULTS / "predictions" / model / task / f"seed{seed}"
+        run = json.loads(base.with_suffix(".run.json").read_text(encoding="utf-8"))
+        assert run["runinfo"]["profile"] == PUBLISHED and run["runinfo"]["wall_time_s"] > 0, base
+        assert run["runinfo"]["hardware"] and run["runinfo"]["git_commit"] != "unknown", base
+        assert base.with_suffix(".npz").stat().st_size < 5 * 2**20, f"{base}.npz is over 5 MiB"
+
+
+def test_loyalty_has_every_pair_task_and_seed(scores):
+    loyalty = read_loyalty(PUBLISHED, RESULTS)
+    seeds = sorted(scores["seed"].unique())
+    expected = {"label_loyalty": TAGGING_TASKS + CLASSIFICATION_TASKS, "prob_loyalty": TAGGING_TASKS + CLASSIFICATION_TASKS,
+                "regression_loyalty": REGRESSION_TASKS}
+    have = set(zip(loyalty.student, loyalty.teacher, loyalty.task, loyalty.seed, loyalty.metric))
+    missing = [(s, t, task, seed, metric) for s, t in loyalty_pairs() for metric, tasks in expected.items()
+               for task in tasks for seed in seeds if (s, t, task, seed, metric) not in have]
+    assert not missing, f"{len(missing)} loyalty values missing, e.g. {missing[:5]}"
+    assert ("distilmulti-bert-base-ro", ENSEMBLE) in set(zip(loyalty.student, loyalty.teacher))
+    assert loyalty["value"].between(-1, 1).all()
+
+
+def test_every_chapter_was_executed_by_one_recorded_run():
+    record = pipeline_record(PUBLISHED, RESULTS)
+    assert list(record["step"]) == [s.name for s in plan(PUBLISHED)], "an executed chapter is missing"
+    assert not record["failed"].any()
+    assert (record["commit"] != "unknown").all() and (record["hardware"] != "unknown").all()
+    assert not record["commit"].str.endswith("+dirty").any(), "a chapter was executed from uncommitted code"
+    assert (record["wall_s"] > 0).all()

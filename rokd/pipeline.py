@@ -98,7 +98,13 @@ def step_key(step: Step, profile: str, upstream_keys: list[str], sources: str, n
 
 # The kernel's environment during a pipeline run: progress bars are noise in a rendered chapter
 # (the JSONL training logs keep the numbers), and the offline profiles never touch the hub.
-KERNEL_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false"}
+KERNEL_ENV = {
+    "TQDM_DISABLE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    # the two warnings the disabled bars themselves cause (tqdm without ipywidgets; hub bars forced off)
+    "PYTHONWARNINGS": "ignore:IProgress not found,ignore:Cannot enable progress bars",
+}
 
 
 @contextlib.contextmanager

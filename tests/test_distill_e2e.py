@@ -50,7 +50,7 @@ def tiny_world(tmp_path, monkeypatch):
 
 
 def test_distill_student_end_to_end(tiny_world):
-    from rokd.distill.distiller import distill_student
+    from rokd.distill.distiller import DistillOverrides, distill_student
 
     profile, root = tiny_world
     messages = []
@@ -82,7 +82,8 @@ def test_distill_student_end_to_end(tiny_world):
     assert distill_student(profile, "distilmulti-bert-base-ro", progress=False, log=messages.append) == out
     assert any("up to date" in m for m in messages)
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp
-    distill_student(profile, "distilmulti-bert-base-ro", temperature=3.0, steps=2, progress=False, log=messages.append)
+    distill_student(profile, "distilmulti-bert-base-ro", DistillOverrides(temperature=3.0, steps=2), progress=False,
+                    log=messages.append)
     assert json.loads((out / "distill_config.json").read_text())["temperature"] == 3.0
 
 
@@ -100,7 +101,7 @@ def test_cli_distill_single_teacher_student(tiny_world, capsys):
 
 def test_bad_arguments_are_clear_errors(tiny_world):
     from rokd.config import ConfigError
-    from rokd.distill.distiller import distill_student, resolve_run
+    from rokd.distill.distiller import DistillOverrides, distill_student, resolve_run
 
     profile, root = tiny_world
     with pytest.raises(ConfigError, match="unknown student"):
@@ -109,8 +110,8 @@ def test_bad_arguments_are_clear_errors(tiny_world):
     with pytest.raises(ConfigError, match="unknown student"):
         resolve_run(profile, "distil-nothing")
     with pytest.raises(ConfigError, match="first teacher"):
-        resolve_run(profile, "distilmulti-bert-base-ro", teachers=["robert-base", "bert-base-ro"])
+        resolve_run(profile, "distilmulti-bert-base-ro", DistillOverrides(teachers=["robert-base", "bert-base-ro"]))
     with pytest.raises(ConfigError, match="teacher_weights"):
-        resolve_run(profile, "distilmulti-bert-base-ro", teacher_weights=[1.0])
+        resolve_run(profile, "distilmulti-bert-base-ro", DistillOverrides(teacher_weights=[1.0]))
     with pytest.raises(ConfigError, match="strategy"):
-        resolve_run(profile, "distilmulti-bert-base-ro", strategy="majority")
+        resolve_run(profile, "distilmulti-bert-base-ro", DistillOverrides(strategy="majority"))

@@ -20,26 +20,17 @@ from rokd.models.registry import STUDENTS, TEACHERS
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rokd.distill.distiller import distill_student
+    from rokd.distill.distiller import DistillOverrides, distill_student
 
+    overrides = DistillOverrides(
+        teachers=args.teachers, strategy=args.strategy, teacher_weights=args.teacher_weights, temperature=args.temperature,
+        alpha_ce=args.alpha_ce, alpha_mlm=args.alpha_mlm, alpha_cos=args.alpha_cos, steps=args.steps,
+    )
     keys = list(STUDENTS) if args.student == "all" else [args.student]
     if args.output_dir and len(keys) > 1:
         raise SystemExit("--output-dir names one student's folder; give a single --student with it")
     for key in keys:
-        path = distill_student(
-            args.profile,
-            key,
-            teachers=args.teachers,
-            strategy=args.strategy,
-            teacher_weights=args.teacher_weights,
-            temperature=args.temperature,
-            alpha_ce=args.alpha_ce,
-            alpha_mlm=args.alpha_mlm,
-            alpha_cos=args.alpha_cos,
-            steps=args.steps,
-            resume=not args.no_resume,
-            output_dir=args.output_dir,
-        )
+        path = distill_student(args.profile, key, overrides, resume=not args.no_resume, output_dir=args.output_dir)
         print(path)
     return 0
 

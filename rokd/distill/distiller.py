@@ -87,6 +87,24 @@ class DistillRun:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class DistillOverrides:
+    """Per-run changes to a profile's ``distill:`` section; ``None`` keeps the profile's value.
+
+    The one list of what a user may vary per distillation: the CLI, the notebook and ablations build
+    one and pass it to :func:`distill_student` / :func:`resolve_run`.
+    """
+
+    teachers: list[str] | None = None  # registry keys; the first gives the student's tokenizer
+    strategy: str | None = None
+    teacher_weights: list[float] | None = None
+    temperature: float | None = None
+    alpha_ce: float | None = None
+    alpha_mlm: float | None = None
+    alpha_cos: float | None = None
+    steps: int | None = None
+
+
 def _profile(profile: str | Profile) -> Profile:
     return profile if isinstance(profile, Profile) else load_profile(profile)
 
@@ -106,21 +124,17 @@ def _teacher_fingerprint(prof: Profile, key: str) -> str:
 def resolve_run(
     profile: str | Profile,
     student_key: str,
+    overrides: DistillOverrides | None = None,
     *,
-    teachers: list[str] | tuple[str, ...] | None = None,
-    strategy: str | None = None,
-    teacher_weights: list[float] | None = None,
-    temperature: float | None = None,
-    alpha_ce: float | None = None,
-    alpha_mlm: float | None = None,
-    alpha_cos: float | None = None,
-    steps: int | None = None,
     corpus_sha256: str = "",
     fingerprints: dict[str, str] | None = None,
 ) -> DistillRun:
-    """Profile defaults overridden by the given arguments (None = profile default); validated."""
+    """The profile's ``distill:`` settings with ``overrides`` applied; validated."""
     prof = _profile(profile)
     d = prof.distill
+    o = overrides or DistillOverrides()
+    teachers, strategy, teacher_weights, steps = o.teachers, o.strategy, o.teacher_weights, o.steps
+    temperature, alpha_ce, alpha_mlm, alpha_cos = o.temperature, o.alpha_ce, o.alpha_mlm, o.alpha_cos
     if student_key not in STUDENTS:
         raise ConfigError(f"unknown student {student_key!r}; choose one of {list(STUDENTS)}")
     teachers = list(teachers) if teachers else list(STUDENT_TEACHERS[student_key])
@@ -420,15 +434,8 @@ def student_dir(profile: str | Profile, student_key: str) -> Path:
 def distill_student(
     profile: str | Profile,
     student_key: str,
+    overrides: DistillOverrides | None = None,
     *,
-    teachers: list[str] | tuple[str, ...] | None = None,
-    strategy: str | None = None,
-    teacher_weights: list[float] | None = None,
-    temperature: float | None = None,
-    alpha_ce: float | None = None,
-    alpha_mlm: float | None = None,
-    alpha_cos: float | None = None,
-    steps: int | None = None,
     resume: bool = True,
     output_dir: str | Path | None = None,
     progress: bool = True,
@@ -436,8 +443,8 @@ def distill_student(
 ) -> Path:
     """Distil ``student_key`` under ``profile`` (see the module doc); returns the student's folder.
 
-    Arguments left at None take the profile's ``distill:`` value; ``teachers`` defaults to the
-    registry's :data:`~rokd.models.registry.STUDENT_TEACHERS`. Idempotent: a finished student with the
+    ``overrides`` fields left at None take the profile's ``distill:`` value; ``teachers`` defaults to
+    the registry's :data:`~rokd.models.registry.STUDENT_TEACHERS`. Idempotent: a finished student with the
     same resolved config is returned without work. ``output_dir`` defaults to
     ``artifacts/<profile>/students/<student_key>`` (give another one for ablations).
     """
@@ -452,12 +459,10 @@ def distill_student(
             "Load them with rokd.models.registry.load_model."
         )
     out = Path(output_dir) if output_dir is not None else student_dir(prof, student_key)
-    overrides = dict(teachers=teachers, strategy=strategy, teacher_weights=teacher_weights, temperature=temperature,
-                     alpha_ce=alpha_ce, alpha_mlm=alpha_mlm, alpha_cos=alpha_cos, steps=steps)
-    teacher_keys = resolve_run(prof, student_key, **overrides).teachers  # validates before any work
+    teacher_keys = resolve_run(prof, student_key, overrides).teachers  # validates before any work
     train_txt, heldout_txt = corpus_files(prof)
     build_teachers(prof, [k for k in TEACHERS if k in teacher_keys], log=log)
-    run = resolve_run(prof, student_key, **overrides, corpus_sha256=file_sha256(train_txt),
+    run = resolve_run(prof, student_key, overrides, corpus_sha256=file_sha256(train_txt),
                       fingerprints={k: _teacher_fingerprint(prof, k) for k in teacher_keys})
     if (out / SUMMARY_FILE).is_file() and (out / CONFIG_FILE).is_file():
         saved = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"))

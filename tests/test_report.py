@@ -205,3 +205,20 @@ def test_runinfo_markdown_round_trip():
         "mini", 2, "abc+dirty", "AMD EPYC 7B13, 2 cores", "2.13.0+cpu", 12.0)
     with pytest.raises(ValueError, match="not a RunInfo line"):
         RunInfo.from_markdown("no such line")
+
+
+def test_discussion_follows_the_verdicts(synthetic):
+    from rokd.profiles import load_profile
+    from rokd.report import discussion, findings, low_score_tasks
+
+    scores = load_scores("unit", synthetic)
+    stats = _stats_frame({"bert-base-ro": 10.0, "robert-base": 9.0, "distil-bert-base-ro": 6.5,
+                          "distil-robert-base": 5.8, "distilmulti-bert-base-ro": 6.5},
+                         {"distil-bert-base-ro": 2.1, "distil-robert-base": 1.9, "distilmulti-bert-base-ro": 2.0})
+    text = discussion(scores, findings(scores, stats), load_profile("mini"))
+    assert "**Size and speed** (hold)" in text
+    # retention 84.4-95.0 % fails: the hypothesis names the profile's shapes and steps
+    assert "**Retention does not hold at this scale**" in text and "a 3-layer student of a 6-layer miniature teacher" in text
+    assert "1,000 distillation steps" in text
+    assert "**The second teacher matters here**: mean +4.00" in text
+    assert low_score_tasks(scores) == [] and low_score_tasks(scores, below=95.0) == ["UPOS", "XPOS", "NER", "SAPN", "SAR", "DI", "STS"]

@@ -465,11 +465,11 @@ def findings(scores: pd.DataFrame, stats: pd.DataFrame | None = None) -> pd.Data
                  "paper": f"{mean_ret['paper'].min():.1f}–{mean_ret['paper'].max():.1f} %",
                  "ours": f"{ours_ok.min():.1f}–{ours_ok.max():.1f} %" if len(ours_ok) else "n/a",
                  "verdict": _verdict(bool(ours_ok.min() >= 95) if len(ours_ok) else None)})
-    ab = ablation_table(scores)["ours"].dropna()
+    ablation = ablation_table(scores)
+    ab, paper_ab = ablation["ours"].dropna(), ablation["paper"]
     s = summary(scores)
     pair = s[s.model.isin(["distilmulti-bert-base-ro", "distil-bert-base-ro"])]["std"].dropna()
     noise = float(np.sqrt((pair ** 2).mean())) if len(pair) else math.nan
-    paper_ab = ablation_table(scores)["paper"]
     if len(ab):
         within = bool(abs(ab.mean()) <= noise) if not math.isnan(noise) else None
         rows.append({"claim": "a second teacher changes little (mean difference within seed noise)",

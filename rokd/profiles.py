@@ -63,6 +63,11 @@ class TeachersConfig:
     eval_lines: int = 1000  # held-out lines for MLM accuracy
     pppl_lines: int = 100  # held-out lines for pseudo-perplexity (one forward pass per token)
     seed: int = 13
+    precision: str = "auto"  # rokd.precision: auto | fp32 | bf16 | fp16
+    threads: int = 0  # torch CPU threads (0 = ROKD_THREADS, else torch's default)
+    # Learning curve: held-out MLM accuracy on `curve_lines` lines every `curve_every` steps (0 = off).
+    curve_every: int = 0
+    curve_lines: int = 500
 
 
 @dataclass
@@ -91,6 +96,8 @@ class DistillConfig:
     teacher_weights: list[float] | None = None  # None = uniform over the student's teachers
     smoothed_masking: bool = True  # choose words to mask with weights count**-0.7 (DistilBERT recipe)
     eval_lines: int = 1000  # held-out lines for the student's / teachers' MLM accuracy
+    precision: str = "auto"  # rokd.precision: auto | fp32 | bf16 | fp16
+    threads: int = 0  # torch CPU threads (0 = ROKD_THREADS, else torch's default)
 
 
 @dataclass
@@ -110,6 +117,7 @@ class EvalConfig:
     # torch CPU threads while fine-tuning (0 = torch's default). Tiny models run faster on 1 thread:
     # their matrices are too small to split, and a busy machine makes extra threads wait on each other.
     threads: int = 0
+    precision: str = "auto"  # rokd.precision: auto | fp32 | bf16 | fp16
     # Inference-speed table of the results chapter (rokd.report): batch x sequence length, timed rounds.
     speed_batch_size: int = 8
     speed_seq_length: int = 128

@@ -8,7 +8,11 @@ trainer does the rest:
 
 - AdamW (``torch.optim.AdamW``; no weight decay on biases and LayerNorm weights), linear warm-up then
   linear decay (``transformers.get_linear_schedule_with_warmup``), gradient accumulation, clipping;
-- bf16 autocast on CUDA (``mixed_precision="auto"`` or ``"bf16"``), fp32 on CPU;
+- the precision policy of :mod:`rokd.precision` (``mixed_precision``: ``auto`` | ``fp32`` | ``bf16`` | ``fp16``):
+  autocast with fp32 master weights, bf16 on CPUs where a probe shows it faster, fp16 with a gradient
+  scaler on GPUs without bf16; the resolved precision and thread count are in every log record;
+- an optional held-out evaluation every ``eval_every`` steps (``evaluate(module) -> {name: value}``, run
+  on a forked RNG in eval mode so it changes nothing else), logged as ``eval_<name>`` in that step's record;
 - device placement and several GPUs through Hugging Face Accelerate: ``accelerator.prepare`` wraps only
   the trainable ``module``, the optimizer and the scheduler. Frozen modules (teachers) passed as
   ``frozen_modules`` are moved to the device, put in eval mode with ``requires_grad=False`` and NOT
@@ -92,6 +96,7 @@ import torch
 from torch import nn
 
 from rokd.config import ConfigError, save_config, to_dict
+from rokd.precision import PRECISIONS, Precision, resolve_precision
 
 CHECKPOINT_PREFIX = "checkpoint-"
 _STATE_VERSION = 1
@@ -129,7 +134,7 @@ class TrainerConfig:
     keep_checkpoints: int = 2
     log_every: int = 1  # JSONL log and progress-bar update period, in optimizer steps
     seed: int = 13
-    mixed_precision: str = "auto"  # "auto" (bf16 on CUDA, else fp32) | "bf16" | "no"
+    mixed_precision: str = "auto"  # rokd.precision: "auto" | "fp32" | "bf16" | "fp16" ("no" = "fp32")
     cpu: bool = False  # force CPU even when a GPU is present
     progress: bool = True  # show a tqdm progress bar
 
@@ -146,8 +151,10 @@ class TrainerConfig:
             problems.append(f"lr must be > 0 (got {self.lr})")
         if self.checkpoint_every < 0 or self.keep_checkpoints < 1 or self.log_every < 1:
             problems.append("checkpoint_every must be >= 0, keep_checkpoints >= 1, log_every >= 1")
-        if self.mixed_precision not in ("auto", "bf16", "no"):
-            problems.append(f"mixed_precision must be 'auto', 'bf16' or 'no' (got {self.mixed_precision!r})")
+        if self.mixed_precision == "no":
+            self.mixed_precision = "fp32"
+        if self.mixed_precision not in PRECISIONS:
+            problems.append(f"mixed_precision must be one of {list(PRECISIONS)} (got {self.mixed_precision!r})")
         if problems:
             raise ConfigError("TrainerConfig: " + "; ".join(problems))
 
@@ -163,6 +170,8 @@ class TrainResult:
     tokens_per_s: float  # this call's tokens / its training time
     resumed_from: int | None  # step of the checkpoint resumed from
     checkpoint: Path | None  # latest checkpoint directory
+    precision: str = "fp32"  # what the run computed in (rokd.precision)
+    threads: int = 0  # torch CPU threads
     module: nn.Module = field(repr=False, default=None)  # the unwrapped trainable module
 
 
@@ -171,14 +180,13 @@ class TrainResult:
 # --------------------------------------------------------------------------------------------------
 
 
-def resolve_mixed_precision(setting: str, cpu: bool = False) -> str:
-    """``auto`` -> ``bf16`` on a bf16-capable CUDA device, else ``no``. ``bf16`` without CUDA is an error."""
-    cuda = torch.cuda.is_available() and not cpu
-    if setting == "auto":
-        return "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
-    if setting == "bf16" and not cuda:
-        raise ConfigError("mixed_precision='bf16' needs a CUDA device; use 'auto' or 'no' on CPU")
-    return setting
+def resolve_mixed_precision(setting: str, cpu: bool = False) -> Precision:
+    """The :class:`~rokd.precision.Precision` a run with this setting computes in (see :mod:`rokd.precision`)."""
+    device = "cuda" if torch.cuda.is_available() and not cpu else "cpu"
+    try:
+        return resolve_precision("fp32" if setting == "no" else setting, device)
+    except ValueError as e:
+        raise ConfigError(f"TrainerConfig.mixed_precision: {e}") from e
 
 
 def make_accelerator(config: TrainerConfig):
@@ -190,7 +198,7 @@ def make_accelerator(config: TrainerConfig):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
 
-    kwargs = dict(mixed_precision=resolve_mixed_precision(config.mixed_precision, config.cpu), cpu=config.cpu,
+    kwargs = dict(mixed_precision=resolve_mixed_precision(config.mixed_precision, config.cpu).accelerate_name, cpu=config.cpu,
                   step_scheduler_with_optimizer=False)
     try:
         return Accelerator(**kwargs)
@@ -305,6 +313,8 @@ def train(
     max_steps_this_run: int | None = None,
     count_tokens: Callable[[Any], int] = _default_count_tokens,
     accelerator: Any = None,
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+    eval_every: int = 0,
 ) -> TrainResult:
     """Train ``module`` for ``config.steps`` optimizer steps; see the module docstring.
 
@@ -315,6 +325,8 @@ def train(
     """
     out = Path(config.output_dir)
     acc = accelerator if accelerator is not None else make_accelerator(config)
+    precision = {"no": "fp32"}.get(acc.mixed_precision, acc.mixed_precision)
+    runtime = {"precision": precision, "threads": torch.get_num_threads()}
     main = acc.is_main_process
     rank = acc.process_index
     t_start = time.perf_counter()
@@ -444,11 +456,14 @@ def train(
             dt = time.perf_counter() - t0
             tokens_this_run += step_tokens_all
             train_time += dt
-            if main and (step % config.log_every == 0 or step == stop_at):
+            eval_now = evaluate is not None and eval_every > 0 and (step % eval_every == 0 or step == config.steps)
+            if main and (step % config.log_every == 0 or step == stop_at or eval_now):
                 record = {"step": step, **losses, "lr": lr, "grad_norm": grad_norm, "tokens": step_tokens_all,
                           "tokens_per_s": step_tokens_all / dt if dt > 0 else None,
                           "elapsed_s": elapsed_before + (time.perf_counter() - t_start),
-                          "peak_mem_mb": _peak_memory_mb(acc.device)}
+                          "peak_mem_mb": _peak_memory_mb(acc.device), **runtime}
+                if eval_now:
+                    record.update({f"eval_{k}": v for k, v in _held_out(evaluate, acc.unwrap_model(model)).items()})
                 record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
                 log_file.write(json.dumps(record) + "\n")  # strict JSON: NaN/inf statistics become null
                 log_file.flush()
@@ -476,8 +491,20 @@ def train(
         tokens_per_s=tokens_this_run / train_time if train_time > 0 else 0.0,
         resumed_from=resumed_from,
         checkpoint=latest_checkpoint(out),
+        precision=precision,
+        threads=runtime["threads"],
         module=acc.unwrap_model(model),
     )
+
+
+def _held_out(evaluate: Callable[[nn.Module], dict[str, float]], module: nn.Module) -> dict[str, float]:
+    """``evaluate(module)`` in eval mode, without gradients, on a forked RNG: the training run is unchanged."""
+    module.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            return {k: float(v) for k, v in evaluate(module).items()}
+    finally:
+        module.train()
 
 
 def _check_resume_config(saved: dict[str, Any], config: TrainerConfig, ckpt: Path) -> None:

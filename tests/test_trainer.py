@@ -327,12 +327,13 @@ def test_bad_config_is_rejected():
     with pytest.raises(ConfigError, match="warmup_steps"):
         TrainerConfig(steps=10, warmup_steps=20)
     with pytest.raises(ConfigError, match="mixed_precision"):
-        TrainerConfig(mixed_precision="fp16")
+        TrainerConfig(mixed_precision="fp8")
     from rokd.trainer import resolve_mixed_precision
 
-    assert resolve_mixed_precision("auto", cpu=True) == "no"
+    assert resolve_mixed_precision("no", cpu=True).name == "fp32"
+    assert resolve_mixed_precision("bf16", cpu=True).name == "bf16"  # asked for: honoured on any CPU
     with pytest.raises(ConfigError, match="CUDA"):
-        resolve_mixed_precision("bf16", cpu=True)
+        resolve_mixed_precision("fp16", cpu=True)
 
 
 def test_frozen_modules_stay_frozen_and_out_of_the_optimizer(tmp_path):

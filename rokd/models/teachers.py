@@ -116,10 +116,12 @@ def new_teacher(shape: BertShape, tokenizer, seed: int = 0):
 
 
 def pretrain_mlm(model, tokenizer, train_txt: str | Path, cfg: TeachersConfig, work_dir: str | Path,
-                 *, device: str = "cpu", resume: bool = True) -> Path:
+                 *, device: str = "cpu", resume: bool = True, heldout_txt: str | Path | None = None) -> Path:
     """Pretrain ``model`` in place on ``train_txt`` with the shared MLM pieces and training loop.
 
     Returns the path of the JSONL training log. ``work_dir`` holds the token cache, checkpoints and log.
+    With ``cfg.curve_every`` > 0 and ``heldout_txt``, the log's ``eval_heldout_mlm_accuracy`` entries
+    trace the learning curve (held-out whole-word MLM accuracy against steps).
     """
     import torch
 
@@ -137,6 +139,16 @@ def pretrain_mlm(model, tokenizer, train_txt: str | Path, cfg: TeachersConfig, w
         out = net(batch["input_ids"], batch["attention_mask"], batch["labels"])
         return {"loss": torch.nn.functional.cross_entropy(out.logits.float(), out.targets)}
 
+    evaluate, heldout = None, None
+    if cfg.curve_every > 0 and heldout_txt is not None:
+        from rokd.models.quality import mlm_accuracy, read_lines
+
+        heldout = read_lines(heldout_txt, limit=cfg.curve_lines, seed=cfg.seed)
+
+        def evaluate(net):  # the learning curve: same lines, same masks at every point
+            return {"heldout_mlm_accuracy": mlm_accuracy(net.model, tokenizer, heldout, max_length=cfg.max_length,
+                                                         mlm_probability=cfg.mlm_probability, seed=cfg.seed)["mlm_accuracy"]}
+
     tcfg = trainer.TrainerConfig(
         output_dir=str(work_dir / "run"),
         steps=cfg.steps,
@@ -149,8 +161,10 @@ def pretrain_mlm(model, tokenizer, train_txt: str | Path, cfg: TeachersConfig, w
         seed=cfg.seed,
         cpu=device == "cpu",
         progress=False,
+        mixed_precision=cfg.precision,
     )
-    trainer.train(net, step_fn, stream, tcfg, resume=resume, count_tokens=mlm.count_tokens)
+    trainer.train(net, step_fn, stream, tcfg, resume=resume, count_tokens=mlm.count_tokens,
+                  evaluate=evaluate, eval_every=cfg.curve_every)
     return Path(tcfg.output_dir) / TRAIN_LOG_FILE
 
 
@@ -225,8 +239,10 @@ def _build_locked(prof: Profile, key: str, folder: Path, build: TeacherBuild, tr
 
     from rokd.models.quality import measure_quality, read_lines
     from rokd.models.tokenizers import save_tokenizer, train_wordpiece
+    from rokd.precision import set_threads
 
     cfg = prof.teachers
+    threads = set_threads(cfg.threads)  # this process builds teachers: the count stays for the quality measures too
     shape = build.shape
     work = artifacts_dir(prof.name) / "runs" / "teachers" / key
     # A stale run (other config), or any run when forced, must not be resumed.
@@ -252,7 +268,7 @@ def _build_locked(prof: Profile, key: str, folder: Path, build: TeacherBuild, tr
     n_params = sum(p.numel() for p in model.parameters())
     log(f"[teachers] {key}: pretraining BertForMaskedLM ({n_params / 1e6:.2f} M parameters, {cfg.steps} steps) on {device}")
     t_train = time.perf_counter()
-    log_path = pretrain_mlm(model, tokenizer, train_txt, cfg, work, device=device)
+    log_path = pretrain_mlm(model, tokenizer, train_txt, cfg, work, device=device, heldout_txt=heldout_txt)
     train_s = time.perf_counter() - t_train
     model = model.to("cpu").eval()
 
@@ -263,8 +279,14 @@ def _build_locked(prof: Profile, key: str, folder: Path, build: TeacherBuild, tr
                               max_length=cfg.max_length, mlm_probability=cfg.mlm_probability, seed=cfg.seed)
     quality.update(key=key, profile=prof.name, parameters=n_params, train_wall_s=round(train_s, 1),
                    build_wall_s=round(time.perf_counter() - t0, 1), device=device,
-                   torch_threads=torch.get_num_threads())
+                   torch_threads=threads)
     records = read_train_log(log_path)
+    if records:
+        quality["precision"] = records[-1].get("precision", "fp32")
+    curve = [{"step": r["step"], "heldout_mlm_accuracy": r["eval_heldout_mlm_accuracy"]}
+             for r in records if r.get("eval_heldout_mlm_accuracy") is not None]
+    if curve:
+        quality["learning_curve"] = curve
     tps = [r["tokens_per_s"] for r in records if r.get("tokens_per_s") is not None]
     if tps:
         quality["mean_tokens_per_s"] = round(sum(tps) / len(tps), 1)

@@ -1,0 +1,180 @@
+"""Numeric precision and CPU threads: one policy for pretraining, distillation, fine-tuning and inference.
+
+``precision`` (every profile section, every ``--precision`` flag) is one of:
+
+- ``fp32``: float32 everywhere;
+- ``bf16``: ``torch.autocast`` to bfloat16 with float32 master weights (training), or weights cast to
+  bfloat16 (inference, :func:`inference_dtype`);
+- ``fp16``: float16 autocast with a gradient scaler (CUDA only: the free Colab T4, V100);
+- ``auto``: bf16 on a CUDA GPU that supports it, fp16 on one that does not; on a CPU, bf16 only when the
+  CPU has bf16 instructions (AMX tiles or AVX512-BF16) **and** a short probe shows a bf16 step faster than
+  an fp32 one, else fp32.
+
+Why probe instead of trusting the instruction flags: on this project's machines an Intel Xeon with AMX runs
+bf16 matmuls ~6.7x faster than fp32, but a Xeon that exposes AVX512-BF16 without AMX ran them at 0.55x
+(84 vs 154 GFLOP/s, 1 thread) and a bf16-autocast training step at 0.68x. The flags say what is possible;
+only a measurement says what is faster.
+
+Threads: torch's default (one per core) unless ``threads`` (profile) / ``ROKD_THREADS`` (environment) says
+otherwise. Measured on a quiet 2-core Xeon, a mini-teacher MLM step ran 1.72x faster at 2 threads than at 1;
+two 2-thread jobs on 2 cores slow each other 3-10x, so give each concurrent job 1 thread.
+Every run records what it used: :func:`runtime_record`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# A bf16 probe must beat fp32 by this factor before `auto` picks it (the probe is short, hence noisy).
+PROBE_MARGIN = 1.15
+
+
+@dataclass(frozen=True)
+class Precision:
+    """A resolved precision: what a run computes in, on which device, and why."""
+
+    name: str  # "fp32" | "bf16" | "fp16"
+    device: str  # "cpu" | "cuda"
+    reason: str
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.name]
+
+    @property
+    def accelerate_name(self) -> str:
+        """The ``mixed_precision`` value of ``accelerate.Accelerator``."""
+        return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[self.name]
+
+    def autocast(self):
+        """A context manager that runs matmuls in this precision (a no-op for fp32)."""
+        if self.name == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device, dtype=self.dtype)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_precision(setting: str, where: str = "precision") -> str:
+    """``setting`` if it is a known precision, else a ValueError naming the field and the choices."""
+    if setting not in PRECISIONS:
+        raise ValueError(f"{where}: {setting!r} is not a precision; choose one of {list(PRECISIONS)}")
+    return setting
+
+
+def cpu_bf16_instructions() -> str | None:
+    """Which bf16 instructions this CPU has (``"amx"``, ``"avx512_bf16"``) or None."""
+    cpu = getattr(torch, "cpu", None)
+    with contextlib.suppress(Exception):
+        if cpu is not None and cpu._is_amx_tile_supported():
+            return "amx"
+    with contextlib.suppress(Exception):
+        if cpu is not None and cpu._is_avx512_bf16_supported():
+            return "avx512_bf16"
+    return None
+
+
+def _time_step(dtype: torch.dtype | None, rounds: int = 4) -> float:
+    """Seconds per forward+backward of a BERT-feed-forward-sized block (2,048 tokens x 256 -> 1,024 -> 256)."""
+    gen = torch.Generator().manual_seed(0)
+    block = torch.nn.Sequential(torch.nn.Linear(256, 1024), torch.nn.GELU(), torch.nn.Linear(1024, 256))
+    x = torch.randn(2048, 256, generator=gen)
+    ctx = torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+    def step():
+        with ctx:
+            y = block(x)
+        y.float().square().mean().backward()
+
+    step()  # warm-up: kernel selection, allocation
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        step()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_bf16_speedup(threads: int) -> float:
+    """fp32 step time / bf16-autocast step time on this CPU at ``threads`` threads (probe, ~0.5 s; cached)."""
+    with torch.random.fork_rng(devices=[]):
+        return _time_step(None) / _time_step(torch.bfloat16)
+
+
+def resolve_precision(setting: str = "auto", device: str | torch.device = "cpu") -> Precision:
+    """Turn a precision setting into what a run on ``device`` will compute in (see the module docstring)."""
+    check_precision(setting)
+    dev = torch.device(device).type
+    env = os.environ.get("ROKD_PRECISION")
+    if setting == "auto" and env:  # a machine-wide choice (e.g. a benchmark pinning fp32)
+        setting = check_precision(env, "ROKD_PRECISION")
+        if setting != "auto":
+            return _explicit(setting, dev, "ROKD_PRECISION")
+    if setting != "auto":
+        return _explicit(setting, dev, "asked for")
+    if dev == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return Precision("bf16", dev, "auto: the GPU supports bf16")
+        return Precision("fp16", dev, "auto: the GPU has no bf16; fp16 with a gradient scaler")
+    if dev != "cpu":
+        return Precision("fp32", dev, f"auto: no reduced-precision policy for {dev}")
+    isa = cpu_bf16_instructions()
+    if isa is None:
+        return Precision("fp32", dev, "auto: the CPU has no bf16 instructions")
+    ratio = cpu_bf16_speedup(torch.get_num_threads())
+    if ratio >= PROBE_MARGIN:
+        return Precision("bf16", dev, f"auto: {isa} and a bf16 step {ratio:.2f}x as fast as fp32")
+    return Precision("fp32", dev, f"auto: {isa}, but a bf16 step ran {ratio:.2f}x as fast as fp32 (needs {PROBE_MARGIN}x)")
+
+
+def _explicit(setting: str, dev: str, why: str) -> Precision:
+    if setting == "fp16" and dev != "cuda":
+        raise ValueError("precision 'fp16' needs a CUDA GPU (fp16 on a CPU is slow and needs a scaler); use 'bf16' or 'fp32'")
+    if setting == "bf16" and dev == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("precision 'bf16': this GPU has no bf16; use 'fp16' or 'auto'")
+    return Precision(setting, dev, why)
+
+
+def set_threads(threads: int = 0) -> int:
+    """Set torch's CPU threads: ``threads`` > 0, else ``ROKD_THREADS`` when set, else torch's default.
+
+    Returns the count in use, which every run records.
+    """
+    env = os.environ.get("ROKD_THREADS", "")
+    if threads <= 0 and env.strip():
+        try:
+            threads = int(env)
+        except ValueError as e:
+            raise ValueError(f"ROKD_THREADS must be a whole number of threads, got {env!r}") from e
+    if threads > 0 and threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def threads_for(threads: int = 0):
+    """Run a block with :func:`set_threads` applied, then restore the previous count."""
+    before = torch.get_num_threads()
+    try:
+        yield set_threads(threads)
+    finally:
+        torch.set_num_threads(before)
+
+
+def runtime_record(precision: Precision) -> dict:
+    """What a run record stores about how it computed: precision (and why) and the thread count."""
+    return {"precision": precision.name, "precision_reason": precision.reason, "device": precision.device,
+            "torch_threads": torch.get_num_threads()}
+
+
+__all__ = ["PRECISIONS", "Precision", "check_precision", "cpu_bf16_instructions", "cpu_bf16_speedup",
+           "resolve_precision", "set_threads", "threads_for", "runtime_record"]

@@ -11,10 +11,11 @@ Steps own their section: ``data`` (rokd.data), ``teachers`` (rokd.models), ``dis
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-from rokd.config import ConfigError, load_config
+from rokd.config import ConfigError, from_dict, load_config, to_dict
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 PROFILES = ("smoke", "mini", "paper")
@@ -122,6 +123,25 @@ class EvalConfig:
     speed_batch_size: int = 8
     speed_seq_length: int = 128
     speed_rounds: int = 5
+    # Per-task budget: {task: {field: value}} overrides any field above for one task (e.g. the long-document
+    # tasks' max_length, a cap where the learning curve has flattened). Read through `for_task`.
+    per_task: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        allowed = {f.name for f in fields(self)} - {"tasks", "seeds", "per_task"}
+        for task, overrides in self.per_task.items():
+            if not isinstance(overrides, dict):
+                raise ConfigError(f"evaluate.per_task.{task}: expected a mapping of field: value, got {overrides!r}")
+            unknown = sorted(set(overrides) - allowed)
+            if unknown:
+                raise ConfigError(f"evaluate.per_task.{task}: unknown field(s) {unknown}; allowed: {sorted(allowed)}")
+
+    def for_task(self, task: str) -> "EvalConfig":
+        """This config with ``per_task[task]``'s overrides applied (the budget one fine-tuning runs with)."""
+        overrides = self.per_task.get(task)
+        if not overrides:
+            return self
+        return from_dict(EvalConfig, {**to_dict(self), **overrides, "per_task": {}}, where=f"evaluate.per_task.{task}")
 
 
 @dataclass

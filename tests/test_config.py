@@ -39,3 +39,14 @@ def test_paper_profile_uses_the_hub_models():
         "racai/distilbert-base-romanian-uncased",
         "racai/distilbert-multi-base-romanian-cased",
     }
+
+
+def test_per_task_budget_overrides_one_task_only():
+    from rokd.profiles import EvalConfig
+
+    cfg = from_dict(EvalConfig, {"max_length": 128, "epochs": 3, "per_task": {"di": {"max_length": 256, "epochs": 2}}})
+    assert (cfg.for_task("di").max_length, cfg.for_task("di").epochs) == (256, 2.0)
+    assert (cfg.for_task("upos").max_length, cfg.for_task("upos").epochs) == (128, 3.0)
+    assert cfg.for_task("di").per_task == {}  # a resolved budget carries no further overrides
+    with pytest.raises(ConfigError, match=r"per_task\.di: unknown field\(s\) \['maxlen'\]"):
+        from_dict(EvalConfig, {"per_task": {"di": {"maxlen": 256}}})

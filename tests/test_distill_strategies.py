@@ -266,8 +266,6 @@ def test_loss_strategy_combines_teachers_row_by_row():
 
 @pytest.mark.parametrize("strategy", list(S.STRATEGIES))
 def test_every_strategy_distils(strategy, tmp_path):
-    import itertools  # noqa: F401
-
     from rokd.distill.distiller import make_step_fn, trainer_config
     from rokd.trainer import train
 
@@ -295,3 +293,26 @@ def test_every_strategy_distils(strategy, tmp_path):
     cov = seen[0]["stat_strategy_coverage.robert-base"]
     assert (cov == 0.0) == (strategy in ("hidden-only", "cased-only"))
     assert ("cos.robert-base" in seen[0]) == (strategy != "cased-only")
+
+
+def test_heldout_diagnostics_on_tiny_teachers():
+    from distill_fixtures import SENTENCES, tiny_bert, tokenizers
+
+    from rokd.distill.heldout import heldout_diagnostics
+    from rokd.distill.student import init_student_from_teacher
+
+    cased, uncased = tokenizers()
+    teachers = {"bert-base-ro": tiny_bert(cased, hidden=32, seed=1), "robert-base": tiny_bert(uncased, hidden=48, seed=2)}
+    student = init_student_from_teacher(teachers["bert-base-ro"])
+    toks = {"bert-base-ro": cased, "robert-base": uncased}
+    out = {s: heldout_diagnostics(student, cased, teachers, toks, SENTENCES, strategy=s, mlm_probability=0.4, max_length=32,
+                                  batch_size=4, seed=5) for s in ("span-map", "uld", "projection")}
+    for d in out.values():
+        for key in ("mlm_accuracy", "top1_agreement.bert-base-ro", "kl.bert-base-ro", "top1_agreement.robert-base",
+                    "unmatched_student_mass.robert-base", "strategy_coverage.robert-base", "coverage.robert-base"):
+            assert key in d and math.isfinite(d[key]), key
+    # The student and the masks are the same: only the strategy's coverage / carried mass may differ.
+    for key in ("mlm_accuracy", "unmatched_student_mass.robert-base", "top1_agreement.bert-base-ro", "kl.robert-base"):
+        assert out["span-map"][key] == pytest.approx(out["uld"][key]) == pytest.approx(out["projection"][key])
+    assert out["uld"]["strategy_mass.robert-base"] == 0.0  # ULD carries nothing by token identity
+    assert out["uld"]["strategy_coverage.robert-base"] >= out["span-map"]["strategy_coverage.robert-base"]  # index pairs

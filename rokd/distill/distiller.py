@@ -481,6 +481,11 @@ def coverage_summary(log: list[dict], adaptors: list[TeacherAdaptor]) -> dict[st
             "mapped_probability_mass": sum(mass) / len(mass) if mass else float("nan"),
             **a.vocab_map.stats(),
         }
+        # The strategy's own diagnostics (rokd.distill.strategies.step_diagnostics), when logged.
+        for stem in ("strategy_coverage", "strategy_mass", "unmatched_student_mass"):
+            vals = [r[f"stat_{stem}.{a.name}"] for r in log if r.get(f"stat_{stem}.{a.name}") is not None]
+            if vals:
+                out[a.name][stem] = sum(vals) / len(vals)
     return out
 
 

@@ -90,7 +90,8 @@ def distill_one(profile: str | Profile, strategy: str, seed: int, steps: int | N
 
     prof = _profile(profile)
     overrides = DistillOverrides(strategy=canonical_name(strategy), seed=seed, steps=steps)
-    return distill_student(prof, STUDENT, overrides, output_dir=student_path(prof, strategy, seed), progress=False, log=log)
+    return distill_student(prof, STUDENT, overrides, output_dir=student_path(prof, strategy, seed), progress=False,
+                           log=log)
 
 
 def distill_rows(path: str | Path, strategy: str, seed: int, tail: float = 0.25) -> list[dict]:
@@ -111,7 +112,8 @@ def distill_rows(path: str | Path, strategy: str, seed: int, tail: float = 0.25)
     return rows
 
 
-def heldout_rows(profile: str | Profile, path: str | Path, strategy: str, seed: int, lines: Sequence[str]) -> list[dict]:
+def heldout_rows(profile: str | Profile, path: str | Path, strategy: str, seed: int,
+                 lines: Sequence[str]) -> list[dict]:
     """Rows ``task = "heldout"``: :func:`rokd.distill.heldout.heldout_diagnostics` of the student at ``path``."""
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
@@ -126,13 +128,15 @@ def heldout_rows(profile: str | Profile, path: str | Path, strategy: str, seed: 
     teachers = {k: load_model(k, "mlm", prof) for k in keys}
     toks = {k: load_tokenizer(k, prof) for k in keys}
     # Same masks for every student (seed fixed at the profile's distillation seed), temperature 1.
-    diag = heldout_diagnostics(student, tok, teachers, toks, lines, strategy=strategy, teacher_weights=cfg.get("teacher_weights"),
+    diag = heldout_diagnostics(student, tok, teachers, toks, lines, strategy=strategy,
+                               teacher_weights=cfg.get("teacher_weights"),
                                mlm_probability=prof.distill.mlm_probability, max_length=prof.distill.max_length,
                                seed=prof.distill.seed)
     return [_row(strategy, seed, "heldout", k, v) for k, v in diag.items()]
 
 
-def task_rows(profile: str | Profile, path: str | Path, strategy: str, seed: int, tasks: Sequence[str], finetune_seed: int,
+def task_rows(profile: str | Profile, path: str | Path, strategy: str, seed: int, tasks: Sequence[str],
+              finetune_seed: int,
               dataset_for=None, log=print) -> list[dict]:
     """Rows ``task = <task>``: the student's test metrics (fine-tuned with ``finetune_seed``)."""
     from rokd.tasks.finetune import evaluate_model
@@ -141,7 +145,8 @@ def task_rows(profile: str | Profile, path: str | Path, strategy: str, seed: int
     rows = []
     for task in tasks:
         metrics = evaluate_model(prof, str(path), task, finetune_seed, name=model_name(strategy, seed),
-                                 results_dir=study_results(prof), dataset=dataset_for(task) if dataset_for else None, log=log)
+                                 results_dir=study_results(prof), dataset=dataset_for(task) if dataset_for else None,
+                                 log=log)
         rows += [_row(strategy, seed, task, m, v) for m, v in metrics.items()]
     return rows
 
@@ -158,16 +163,18 @@ def loyalty_rows(profile: str | Profile, strategy: str, seed: int, tasks: Sequen
     main_results = results_dir(prof.name)
     rows = []
     for task in tasks:
-        student = load_predictions(predictions_path(study_results(prof), model_name(strategy, seed), task, finetune_seed))
+        name = model_name(strategy, seed)
+        student = load_predictions(predictions_path(study_results(prof), name, task, finetune_seed))
         teachers = {}
         for t in STUDENT_TEACHERS[STUDENT]:
             # The profile's own evaluation of the teacher (reused when up to date, else run with the same protocol).
-            evaluate_model(prof, t, task, finetune_seed, results_dir=main_results, dataset=dataset_for(task) if dataset_for else None,
-                           log=log)
+            evaluate_model(prof, t, task, finetune_seed, results_dir=main_results,
+                           dataset=dataset_for(task) if dataset_for else None, log=log)
             teachers[t] = load_predictions(predictions_path(main_results, t, task, finetune_seed))
         teachers[ENSEMBLE] = ensemble_predictions(list(teachers.values()), list(teachers))
         for t, preds in teachers.items():
-            rows += [_row(strategy, seed, task, f"{m}.{t}", v) for m, v in pair_loyalty(preds, student, t, model_name(strategy, seed)).items()]
+            loyal = pair_loyalty(preds, student, t, name)
+            rows += [_row(strategy, seed, task, f"{m}.{t}", v) for m, v in loyal.items()]
     return rows
 
 
@@ -194,7 +201,9 @@ def run_study(
     write: bool = True,
     log=print,
 ) -> pd.DataFrame:
-    """Every strategy x seed: distil, held-out diagnostics, fine-tune on ``tasks``, loyalty; the rows of ``strategies.csv``.
+    """Every strategy x seed: distil, held-out diagnostics, fine-tune on ``tasks``, loyalty.
+
+    Returns the rows of ``strategies.csv``.
 
     Defaults: all seven strategies, distillation seeds 1 and 2, NER / UPOS / STS, the profile's first
     evaluation seed for fine-tuning, the profile's distillation steps and ``distill.eval_lines`` held-out
@@ -229,7 +238,8 @@ def run_study(
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         df.to_csv(tmp, index=False, float_format="%.10g")
         tmp.replace(out)
-        save_config(StudyConfig(prof.name, strategies, [int(s) for s in seeds], list(tasks), finetune_seed, steps, n_lines),
+        cfg = StudyConfig(prof.name, strategies, [int(s) for s in seeds], list(tasks), finetune_seed, steps, n_lines)
+        save_config(cfg,
                     out.with_name("strategies_config.json"))
     return df
 
@@ -249,9 +259,11 @@ def read_study(profile: str | Profile, path: str | Path | None = None) -> pd.Dat
 # --- tables and the statistics rule ------------------------------------------------------------------
 
 
-def headline_metrics(tasks: Sequence[str] = STUDY_TASKS, other: str = "robert-base", same: str = "bert-base-ro") -> list[tuple[str, str]]:
+def headline_metrics(tasks: Sequence[str] = STUDY_TASKS, other: str = "robert-base",
+                     same: str = "bert-base-ro") -> list[tuple[str, str]]:
     """The (task, metric) pairs of the chapter's main table, in order."""
-    out = [("heldout", "mlm_accuracy"), ("heldout", f"strategy_coverage.{other}"), ("heldout", f"strategy_mass.{other}"),
+    out = [("heldout", "mlm_accuracy"), ("heldout", f"strategy_coverage.{other}"),
+           ("heldout", f"strategy_mass.{other}"),
            ("heldout", f"unmatched_student_mass.{other}"), ("heldout", f"top1_agreement.{same}"),
            ("heldout", f"top1_agreement.{other}"), ("heldout", f"kl.{same}"), ("heldout", f"kl.{other}")]
     for task in tasks:
@@ -291,7 +303,8 @@ def wide_table(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None,
     return w.loc[[x for x in STRATEGIES if x in w.index], cols]
 
 
-def compare_to_baseline(df: pd.DataFrame, baseline: str = BASELINE, pairs: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
+def compare_to_baseline(df: pd.DataFrame, baseline: str = BASELINE,
+                        pairs: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
     """Each strategy against ``baseline`` on each (task, metric): the claim "<strategy> does better than <baseline>".
 
     ``difference`` = mean(strategy) - mean(baseline) over seeds; ``noise`` = sqrt((sd_a^2 + sd_b^2) / 2)
@@ -307,7 +320,8 @@ def compare_to_baseline(df: pd.DataFrame, baseline: str = BASELINE, pairs: Seque
                 continue
             a, b = s.loc[(strategy, task, metric)], s.loc[(baseline, task, metric)]
             diff = float(a["mean"] - b["mean"])
-            noise = float(math.sqrt((a["std"] ** 2 + b["std"] ** 2) / 2)) if min(a["seeds"], b["seeds"]) >= 2 else math.nan
+            two = min(a["seeds"], b["seeds"]) >= 2
+            noise = float(math.sqrt((a["std"] ** 2 + b["std"] ** 2) / 2)) if two else math.nan
             better = -diff if lower_is_better(metric) else diff
             if math.isnan(noise) or abs(diff) <= noise:
                 verdict = "inconclusive"
@@ -324,7 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--profile", default="smoke", help="profile name or YAML path")
     p.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), help="default: all seven")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2], help="distillation seeds (default 1 2)")
-    p.add_argument("--tasks", nargs="+", default=list(STUDY_TASKS), choices=list(HEADLINE_METRIC), help="default: ner upos sts")
+    p.add_argument("--tasks", nargs="+", default=list(STUDY_TASKS), choices=list(HEADLINE_METRIC),
+                   help="default: ner upos sts")
     p.add_argument("--finetune-seed", type=int, help="default: the profile's first evaluation seed")
     p.add_argument("--steps", type=int, help="distillation steps (default: the profile's)")
     p.add_argument("--heldout-lines", type=int, help="default: the profile's distill.eval_lines")
@@ -336,3 +351,55 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+DOWNSTREAM = {"ner": "NER", "upos": "UPOS", "sts": "STS"}
+
+
+def conclusion(df: pd.DataFrame, baseline: str = BASELINE, other: str = "robert-base",
+               tasks: Sequence[str] = STUDY_TASKS) -> str:
+    """Markdown: the measured suppression under ``baseline`` and the best alternative, and the recommendation
+    that :func:`compare_to_baseline`'s verdicts support (nothing else decides the wording).
+
+    A strategy is recommended over the baseline only when its verdict ``holds`` on at least one downstream
+    headline metric and ``does not hold`` on none; among several such, the one with the most ``holds``
+    (then the largest mean difference). Otherwise rokd keeps the baseline.
+    """
+    cmp = compare_to_baseline(df, baseline)
+    key = ("heldout", f"unmatched_student_mass.{other}")
+    s = summary_table(df, [key]).set_index("strategy")
+    heads = {(t, HEADLINE_METRIC[t]) for t in tasks}
+    down = cmp[[(t, m) in heads for t, m in zip(cmp.task, cmp.metric)]]
+    candidates = []
+    for strategy, g in down.groupby("strategy"):
+        wins, losses = int((g.verdict == "holds").sum()), int((g.verdict == "does not hold").sum())
+        if wins and not losses:
+            candidates.append((wins, float(g.difference.mean()), strategy))
+    out = []
+    if baseline in s.index:
+        alt = [x for x in s.index if x not in (baseline, "cased-only")]
+        best = max(candidates)[2] if candidates else (max(alt, key=lambda x: s.loc[x, "mean"]) if alt else None)
+        line = ("- **Suppression of unmatched tokens** (the student's held-out probability mass on its tokens "
+                "without a "
+                f"counterpart in the other teacher's vocabulary): {s.loc[baseline, 'mean']:.4f} under `{baseline}`")
+        if best is not None:
+            label = "the recommended alternative" if candidates else "the alternative that suppresses them least"
+            line += f", {s.loc[best, 'mean']:.4f} under `{best}` ({label})"
+        if "cased-only" in s.index:
+            line += f"; {s.loc['cased-only', 'mean']:.4f} with the cased teacher alone."
+        out.append(line)
+    if candidates:
+        wins, diff, strategy = max(candidates)
+        g = down[down.strategy == strategy]
+        shown = ", ".join(f"{DOWNSTREAM.get(t, t)} {d:+.4f} (noise ±{n:.4f})"
+                          for t, d, n in zip(g.task, g.difference, g.noise))
+        out.append(f"- **Recommendation: `{strategy}`.** It does better than `{baseline}` beyond the seeds' noise "
+                   f"on {wins} "
+                   f"downstream metric(s) and worse on none: {shown}.")
+    else:
+        n_seeds = int(cmp.seeds.min()) if len(cmp) else 0
+        out.append(f"- **Recommendation: keep `{baseline}`.** No strategy does better on a downstream metric "
+                   "beyond the "
+                   f"seeds' noise without doing worse on another ({n_seeds} distillation seed(s) per strategy); "
+                   "the differences are in the table above.")
+    return "\n".join(out)

@@ -150,3 +150,21 @@ def test_compare_to_baseline_rule_hand_checked():
     assert out.loc["macro_f1", "verdict"] == "holds"
     assert out.loc["kl.bert-base-ro", "verdict"] == "does not hold"
     assert out.loc["mlm_accuracy", "verdict"] == "inconclusive"
+
+
+def test_conclusion_follows_the_verdicts():
+    from rokd.strategy_study import conclusion
+
+    rows = []
+    for seed, (base, proj, uld) in enumerate([(0.40, 0.50, 0.30), (0.42, 0.52, 0.45)], 1):
+        for strategy, v in (("span-map", base), ("projection", proj), ("uld", uld)):
+            rows.append((strategy, seed, "ner", "macro_f1", v))
+    for seed, (base, proj, uld) in enumerate([(0.01, 0.05, 0.03), (0.02, 0.06, 0.02)], 1):
+        for strategy, v in (("span-map", base), ("projection", proj), ("uld", uld)):
+            rows.append((strategy, seed, "heldout", "unmatched_student_mass.robert-base", v))
+    df = pd.DataFrame(rows, columns=["strategy", "seed", "task", "metric", "value"])
+    text = conclusion(df, tasks=["ner"])
+    assert "Recommendation: `projection`" in text and "0.0150 under `span-map`" in text and "0.0550 under `projection`" in text
+    flat = df.copy()
+    flat.loc[flat.strategy == "projection", "value"] = flat[flat.strategy == "span-map"].value.to_numpy()
+    assert "keep `span-map`" in conclusion(flat, tasks=["ner"])

@@ -129,7 +129,9 @@ def gold_hybrid_rows(
         else:
             b = torch.tensor(beta, device=s.device)
             log_m = torch.logsumexp(torch.stack([log_s + torch.log1p(-b), log_t + torch.log(b)]), dim=0)
-            matched = beta * (log_t.exp() * (log_t - log_m)).sum(-1) + (1 - beta) * (log_s.exp() * (log_s - log_m)).sum(-1)
+            kl_t = (log_t.exp() * (log_t - log_m)).sum(-1)
+            kl_s = (log_s.exp() * (log_s - log_m)).sum(-1)
+            matched = beta * kl_t + (1 - beta) * kl_s
     s_rest = torch.ones(vs, dtype=torch.bool, device=s.device)
     s_rest[student_matched] = False
     t_rest = torch.ones(vt, dtype=torch.bool, device=s.device)
@@ -253,7 +255,8 @@ def move_mass(teacher_probs: torch.Tensor, teacher_to_student: torch.Tensor, stu
     return out.index_add_(1, teacher_to_student[has], teacher_probs.float()[:, has])
 
 
-def wordpiece_pieces(text: str, vocab: Mapping[str, int], continuation: bool = False, prefix: str = "##") -> list[int] | None:
+def wordpiece_pieces(text: str, vocab: Mapping[str, int], continuation: bool = False,
+                     prefix: str = "##") -> list[int] | None:
     """Greedy longest-match-first WordPiece split of one word (or word piece) with ``vocab``; None if impossible.
 
     ``continuation``: the text continues a word (its first piece carries ``prefix`` too).
@@ -324,7 +327,8 @@ def projection_matrix(
     return m.coalesce()  # a repeated piece (e.g. "##a" twice) adds up
 
 
-def exact_matches(student_vocab: Mapping[str, int], teacher_vocab: Mapping[str, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def exact_matches(student_vocab: Mapping[str, int],
+                  teacher_vocab: Mapping[str, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """GOLD's matched set: ids of the token strings present in both vocabularies (student ids, teacher ids)."""
     pairs = sorted((teacher_vocab[t], s) for t, s in student_vocab.items() if t in teacher_vocab)
     t_ids = torch.tensor([t for t, _ in pairs], dtype=torch.long)
@@ -339,7 +343,10 @@ def exact_matches(student_vocab: Mapping[str, int], teacher_vocab: Mapping[str, 
 
 def dtw_alignment(teacher_tokens: Sequence[str], student_tokens: Sequence[str],
                   cost: Callable[[str, str], float]) -> list[list[int]]:
-    """FuseLLM's dynamic time warping (``dtw``, after simpledtw): for each student token, the teacher tokens aligned to it."""
+    """FuseLLM's dynamic time warping (``dtw``, after simpledtw).
+
+    Returns, for each student token, the teacher tokens aligned to it.
+    """
     n, m = len(teacher_tokens), len(student_tokens)
     if n == 0 or m == 0:
         return [[] for _ in range(m)]
@@ -375,7 +382,10 @@ def wordpiece_edit_cost(prefix: str = "##") -> Callable[[str, str], int]:
 
 
 def rows_by_word(labels: torch.Tensor, unit: torch.Tensor) -> dict[int, list[int]]:
-    """Masked rows (row-major order of ``labels != -100``) grouped by word unit (``unit``: ``(batch*L,)``, -1 skipped)."""
+    """Masked rows (row-major order of ``labels != -100``) grouped by word unit.
+
+    ``unit``: ``(batch*L,)``, the word unit of each position (-1: skipped).
+    """
     flat = (labels.reshape(-1) != IGNORE_INDEX).nonzero().flatten()
     units = unit.reshape(-1)[flat].tolist()
     groups: dict[int, list[int]] = {}
@@ -385,7 +395,8 @@ def rows_by_word(labels: torch.Tensor, unit: torch.Tensor) -> dict[int, list[int
     return groups
 
 
-def pair_by_index(student_groups: Mapping[int, list[int]], teacher_groups: Mapping[int, list[int]]) -> list[tuple[int, int]]:
+def pair_by_index(student_groups: Mapping[int, list[int]],
+                  teacher_groups: Mapping[int, list[int]]) -> list[tuple[int, int]]:
     """ULD's pairing: within each word the k-th student row with the k-th teacher row (the shorter word decides)."""
     pairs = []
     for u, s_rows in student_groups.items():
@@ -396,7 +407,9 @@ def pair_by_index(student_groups: Mapping[int, list[int]], teacher_groups: Mappi
 def pair_by_min_edit(student_groups: Mapping[int, list[int]], teacher_groups: Mapping[int, list[int]],
                      student_tokens: Sequence[str], teacher_tokens: Sequence[str],
                      cost: Callable[[str, str], float]) -> list[tuple[int, int]]:
-    """MinED's pairing: DTW per word over the rows' gold tokens; a student row aligned to exactly one teacher row pairs with it.
+    """MinED's pairing: DTW per word over the rows' gold tokens.
+
+    A student row aligned to exactly one teacher row pairs with it.
 
     ``student_tokens[r]`` / ``teacher_tokens[r]``: the gold token string of masked row ``r``.
     """
@@ -418,7 +431,8 @@ def unmatched_mass(probs: torch.Tensor, unmatched: torch.Tensor) -> torch.Tensor
     return (probs.float() * unmatched.float()[None, :]).sum(-1)
 
 
-def top1_agreement(student_probs: torch.Tensor, teacher_probs: torch.Tensor, same: torch.Tensor | None = None) -> torch.Tensor:
+def top1_agreement(student_probs: torch.Tensor, teacher_probs: torch.Tensor,
+                   same: torch.Tensor | None = None) -> torch.Tensor:
     """Per row, 1.0 where the student's and the teacher's most likely tokens agree, else 0.0.
 
     ``same`` (``(V,)`` long, optional): a canonical id per token (e.g. :attr:`VocabularyMap.target`,
@@ -477,7 +491,8 @@ def _uld_loss(student_probs, teacher_probs, ctx, temperature):
 
 def _gold_loss(student_probs, teacher_probs, ctx, temperature):
     s_ids, t_ids = ctx.gold_matched
-    return gold_hybrid_rows(student_probs, teacher_probs, s_ids.to(student_probs.device), t_ids.to(student_probs.device))
+    device = student_probs.device
+    return gold_hybrid_rows(student_probs, teacher_probs, s_ids.to(device), t_ids.to(device))
 
 
 def _projection_loss(student_probs, teacher_probs, ctx, temperature):
@@ -495,7 +510,8 @@ STRATEGIES: dict[str, Strategy] = {
                  row_loss=_uld_loss),
         Strategy("gold-hybrid", "KL on exactly shared tokens + sorted L1 on the rest (GOLD's adaptive weights)",
                  "TRL trl/experimental/gold ULDLoss (uld_use_hybrid_loss)", cross="loss", row_loss=_gold_loss),
-        Strategy("projection", "KL in the teacher's vocabulary after projecting the student through a sparse string-rule matrix",
+        Strategy("projection",
+                 "KL in the teacher's vocabulary after projecting the student through a sparse string-rule matrix",
                  "X-Token P-KL (arXiv 2605.21699), NeMo RL x_token", cross="loss", row_loss=_projection_loss),
         Strategy("min-edit", "DTW alignment by edit distance; teacher tokens moved to the nearest student token",
                  "FuseLLM (arXiv 2401.10491); songmzhang/DSKD min_edit_dis_kld.py", cross="target", pairing="min-edit"),
@@ -547,7 +563,8 @@ def _id_to_token(vocab: Mapping[str, int], size: int) -> list[str]:
     return out
 
 
-def build_context(strategy: str, name: str, student_tokenizer, teacher_tokenizer, vocab_map: VocabularyMap) -> CrossContext:
+def build_context(strategy: str, name: str, student_tokenizer, teacher_tokenizer,
+                  vocab_map: VocabularyMap) -> CrossContext:
     """The vocabulary data of ``strategy`` for teacher ``name`` (only what the strategy uses is computed)."""
     s = get_strategy(strategy)
     sv, tv = student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
@@ -575,7 +592,8 @@ class CrossRows:
     carried_mass: torch.Tensor  # (k,) teacher mass carried by token identity (diagnostic)
 
 
-def cross_rows(strategy: Strategy, ctx: CrossContext, batch: Mapping[str, torch.Tensor], targets, weight: float) -> CrossRows:
+def cross_rows(strategy: Strategy, ctx: CrossContext, batch: Mapping[str, torch.Tensor], targets,
+               weight: float) -> CrossRows:
     """The rows and probabilities with which teacher ``ctx.name`` enters the soft-target term at this batch.
 
     ``targets``: its :class:`~rokd.distill.adaptors.TeacherTargets` (``own_probs`` needed unless the
@@ -604,7 +622,8 @@ def cross_rows(strategy: Strategy, ctx: CrossContext, batch: Mapping[str, torch.
         carried = mass.reshape(1) if mass is not None and len(s_rows) else torch.zeros(0, device=device)
         return CrossRows(ctx.name, weight, s_rows, targets.probs[s_rows], carried)
     if targets.own_probs is None:
-        raise ValueError(f"strategy {strategy.name}: the adaptor of {ctx.name} did not keep its own-vocabulary probabilities")
+        raise ValueError(f"strategy {strategy.name}: the adaptor of {ctx.name} did not keep its own-vocabulary "
+                         "probabilities (build it with keep_own_probs=True)")
     own = targets.own_probs[t_rows]
     if strategy.name == "min-edit":
         mapping = ctx.min_edit_map.to(device)
@@ -640,7 +659,8 @@ def loss_strategy_ce(
         return student_logits.sum() * 0.0
     total_w = torch.full((n,), float(same_vocab_weight), device=student_logits.device)
     for c in cross:
-        total_w = total_w.index_add(0, c.student_rows, torch.full((len(c.student_rows),), float(c.weight), device=total_w.device))
+        add = torch.full((len(c.student_rows),), float(c.weight), device=total_w.device)
+        total_w = total_w.index_add(0, c.student_rows, add)
     per_row = kl_rows(student_logits, same_vocab_target, temperature) * (same_vocab_weight / total_w)
     student_probs = torch.softmax(student_logits.float() / temperature, dim=-1)
     for c in cross:

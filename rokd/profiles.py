@@ -91,9 +91,10 @@ class DistillConfig:
     mlm_probability: float = 0.15
     checkpoint_every: int = 200
     seed: int = 13
-    # Multi-teacher: "ensemble" (probabilities mapped onto the student's vocabulary, see
-    # rokd.distill.ensemble) or "hidden-only" (other-vocabulary teachers only in the cosine term).
-    strategy: str = "ensemble"
+    # How a teacher with another vocabulary enters the objective (rokd.distill.strategies): "span-map"
+    # (probabilities mapped onto the student's vocabulary, rokd.distill.ensemble; alias "ensemble"),
+    # "uld", "gold-hybrid", "projection", "min-edit", "hidden-only" (cosine term only) or "cased-only".
+    strategy: str = "span-map"
     teacher_weights: list[float] | None = None  # None = uniform over the student's teachers
     smoothed_masking: bool = True  # choose words to mask with weights count**-0.7 (DistilBERT recipe)
     eval_lines: int = 1000  # held-out lines for the student's / teachers' MLM accuracy

@@ -8,7 +8,7 @@ import pytest
 from rokd.book import INSTALL_CELL_TAG, sync_colab_notebooks
 from rokd.paths import REPO_ROOT
 
-NOTEBOOKS = ["00_data", "01_teachers", "02_distill", "03_evaluate", "04_results", "05_loyalty"]
+NOTEBOOKS = ["00_data", "01_teachers", "02_distill", "03_evaluate", "04_results", "05_loyalty", "06_strategies"]
 
 
 @pytest.mark.parametrize("stem", NOTEBOOKS)

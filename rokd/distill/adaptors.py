@@ -9,7 +9,9 @@ returns a :class:`TeacherTargets`:
 - ``hidden`` ``(m, H_teacher)`` and ``student_unit`` ``(batch * L_student,)``: the teacher's final
   hidden states for ``m`` alignment units and, for each student position, the unit it pools into
   (-1: none) -- tokens for a same-tokenizer teacher, whole words for another tokenizer;
-- ``stats``: numbers for the training log (coverage, mapped probability mass).
+- ``stats``: numbers for the training log (coverage, mapped probability mass);
+- ``own_probs`` (cross-tokenizer adaptors built with ``keep_own_probs``): the teacher's distribution in
+  its own vocabulary at all of its masked rows, for the strategies of :mod:`rokd.distill.strategies`.
 
 Two adaptors exist, chosen once by comparing vocabularies (:func:`make_adaptor`), never by model class:
 :func:`same_vocab_adaptor` and :func:`cross_tokenizer_adaptor` (mechanism: :mod:`rokd.distill.ensemble`).
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,6 +39,7 @@ class TeacherTargets:
     hidden: torch.Tensor
     student_unit: torch.Tensor
     stats: dict[str, torch.Tensor] = field(default_factory=dict)
+    own_probs: torch.Tensor | None = None
 
 
 @dataclass
@@ -49,6 +53,7 @@ class TeacherAdaptor:
     needs_reference: bool = False
     hidden_size: int = 0
     vocab_map: VocabularyMap | None = None
+    context: Any = None  # rokd.distill.strategies.CrossContext of a cross-tokenizer teacher (set by build_setup)
 
     def __call__(self, batch: dict[str, torch.Tensor], temperature: float, reference: torch.Tensor | None = None) -> TeacherTargets:
         return self.fn(self.model, batch, temperature, reference)
@@ -86,8 +91,12 @@ def same_vocab_fn(model: nn.Module, batch: dict[str, torch.Tensor], temperature:
     )
 
 
-def make_cross_tokenizer_fn(name: str, vocab_map: VocabularyMap) -> Callable[..., TeacherTargets]:
-    """Adaptor body for a teacher with its own tokenizer; batch keys from :class:`rokd.distill.batching.CrossTokenizerView`."""
+def make_cross_tokenizer_fn(name: str, vocab_map: VocabularyMap, keep_own_probs: bool = False) -> Callable[..., TeacherTargets]:
+    """Adaptor body for a teacher with its own tokenizer; batch keys from :class:`rokd.distill.batching.CrossTokenizerView`.
+
+    ``keep_own_probs``: also return the teacher's distribution (temperature T, its own vocabulary) at
+    every one of its masked rows (``TeacherTargets.own_probs``).
+    """
     p = f"{name}."
 
     def fn(model: nn.Module, batch: dict[str, torch.Tensor], temperature: float, reference: torch.Tensor | None) -> TeacherTargets:
@@ -102,9 +111,15 @@ def make_cross_tokenizer_fn(name: str, vocab_map: VocabularyMap) -> Callable[...
         rows = row_of[covered]
         probs = torch.zeros(n_student, vm.student_size, device=row_of.device)
         mass = torch.zeros((), device=row_of.device)
+        own_probs = None
+        if keep_own_probs:
+            own_probs = torch.softmax(mlm.mlm_head(model)(t_hidden_masked).float() / temperature, dim=-1)
         if rows.numel():
-            t_logits = mlm.mlm_head(model)(t_hidden_masked[rows])
-            t_probs = torch.softmax(t_logits.float() / temperature, dim=-1)
+            if own_probs is not None:
+                t_probs = own_probs[rows]
+            else:  # the default path, unchanged: logits only where a student row aligns
+                t_logits = mlm.mlm_head(model)(t_hidden_masked[rows])
+                t_probs = torch.softmax(t_logits.float() / temperature, dim=-1)
             ref = reference[covered] if reference is not None else None
             mapped, row_mass = vm.map_probs(t_probs, ref)
             probs[covered] = mapped
@@ -122,20 +137,23 @@ def make_cross_tokenizer_fn(name: str, vocab_map: VocabularyMap) -> Callable[...
                 f"stat_mapped_mass.{name}": mass,
                 f"stat_teacher_masked_per_student_masked.{name}": n_masked_teacher.float() / max(n_student, 1),
             },
+            own_probs=own_probs,
         )
 
     return fn
 
 
 def make_adaptor(
-    name: str, model: nn.Module, teacher_tokenizer, student_tokenizer, weight: float = 1.0, student_vocab_size: int | None = None
+    name: str, model: nn.Module, teacher_tokenizer, student_tokenizer, weight: float = 1.0, student_vocab_size: int | None = None,
+    keep_own_probs: bool = False,
 ) -> TeacherAdaptor:
     """The adaptor for ``model``: same-vocabulary when its tokenizer's vocabulary is the student's, else cross-tokenizer.
 
     ``student_vocab_size``: the student's output size (``config.vocab_size``), when larger than its tokenizer's.
+    ``keep_own_probs``: see :func:`make_cross_tokenizer_fn` (ignored for a same-vocabulary teacher).
     """
     hidden = int(model.config.hidden_size)
     if teacher_tokenizer.get_vocab() == student_tokenizer.get_vocab():
         return TeacherAdaptor(name, model, weight, same_vocab_fn, needs_reference=False, hidden_size=hidden)
     vm = VocabularyMap.from_tokenizers(student_tokenizer, teacher_tokenizer, student_vocab_size, int(model.config.vocab_size))
-    return TeacherAdaptor(name, model, weight, make_cross_tokenizer_fn(name, vm), needs_reference=True, hidden_size=hidden, vocab_map=vm)
+    return TeacherAdaptor(name, model, weight, make_cross_tokenizer_fn(name, vm, keep_own_probs), needs_reference=True, hidden_size=hidden, vocab_map=vm)

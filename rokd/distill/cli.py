@@ -3,6 +3,7 @@
     rokd distill --profile smoke --student distilmulti-bert-base-ro
     rokd distill --profile mini --student all
     rokd distill --profile smoke --student distilmulti-bert-base-ro --teacher-weights 2 1 --temperature 3
+    rokd distill --profile smoke --student distilmulti-bert-base-ro --strategy projection --seed 2 --output-dir /tmp/s
 
 Several GPUs (Hugging Face Accelerate; one process per GPU, each takes its shard of the batches)::
 
@@ -24,7 +25,7 @@ def _run(args: argparse.Namespace) -> int:
 
     overrides = DistillOverrides(
         teachers=args.teachers, strategy=args.strategy, teacher_weights=args.teacher_weights, temperature=args.temperature,
-        alpha_ce=args.alpha_ce, alpha_mlm=args.alpha_mlm, alpha_cos=args.alpha_cos, steps=args.steps,
+        alpha_ce=args.alpha_ce, alpha_mlm=args.alpha_mlm, alpha_cos=args.alpha_cos, steps=args.steps, seed=args.seed,
     )
     keys = list(STUDENTS) if args.student == "all" else [args.student]
     if args.output_dir and len(keys) > 1:
@@ -48,13 +49,16 @@ def register(subparsers) -> None:
     p.add_argument("--profile", default="smoke", help="profile name (smoke, mini, paper) or YAML path")
     p.add_argument("--student", required=True, choices=[*STUDENTS, "all"], help="student key, or 'all'")
     p.add_argument("--teachers", nargs="+", choices=TEACHERS, help="teacher keys (default: the registry's; the first gives the tokenizer)")
-    p.add_argument("--strategy", choices=STRATEGIES, help="multi-teacher strategy (default: the profile's)")
+    p.add_argument("--strategy", choices=[*STRATEGIES, "ensemble"],
+                   help="how a teacher with another vocabulary enters the objective (rokd.distill.strategies; "
+                        "'ensemble' = 'span-map'; default: the profile's)")
     p.add_argument("--teacher-weights", type=float, nargs="+", help="ensemble weights, one per teacher (default uniform)")
     p.add_argument("--temperature", type=float, help="softmax temperature T of the soft targets")
     p.add_argument("--alpha-ce", type=float, help="weight of the soft-target KL term")
     p.add_argument("--alpha-mlm", type=float, help="weight of the MLM cross-entropy term")
     p.add_argument("--alpha-cos", type=float, help="weight of the cosine hidden-state term")
     p.add_argument("--steps", type=int, help="optimizer steps (default: the profile's)")
+    p.add_argument("--seed", type=int, help="distillation seed: masking, batch order, projections (default: the profile's)")
     p.add_argument("--output-dir", help="where to write the student (default artifacts/<profile>/students/<key>)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even when checkpoints of the same config exist")
     p.set_defaults(func=_run)

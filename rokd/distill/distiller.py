@@ -43,13 +43,14 @@ from rokd.config import ConfigError, save_config, to_dict
 from rokd.distill import losses as L
 from rokd.distill.adaptors import TeacherAdaptor, TeacherTargets, make_adaptor, pool_units
 from rokd.distill.batching import CrossTokenizerView, DistillCollator, PairedLines
+from rokd.distill import strategies as S
 from rokd.distill.ensemble import ensemble_soft_targets
 from rokd.distill.student import init_student_from_teacher, layer_map, save_student
 from rokd.models.registry import STUDENT_TEACHERS, STUDENTS, TEACHERS, load_model, load_tokenizer, resolve
 from rokd.paths import artifacts_dir
 from rokd.profiles import Profile, load_profile
 
-STRATEGIES = ("ensemble", "hidden-only")
+STRATEGIES = tuple(S.STRATEGIES)  # rokd.distill.strategies; the alias "ensemble" = "span-map" is accepted too
 CONFIG_FILE = "distill_config.json"
 SUMMARY_FILE = "summary.json"
 LOG_FILE = "train_log.jsonl"
@@ -103,6 +104,7 @@ class DistillOverrides:
     alpha_mlm: float | None = None
     alpha_cos: float | None = None
     steps: int | None = None
+    seed: int | None = None  # masking / batch order / initialisation seed (distillation seeds of a study)
 
 
 def _profile(profile: str | Profile) -> Profile:
@@ -146,8 +148,9 @@ def resolve_run(
             f"student {student_key} uses the tokenizer of {STUDENT_TEACHERS[student_key][0]}; it must be the first teacher (got {teachers})"
         )
     strategy = strategy or d.strategy
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
+    if S.ALIASES.get(strategy, strategy) not in STRATEGIES:
+        raise ConfigError(f"strategy must be one of {list(STRATEGIES)} (or the alias 'ensemble'), got {strategy!r}")
+    strategy = S.canonical_name(strategy)
     if teacher_weights is not None:
         weights = [float(w) for w in teacher_weights]
     elif d.teacher_weights is not None:  # the profile's weights are for the first teachers, in order
@@ -179,7 +182,7 @@ def resolve_run(
         mlm_probability=d.mlm_probability,
         smoothed_masking=d.smoothed_masking,
         eval_lines=d.eval_lines,
-        seed=d.seed,
+        seed=int(o.seed if o.seed is not None else d.seed),
         corpus_sha256=corpus_sha256,
     )
     if run.temperature <= 0 or run.steps < 1 or min(run.alpha_ce, run.alpha_mlm, run.alpha_cos) < 0:
@@ -215,10 +218,13 @@ class DistillNet(nn.Module):
         soft_valid: torch.Tensor,
         cos_weights: dict[str, float],
         weights: L.LossWeights,
+        strategy_step: S.StrategyStep | None = None,
     ) -> dict[str, torch.Tensor]:
         out = self.student(batch["input_ids"], batch["attention_mask"], batch["labels"])
         terms: dict[str, torch.Tensor] = {}
-        if weights.alpha_ce:
+        if weights.alpha_ce and strategy_step is not None and strategy_step.ce is not None:
+            terms["ce"] = strategy_step.ce(out.logits)  # a strategy with a loss of its own (rokd.distill.strategies)
+        elif weights.alpha_ce:
             terms["ce"] = L.soft_target_kl(out.logits[soft_valid], soft[soft_valid], weights.temperature, teacher_is_probs=True)
         if weights.alpha_mlm:
             terms["mlm"] = L.mlm_cross_entropy(out.logits, out.targets)
@@ -233,6 +239,9 @@ class DistillNet(nn.Module):
                 cos = w / total_w * term if cos is None else cos + w / total_w * term
             terms["cos"] = cos
         terms["loss"] = L.combine({k: v for k, v in terms.items() if k in ("ce", "mlm", "cos")}, weights)
+        if strategy_step is not None:
+            with torch.no_grad():
+                terms.update(strategy_step.stats(out.logits.detach()))
         return terms
 
 
@@ -273,20 +282,81 @@ def teacher_targets(
     return out, _outside_inference(soft), _outside_inference(valid)
 
 
+def _contexts(adaptors: list[TeacherAdaptor], strategy: S.Strategy) -> dict[str, S.CrossContext]:
+    out = {}
+    for a in adaptors:
+        if not a.needs_reference:
+            continue
+        ctx = a.context
+        if ctx is None:  # adaptors built without build_setup: the vocabulary map is enough for these strategies
+            if strategy.name in ("min-edit", "projection", "gold-hybrid"):
+                raise ValueError(f"strategy {strategy.name} needs the teacher's vocabulary data: build the adaptors with build_setup")
+            ctx = S.CrossContext(a.name, a.vocab_map, [], [], a.vocab_map.target.cpu() < 0)
+        out[a.name] = ctx
+    return out
+
+
+def strategy_step(strategy: S.Strategy, adaptors: list[TeacherAdaptor], contexts: dict[str, S.CrossContext],
+                  batch: dict[str, torch.Tensor], targets: dict[str, TeacherTargets], soft: torch.Tensor, valid: torch.Tensor,
+                  temperature: float) -> tuple[S.StrategyStep, torch.Tensor, torch.Tensor]:
+    """What ``strategy`` adds to one step: the soft-target term (or the averaged target it uses) and the diagnostics.
+
+    ``soft`` / ``valid``: the averaged target of the teachers :func:`make_step_fn` put in it (all for
+    span-map, the same-vocabulary ones otherwise). Returns ``(step, soft, valid)`` with the target
+    completed for ``min-edit``.
+    """
+    plain = [a for a in adaptors if not a.needs_reference]
+    cross_adaptors = [a for a in adaptors if a.needs_reference]
+    with torch.no_grad():
+        if strategy.cross == "none":
+            empty = torch.zeros(0, dtype=torch.long, device=valid.device)
+            cross = [S.CrossRows(a.name, a.weight, empty, torch.zeros(0, device=valid.device), empty.float()) for a in cross_adaptors]
+        else:
+            cross = [S.cross_rows(strategy, contexts[a.name], batch, targets[a.name], a.weight) for a in cross_adaptors]
+        if strategy.cross == "target" and strategy.name != "span-map":
+            # The same-vocabulary teachers' average (weight: their total) joined by each moved distribution.
+            n = soft.shape[0]
+            probs, covered, w = [soft], [valid], [sum(a.weight for a in plain)]
+            for c in cross:
+                full = torch.zeros_like(soft).index_copy_(0, c.student_rows, c.teacher_probs.to(soft.dtype))
+                cov = torch.zeros(n, dtype=torch.bool, device=soft.device).index_fill_(0, c.student_rows, True)
+                probs, covered, w = probs + [full], covered + [cov], w + [c.weight]
+            soft, valid = ensemble_soft_targets(probs, w, covered)
+    ce = None
+    if strategy.cross == "loss":
+        plain_w = sum(a.weight for a in plain)
+
+        def ce(logits: torch.Tensor) -> torch.Tensor:
+            return S.loss_strategy_ce(strategy, logits, soft, plain_w, cross, contexts, temperature)
+
+    same_vocab = {a.name: targets[a.name].probs for a in plain}
+    span = {a.name: (targets[a.name].probs, targets[a.name].covered) for a in cross_adaptors}
+
+    def stats(logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        return S.step_diagnostics(logits, temperature, same_vocab, cross, contexts, span, strategy)
+
+    return S.StrategyStep(ce=ce, stats=stats), soft, valid
+
+
 def make_step_fn(adaptors: list[TeacherAdaptor], run: DistillRun):
     """``step_fn(net, batch) -> terms`` for :func:`rokd.trainer.train`.
 
     Terms: ``loss``, ``ce``, ``mlm``, ``cos`` (and ``cos.<teacher>``), plus ``stat_*`` numbers that are
-    logged, not optimised: coverage and mapped mass of each cross-tokenizer teacher, and
-    ``stat_soft_rows`` (share of masked positions with a soft target).
+    logged, not optimised: coverage and mapped mass of each cross-tokenizer teacher,
+    ``stat_soft_rows`` (share of masked positions with a soft target) and the strategy's diagnostics
+    (:func:`rokd.distill.strategies.step_diagnostics`). The strategy (``run.strategy``) decides how a
+    teacher with another vocabulary enters the soft-target term (:mod:`rokd.distill.strategies`).
     """
     weights = L.LossWeights(run.alpha_ce, run.alpha_mlm, run.alpha_cos, run.temperature)
-    soft_names = [a.name for a in adaptors if run.strategy == "ensemble" or not a.needs_reference]
-    cos_weights = {a.name: a.weight for a in adaptors}
+    strategy = S.get_strategy(run.strategy)
+    soft_names = [a.name for a in adaptors if strategy.name == "span-map" or not a.needs_reference]
+    cos_weights = {a.name: a.weight for a in adaptors if strategy.in_cosine or not a.needs_reference}
+    contexts = _contexts(adaptors, strategy)
 
     def step_fn(net: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         targets, soft, valid = teacher_targets(adaptors, batch, run.temperature, soft_names)
-        terms = net(batch, targets, soft, valid, cos_weights, weights)
+        step, soft, valid = strategy_step(strategy, adaptors, contexts, batch, targets, soft, valid, run.temperature)
+        terms = net(batch, targets, soft, valid, cos_weights, weights, step)
         for t in targets.values():
             terms.update({k: v.detach().float() for k, v in t.stats.items()})
         terms["stat_soft_rows"] = valid.float().mean() if valid.numel() else torch.zeros((), device=valid.device)
@@ -326,11 +396,17 @@ def build_setup(
     first = run.teachers[0]
     student_tok = teacher_tokenizers[first]
     student = init_student_from_teacher(teacher_models[first])
+    strategy = S.get_strategy(run.strategy)
     adaptors = [
-        make_adaptor(k, teacher_models[k], teacher_tokenizers[k], student_tok, w, int(student.config.vocab_size))
+        make_adaptor(k, teacher_models[k], teacher_tokenizers[k], student_tok, w, int(student.config.vocab_size),
+                     keep_own_probs=strategy.needs_own_probs)
         for k, w in zip(run.teachers, run.teacher_weights)
     ]
-    net = DistillNet(student, {a.name: a.hidden_size for a in adaptors})
+    for a in adaptors:
+        if a.needs_reference:
+            a.context = S.build_context(strategy.name, a.name, student_tok, teacher_tokenizers[a.name], a.vocab_map)
+    # cased-only: the other-vocabulary teacher has no cosine term, hence no projection to train.
+    net = DistillNet(student, {a.name: a.hidden_size for a in adaptors if strategy.in_cosine or not a.needs_reference})
 
     def tokenized(tok, max_len: int, tag: str) -> mlm.TokenizedLines:
         cache = None
@@ -405,6 +481,11 @@ def coverage_summary(log: list[dict], adaptors: list[TeacherAdaptor]) -> dict[st
             "mapped_probability_mass": sum(mass) / len(mass) if mass else float("nan"),
             **a.vocab_map.stats(),
         }
+        # The strategy's own diagnostics (rokd.distill.strategies.step_diagnostics), when logged.
+        for stem in ("strategy_coverage", "strategy_mass", "unmatched_student_mass"):
+            vals = [r[f"stat_{stem}.{a.name}"] for r in log if r.get(f"stat_{stem}.{a.name}") is not None]
+            if vals:
+                out[a.name][stem] = sum(vals) / len(vals)
     return out
 
 
@@ -425,6 +506,14 @@ def count_params(model: nn.Module) -> int:
 # --------------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------------
+
+
+def _saved_run(path: Path) -> dict:
+    """A saved ``distill_config.json`` with its strategy under today's name (``ensemble`` was renamed ``span-map``)."""
+    saved = json.loads(Path(path).read_text(encoding="utf-8"))
+    if saved.get("strategy") in S.ALIASES:
+        saved["strategy"] = S.ALIASES[saved["strategy"]]
+    return saved
 
 
 def student_dir(profile: str | Profile, student_key: str) -> Path:
@@ -465,14 +554,13 @@ def distill_student(
     run = resolve_run(prof, student_key, overrides, corpus_sha256=file_sha256(train_txt),
                       fingerprints={k: _teacher_fingerprint(prof, k) for k in teacher_keys})
     if (out / SUMMARY_FILE).is_file() and (out / CONFIG_FILE).is_file():
-        saved = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"))
-        if saved == to_dict(run):
+        if _saved_run(out / CONFIG_FILE) == to_dict(run):
             log(f"student {student_key}: up to date in {out}")
             return out
     work = out.parent / (out.name + ".work")
     if work.exists():
         saved_cfg = work / CONFIG_FILE
-        if not resume or not saved_cfg.is_file() or json.loads(saved_cfg.read_text(encoding="utf-8")) != to_dict(run):
+        if not resume or not saved_cfg.is_file() or _saved_run(saved_cfg) != to_dict(run):
             shutil.rmtree(work)  # checkpoints of another config (or resume off): start afresh
     work.mkdir(parents=True, exist_ok=True)
     save_config(run, work / CONFIG_FILE)

@@ -78,16 +78,17 @@ def _models(pairs) -> list[str]:
 # --- where predictions come from ---------------------------------------------------------------------
 
 
-def available(res: Path, model: str, task: str, seed: int) -> bool:
-    """Full or compact predictions of one model x task x seed exist under ``res``."""
-    return predictions_path(res, model, task, seed).exists() or C.compact_path(res, model, task, seed).exists()
+def available(res: Path, model: str, task: str, seed: int, compact_only: bool = False) -> bool:
+    """Full (unless ``compact_only``) or compact predictions of one model x task x seed exist under ``res``."""
+    full = not compact_only and predictions_path(res, model, task, seed).exists()
+    return full or C.compact_path(res, model, task, seed).exists()
 
 
 class _Source:
     """Loads predictions for loyalty: always the compact form (from the full file when there is one)."""
 
-    def __init__(self, res: Path, top_k: int):
-        self.res, self.top_k = res, top_k
+    def __init__(self, res: Path, top_k: int, compact_only: bool = False):
+        self.res, self.top_k, self.compact_only = res, top_k, compact_only
         self.compact: dict[tuple, Predictions] = {}
         self.full: dict[tuple, Predictions | None] = {}
         self.rows: dict[str, C.CompactRows] = {}  # rows digest -> rows
@@ -95,13 +96,13 @@ class _Source:
 
     def src(self, model: str, task: str, seed: int) -> str:
         full = predictions_path(self.res, model, task, seed)
-        return str(full if full.exists() else C.compact_path(self.res, model, task, seed))
+        return str(full if full.exists() and not self.compact_only else C.compact_path(self.res, model, task, seed))
 
     def get(self, model: str, task: str, seed: int) -> Predictions:
         key = (model, task, seed)
         if key not in self.compact:
             full_path = predictions_path(self.res, model, task, seed)
-            if full_path.exists():
+            if full_path.exists() and not self.compact_only:
                 full = load_predictions(full_path)
                 rows, comp = C.compact(full, self.top_k)
                 if key not in self.from_full:
@@ -179,8 +180,10 @@ def loyalty_csv_path(profile: str) -> Path:
     return results_dir(profile) / "loyalty.csv"
 
 
-def _missing(res: Path, models, tasks, seeds) -> list[Path]:
-    return [predictions_path(res, m, t, s) for m in models for t in tasks for s in seeds if not available(res, m, t, s)]
+def _missing(res: Path, models, tasks, seeds, compact_only: bool = False) -> list[Path]:
+    where = C.compact_path if compact_only else predictions_path
+    return [where(res, m, t, s) for m in models for t in tasks for s in seeds
+            if not available(res, m, t, s, compact_only)]
 
 
 def compute_loyalty(
@@ -190,6 +193,7 @@ def compute_loyalty(
     write: bool = True,
     results: str | Path | None = None,
     top_k: int = C.TOP_K,
+    compact_only: bool = False,
 ) -> pd.DataFrame:
     """Loyalty of every paper pair and every control pair on every task and seed of ``profile``.
 
@@ -198,7 +202,8 @@ def compute_loyalty(
     row. A control model with no predictions at all (a run made before controls existed) leaves its
     pairs out, named in ``loyalty_config.json`` (``missing_controls``); one with only some is an error.
     With ``write`` the compact predictions, ``loyalty.csv`` and ``loyalty_config.json`` are written
-    (atomically). Returns the rows (``student,teacher,task,seed,metric,value``).
+    (atomically). ``compact_only``: ignore the full files (recompute what the repository holds).
+    Returns the rows (``student,teacher,task,seed,metric,value``).
     """
     from rokd.config import save_config
     from rokd.profiles import load_profile
@@ -207,7 +212,7 @@ def compute_loyalty(
     tasks = list(tasks) if tasks is not None else list(prof.evaluate.tasks)
     seeds = [int(s) for s in seeds] if seeds is not None else [int(s) for s in prof.evaluate.seeds]
     res = Path(results) if results is not None else results_dir(prof.name)
-    missing = _missing(res, _models(loyalty_pairs()), tasks, seeds)
+    missing = _missing(res, _models(loyalty_pairs()), tasks, seeds, compact_only)
     if missing:
         shown = "\n  ".join(str(p) for p in missing[:20])
         more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
@@ -215,14 +220,14 @@ def compute_loyalty(
             f"{len(missing)} prediction file(s) missing for loyalty of profile {prof.name!r}:\n  {shown}{more}\n"
             f"run the evaluation step first: `rokd pipeline --profile {prof.name}`"
         )
-    absent = [m for m in CONTROLS if all(not available(res, m, t, s) for t in tasks for s in seeds)]
+    absent = [m for m in CONTROLS if all(not available(res, m, t, s, compact_only) for t in tasks for s in seeds)]
     controls = [p for p in control_pairs() if p[0] not in absent]
-    partial = _missing(res, _models(controls), tasks, seeds)
+    partial = _missing(res, _models(controls), tasks, seeds, compact_only)
     if partial:
         raise FileNotFoundError(f"{len(partial)} control prediction file(s) missing, e.g. {partial[0]}; "
                                 f"finish the evaluation of the controls (`rokd pipeline --profile {prof.name}`)")
     pairs = loyalty_pairs() + controls
-    source = _Source(res, top_k)
+    source = _Source(res, top_k, compact_only)
     rows, errors = [], []
     for task in tasks:
         for seed in seeds:

@@ -1,4 +1,7 @@
-"""``rokd loyalty``: kept so that ``rokd.cli`` (and older imports) find the command; it lives in :mod:`rokd.loyalty.cli`."""
+"""``rokd loyalty``: kept so that ``rokd.cli`` (and older imports) find the command.
+
+The command lives in :mod:`rokd.loyalty.cli`.
+"""
 
 from rokd.loyalty.cli import _cmd_loyalty, register
 

@@ -43,7 +43,8 @@ RULE = (
     f"**does not hold** if d < −{Z:g} SE, or if d + {Z:g} SE < m; otherwise it is **inconclusive**. A claim that a "
     f"and b are equivalent within ±m holds if d ± {Z:g} SE lies inside ±m, does not hold if it lies wholly outside, "
     f"else is inconclusive. Fewer than {MIN_SEEDS} seeds on a side: inconclusive. With 3 seeds the band "
-    f"d ± {Z:g} SE is about an 82 % interval (t, 2 degrees of freedom), so `holds` is a screening result, not a 5 % test."
+    f"d ± {Z:g} SE is about an 82 % interval (t, 2 degrees of freedom), so `holds` is a screening result, "
+    "not a 5 % test."
 )
 
 

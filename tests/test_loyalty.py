@@ -319,6 +319,7 @@ def test_loyalty_findings_compare_orderings_per_task_with_the_rule():
     assert "(`multi-closer-to-cased`): holds on UPOS P-L, STS R-L; reversed beyond the noise on UPOS L-L" in text
     assert "expected from initialisation alone" in text
     assert "(`distillation-raises-loyalty`): not testable here" in text
+    assert "none of the orderings above can be attributed to distillation" in text
 
 
 def test_loyalty_findings_read_against_control_pairs_and_gate():

@@ -320,5 +320,50 @@ def test_mini_copy_with_baselines_is_honest_about_missing_controls(tmp_path):
     assert (dist.verdict == "inconclusive").all() and dist.reason.str.contains("no control-random-init").all()
     text = discussion(scores, f)
     assert "states **no finding about distillation**" in text
-    assert "On **UPOS, XPOS, NER, SAPN, SAR, DI, STS**, every fine-tuned model" in text
+    assert "On **UPOS, XPOS, NER, SAPN, SAR, DI, STS**, every fine-tuned model, teachers included, scores *below*" in text
     assert "beats **Baseline: lexical** on 0 of 7 tasks; every model scores below it on UPOS" in baseline_sentence(scores)
+
+
+def test_compute_record_counts_all_the_compute(tmp_path, monkeypatch):
+    """Teacher builds (quality.json), distillations (summary.json, else the chapter's own wall time) and every
+    fine-tuning's run.json, summed per model, including runs made outside a chapter."""
+    import json
+
+    from rokd.report import compute_record, compute_summary
+    from rokd.runinfo import RunInfo
+
+    monkeypatch.setenv("ROKD_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    art, res = tmp_path / "artifacts" / "smoke", tmp_path / "results"
+    (art / "teachers" / "bert-base-ro").mkdir(parents=True)
+    (art / "teachers" / "bert-base-ro" / "quality.json").write_text(json.dumps({"train_wall_s": 100.0, "build_wall_s": 120.0}))
+    (art / "students" / "distil-bert-base-ro").mkdir(parents=True)
+    (art / "students" / "distil-bert-base-ro" / "summary.json").write_text(json.dumps({"wall_time_s": 30.0}))
+    # RoBERT-base's folder is gone, but the executed teachers chapter printed its pretraining time
+    (res / "notebooks").mkdir(parents=True)
+    text = "- **RoBERT-base**: MLM accuracy **0.1** vs 0.05 for the unigram baseline (2.0x); pretrained in 47 min on cpu."
+    info = RunInfo("smoke", "x", git_commit="abc", hardware="cpu", torch_version="2", wall_time_s=61.0)
+
+    def notebook(*markdown):
+        return {"cells": [{"cell_type": "code", "outputs": [{"output_type": "display_data", "data": {"text/markdown": [m]}}]}
+                          for m in markdown]}
+
+    (res / "notebooks" / "01_teachers.ipynb").write_text(json.dumps(notebook(text)))
+    (res / "notebooks" / "02_distill-distil-robert-base.ipynb").write_text(json.dumps(notebook(info.markdown())))
+    for model, task, seed, wall in (("bert-base-ro", "sapn", 1, 10.0), ("bert-base-ro", "sar", 1, 5.5),
+                                    ("control-random-init", "sapn", 1, 7.0)):
+        d = res / "predictions" / model / task
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"seed{seed}.run.json").write_text(json.dumps({"config": {"model": model, "task": task},
+                                                            "runinfo": {"wall_time_s": wall}}))
+    rec = compute_record("smoke", res).set_index(["work", "model"])
+    assert rec.loc[("teacher pretraining", "BERT-base-ro"), "wall_s"] == 120.0
+    assert rec.loc[("teacher pretraining", "RoBERT-base"), "wall_s"] == 47 * 60
+    assert rec.loc[("distillation", "Distil-BERT-base-ro"), "wall_s"] == 30.0
+    assert rec.loc[("distillation", "Distil-RoBERT-base"), "wall_s"] == 61.0  # the chapter's wall time
+    assert math.isnan(rec.loc[("distillation", "DistilMulti-BERT-base-ro"), "wall_s"])
+    assert rec.loc[("fine-tuning", "BERT-base-ro"), "wall_s"] == 15.5 and rec.loc[("fine-tuning", "BERT-base-ro"), "runs"] == 2
+    assert rec.loc[("fine-tuning", "Control: random init"), "wall_s"] == 7.0
+    total = (120 + 47 * 60 + 30 + 61 + 15.5 + 7) / 3600
+    summary = compute_summary(rec.reset_index())
+    assert summary.startswith(f"**All compute behind these numbers: {total:.1f} h**")
+    assert "Not recorded on this machine: distillation of DistilMulti-BERT-base-ro." in summary

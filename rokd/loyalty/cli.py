@@ -24,7 +24,8 @@ def _cmd_loyalty(args: argparse.Namespace) -> int:
     from rokd.tasks.compact import StaleCompactError
 
     try:
-        df = compute_loyalty(args.profile, tasks=args.tasks, seeds=args.seeds, **({} if args.top_k is None else {"top_k": args.top_k}))
+        top_k = {} if args.top_k is None else {"top_k": args.top_k}
+        df = compute_loyalty(args.profile, tasks=args.tasks, seeds=args.seeds, **top_k)
     except (FileNotFoundError, LoyaltyAlignmentError, StaleCompactError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -49,5 +50,6 @@ def register(subparsers) -> None:
     p.add_argument("--profile", default="smoke", help="smoke, mini, paper or a profile YAML (default: smoke)")
     p.add_argument("--tasks", nargs="+", default=None, help="tasks to compare (default: the profile's)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds to compare (default: the profile's)")
-    p.add_argument("--top-k", type=int, default=None, help="labels kept per row in the compact predictions (default: 4)")
+    p.add_argument("--top-k", type=int, default=None,
+                   help="labels kept per row in the compact predictions (default: 4)")
     p.set_defaults(func=_cmd_loyalty)

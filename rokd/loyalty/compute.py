@@ -301,7 +301,8 @@ def loyalty_or_committed(profile: str, results: str | Path | None = None) -> tup
         size = cfg.get("compact_bytes", 0) / 1e6
         return df, (f"Computed now from the compact predictions in `{C.COMPACT_DIR}/` ({size:.1f} MB, top "
                     f"{cfg.get('top_k')} labels per row)"
-                    + (f"; P-L differs from the full-precision value by at most {100 * err:.3f} points" if err is not None else "")
+                    + (f"; P-L differs from the full-precision value by at most {100 * err:.3f} points"
+                       if err is not None else "")
                     + ".")
     cfg = read_loyalty_config(profile, results)
     df = read_loyalty(profile, results)

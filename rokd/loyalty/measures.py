@@ -111,7 +111,8 @@ def chance_agreement(teacher_pred: Sequence[int], student_pred: Sequence[int]) -
     t = np.asarray(teacher_pred, dtype=np.int64)
     s = np.asarray(student_pred, dtype=np.int64)
     if t.shape != s.shape or t.ndim != 1 or t.size == 0:
-        raise ValueError(f"chance_agreement takes two non-empty 1-D label arrays of equal length, got {t.shape}, {s.shape}")
+        raise ValueError(f"chance_agreement takes two non-empty 1-D label arrays of equal length, got {t.shape}, "
+                         f"{s.shape}")
     n = int(max(t.max(), s.max())) + 1
     return float(np.dot(np.bincount(t, minlength=n), np.bincount(s, minlength=n)) / t.size**2)
 
@@ -122,7 +123,8 @@ def agreement_floor(gold: Sequence[int], teacher_pred: Sequence[int], student_pr
     t = np.asarray(teacher_pred)
     s = np.asarray(student_pred)
     if not (g.shape == t.shape == s.shape) or g.size == 0:
-        raise ValueError(f"agreement_floor takes three non-empty label arrays of equal length, got {g.shape}, {t.shape}, {s.shape}")
+        raise ValueError(f"agreement_floor takes three non-empty label arrays of equal length, got {g.shape}, "
+                         f"{t.shape}, {s.shape}")
     return max(0.0, float(np.mean(t == g) + np.mean(s == g) - 1.0))
 
 

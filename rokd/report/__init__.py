@@ -27,6 +27,7 @@ from rokd.report.findings import (
 from rokd.report.plots import plot_retention, plot_scores
 from rokd.report.record import (
     compute_record,
+    compute_summary,
     pipeline_record,
     provenance_summary,
     run_records,
@@ -41,6 +42,7 @@ from rokd.report.tables import (
     baseline_comparison,
     baseline_sentence,
     gate,
+    headline_note,
     headline_scores,
     load_scores,
     low_score_tasks,
@@ -59,7 +61,8 @@ from rokd.report.tables import (
 __all__ = [
     "BASELINES", "CLAIMS", "CONTROLS", "DISCUSSION", "DISPLAY_NAMES", "MODEL_KEYS", "NO_GAIN", "RETENTION_PAIRS",
     "STUDENT_TEACHERS", "TABLE_KEYS", "Claim", "ablation_table", "baseline_comparison", "baseline_sentence",
-    "compute_record", "discussion", "findings", "gate", "headline_scores", "load_scores", "low_score_tasks",
+    "compute_record", "compute_summary", "discussion", "findings", "gate", "headline_note", "headline_scores",
+    "load_scores", "low_score_tasks",
     "measured_findings", "missing_references", "model_stats", "paper_table", "per_seed", "pipeline_record",
     "plot_retention", "plot_scores", "provenance_summary", "results_table", "retention_table", "retention_wide",
     "run_records", "seed_spread", "seeded_findings", "side_by_side", "split_provenance_table", "stats", "summary",

@@ -100,7 +100,8 @@ def seeded_findings(scores: pd.DataFrame) -> pd.DataFrame:
     for g in gains.itertuples():
         a, b = per_seed(scores, g.teacher, g.task), per_seed(scores, RANDOM_INIT, g.task)
         miss = "" if b else f"no {RANDOM_INIT} scores in this results folder"
-        rows.append(_seeded_row(c, f"{display(g.teacher)} vs {display(RANDOM_INIT)}", g.task, a, b, _vs(a, b), missing=miss))
+        subject = f"{display(g.teacher)} vs {display(RANDOM_INIT)}"
+        rows.append(_seeded_row(c, subject, g.task, a, b, _vs(a, b), missing=miss))
     c = CLAIMS["model-beats-lexical-baseline"]
     have = set(scores["model"])
     for model in [m for m in MODEL_KEYS + CONTROLS if m in have]:
@@ -144,7 +145,8 @@ def measured_findings(model_stats: pd.DataFrame | None) -> pd.DataFrame:
     by_key = model_stats.set_index("key")
     red = {s: 100 * (1 - by_key.loc[s, "params_M"] / by_key.loc[ts[0], "params_M"])
            for s, ts in STUDENT_TEACHERS.items() if s in by_key.index and ts[0] in by_key.index}
-    paper_red = sorted({round(100 * (1 - PAPER_PARAMS_M[s] / PAPER_PARAMS_M[ts[0]]), 1) for s, ts in STUDENT_TEACHERS.items()})
+    paper_red = sorted({round(100 * (1 - PAPER_PARAMS_M[s] / PAPER_PARAMS_M[ts[0]]), 1)
+                        for s, ts in STUDENT_TEACHERS.items()})
     c = CLAIMS["students-smaller"]
     ok = all(30 <= v <= 40 for v in red.values()) if red else None
     rows.append({"id": c.id, "claim": c.text, "subject": "students", "task": "—",
@@ -231,7 +233,7 @@ def _pretraining(rows: pd.DataFrame, ctx: dict) -> str:
     if rows["reason"].str.startswith(f"no {RANDOM_INIT}").all():
         return ("- **What pretraining gave cannot be read from this run**: it has no `control-random-init` scores, so "
                 "the teachers cannot be compared with an unpretrained model of the same shape. The chapter therefore "
-                "states **no finding about distillation**: every distillation verdict below is `inconclusive` for "
+                "states **no finding about distillation**: every distillation verdict in it is `inconclusive` for "
                 "that reason.")
     held = _where(rows, stats.HOLDS)
     text = (f"- **What pretraining gave**: a teacher beats the randomly initialised control (same architecture and "
@@ -247,7 +249,8 @@ def _pretraining(rows: pd.DataFrame, ctx: dict) -> str:
 
 def _baselines(rows: pd.DataFrame, ctx: dict) -> str:
     if rows["reason"].str.startswith(f"no {LEXICAL}").all():
-        return "- **Baselines**: this results folder has no `baseline-lexical` scores, so the models are not compared with one."
+        return ("- **Baselines**: this results folder has no `baseline-lexical` scores, so the models are not "
+                "compared with one.")
     comp = baseline_comparison(ctx["scores"])
     below_all = [r["task"] for r in comp.to_dict("records") if r["models"] and r[f"below_{LEXICAL}"] == r["models"]]
     held = rows[rows["verdict"] == stats.HOLDS]
@@ -257,9 +260,10 @@ def _baselines(rows: pd.DataFrame, ctx: dict) -> str:
             f"seeds' noise on {len(best_tasks)} of {rows['task'].nunique()} tasks"
             + (f" ({', '.join(best_tasks)})" if best_tasks else "") + ".")
     if below_all:
-        text += (f" On **{', '.join(below_all)}**, every fine-tuned model, teachers and controls included, scores "
-                 "*below* it: there the models have learned the task less well than a lexical lookup, and their "
-                 "differences measure under-training, not distillation.")
+        who = "teachers and controls included" if set(CONTROLS) & set(ctx["scores"]["model"]) else "teachers included"
+        text += (f" On **{', '.join(below_all)}**, every fine-tuned model, {who}, scores *below* it: there the models "
+                 "have learned the task less well than a lexical lookup, and their differences measure under-training, "
+                 "not distillation.")
     return text
 
 
@@ -288,7 +292,8 @@ def _retention_hypothesis(rows: pd.DataFrame, ctx: dict) -> str:
         steps = profile.distill.steps if profile.distill.source == "build" else None
         text += (f" Hypotheses: a {layers // 2}-layer student of a {layers}-layer miniature teacher has little spare "
                  "capacity, unlike a 6-layer student of a 12-layer BERT"
-                 + (f"; {steps:,} distillation steps transfer less than the paper's pass over a large corpus" if steps else "")
+                 + (f"; {steps:,} distillation steps transfer less than the paper's pass over a large corpus"
+                    if steps else "")
                  + ".")
     low = low_score_tasks(ctx["scores"])
     if low:
@@ -298,7 +303,8 @@ def _retention_hypothesis(rows: pd.DataFrame, ctx: dict) -> str:
 
 
 def _second_teacher(rows: pd.DataFrame, ctx: dict) -> str:
-    text = _distillation("The second teacher", "changes little (within ±1 point)", "matters (beyond ±1 point)")(rows, ctx)
+    write = _distillation("The second teacher", "changes little (within ±1 point)", "matters (beyond ±1 point)")
+    text = write(rows, ctx)
     if (rows["verdict"] == stats.DOES_NOT_HOLD).any():
         text += (" Hypothesis: the uncased teacher reaches the student only where its tokenization lines up with the "
                  "student's (the distillation chapter gives the coverage) and as lowercased pieces mapped onto cased "
@@ -312,10 +318,10 @@ def _size_speed(rows: pd.DataFrame, ctx: dict) -> str:
     if size is None or speed is None:
         return ""
     both = size.verdict == speed.verdict == stats.HOLDS
-    return (f"- **Size and speed** ({'hold' if both else 'partly hold'}): halving the layers removes {size.ours} of the "
-            f"parameters and runs {speed.ours} as fast. The size follows from the shapes alone (the embedding matrix is "
-            "kept whole, which is why the reduction is about 35 % and not 50 %); the speed-up is measured once on this "
-            "run's hardware (the timing line of the size and speed table).")
+    return (f"- **Size and speed** ({'hold' if both else 'partly hold'}): halving the layers removes {size.ours} "
+            f"of the parameters and runs {speed.ours} as fast. The size follows from the shapes alone (the embedding "
+            "matrix is kept whole, which is why the reduction is about 35 % and not 50 %); the speed-up is measured "
+            "once on this run's hardware (the timing line of the size and speed table).")
 
 
 # The chapter's reading of each claim, keyed on the claim's id (never on its wording).

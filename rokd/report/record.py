@@ -157,7 +157,8 @@ def _chapter_text(path: Path) -> str:
     parts = []
     for cell in nb.get("cells", []):
         for out in cell.get("outputs", []):
-            for value in (out.get("data", {}).get("text/markdown"), out.get("data", {}).get("text/plain"), out.get("text")):
+            data = out.get("data", {})
+            for value in (data.get("text/markdown"), data.get("text/plain"), out.get("text")):
                 if value:
                     parts.append("".join(value) if isinstance(value, list) else str(value))
     return "\n".join(parts)
@@ -230,3 +231,18 @@ def compute_record(profile: str, results: str | Path | None = None) -> pd.DataFr
         rows.append({"work": "fine-tuning", "model": DISPLAY_NAMES.get(model, model), "runs": len(walls),
                      "wall_s": float(sum(walls)), "source": f"{len(walls)} run.json (every task and seed)"})
     return pd.DataFrame(rows, columns=["work", "model", "runs", "wall_s", "source"])
+
+
+def compute_summary(compute: pd.DataFrame) -> str:
+    """One markdown sentence: the total of :func:`compute_record`, per kind of work, and what is not recorded."""
+    known = compute["wall_s"].dropna()
+    parts = []
+    for work, g in compute.groupby("work", sort=False):
+        w = g["wall_s"].dropna()
+        some = f" ({len(w)} of {len(g)} recorded)" if len(w) < len(g) else ""
+        parts.append(f"{work}: {w.sum() / 3600:.1f} h{some}" if len(w) else f"{work}: not recorded here")
+    missing = compute[compute["wall_s"].isna()]
+    return (f"**All compute behind these numbers: {known.sum() / 3600:.1f} h** of recorded wall time "
+            f"({'; '.join(parts)})"
+            + (f". Not recorded on this machine: {', '.join(f'{r.work} of {r.model}' for r in missing.itertuples())}"
+               if len(missing) else "") + ".")

@@ -164,7 +164,8 @@ def save_compact(results: str | Path, model: str, task: str, seed: int, preds: P
 def load_rows(results: str | Path, task: str, digest: str) -> CompactRows:
     path = rows_path(results, task, digest)
     if not path.exists():
-        raise FileNotFoundError(f"compact rows file not found: {path} (run `rokd loyalty` where the full predictions are)")
+        raise FileNotFoundError(f"compact rows file not found: {path} "
+                                f"(run `rokd loyalty` where the full predictions are)")
     with np.load(path, allow_pickle=False) as z:
         names = [str(s) for s in z["label_names"]] if "label_names" in z.files else None
         rows = CompactRows(z["ids"], z["gold"], names)
@@ -181,12 +182,14 @@ def load_compact(results: str | Path, model: str, task: str, seed: int,
     ``rows_cache`` (digest -> rows) saves re-reading a rows file shared by several models."""
     path = compact_path(results, model, task, seed)
     if not path.exists():
-        raise FileNotFoundError(f"compact predictions not found: {path} (run `rokd loyalty` where the full predictions are)")
+        raise FileNotFoundError(f"compact predictions not found: {path} "
+                                f"(run `rokd loyalty` where the full predictions are)")
     rows_cache = {} if rows_cache is None else rows_cache
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["meta"]))
         if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise ValueError(f"{path}: not a {FORMAT} v{VERSION} file (meta {meta.get('format')!r} v{meta.get('version')})")
+            raise ValueError(f"{path}: not a {FORMAT} v{VERSION} file "
+                             f"(meta {meta.get('format')!r} v{meta.get('version')})")
         digest = meta["rows_digest"]
         if digest not in rows_cache:
             rows_cache[digest] = load_rows(results, task, digest)

@@ -12,6 +12,7 @@ import pytest
 from loyalty_fixtures import write_synthetic_predictions, write_synthetic_scores
 from rokd.loyalty import (
     LOYALTY_COLUMNS,
+    control_pairs,
     LoyaltyAlignmentError,
     agreement_matrix,
     check_aligned,
@@ -188,6 +189,16 @@ def test_pairs_follow_student_teachers():
         ("distilmulti-bert-base-ro", "robert-base"),
         ("distilmulti-bert-base-ro", "ensemble"),
     ]
+    # the references: the two teachers; each single-teacher student vs the OTHER teacher; init-only vs each
+    # teacher; random-init vs the cased teacher
+    assert control_pairs() == [
+        ("robert-base", "bert-base-ro"),
+        ("distil-bert-base-ro", "robert-base"),
+        ("distil-robert-base", "bert-base-ro"),
+        ("control-init-only", "bert-base-ro"),
+        ("control-init-only", "robert-base"),
+        ("control-random-init", "bert-base-ro"),
+    ]
 
 
 # --- the CSV, end to end on synthetic files ------------------------------------------------------
@@ -198,8 +209,8 @@ def test_compute_loyalty_writes_every_pair_task_seed(tmp_path, monkeypatch):
     res = tmp_path / "smoke"
     write_synthetic_predictions(res, tasks=TASKS, seeds=(1, 2), n=24)
     df = compute_loyalty("smoke", tasks=TASKS, seeds=[1, 2])
-    # 5 pairs x (6 classification tasks x 2 metrics + STS x 1 metric) x 2 seeds
-    assert len(df) == 5 * (6 * 2 + 1) * 2
+    # (5 paper + 6 control pairs) x (6 label tasks x (L-L, P-L, chance, floor) + STS x R-L) x 2 seeds
+    assert len(df) == 11 * (6 * 4 + 1) * 2
     assert tuple(df.columns) == LOYALTY_COLUMNS
     back = read_loyalty("smoke")
     pd.testing.assert_frame_equal(back, df, check_dtype=False, atol=1e-9)
@@ -219,6 +230,12 @@ def test_compute_loyalty_writes_every_pair_task_seed(tmp_path, monkeypatch):
     assert got == pytest.approx(want, abs=1e-6)
     # All values are proper fractions / correlations.
     assert df[df.metric != "regression_loyalty"].value.between(0, 1).all()
+    # chance agreement and floor of one pair, by hand from the files
+    got = df.query("student == 'distil-bert-base-ro' and teacher == 'bert-base-ro' and task == 'upos' and seed == 2")
+    got = got.set_index("metric").value
+    ft, fs = np.bincount(t.pred, minlength=6) / len(t.pred), np.bincount(s.pred, minlength=6) / len(s.pred)
+    assert got["label_chance"] == pytest.approx(float(ft @ fs))
+    assert got["label_floor"] == pytest.approx(max(0.0, np.mean(t.pred == t.gold) + np.mean(s.pred == s.gold) - 1))
 
 
 def test_cli_writes_loyalty_csv(tmp_path, monkeypatch, capsys):
@@ -230,8 +247,9 @@ def test_cli_writes_loyalty_csv(tmp_path, monkeypatch, capsys):
     loyalty_cli.register(parser.add_subparsers())
     args = parser.parse_args(["loyalty", "--profile", "smoke", "--tasks", "sar", "sts"])
     assert args.func(args) == 0
-    assert len(read_loyalty("smoke")) == 5 * (2 + 1)
-    assert "loyalty.csv" in capsys.readouterr().out
+    assert len(read_loyalty("smoke")) == 11 * (4 + 1)
+    out = capsys.readouterr().out
+    assert "loyalty.csv" in out and "compact predictions" in out
 
 
 def test_load_pair_ensemble(tmp_path):
@@ -239,7 +257,8 @@ def test_load_pair_ensemble(tmp_path):
     t, s = load_pair("smoke", "distilmulti-bert-base-ro", "ensemble", "ner", 3, results=tmp_path)
     a = load_predictions(predictions_path(tmp_path, "bert-base-ro", "ner", 3))
     b = load_predictions(predictions_path(tmp_path, "robert-base", "ner", 3))
-    np.testing.assert_allclose(t.probs, (a.probs.astype(float) + b.probs) / 2, atol=1e-7)
+    # loyalty sees the compact form: 5 NER labels and top 4 kept, float16 probabilities
+    np.testing.assert_allclose(t.probs, (a.probs.astype(float) + b.probs) / 2, atol=2e-3)
     assert s.meta["model"] == "distilmulti-bert-base-ro"
 
 
@@ -271,8 +290,8 @@ def test_paper_style_table_averages_tasks_then_seeds():
     assert row["seeds"] == 2
 
 
-def test_loyalty_findings_compare_orderings_with_the_paper():
-    from rokd.loyalty import loyalty_findings
+def test_loyalty_findings_compare_orderings_per_task_with_the_rule():
+    from rokd.loyalty import loyalty_discussion, loyalty_findings
 
     multi, single, cased, uncased = "distilmulti-bert-base-ro", "distil-bert-base-ro", "bert-base-ro", "robert-base"
     rows = []
@@ -280,15 +299,172 @@ def test_loyalty_findings_compare_orderings_with_the_paper():
         rows += _rows(multi, cased, "upos", seed, label_loyalty=0.80 + d, prob_loyalty=0.70)
         rows += _rows(multi, cased, "sts", seed, regression_loyalty=0.90)
         rows += _rows(multi, uncased, "upos", seed, label_loyalty=0.85 + d, prob_loyalty=0.60)
-        rows += _rows(multi, uncased, "sts", seed, regression_loyalty=0.80)
+        rows += _rows(multi, uncased, "sts", seed, regression_loyalty=0.80 + d)
         rows += _rows(single, cased, "upos", seed, label_loyalty=0.90, prob_loyalty=0.75)
         rows += _rows(single, cased, "sts", seed, regression_loyalty=0.95)
-    f = loyalty_findings(paper_style_table(pd.DataFrame(rows))).set_index("claim")
-    ll = f.loc["DistilMulti-BERT-base-ro is more loyal to BERT-base-ro than to RoBERT-base (L-L)"]
-    # ours 81 vs 86 (std sqrt(2)): the paper's order (87.80 vs 84.63) is reversed
-    assert ll.paper == "87.80 vs 84.63" and ll.ours == "81.00 vs 86.00 (std 1.41 / 1.41)" and ll.verdict == "does not hold"
-    assert f.loc["DistilMulti-BERT-base-ro is more loyal to BERT-base-ro than to RoBERT-base (P-L)"].verdict == "holds"
-    assert f.loc["Distil-BERT-base-ro is more loyal to BERT-base-ro than DistilMulti-BERT-base-ro is (L-L)"].ours.startswith("90.00 vs 81.00")
+    f = loyalty_findings(pd.DataFrame(rows)).set_index(["id", "task", "measure"])
+    ll = f.loc[("multi-closer-to-cased", "UPOS", "L-L")]
+    # ours 81 vs 86 on every seed (paired SE 0): the paper's order (87.80 vs 84.63) is reversed beyond the noise
+    assert ll.paper == "87.80 vs 84.63" and ll.ours == "81.00 vs 86.00" and ll.verdict == "does not hold"
+    assert f.loc[("multi-closer-to-cased", "UPOS", "P-L"), "verdict"] == "holds"  # +10 on both seeds
+    # R-L: differences +10 and +8 -> mean 9, SE 1 -> beyond 2 SE
+    rl = f.loc[("multi-closer-to-cased", "STS", "R-L")]
+    assert rl["diff"] == pytest.approx(9.0) and rl.se == pytest.approx(1.0) and rl.verdict == "holds"
+    single_ll = f.loc[("single-closer-than-multi", "UPOS", "L-L")]
+    assert single_ll.ours == "90.00 vs 81.00" and single_ll.verdict == "holds"
+    # the control pairs are absent: the readings against them are inconclusive, with the reason
+    ctrl = f.loc["distillation-raises-loyalty"]
+    assert (ctrl.verdict == "inconclusive").all() and ctrl.reason.str.contains("control not evaluated").all()
+    text = loyalty_discussion(f.reset_index())
+    assert "(`multi-closer-to-cased`): holds on UPOS P-L, STS R-L; reversed beyond the noise on UPOS L-L" in text
+    assert "expected from initialisation alone" in text
+    assert "(`distillation-raises-loyalty`): not testable here" in text
+    assert "none of the orderings above can be attributed to distillation" in text
+
+
+def test_loyalty_findings_read_against_control_pairs_and_gate():
+    from rokd.loyalty import loyalty_findings, ordering_controls
+
+    multi, single, init, cased, uncased = ("distilmulti-bert-base-ro", "distil-bert-base-ro", "control-init-only",
+                                           "bert-base-ro", "robert-base")
+    rows = []
+    for seed, d in ((1, 0.0), (2, 0.01), (3, -0.01)):
+        rows += _rows(multi, cased, "sar", seed, label_loyalty=0.80 + d, prob_loyalty=0.8)
+        rows += _rows(multi, uncased, "sar", seed, label_loyalty=0.78, prob_loyalty=0.8)  # gap 2 +- 1
+        rows += _rows(single, cased, "sar", seed, label_loyalty=0.90, prob_loyalty=0.8)
+        rows += _rows(single, uncased, "sar", seed, label_loyalty=0.80, prob_loyalty=0.8)  # gap 10
+        rows += _rows(init, cased, "sar", seed, label_loyalty=0.70, prob_loyalty=0.8)
+        rows += _rows(init, uncased, "sar", seed, label_loyalty=0.69, prob_loyalty=0.8)
+    loy = pd.DataFrame(rows)
+    f = loyalty_findings(loy, gate=lambda teachers, task: (True, "")).set_index(["id", "subject", "task", "measure"])
+    pulls = f.xs(("second-teacher-pulls-multi", "SAR", "L-L"), level=["id", "task", "measure"]).iloc[0]
+    # gaps per seed: multi 2, 3, 1; single 10, 10, 10 -> d = -8, SE 1/sqrt(3): the claimed "less" holds
+    assert pulls["diff"] == pytest.approx(-8.0) and pulls.se == pytest.approx(1 / math.sqrt(3)) and pulls.verdict == "holds"
+    raises = f.xs(("distillation-raises-loyalty", "SAR", "L-L"), level=["id", "task", "measure"])
+    assert (raises.verdict == "holds").all() and len(raises) == 2
+    closed = loyalty_findings(loy, gate=lambda teachers, task: (False, "the teacher cannot test it"))
+    assert (closed[closed.id == "distillation-raises-loyalty"].reason == "the teacher cannot test it").all()
+    assert (closed[closed.id == "multi-closer-to-cased"].verdict == "holds").any()  # the paper's orderings: no gate
+    oc = ordering_controls(loy).loc[("SAR", "L-L")]
+    assert oc["gap DistilMulti-BERT-base-ro"] == pytest.approx(2.0) and oc["gap control-init-only"] == pytest.approx(1.0)
+    assert math.isnan(oc["teachers ↔ each other"])
+
+
+def test_chance_agreement_and_floor_by_hand():
+    from rokd.loyalty import agreement_floor, chance_agreement
+
+    # teacher labels (0, 0, 1, 1), student (0, 1, 1, 1): f_t = (1/2, 1/2), f_s = (1/4, 3/4) -> 1/8 + 3/8 = 1/2
+    assert chance_agreement([0, 0, 1, 1], [0, 1, 1, 1]) == pytest.approx(0.5)
+    # gold (0, 0, 1, 0): acc_t = 3/4, acc_s = 2/4 -> floor 1/4; L-L = 3/4 >= floor
+    assert agreement_floor([0, 0, 1, 0], [0, 0, 1, 1], [0, 1, 1, 1]) == pytest.approx(0.25)
+    assert agreement_floor([0, 0], [1, 1], [1, 1]) == 0.0  # acc 0 + 0 - 1 < 0: no floor
+
+
+# --- compact predictions: the committed form loyalty is computed from ------------------------------
+
+
+def test_compact_keeps_the_prediction_first_and_spreads_the_rest_evenly():
+    from rokd.tasks.compact import compact, expand
+
+    probs = np.array([[0.5, 0.3, 0.15, 0.05], [0.4, 0.4, 0.1, 0.1]], dtype=np.float32)
+    # row 1: a tie; the stored prediction (label 1) must come first whatever argsort does
+    preds = Predictions(ids=np.array(["a", "b"]), gold=np.array([0, 1]), pred=np.array([0, 1]), probs=probs,
+                        label_names=["A", "B", "C", "D"])
+    rows, comp = compact(preds, top_k=2)
+    np.testing.assert_array_equal(comp.topk_idx, [[0, 1], [1, 0]])
+    assert comp.topk_p.dtype == np.float16 and comp.topk_idx.dtype == np.uint16
+    back = expand(rows, comp)
+    # kept: 0.5, 0.3 -> rest 0.2 over the two other labels = 0.1 each (float16 rounding of the kept values)
+    np.testing.assert_allclose(back.probs[0], [0.5, 0.3, 0.1, 0.1], atol=1e-3)
+    np.testing.assert_allclose(back.probs[1], [0.4, 0.4, 0.1, 0.1], atol=1e-3)
+    np.testing.assert_array_equal(back.pred, [0, 1])
+    full_rows, full = compact(preds, top_k=10)  # k capped at the 4 labels: the distribution is kept whole
+    np.testing.assert_allclose(expand(full_rows, full).probs, probs, atol=1e-3)
+
+
+def test_loyalty_recomputes_exactly_from_compact_predictions(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from rokd.tasks.compact import COMPACT_DIR, compact_size
+
+    monkeypatch.setenv("ROKD_RESULTS_DIR", str(tmp_path))
+    res = tmp_path / "smoke"
+    write_synthetic_predictions(res, tasks=TASKS, seeds=(1, 2), n=40)
+    first = compute_loyalty("smoke", tasks=TASKS, seeds=[1, 2])
+    cfg = json.loads((res / "loyalty_config.json").read_text())
+    assert cfg["format_version"] == 2 and cfg["predictions"] == COMPACT_DIR and cfg["missing_controls"] == []
+    assert cfg["compact_bytes"] == compact_size(res) > 0
+    # P-L of the top-4 copy vs the full distributions: the flat synthetic XPOS (30 labels) loses a few points
+    assert 0 < cfg["prob_loyalty_compaction_error"] < 0.2
+    # one rows file per task: every model and seed scores the same test rows
+    assert sorted(len(list((res / COMPACT_DIR / t).glob("rows-*.npz"))) for t in TASKS) == [1] * 7
+    committed = read_loyalty("smoke")
+    shutil.rmtree(res / "predictions")  # what a reader of the repository has: the compact copy only
+    again = compute_loyalty("smoke", tasks=TASKS, seeds=[1, 2], write=False)
+    pd.testing.assert_frame_equal(again, first)
+    pd.testing.assert_frame_equal(read_loyalty("smoke"), committed)
+    np.testing.assert_allclose(again.value, committed.value, rtol=1e-9, atol=0)  # the CSV keeps 10 significant digits
+
+
+def test_compaction_error_vanishes_when_every_label_is_kept(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("ROKD_RESULTS_DIR", str(tmp_path))
+    res = tmp_path / "smoke"
+    write_synthetic_predictions(res, tasks=("xpos",), seeds=(1,), n=40)
+    compute_loyalty("smoke", tasks=["xpos"], seeds=[1], top_k=64)  # 30 labels: all kept, float16 only
+    assert json.loads((res / "loyalty_config.json").read_text())["prob_loyalty_compaction_error"] < 1e-3
+
+
+def test_compact_copy_is_checked_against_its_rows(tmp_path):
+    import json
+
+    from rokd.tasks.compact import StaleCompactError, compact_path, load_compact, rows_path, save_compact
+
+    write_synthetic_predictions(tmp_path, tasks=("sar",), seeds=(1,), n=12)
+    p = load_predictions(predictions_path(tmp_path, "bert-base-ro", "sar", 1))
+    path = save_compact(tmp_path, "bert-base-ro", "sar", 1, p)
+    with np.load(path) as z:
+        digest = json.loads(str(z["meta"]))["rows_digest"]
+    rows_file = rows_path(tmp_path, "sar", digest)
+    with np.load(rows_file) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["gold"] = arrays["gold"][::-1].copy()  # someone edits the gold labels by hand
+    np.savez_compressed(rows_file, **arrays)
+    with pytest.raises(StaleCompactError, match="does not match its name"):
+        load_compact(tmp_path, "bert-base-ro", "sar", 1)
+    assert compact_path(tmp_path, "bert-base-ro", "sar", 1) == path
+
+
+def test_controls_without_predictions_are_named_not_silently_dropped(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("ROKD_RESULTS_DIR", str(tmp_path))
+    res = tmp_path / "smoke"
+    write_synthetic_predictions(res, tasks=("sapn", "sts"), seeds=(1, 2), n=12, controls=False)
+    df = compute_loyalty("smoke", tasks=["sapn", "sts"], seeds=[1, 2])
+    cfg = json.loads((res / "loyalty_config.json").read_text())
+    assert cfg["missing_controls"] == ["control-random-init", "control-init-only"]
+    assert ("robert-base", "bert-base-ro") in set(zip(df.student, df.teacher))  # teacher vs teacher needs no control
+    assert "control-init-only" not in set(df.student)
+    # a control with only some of its files is an unfinished run: an error, not a partial table
+    write_synthetic_predictions(res, tasks=("sapn",), seeds=(1,), n=12)
+    with pytest.raises(FileNotFoundError, match="control prediction file"):
+        compute_loyalty("smoke", tasks=["sapn", "sts"], seeds=[1, 2])
+
+
+def test_loyalty_or_committed_says_where_the_numbers_come_from(tmp_path, monkeypatch):
+    from rokd.loyalty import loyalty_or_committed
+
+    monkeypatch.setenv("ROKD_RESULTS_DIR", str(tmp_path))
+    res = tmp_path / "smoke"
+    res.mkdir()
+    # a legacy folder: only loyalty.csv and a config without format_version
+    pd.DataFrame(_rows("distil-bert-base-ro", "bert-base-ro", "upos", 1, label_loyalty=0.5)).to_csv(res / "loyalty.csv", index=False)
+    (res / "loyalty_config.json").write_text('{"profile": "smoke"}')
+    df, how = loyalty_or_committed("smoke")
+    assert len(df) == 1 and "cannot be recomputed from the repository" in how
 
 
 def test_loyalty_matrix_and_vs_score():
@@ -358,7 +534,7 @@ def test_cli_reports_missing_predictions_without_traceback(tmp_path, monkeypatch
     monkeypatch.setenv("ROKD_RESULTS_DIR", str(tmp_path))
     parser = argparse.ArgumentParser()
     loyalty_cli.register(parser.add_subparsers())
-    args = parser.parse_args(["loyalty", "--profile", "smoke", "--tasks", "sts"])
+    args = parser.parse_args(["loyalty", "--profile", "smoke", "--tasks", "sts", "--top-k", "3"])
     assert args.func(args) == 1
     err = capsys.readouterr().err
     assert "prediction file(s) missing" in err and "seed1.npz" in err

@@ -13,17 +13,25 @@ import math
 import pandas as pd
 import pytest
 
-from rokd.loyalty import ENSEMBLE, loyalty_pairs, read_loyalty
+from rokd.loyalty import FORMAT_VERSION, ENSEMBLE, compute_loyalty, loyalty_pairs, read_loyalty, read_loyalty_config
 from rokd.models.registry import MODEL_KEYS
 from rokd.paper import HEADLINE_METRIC, TASK_COLUMNS
 from rokd.paths import REPO_ROOT
 from rokd.pipeline import plan
-from rokd.report import load_scores, pipeline_record
+from rokd.report import load_scores, pipeline_record, run_records
+from rokd.tasks.compact import COMPACT_DIR, compact_size
 from rokd.tasks.metrics import CLASSIFICATION_TASKS, REGRESSION_TASKS, TAGGING_TASKS
 
 PUBLISHED = "mini"
 RESULTS = REPO_ROOT / "results" / PUBLISHED
 MIN_SEEDS = 3
+# Compact predictions (from which loyalty.csv is recomputed) exist since this date. The published run must
+# commit them once it is re-run: when loyalty_config.json says it was computed from them (format_version
+# >= 2), or when any of the five models' evaluation run records was started on or after this date (then the
+# full predictions were on the machine that computed loyalty). The run published before (evaluated
+# 2026-11-24, loyalty from the full files, not committed) is the only one allowed without them.
+COMPACT_SINCE = "2026-11-27"
+COMPACT_BUDGET_BYTES = 20_000_000
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +78,50 @@ def test_every_chapter_was_executed_by_one_recorded_run():
     assert (record["commit"] != "unknown").all() and (record["hardware"] != "unknown").all()
     assert not record["commit"].str.endswith("+dirty").any(), "a chapter was executed from uncommitted code"
     assert (record["wall_s"] > 0).all()
+
+
+def check_loyalty_recomputes_from_compact(profile: str, results) -> str:
+    """The rule above, for one results folder; returns which branch applied ("legacy" or "recomputed")."""
+    cfg = read_loyalty_config(profile, results)
+    started = [r["runinfo"]["started"] for r in run_records(profile, results) if r["config"]["model"] in MODEL_KEYS]
+    rerun = cfg["format_version"] >= FORMAT_VERSION or any(s[:10] >= COMPACT_SINCE for s in started)
+    if not rerun:
+        # the legacy published run: loyalty.csv came from full predictions that were never committed, and
+        # nothing in the folder pretends otherwise (the loyalty chapter says it cannot be recomputed)
+        assert cfg["format_version"] == 1 and not (results / COMPACT_DIR).exists()
+        assert max(started) < COMPACT_SINCE
+        return "legacy"
+    assert cfg["format_version"] >= FORMAT_VERSION, (
+        f"{results} was re-run after {COMPACT_SINCE}: recompute loyalty with `rokd loyalty --profile {profile}` "
+        f"and commit {results / COMPACT_DIR}")
+    assert 0 < compact_size(results) <= COMPACT_BUDGET_BYTES
+    again = compute_loyalty(profile, tasks=cfg["tasks"], seeds=cfg["seeds"], write=False, results=results,
+                            top_k=cfg["top_k"], compact_only=True)
+    committed = read_loyalty(profile, results)
+    pd.testing.assert_frame_equal(again[list(committed.columns)].reset_index(drop=True), committed,
+                                  check_dtype=False, rtol=1e-9, atol=0)
+    return "recomputed"
+
+
+def test_loyalty_recomputes_from_the_committed_compact_predictions():
+    branch = check_loyalty_recomputes_from_compact(PUBLISHED, RESULTS)
+    assert branch in {"legacy", "recomputed"}
+
+
+def test_the_recompute_check_itself_on_a_rerun_folder(tmp_path):
+    """The check's re-run branch, on a synthetic folder laid out like a re-run published profile."""
+    import shutil
+
+    from loyalty_fixtures import write_synthetic_predictions
+
+    res = tmp_path / "smoke"
+    tasks = ("upos", "sts")
+    write_synthetic_predictions(res, tasks=tasks, seeds=(1, 2), n=16)
+    compute_loyalty("smoke", tasks=tasks, seeds=[1, 2], results=res)
+    shutil.rmtree(res / "predictions")  # as committed: no full files
+    assert check_loyalty_recomputes_from_compact("smoke", res) == "recomputed"
+    committed = read_loyalty("smoke", res)
+    committed.loc[0, "value"] += 0.01  # a hand-edited number is caught
+    committed.to_csv(res / "loyalty.csv", index=False)
+    with pytest.raises(AssertionError):
+        check_loyalty_recomputes_from_compact("smoke", res)

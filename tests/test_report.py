@@ -1,4 +1,4 @@
-"""The results tables on a synthetic scores.csv whose means and stds are known."""
+"""The results tables, findings and records on a synthetic scores.csv whose means and stds are known."""
 
 from __future__ import annotations
 
@@ -6,21 +6,28 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import math
+
 import pytest
 
-from rokd.paper import HEADLINE_METRIC, PAPER_SCORES, TASK_COLUMNS
+from rokd.paper import PAPER_SCORES, TASK_COLUMNS
 from rokd.report import (
+    NO_GAIN,
     ablation_table,
     load_scores,
     plot_retention,
     plot_scores,
     results_table,
     retention_table,
+    retention_wide,
     side_by_side,
     split_provenance_table,
     summary,
 )
+from rokd.tasks.metrics import headline_metric
 from rokd.tasks.scores import merge_scores
+
+MODELS = ["BERT-base-ro", "RoBERT-base", "Distil-BERT-base-ro", "Distil-RoBERT-base", "DistilMulti-BERT-base-ro"]
 
 
 @pytest.fixture
@@ -32,7 +39,7 @@ def synthetic(tmp_path):
         for task in TASK_COLUMNS:
             for seed, delta in ((1, -0.01), (2, 0.0), (3, 0.01)):
                 # headline metric = base +- 0.01 (mean base, sample std 0.01); a distractor metric too.
-                merge_scores(path, model, task, seed, {HEADLINE_METRIC[task]: v + delta, "distractor": 0.0123})
+                merge_scores(path, model, task, seed, {headline_metric(task): v + delta, "distractor": 0.0123})
     return tmp_path
 
 
@@ -42,8 +49,10 @@ def test_summary_and_paper_style_table(synthetic):
     row = s[(s.model == "bert-base-ro") & (s.task == "ner")].iloc[0]
     assert row["mean"] == pytest.approx(80.0) and row["std"] == pytest.approx(1.0) and row["n"] == 3
     table = results_table(scores)
-    assert list(table.index) == ["BERT-base-ro", "RoBERT-base", "Distil-BERT-base-ro", "Distil-RoBERT-base",
-                                 "DistilMulti-BERT-base-ro"]
+    # baselines first, then the paper's five models, then the controls ('not run' here)
+    assert list(table.index) == ["Baseline: majority", "Baseline: lexical", *MODELS, "Control: random init",
+                                 "Control: init only"]
+    assert (table.loc["Control: init only"] == "not run").all()
     assert list(table.columns) == ["UPOS", "XPOS", "NER", "SAPN", "SAR", "DI", "STS"]
     assert table.loc["RoBERT-base", "STS"] == "90.00 ± 1.00"
     both = side_by_side(scores)
@@ -55,7 +64,7 @@ def test_single_seed_and_missing_cells(tmp_path):
     merge_scores(tmp_path / "scores.csv", "bert-base-ro", "sapn", 1, {"accuracy": 0.5, "macro_f1": 0.4})
     table = results_table(load_scores("unit", tmp_path))
     assert table.loc["BERT-base-ro", "SAPN"] == "50.00"  # accuracy is SAPN's headline; no ± with one seed
-    assert table.loc["RoBERT-base", "SAPN"] == "n/a"
+    assert table.loc["BERT-base-ro", "UPOS"] == "n/a" and table.loc["RoBERT-base", "SAPN"] == "not run"
     with pytest.raises(FileNotFoundError, match="run the evaluation"):
         load_scores("unit", tmp_path / "empty")
 
@@ -66,14 +75,38 @@ def test_retention_and_ablation(synthetic):
     pairs = set(zip(r.student, r.teacher))
     assert pairs == {("distil-bert-base-ro", "bert-base-ro"), ("distil-robert-base", "robert-base"),
                      ("distilmulti-bert-base-ro", "bert-base-ro"), ("distilmulti-bert-base-ro", "robert-base")}
+    assert set(r.task) == set(TASK_COLUMNS)  # no mean over tasks
     row = r[(r.student == "distilmulti-bert-base-ro") & (r.teacher == "robert-base") & (r.task == "upos")].iloc[0]
-    assert row.ours == pytest.approx(100 * 76 / 90)
+    assert row.ratio == pytest.approx(100 * 76 / 90)
     assert row.paper == pytest.approx(100 * PAPER_SCORES["distilmulti-bert-base-ro"]["upos"] / PAPER_SCORES["robert-base"]["upos"])
-    mean = r[(r.student == "distil-bert-base-ro") & (r.task == "mean")].iloc[0]
-    assert mean.ours == pytest.approx(90.0)
+    assert math.isnan(row.retained_gain) and row.gain_note == "no control-random-init"
     ab = ablation_table(scores)
-    assert ab.loc["NER", "ours"] == pytest.approx(4.0)
+    # +4 points on every seed: paired SE 0
+    assert ab.loc["NER", "ours"] == pytest.approx(4.0) and ab.loc["NER", "se"] == pytest.approx(0.0)
     assert ab.loc["NER", "paper"] == pytest.approx(83.22 - 83.35)
+
+
+def _with(path, model, values, tasks=TASK_COLUMNS):
+    for task in tasks:
+        for seed, v in enumerate(values, start=1):
+            merge_scores(path / "scores.csv", model, task, seed, {headline_metric(task): v})
+
+
+def test_retained_gain_only_where_the_teacher_beats_the_control(synthetic):
+    # control 0.70 +- 0.01 per seed: BERT-base-ro (0.80) gains 10 points everywhere beyond its noise;
+    # RoBERT-base (0.90) too. A second folder where the control equals the teacher: no measurable gain.
+    _with(synthetic, "control-random-init", [0.70, 0.70, 0.70])
+    scores = load_scores("unit", synthetic)
+    r = retention_table(scores).set_index(["student", "teacher", "task"])
+    row = r.loc[("distil-bert-base-ro", "bert-base-ro", "sts")]
+    assert row.retained_gain == pytest.approx(100 * (72 - 70) / (80 - 70)) and row.gain_note == ""
+    wide = retention_wide(scores)
+    assert wide.loc[("Distil-BERT-base-ro / BERT-base-ro", "retained gain"), "STS"] == "20"
+    assert wide.loc[("Distil-BERT-base-ro / BERT-base-ro", "ratio"), "STS"] == f"90.0 ({100 * 80.57 / 79.94:.1f})"
+    _with(synthetic, "control-random-init", [0.81, 0.80, 0.79])  # = BERT-base-ro's scores, seed by seed
+    r = retention_table(load_scores("unit", synthetic)).set_index(["student", "teacher", "task"])
+    row = r.loc[("distil-bert-base-ro", "bert-base-ro", "ner")]
+    assert math.isnan(row.retained_gain) and row.gain_note == NO_GAIN
 
 
 def test_plots_have_labels(synthetic):
@@ -141,24 +174,51 @@ def _stats_frame(params: dict[str, float], speedups: dict[str, float]):
                          for k, v in params.items()]).set_index("model")
 
 
-def test_findings_check_each_claim_against_the_run(synthetic):
-    from rokd.report import findings
+def test_findings_check_each_claim_per_task(synthetic):
+    from rokd.report import findings, verdict_counts
 
     scores = load_scores("unit", synthetic)
     # students 40 % / 35.6 % / 40 % smaller; speed-ups 1.9-2.1x
     stats = _stats_frame({"bert-base-ro": 10.0, "robert-base": 9.0, "distil-bert-base-ro": 6.0,
                           "distil-robert-base": 5.8, "distilmulti-bert-base-ro": 6.0},
                          {"distil-bert-base-ro": 2.1, "distil-robert-base": 1.9, "distilmulti-bert-base-ro": 2.0})
-    f = findings(scores, stats).set_index("claim")
-    size = f.loc["students are ~35 % smaller (30–40 %)"]
+    f = findings(scores, stats)
+    size = f[f.id == "students-smaller"].iloc[0]
     assert size.ours == "40.0 %, 35.6 %, 40.0 %" and size.verdict == "holds"
-    assert f.loc["students are ~2x as fast (≥ 1.6x)"].ours == "1.90–2.10x"
-    # synthetic retention: 72/80 = 90 %, 81/90 = 90 %, 76/80 = 95 %, 76/90 = 84.4 % -> below 95 %
-    keep = f.loc["students keep most of their teachers' score (mean retention ≥ 95 %)"]
-    assert keep.ours == "84.4–95.0 %" and keep.verdict == "does not hold"
-    # DistilMulti - Distil-BERT-base-ro = +4 points on every task, seed noise 1 point -> not "little"
-    second = f.loc["a second teacher changes little (mean difference within seed noise)"]
-    assert second.ours == "mean +4.00 (noise ±1.00), better on 7/7 tasks" and second.verdict == "does not hold"
+    assert f[f.id == "students-faster"].iloc[0].ours == "1.90–2.10x"
+    # no controls in this folder: every claim about distillation is inconclusive, with the reason
+    dist = f[f.id.isin(["student-keeps-97pc", "distillation-beats-init-only", "second-teacher-changes-little"])]
+    assert len(dist) == (4 + 2 + 1) * 7 and (dist.verdict == "inconclusive").all()
+    assert dist.reason.str.contains("no control-random-init scores").all()
+    # the numbers are still shown: DistilMulti - Distil-BERT-base-ro = +4 points on every seed
+    second = f[(f.id == "second-teacher-changes-little") & (f.task == "NER")].iloc[0]
+    assert second.ours == "+4.00" and second["diff"] == pytest.approx(4.0)
+    counts = verdict_counts(f)
+    assert counts.loc["teacher-beats-random-init", "inconclusive"] == 14
+
+
+def test_findings_with_controls_and_baselines(synthetic):
+    from rokd.report import findings
+
+    _with(synthetic, "control-random-init", [0.70, 0.70, 0.70])
+    _with(synthetic, "control-init-only", [0.72, 0.72, 0.72])
+    _with(synthetic, "baseline-lexical", [0.85, 0.85, 0.85])
+    f = findings(load_scores("unit", synthetic))
+    gain = f[f.id == "teacher-beats-random-init"]
+    assert (gain.verdict == "holds").all() and len(gain) == 14
+    keep = f[f.id == "student-keeps-97pc"].set_index(["subject", "task"])
+    # 72 vs 0.97 * 80 = 77.6 on every seed (SE 0): does not hold; 81 vs 0.97 * 90 = 87.3: does not hold
+    assert keep.loc[("Distil-BERT-base-ro / BERT-base-ro", "UPOS"), "verdict"] == "does not hold"
+    assert keep.loc[("Distil-BERT-base-ro / BERT-base-ro", "UPOS"), "ours"] == "90.0 %"
+    init = f[f.id == "distillation-beats-init-only"].set_index(["subject", "task"])
+    # Distil-BERT-base-ro 72 +- 1 vs 72: inside the noise; DistilMulti 76 +- 1 vs 72: beyond it
+    assert init.loc[("Distil-BERT-base-ro vs Control: init only", "SAR"), "verdict"] == "inconclusive"
+    assert init.loc[("DistilMulti-BERT-base-ro vs Control: init only", "SAR"), "verdict"] == "holds"
+    # +4 points every seed: outside +-1 -> the paper's "changes little" does not hold
+    assert (f[f.id == "second-teacher-changes-little"].verdict == "does not hold").all()
+    lex = f[f.id == "model-beats-lexical-baseline"].set_index(["subject", "task"])
+    assert lex.loc[("RoBERT-base vs Baseline: lexical", "DI"), "verdict"] == "holds"
+    assert lex.loc[("BERT-base-ro vs Baseline: lexical", "DI"), "verdict"] == "does not hold"
 
 
 def test_findings_without_model_stats_and_seed_spread(synthetic):
@@ -166,7 +226,7 @@ def test_findings_without_model_stats_and_seed_spread(synthetic):
 
     scores = load_scores("unit", synthetic)
     f = findings(scores, None)
-    assert len(f) == 2 and not f["claim"].str.contains("smaller").any()  # size/speed need built models
+    assert not f.id.isin(["students-smaller", "students-faster"]).any()  # size/speed need built models
     spread = seed_spread(scores)
     assert spread.loc["BERT-base-ro", "median std"] == pytest.approx(1.0) and spread.loc["BERT-base-ro", "seeds"] == 3
 
@@ -217,8 +277,93 @@ def test_discussion_follows_the_verdicts(synthetic):
                          {"distil-bert-base-ro": 2.1, "distil-robert-base": 1.9, "distilmulti-bert-base-ro": 2.0})
     text = discussion(scores, findings(scores, stats), load_profile("mini"))
     assert "**Size and speed** (hold)" in text
-    # retention 84.4-95.0 % fails: the hypothesis names the profile's shapes and steps
-    assert "**Retention does not hold at this scale**" in text and "a 3-layer student of a 6-layer miniature teacher" in text
-    assert "1,000 distillation steps" in text
-    assert "**The second teacher matters here**: mean +4.00" in text
+    assert "**What pretraining gave cannot be read from this run**" in text and "no finding about distillation" in text
+    assert "**Retention (≥ 97 % of the teacher)**: not testable in this run" in text
+    _with(synthetic, "control-random-init", [0.70, 0.70, 0.70])
+    _with(synthetic, "baseline-lexical", [0.95, 0.95, 0.95])
+    scores = load_scores("unit", synthetic)
+    text = discussion(scores, findings(scores, stats), load_profile("mini"))
+    assert "a teacher beats the randomly initialised control" in text and "on 14 of 14" in text
+    # retention fails beyond the noise: the hypothesis names the profile's shapes
+    assert "does not hold for Distil-BERT-base-ro / BERT-base-ro on UPOS, XPOS, NER, SAPN, SAR, DI, STS;" in text
+    assert "a 3-layer student of a 6-layer miniature teacher" in text
+    assert "**The second teacher** (tested on 7 of 7 cells): changes little (within ±1 point) nowhere; matters (beyond ±1 point) for DistilMulti" in text
+    assert "every fine-tuned model, teachers and controls included, scores *below* it" in text  # UPOS..SAPN < 85
     assert low_score_tasks(scores) == [] and low_score_tasks(scores, below=95.0) == ["UPOS", "XPOS", "NER", "SAPN", "SAR", "DI", "STS"]
+
+
+def test_discussion_is_keyed_on_claim_ids_not_wording(synthetic):
+    from rokd.report import CLAIMS, DISCUSSION, discussion, findings
+
+    assert set(DISCUSSION) <= set(CLAIMS)
+    scores = load_scores("unit", synthetic)
+    found = findings(scores)
+    reworded = found.assign(claim="reworded claim text")
+    assert discussion(scores, reworded) == discussion(scores, found)
+
+
+def test_mini_copy_with_baselines_is_honest_about_missing_controls(tmp_path):
+    """The published mini scores plus synthetic baseline rows: every distillation verdict is inconclusive
+    with the reason, and the chapter says in plain words that the models are below the baseline."""
+    import shutil
+
+    from rokd.paths import REPO_ROOT
+    from rokd.report import baseline_sentence, discussion, findings, missing_references
+
+    shutil.copy(REPO_ROOT / "results" / "mini" / "scores.csv", tmp_path / "scores.csv")
+    _with(tmp_path, "baseline-lexical", [0.95, 0.95, 0.95])  # above every mini model on every task
+    _with(tmp_path, "baseline-majority", [0.30, 0.30, 0.30])
+    scores = load_scores("mini", tmp_path)
+    assert missing_references(scores) == ["control-random-init", "control-init-only"]
+    f = findings(scores)
+    dist = f[f.id.isin(["student-keeps-97pc", "distillation-beats-init-only", "second-teacher-changes-little"])]
+    assert (dist.verdict == "inconclusive").all() and dist.reason.str.contains("no control-random-init").all()
+    text = discussion(scores, f)
+    assert "states **no finding about distillation**" in text
+    assert "On **UPOS, XPOS, NER, SAPN, SAR, DI, STS**, every fine-tuned model, teachers included, scores *below*" in text
+    assert "beats **Baseline: lexical** on 0 of 7 tasks; every model scores below it on UPOS" in baseline_sentence(scores)
+
+
+def test_compute_record_counts_all_the_compute(tmp_path, monkeypatch):
+    """Teacher builds (quality.json), distillations (summary.json, else the chapter's own wall time) and every
+    fine-tuning's run.json, summed per model, including runs made outside a chapter."""
+    import json
+
+    from rokd.report import compute_record, compute_summary
+    from rokd.runinfo import RunInfo
+
+    monkeypatch.setenv("ROKD_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    art, res = tmp_path / "artifacts" / "smoke", tmp_path / "results"
+    (art / "teachers" / "bert-base-ro").mkdir(parents=True)
+    (art / "teachers" / "bert-base-ro" / "quality.json").write_text(json.dumps({"train_wall_s": 100.0, "build_wall_s": 120.0}))
+    (art / "students" / "distil-bert-base-ro").mkdir(parents=True)
+    (art / "students" / "distil-bert-base-ro" / "summary.json").write_text(json.dumps({"wall_time_s": 30.0}))
+    # RoBERT-base's folder is gone, but the executed teachers chapter printed its pretraining time
+    (res / "notebooks").mkdir(parents=True)
+    text = "- **RoBERT-base**: MLM accuracy **0.1** vs 0.05 for the unigram baseline (2.0x); pretrained in 47 min on cpu."
+    info = RunInfo("smoke", "x", git_commit="abc", hardware="cpu", torch_version="2", wall_time_s=61.0)
+
+    def notebook(*markdown):
+        return {"cells": [{"cell_type": "code", "outputs": [{"output_type": "display_data", "data": {"text/markdown": [m]}}]}
+                          for m in markdown]}
+
+    (res / "notebooks" / "01_teachers.ipynb").write_text(json.dumps(notebook(text)))
+    (res / "notebooks" / "02_distill-distil-robert-base.ipynb").write_text(json.dumps(notebook(info.markdown())))
+    for model, task, seed, wall in (("bert-base-ro", "sapn", 1, 10.0), ("bert-base-ro", "sar", 1, 5.5),
+                                    ("control-random-init", "sapn", 1, 7.0)):
+        d = res / "predictions" / model / task
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"seed{seed}.run.json").write_text(json.dumps({"config": {"model": model, "task": task},
+                                                            "runinfo": {"wall_time_s": wall}}))
+    rec = compute_record("smoke", res).set_index(["work", "model"])
+    assert rec.loc[("teacher pretraining", "BERT-base-ro"), "wall_s"] == 120.0
+    assert rec.loc[("teacher pretraining", "RoBERT-base"), "wall_s"] == 47 * 60
+    assert rec.loc[("distillation", "Distil-BERT-base-ro"), "wall_s"] == 30.0
+    assert rec.loc[("distillation", "Distil-RoBERT-base"), "wall_s"] == 61.0  # the chapter's wall time
+    assert math.isnan(rec.loc[("distillation", "DistilMulti-BERT-base-ro"), "wall_s"])
+    assert rec.loc[("fine-tuning", "BERT-base-ro"), "wall_s"] == 15.5 and rec.loc[("fine-tuning", "BERT-base-ro"), "runs"] == 2
+    assert rec.loc[("fine-tuning", "Control: random init"), "wall_s"] == 7.0
+    total = (120 + 47 * 60 + 30 + 61 + 15.5 + 7) / 3600
+    summary = compute_summary(rec.reset_index())
+    assert summary.startswith(f"**All compute behind these numbers: {total:.1f} h**")
+    assert "Not recorded on this machine: distillation of DistilMulti-BERT-base-ro." in summary

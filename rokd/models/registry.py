@@ -31,6 +31,20 @@ DISPLAY_NAMES = {
     "distilmulti-bert-base-ro": "DistilMulti-BERT-base-ro",
 }
 
+# Reference rows of scores.csv beside the five models (issue "Results that measure distillation"): trivial
+# baselines (scored, not fine-tuned) and controls (fine-tuned like the models, every seed). Fixed keys.
+BASELINES = ("baseline-majority", "baseline-lexical")
+CONTROLS = ("control-random-init", "control-init-only")
+# control-random-init has this teacher's architecture and tokenizer; control-init-only is the cased student
+# initialised from its layers (as Distil-BERT-base-ro and DistilMulti are) and not distilled.
+CONTROL_TEACHER = "bert-base-ro"
+DISPLAY_NAMES.update({
+    "baseline-majority": "Baseline: majority",
+    "baseline-lexical": "Baseline: lexical",
+    "control-random-init": "Control: random init",
+    "control-init-only": "Control: init only",
+})
+
 
 # --- resolution -------------------------------------------------------------------------------
 # The hub IDs of the real teachers; students come from ``profile.distill.hub_students``.

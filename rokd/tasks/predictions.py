@@ -14,6 +14,9 @@ An ``.npz`` (read with ``allow_pickle=False``) holding
 - ``probs``: (N, C) float32 softmax probabilities (classification/tagging only; absent for STS).
 - ``label_names``: (C,) unicode (classification/tagging only).
 - ``meta``: 0-d unicode JSON string: model, task, seed, profile, label scheme, max_length, ...
+
+These full files are not committed; :mod:`rokd.tasks.compact` is the small copy that is (written by
+``rokd loyalty``, which computes loyalty from it).
 """
 
 from __future__ import annotations

@@ -1,0 +1,248 @@
+"""Where the results chapter's numbers come from: the splits each run used, and the compute behind them.
+
+- :func:`split_provenance_table` / :func:`provenance_summary`: which splits were official, rebuilt or
+  substitute, as recorded in each run's ``seed<k>.run.json``.
+- :func:`pipeline_record`: one row per executed chapter (papermill's wall time, commit, hardware).
+- :func:`compute_record`: all compute behind the numbers, wherever it ran: teacher builds
+  (``quality.json``), distillations (``summary.json``) and every fine-tuning (``run.json``), including
+  those made outside a chapter (a chapter that found its runs cached takes seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from rokd.models.registry import DISPLAY_NAMES, MODEL_KEYS, STUDENTS, TEACHERS
+from rokd.paper import COLUMN_TITLES, TASK_COLUMNS
+from rokd.paths import artifacts_dir, results_dir
+
+
+def _results(profile: str, results: str | Path | None) -> Path:
+    return Path(results) if results is not None else results_dir(profile)
+
+
+# ------------------------------------------------------------------------------------ provenance
+def run_records(profile: str, results: str | Path | None = None) -> list[dict]:
+    """Every ``seed<k>.run.json`` of the profile (one per model x task x seed)."""
+    root = _results(profile, results) / "predictions"
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(root.glob("*/*/seed*.run.json"))]
+
+
+def split_provenance_table(profile: str, results: str | Path | None = None) -> pd.DataFrame:
+    """Per task and split: official / rebuilt / substitute, source, note, and the examples used.
+
+    Taken from the run records (what the evaluation actually used), one run per task.
+    """
+    rows, seen = [], set()
+    # the five models' runs first: a baseline's record may not describe tokenized inputs
+    records = sorted(run_records(profile, results), key=lambda r: r["config"].get("model") not in MODEL_KEYS)
+    for rec in records:
+        if "sizes" not in rec or "max_length" not in rec:
+            continue
+        task = rec["config"]["task"]
+        if task in seen:
+            continue
+        seen.add(task)
+        prov = rec.get("provenance") or {}
+        for split in ("train", "validation", "test"):
+            p = prov.get(split, {}) if isinstance(prov.get(split), dict) else {}
+            size = rec["sizes"][split]
+            rows.append({
+                "task": COLUMN_TITLES.get(task, task),
+                "split": split,
+                "kind": p.get("kind", "unknown"),
+                "source": p.get("source", ""),
+                "note": p.get("note", ""),
+                "examples used": size["examples"],
+                "available": size["available"],
+                "max_length": rec["max_length"],
+                "truncated/split": size["truncated_or_split"],
+            })
+    order = {COLUMN_TITLES[t]: i for i, t in enumerate(TASK_COLUMNS)}
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    return df.sort_values(["task", "split"], key=lambda c: c.map(order) if c.name == "task" else c.map({"train": 0, "validation": 1, "test": 2})).reset_index(drop=True)
+
+
+def provenance_summary(prov: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """:func:`split_provenance_table` condensed: one row per task, 'kind (used / available)' per split,
+    plus the notes as ``"TASK split: note"`` lines."""
+    if prov.empty:
+        return prov, []
+    table = prov.pivot(index="task", columns="split", values="kind")
+    for split in ("train", "validation", "test"):
+        sub = prov[prov["split"] == split].set_index("task")
+        table[split] = [f"{table.loc[t, split]} ({sub.loc[t, 'examples used']:,} of {sub.loc[t, 'available']:,})" for t in table.index]
+    order = [COLUMN_TITLES[t] for t in TASK_COLUMNS if COLUMN_TITLES[t] in table.index]
+    table = table.loc[order, ["train", "validation", "test"]]
+    table.columns.name = None
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for r in prov.itertuples():
+        if r.note:
+            grouped.setdefault((r.task, r.note), []).append(r.split)
+    notes = [f"{task} {', '.join(splits)}: {note}" for (task, note), splits in grouped.items()]
+    return table, notes
+
+
+# ------------------------------------------------------------------------------- the run's record
+def pipeline_record(profile: str, results: str | Path | None = None, upstream_of: str | None = None) -> pd.DataFrame:
+    """One row per executed chapter notebook: what produced it, when, and how long it took.
+
+    ``upstream_of``: only the steps that step depends on, directly or not (a chapter listing the runs
+    its own numbers come from).
+
+    Read from ``results/<profile>/notebooks/*.ipynb``: the wall time is papermill's (the whole notebook,
+    kernel start included), the commit / hardware / torch come from the chapter's own
+    :class:`~rokd.runinfo.RunInfo` line. Empty when the profile has no executed notebooks.
+    """
+    from rokd.pipeline import plan
+    from rokd.runinfo import RunInfo
+
+    nb_dir = _results(profile, results) / "notebooks"
+    steps = plan(profile)
+    if upstream_of is not None:
+        by_name = {s.name: s for s in steps}
+        if upstream_of not in by_name:
+            raise ValueError(f"unknown step {upstream_of!r}; steps: {list(by_name)}")
+        wanted, todo = set(), list(by_name[upstream_of].depends)
+        while todo:
+            name = todo.pop()
+            if name not in wanted:
+                wanted.add(name)
+                todo += by_name[name].depends
+        steps = [s for s in steps if s.name in wanted]
+    rows = []
+    for step in steps:
+        path = nb_dir / f"{step.name}.ipynb"
+        if not path.exists():
+            continue
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        pm = nb.get("metadata", {}).get("papermill", {})
+        info = None
+        for cell in nb.get("cells", []):
+            for out in cell.get("outputs", []):
+                text = out.get("data", {}).get("text/markdown")
+                if text and "**Produced by**" in "".join(text):
+                    info = RunInfo.from_markdown("".join(text))
+        rows.append({
+            "step": step.name,
+            "started": pm.get("start_time", "")[:19].replace("T", " "),
+            "wall_s": float(pm["duration"]) if pm.get("duration") is not None else math.nan,
+            "commit": info.git_commit if info else "unknown",
+            "hardware": info.hardware if info else "unknown",
+            "torch": info.torch_version if info else "unknown",
+            "failed": bool(pm.get("exception")),
+        })
+    return pd.DataFrame(rows)
+
+
+
+
+# ------------------------------------------------------------------------------ all the compute
+_PRETRAINED = re.compile(r"\*\*(?P<name>[^*]+)\*\*: [^\n]*?pretrained in (?P<minutes>\d+) min")
+_CHAPTER_WALL = re.compile(r"\*\*Produced by\*\*[^\n]*?wall time (?P<seconds>[\d.]+) s")
+
+
+def _chapter_text(path: Path) -> str:
+    """Every text output of an executed notebook (markdown, plain text, streams), joined."""
+    if not path.exists():
+        return ""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    parts = []
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            for value in (data.get("text/markdown"), data.get("text/plain"), out.get("text")):
+                if value:
+                    parts.append("".join(value) if isinstance(value, list) else str(value))
+    return "\n".join(parts)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def compute_record(profile: str, results: str | Path | None = None) -> pd.DataFrame:
+    """All compute behind a profile's numbers: one row per kind of work and model.
+
+    Columns: ``work`` (teacher pretraining / distillation / fine-tuning), ``model``, ``runs``, ``wall_s``
+    and ``source``. Sources, in order of preference:
+
+    - teacher pretraining: ``quality.json`` of the built teacher (``build_wall_s``, else ``train_wall_s``);
+      where the teacher folder is not on this machine (published results rendered elsewhere), the
+      minutes printed by the executed teachers chapter; hub teachers were not pretrained here;
+    - distillation: the student's ``summary.json`` (``wall_time_s``); else the executed distillation
+      chapter's own wall time (an upper bound: it includes the chapter's other cells);
+    - fine-tuning: the sum of ``wall_time_s`` of every ``seed<k>.run.json`` of the model (every task and
+      seed, wherever it ran: a chapter or ``rokd evaluate``).
+
+    ``wall_s`` is NaN where nothing recorded the work (the ``source`` column then says so).
+    """
+    from rokd.profiles import load_profile
+
+    prof = load_profile(profile)
+    res = _results(profile, results)
+    notebooks = res / "notebooks"
+    rows = []
+    teachers_text = _chapter_text(notebooks / "01_teachers.ipynb")
+    printed = {m["name"]: 60.0 * int(m["minutes"]) for m in _PRETRAINED.finditer(teachers_text)}
+    for key in TEACHERS:
+        name = DISPLAY_NAMES[key]
+        q = _read_json(artifacts_dir(prof.name) / "teachers" / key / "quality.json")
+        if prof.teachers.source == "hub":
+            wall, source = 0.0, "hub model: not pretrained here"
+        elif q and (q.get("build_wall_s") or q.get("train_wall_s")):
+            wall = float(q.get("build_wall_s") or q["train_wall_s"])
+            source = "quality.json (" + ("build_wall_s" if q.get("build_wall_s") else "train_wall_s") + ")"
+        elif name in printed:
+            wall, source = printed[name], "executed teachers chapter (pretraining minutes, rounded)"
+        else:
+            wall, source = math.nan, "not recorded here (no quality.json, no executed teachers chapter)"
+        rows.append({"work": "teacher pretraining", "model": name, "runs": 1, "wall_s": wall, "source": source})
+    for key in STUDENTS:
+        name = DISPLAY_NAMES[key]
+        summary = _read_json(artifacts_dir(prof.name) / "students" / key / "summary.json")
+        chapter = _CHAPTER_WALL.search(_chapter_text(notebooks / f"02_distill-{key}.ipynb"))
+        if prof.distill.source == "hub":
+            wall, source = 0.0, "hub model: not distilled here"
+        elif summary and summary.get("wall_time_s"):
+            wall, source = float(summary["wall_time_s"]), "summary.json (wall_time_s)"
+        elif chapter:
+            wall, source = float(chapter["seconds"]), "executed distillation chapter's wall time (an upper bound)"
+        else:
+            wall, source = math.nan, "not recorded here (no summary.json, no executed distillation chapter)"
+        rows.append({"work": "distillation", "model": name, "runs": 1, "wall_s": wall, "source": source})
+    by_model: dict[str, list[float]] = {}
+    for rec in run_records(profile, results):
+        wall = (rec.get("runinfo") or {}).get("wall_time_s") or (rec.get("timing_s") or {}).get("total") or math.nan
+        by_model.setdefault(rec["config"].get("model", "?"), []).append(float(wall))
+    order = [m for m in MODEL_KEYS if m in by_model] + sorted(set(by_model) - set(MODEL_KEYS))
+    for model in order:
+        walls = by_model[model]
+        rows.append({"work": "fine-tuning", "model": DISPLAY_NAMES.get(model, model), "runs": len(walls),
+                     "wall_s": float(sum(walls)), "source": f"{len(walls)} run.json (every task and seed)"})
+    return pd.DataFrame(rows, columns=["work", "model", "runs", "wall_s", "source"])
+
+
+def compute_summary(compute: pd.DataFrame) -> str:
+    """One markdown sentence: the total of :func:`compute_record`, per kind of work, and what is not recorded."""
+    known = compute["wall_s"].dropna()
+    parts = []
+    for work, g in compute.groupby("work", sort=False):
+        w = g["wall_s"].dropna()
+        some = f" ({len(w)} of {len(g)} recorded)" if len(w) < len(g) else ""
+        parts.append(f"{work}: {w.sum() / 3600:.1f} h{some}" if len(w) else f"{work}: not recorded here")
+    missing = compute[compute["wall_s"].isna()]
+    return (f"**All compute behind these numbers: {known.sum() / 3600:.1f} h** of recorded wall time "
+            f"({'; '.join(parts)})"
+            + (f". Not recorded on this machine: {', '.join(f'{r.work} of {r.model}' for r in missing.itertuples())}"
+               if len(missing) else "") + ".")

@@ -1,0 +1,153 @@
+"""The statistics rule behind every verdict of the results and loyalty chapters.
+
+A claim compares two quantities ``a`` and ``b`` on **one task** (never a mean over tasks, where opposite
+signs would cancel), each measured once per fine-tuning seed. The rule:
+
+1. **Difference and standard error from the seeds.** ``d = mean(a) - mean(b)``. When both were measured
+   under the same seeds (same fine-tuning seed: same training subset, batch order and head
+   initialisation seed), the pairing is real and ``SE = sd(a_i - b_i) / sqrt(n)`` over the common
+   seeds; otherwise (different seed sets) Welch's ``SE = sqrt(s_a^2 / n_a + s_b^2 / n_b)``.
+   Fewer than 2 seeds on a side gives no standard error, hence no verdict (``inconclusive``).
+2. **Noise band** ``[d - 2 SE, d + 2 SE]`` (:data:`Z` = 2). With 3 seeds a paired band of 2 SE is
+   about an 82 % two-sided interval (Student's t, 2 degrees of freedom), not 95 %: a ``holds`` at three
+   seeds is a screening result, and a reader who wants 95 % can read the ``se`` column.
+3. **Verdict** for each kind of claim (``margin`` is the claim's stated minimum effect, in points):
+
+   - ``greater`` (``a`` beats ``b`` by at least ``margin``): **holds** if ``d > 2 SE`` and ``d >= margin``;
+     **does not hold** if ``d < -2 SE`` (the other direction beyond the noise) or ``d + 2 SE < margin``
+     (the band excludes the claimed size); else **inconclusive**.
+   - ``less``: the same with ``a`` and ``b`` swapped.
+   - ``equivalent`` (``|a - b| <= margin``): **holds** if the whole band lies inside ``[-margin, margin]``;
+     **does not hold** if it lies wholly outside; else **inconclusive**.
+
+These functions are pure (numbers in, numbers and words out) and unit-tested with hand-computed
+standard errors in ``tests/test_stats.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+Z = 2.0  # half-width of the noise band, in standard errors
+MIN_SEEDS = 2
+KINDS = ("greater", "less", "equivalent")
+HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
+VERDICTS = (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE)
+
+RULE = (
+    "Each claim is tested per task: d = mean(a) − mean(b) over the fine-tuning seeds, with a standard error "
+    "from the seeds (paired by seed when both sides were fine-tuned with the same seeds, Welch otherwise). "
+    f"A claim that a beats b (by at least its stated minimum effect m) **holds** if d > {Z:g} SE and d ≥ m; it "
+    f"**does not hold** if d < −{Z:g} SE, or if d + {Z:g} SE < m; otherwise it is **inconclusive**. A claim that a "
+    f"and b are equivalent within ±m holds if d ± {Z:g} SE lies inside ±m, does not hold if it lies wholly outside, "
+    f"else is inconclusive. Fewer than {MIN_SEEDS} seeds on a side: inconclusive. With 3 seeds the band "
+    f"d ± {Z:g} SE is about an 82 % interval (t, 2 degrees of freedom), so `holds` is a screening result, "
+    "not a 5 % test."
+)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A checked statement. ``id`` is stable (code and prose refer to it); ``text`` may be reworded freely.
+
+    ``kind`` / ``margin``: the test of :func:`verdict` (``margin`` in points), or ``"measured"`` for a
+    one-off measurement against a stated threshold (size, speed). ``distillation``: a claim about what
+    distillation did, tested only where the teacher(s) beat ``control-random-init``.
+    """
+
+    id: str
+    text: str
+    kind: str = "greater"
+    margin: float = 0.0
+    paper: str = ""
+    distillation: bool = False
+
+
+@dataclass(frozen=True)
+class Difference:
+    """``a - b`` with its standard error (NaN when the seeds cannot give one)."""
+
+    diff: float
+    se: float
+    n_a: int
+    n_b: int
+    test: str  # "paired (n seeds)", "Welch", or why there is none
+
+    @property
+    def low(self) -> float:
+        return self.diff - Z * self.se
+
+    @property
+    def high(self) -> float:
+        return self.diff + Z * self.se
+
+    @property
+    def has_noise_estimate(self) -> bool:
+        return not (math.isnan(self.diff) or math.isnan(self.se))
+
+
+def _mean_var(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else math.nan
+    return mean, var
+
+
+def difference(a: Mapping[int, float], b: Mapping[int, float], paired: bool = True) -> Difference:
+    """``a - b`` from per-seed values (``{seed: value}``), paired on the common seeds when ``paired``.
+
+    Pairing is used when ``paired`` and at least :data:`MIN_SEEDS` seeds are common to both sides;
+    otherwise Welch's standard error over each side's own seeds. NaN values are left out.
+    """
+    a = {int(k): float(v) for k, v in a.items() if not math.isnan(float(v))}
+    b = {int(k): float(v) for k, v in b.items() if not math.isnan(float(v))}
+    n_a, n_b = len(a), len(b)
+    if not n_a or not n_b:
+        return Difference(math.nan, math.nan, n_a, n_b, "no values on one side")
+    common = sorted(set(a) & set(b))
+    if paired and len(common) >= MIN_SEEDS:
+        diffs = [a[s] - b[s] for s in common]
+        mean, var = _mean_var(diffs)
+        return Difference(mean, math.sqrt(var / len(diffs)), len(common), len(common), f"paired ({len(common)} seeds)")
+    mean_a, var_a = _mean_var(list(a.values()))
+    mean_b, var_b = _mean_var(list(b.values()))
+    if n_a < MIN_SEEDS or n_b < MIN_SEEDS:
+        return Difference(mean_a - mean_b, math.nan, n_a, n_b, f"fewer than {MIN_SEEDS} seeds ({n_a} vs {n_b})")
+    return Difference(mean_a - mean_b, math.sqrt(var_a / n_a + var_b / n_b), n_a, n_b, "Welch")
+
+
+def verdict(d: Difference, kind: str = "greater", margin: float = 0.0) -> tuple[str, str]:
+    """The verdict of one claim on one task and the reason in words (see the module docstring)."""
+    if kind not in KINDS:
+        raise ValueError(f"claim kind must be one of {KINDS}, got {kind!r}")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    if not d.has_noise_estimate:
+        return INCONCLUSIVE, f"no noise estimate: {d.test}"
+    band = f"d = {d.diff:+.2f} ± {Z * d.se:.2f} ({Z:g} SE, {d.test})"
+    if kind == "equivalent":
+        if -margin < d.low and d.high < margin:
+            return HOLDS, f"{band} lies inside ±{margin:g}"
+        if d.low > margin or d.high < -margin:
+            return DOES_NOT_HOLD, f"{band} lies outside ±{margin:g}"
+        return INCONCLUSIVE, f"{band} overlaps the edge of ±{margin:g}"
+    x = d if kind == "greater" else Difference(-d.diff, d.se, d.n_b, d.n_a, d.test)
+    sign = "" if kind == "greater" else " (reversed: b − a)"
+    band = f"d = {x.diff:+.2f} ± {Z * x.se:.2f}{sign} ({Z:g} SE, {x.test})"
+    if x.diff > Z * x.se and x.diff >= margin:
+        return HOLDS, f"{band}: beyond the noise" + (f" and ≥ {margin:g}" if margin else "")
+    if x.diff < -Z * x.se:
+        return DOES_NOT_HOLD, f"{band}: the other direction, beyond the noise"
+    if margin and x.high < margin:
+        return DOES_NOT_HOLD, f"{band}: below the claimed minimum {margin:g}"
+    return INCONCLUSIVE, f"{band}: inside the noise"
+
+
+def compare(a: Mapping[int, float], b: Mapping[int, float], kind: str = "greater", margin: float = 0.0,
+            paired: bool = True) -> tuple[Difference, str, str]:
+    """:func:`difference` then :func:`verdict`: ``(difference, verdict, reason)``."""
+    d = difference(a, b, paired=paired)
+    v, why = verdict(d, kind, margin)
+    return d, v, why

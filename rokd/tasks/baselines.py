@@ -318,12 +318,13 @@ def score_baseline(
     results_dir: str | Path | None = None,
     force: bool = False,
     log: Callable[[str], None] | None = print,
+    commit: str | None = None,
 ) -> dict[str, float]:
     """Score baseline ``name`` on ``task`` and write it under every seed (default: the profile's); TEST metrics.
 
     Idempotent like fine-tuning: when every seed's outputs exist with the same config they are reused
     and their rows re-merged into ``scores.csv``. ``dataset`` / ``results_dir`` override the data layer and
-    ``results/<profile>`` (tests use both).
+    ``results/<profile>`` (tests use both). ``commit``: the git commit to record (default: now).
     """
     from rokd.paths import results_dir as default_results_dir
     from rokd.profiles import Profile, load_profile
@@ -351,7 +352,7 @@ def score_baseline(
     metrics = baseline_metrics(name, task, run)
     wall = time.perf_counter() - t0
     for s in seeds:
-        info = RunInfo(profile=prof.name, step=f"baseline {name} {task}", seed=s)
+        info = RunInfo(profile=prof.name, step=f"baseline {name} {task}", seed=s, **({"git_commit": commit} if commit else {}))
         info.wall_time_s = round(wall, 4)  # not rounded to 0.1 s: a majority baseline takes milliseconds
         meta = {"model": name, "task": task, "seed": s, "profile": prof.name, "baseline": True,
                 "label_scheme": "BIO2" if task == "ner" else ("score 0-5" if task in REGRESSION_TASKS else "class ids"),
@@ -389,7 +390,12 @@ def score_baselines(profile, names: Sequence[str] = BASELINES, tasks: Sequence[s
 
     from rokd.profiles import Profile, load_profile
 
+    from rokd.runinfo import git_commit
+
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    # The commit is read once, before the first run writes into results/: a committed results folder that
+    # is being rewritten would otherwise make every later record say "+dirty".
+    kwargs.setdefault("commit", git_commit())
     rows = []
     for name in names:
         for task in tasks or prof.evaluate.tasks:

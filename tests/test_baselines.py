@@ -163,3 +163,10 @@ def test_unknown_baseline_or_task_is_a_clear_error():
         run_baseline("baseline-oracle", "upos", _tagging_dd(), None, None)
     with pytest.raises(ValueError, match="unknown task"):
         run_baseline("baseline-lexical", "parsing", _tagging_dd(), None, None)
+
+
+def test_provenance_table_reads_the_models_records_not_the_baselines(tmp_path):
+    from rokd.report import split_provenance_table
+
+    score_baseline(_profile((1,)), "baseline-lexical", "upos", dataset=_tagging_dd(), results_dir=tmp_path, log=None)
+    assert split_provenance_table("unit", tmp_path).empty  # "baseline-..." sorts first: it must not stand for the task

@@ -54,7 +54,8 @@ def test_majority_and_word_overlap_hand_checked():
 def _tagging_dd():
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
-    feats = Features({"id": Value("string"), "tokens": Sequence(Value("string")), "labels": Sequence(ClassLabel(names=TAGS))})
+    feats = Features({"id": Value("string"), "tokens": Sequence(Value("string")),
+                      "labels": Sequence(ClassLabel(names=TAGS))})
 
     def ds(ids, tokens, tags):
         return Dataset.from_dict({"id": ids, "tokens": tokens, "labels": tags}, features=feats)
@@ -75,7 +76,8 @@ def test_tagging_baselines_write_scores_predictions_and_run_records_under_every_
     dd = _tagging_dd()
     lexical = score_baseline(_profile(), "baseline-lexical", "upos", dataset=dd, results_dir=tmp_path, log=None)
     assert lexical["accuracy"] == pytest.approx(2 / 4)
-    majority_scores = score_baseline(_profile(), "baseline-majority", "upos", dataset=dd, results_dir=tmp_path, log=None)
+    majority_scores = score_baseline(_profile(), "baseline-majority", "upos", dataset=dd, results_dir=tmp_path,
+                                     log=None)
     assert majority_scores["accuracy"] == pytest.approx(2 / 4)  # always NOUN: right on Mere and casa
     rows = read_scores(tmp_path / "scores.csv")
     by_seed = {(r["model"], r["seed"], r["metric"]): r["value"] for r in rows}
@@ -110,7 +112,8 @@ def _sentence_dd(task: str):
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
     if task == "sts":
-        feats = Features({"id": Value("string"), "text": Value("string"), "text_pair": Value("string"), "label": Value("float32")})
+        feats = Features({"id": Value("string"), "text": Value("string"), "text_pair": Value("string"),
+                          "label": Value("float32")})
         pairs = [("ana are mere", "ana are mere", 5.0), ("ana are mere", "ion are pere", 2.0),
                  ("casa mare", "oras mic", 0.0), ("vreme buna", "vreme rea", 2.5), ("bun rau", "bun", 3.0)]
     else:

@@ -50,7 +50,8 @@ def test_random_init_control_has_the_teachers_architecture_and_tokenizer_but_not
     teacher, teacher_dir = saved_teacher
     out = build_random_init_control("smoke", log=None)
     cfg, tcfg = AutoConfig.from_pretrained(out).to_dict(), AutoConfig.from_pretrained(teacher_dir).to_dict()
-    for k in ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
+    shape = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+    for k in shape:
         assert cfg[k] == tcfg[k]
     assert AutoTokenizer.from_pretrained(out).get_vocab() == AutoTokenizer.from_pretrained(teacher_dir).get_vocab()
     weights, t_weights = _weights(out), _weights(teacher_dir)

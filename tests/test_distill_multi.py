@@ -114,17 +114,21 @@ def test_distillation_resume_gives_the_same_weights(tmp_path):
 def _student_logits(net, batch, positions):
     with torch.no_grad():
         model = net.student.model
-        hidden = model.distilbert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        return model.vocab_projector(model.vocab_layer_norm(torch.nn.functional.gelu(model.vocab_transform(hidden[positions]))))
+        enc = model.distilbert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        hidden = enc.last_hidden_state
+        transformed = torch.nn.functional.gelu(model.vocab_transform(hidden[positions]))
+        return model.vocab_projector(model.vocab_layer_norm(transformed))
 
 
 def test_soft_targets_all_computes_the_kl_at_every_token_of_a_same_vocabulary_teacher():
     from rokd.distill.losses import soft_target_kl
 
-    run, setup = _setup(student="distil-bert-base-ro", teachers=["bert-base-ro"], teacher_weights=[1.0], soft_targets="all")
+    one_teacher = dict(student="distil-bert-base-ro", teachers=["bert-base-ro"], teacher_weights=[1.0])
+    run, setup = _setup(**one_teacher, soft_targets="all")
     setup.net.eval()
     with torch.no_grad():  # tiny random models are near-uniform: move the student away so the KL is not ~0
-        setup.net.student.model.vocab_projector.bias.copy_(torch.randn(len(tokenizers()[0]), generator=torch.Generator().manual_seed(0)))
+        bias = setup.net.student.model.vocab_projector.bias
+        bias.copy_(torch.randn(bias.shape, generator=torch.Generator().manual_seed(0)))
     batch = next(setup.batches)
     terms = {k: v.detach() for k, v in make_step_fn(setup.adaptors, run)(setup.net, batch).items()}
     every = batch["attention_mask"].bool()
@@ -139,7 +143,7 @@ def test_soft_targets_all_computes_the_kl_at_every_token_of_a_same_vocabulary_te
     mlm = torch.nn.functional.cross_entropy(_student_logits(setup.net, batch, masked), batch["labels"][masked])
     assert float(terms["mlm"]) == pytest.approx(float(mlm), rel=1e-4)
     # and "masked" (the default) is the old objective
-    run_masked, _ = _setup(student="distil-bert-base-ro", teachers=["bert-base-ro"], teacher_weights=[1.0])
+    run_masked, _ = _setup(**one_teacher)
     assert run_masked.soft_targets == "masked"
     masked_terms = {k: v.detach() for k, v in make_step_fn(setup.adaptors, run_masked)(setup.net, batch).items()}
     assert float(masked_terms["ce"]) != pytest.approx(float(terms["ce"]), rel=1e-3)

@@ -220,7 +220,8 @@ def test_label_inventory_is_train_and_validation_tags_only():
     pred, probs = inv.to_source(np.array([2, 0]), np.array([[0.2, 0.1, 0.7], [0.5, 0.3, 0.2]], dtype=np.float32))
     assert pred.tolist() == [3, 0]  # model class 2 is VERB (dataset id 3)
     np.testing.assert_allclose(probs, [[0.2, 0.1, 0.0, 0.7], [0.5, 0.3, 0.0, 0.2]])  # no mass on SYM
-    assert inv.record(np.array([2, 1, 2])) == {"classes": 3, "dataset_labels": 4, "left_out": ["SYM"], "test_rows_outside": 2}
+    expected = {"classes": 3, "dataset_labels": 4, "left_out": ["SYM"], "test_rows_outside": 2}
+    assert inv.record(np.array([2, 1, 2])) == expected
     # NER (and the sentence tasks): the annotation scheme's labels, whatever the sample holds
     assert LabelInventory.build("ner", ["O", "B-X", "I-X"], [[[0]]]).model_names == ["O", "B-X", "I-X"]
 
@@ -231,7 +232,8 @@ def _upos_dataset_with_a_test_only_tag():
 
     names = ["ADJ", "NOUN", "SYM", "VERB"]
     tag = {"ana": 1, "ion": 1, "mere": 1, "pere": 1, "casa": 1, "are": 3, "vede": 3, "mare": 0, "bun": 0, "rau": 0}
-    feats = Features({"id": Value("string"), "tokens": Sequence(Value("string")), "labels": Sequence(ClassLabel(names=names))})
+    feats = Features({"id": Value("string"), "tokens": Sequence(Value("string")),
+                      "labels": Sequence(ClassLabel(names=names))})
     rng = random.Random(3)
 
     def split(prefix, n, extra=None):

@@ -51,7 +51,14 @@ from torch import nn
 from rokd import mlm
 from rokd.config import ConfigError, save_config, to_dict
 from rokd.distill import losses as L
-from rokd.distill.adaptors import SOFT_POSITIONS, TeacherAdaptor, TeacherTargets, make_adaptor, pool_units, soft_positions
+from rokd.distill.adaptors import (
+    SOFT_POSITIONS,
+    TeacherAdaptor,
+    TeacherTargets,
+    make_adaptor,
+    pool_units,
+    soft_positions,
+)
 from rokd.distill.batching import CrossTokenizerView, DistillCollator, PairedLines
 from rokd.distill.ensemble import ensemble_soft_targets
 from rokd.distill.student import init_student_from_teacher, layer_map, save_student
@@ -305,7 +312,8 @@ def make_step_fn(adaptors: list[TeacherAdaptor], run: DistillRun):
     cos_weights = {a.name: a.weight for a in adaptors}
 
     def step_fn(net: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        batch = {**batch, SOFT_POSITIONS: L.soft_target_positions(batch["labels"], batch["attention_mask"], run.soft_targets)}
+        where = L.soft_target_positions(batch["labels"], batch["attention_mask"], run.soft_targets)
+        batch = {**batch, SOFT_POSITIONS: where}
         targets, soft, valid = teacher_targets(adaptors, batch, run.temperature, soft_names)
         terms = net(batch, targets, soft, valid, cos_weights, weights)
         for t in targets.values():

@@ -49,7 +49,9 @@ def source_fingerprint(profile: Any, key: str, files: tuple[str, ...]) -> str:
 
 def is_current(folder: Path, record: dict) -> bool:
     path = folder / CONTROL_FILE
-    return (folder / "config.json").is_file() and path.is_file() and json.loads(path.read_text(encoding="utf-8")) == record
+    if not (folder / "config.json").is_file() or not path.is_file():
+        return False
+    return json.loads(path.read_text(encoding="utf-8")) == record
 
 
 def save_control(model, tokenizer, out_dir: str | Path, record: dict) -> Path:

@@ -204,7 +204,8 @@ def _texts(ds) -> list[str]:
     return [f"{a} {b}" if b else str(a) for a, b in zip(ds["text"], pairs)]
 
 
-def run_baseline(name: str, task: str, dd, max_train_examples: int | None, max_eval_examples: int | None) -> BaselineRun:
+def run_baseline(name: str, task: str, dd, max_train_examples: int | None,
+                 max_eval_examples: int | None) -> BaselineRun:
     """Fit ``name`` on the selected train (and validation) examples of ``dd`` and predict the selected test ones."""
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose from {list(BASELINES)}")
@@ -304,7 +305,8 @@ def baseline_run_config(profile, name: str, task: str, seed: int) -> dict:
            "seed": int(seed),
            "evaluate": {"max_train_examples": ev.max_train_examples, "max_eval_examples": ev.max_eval_examples}}
     if name == "baseline-lexical" and task in CLASSIFICATION_TASKS:
-        cfg["method"] = {"C_grid": list(C_GRID), "tfidf": {k: list(v) if isinstance(v, tuple) else v for k, v in TFIDF.items()}}
+        tfidf = {k: list(v) if isinstance(v, tuple) else v for k, v in TFIDF.items()}
+        cfg["method"] = {"C_grid": list(C_GRID), "tfidf": tfidf}
     return cfg
 
 
@@ -352,7 +354,8 @@ def score_baseline(
     metrics = baseline_metrics(name, task, run)
     wall = time.perf_counter() - t0
     for s in seeds:
-        info = RunInfo(profile=prof.name, step=f"baseline {name} {task}", seed=s, **({"git_commit": commit} if commit else {}))
+        info = RunInfo(profile=prof.name, step=f"baseline {name} {task}", seed=s,
+                       **({"git_commit": commit} if commit else {}))
         info.wall_time_s = round(wall, 4)  # not rounded to 0.1 s: a majority baseline takes milliseconds
         meta = {"model": name, "task": task, "seed": s, "profile": prof.name, "baseline": True,
                 "label_scheme": "BIO2" if task == "ner" else ("score 0-5" if task in REGRESSION_TASKS else "class ids"),
@@ -405,8 +408,9 @@ def score_baselines(profile, names: Sequence[str] = BASELINES, tasks: Sequence[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rokd.tasks.baselines",
-                                description="Score both baselines on every task of a profile (seconds; no model needed).")
+    p = argparse.ArgumentParser(
+        prog="python -m rokd.tasks.baselines",
+        description="Score both baselines on every task of a profile (seconds; no model needed).")
     p.add_argument("--profile", default="smoke", help="smoke | mini | paper | path to a profile YAML")
     p.add_argument("--task", action="append", choices=ALL_TASKS, help="task (repeatable; default: the profile's)")
     p.add_argument("--model", action="append", choices=BASELINES, help="baseline (repeatable; default: both)")

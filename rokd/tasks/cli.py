@@ -35,7 +35,8 @@ def register(subparsers) -> None:
         "exist with the same resolved config.",
     )
     p.add_argument("--profile", default="smoke", help="smoke | mini | paper | path to a profile YAML (default: smoke)")
-    p.add_argument("--model", required=True, help="a model key (bert-base-ro, ..., distilmulti-bert-base-ro, control-random-init, "
+    p.add_argument("--model", required=True,
+                   help="a model key (bert-base-ro, ..., distilmulti-bert-base-ro, control-random-init, "
                    "control-init-only), a baseline (baseline-majority, baseline-lexical), a local HF folder or a hub ID")
     p.add_argument("--task", action="append", choices=ALL_TASKS, help="task (repeatable; default: the profile's tasks)")
     p.add_argument("--seed", action="append", type=int, help="seed (repeatable; default: the profile's seeds)")

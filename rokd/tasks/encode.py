@@ -210,7 +210,8 @@ class LabelInventory:
         try:
             return [[index[int(x)] for x in sent] for sent in source_labels]
         except KeyError as e:
-            raise ValueError(f"label id {e.args[0]} ({self.source_names[e.args[0]]!r}) is not in the label inventory") from None
+            name = self.source_names[e.args[0]]
+            raise ValueError(f"label id {e.args[0]} ({name!r}) is not in the label inventory") from None
 
     def to_source(self, pred: np.ndarray, probs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Model class ids (and ``(N, K)`` probabilities) -> dataset ids (and ``(N, C)``, zero for left-out labels)."""

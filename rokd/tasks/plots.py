@@ -104,7 +104,7 @@ def headline_means(scores: pd.DataFrame, models, tasks) -> pd.DataFrame:
 
 
 def comparison_table(scores: pd.DataFrame, models, tasks) -> pd.DataFrame:
-    """'mean ± std' of the headline metric (x100) for each model in ``models`` (rows, in that order), tasks as columns."""
+    """'mean ± std' of the headline metric (x100) per model in ``models`` (rows, in order); tasks as columns."""
     from rokd.models.registry import DISPLAY_NAMES
 
     stats = headline_means(scores, models, tasks)

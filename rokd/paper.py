@@ -9,10 +9,13 @@ from __future__ import annotations
 TASK_COLUMNS = ("upos", "xpos", "ner", "sapn", "sar", "di", "sts")
 COLUMN_TITLES = {"upos": "UPOS", "xpos": "XPOS", "ner": "NER", "sapn": "SAPN", "sar": "SAR", "di": "DI", "sts": "STS"}
 
-# The headline metric the paper reports for each task column.
+# The headline metric of each task column (also the metric fine-tuning selects checkpoints by). The paper
+# does not publish its exact metric: its UPOS / XPOS numbers (98.00 / 96.46) are accuracy-level, which
+# macro-F1 over XPOS's hundreds of mostly rare MSD tags cannot reach, so UPOS / XPOS use token accuracy
+# (macro-F1 is stored beside it).
 HEADLINE_METRIC = {
-    "upos": "macro_f1",
-    "xpos": "macro_f1",
+    "upos": "accuracy",
+    "xpos": "accuracy",
     "ner": "macro_f1",
     "sapn": "accuracy",
     "sar": "macro_f1",

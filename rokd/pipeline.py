@@ -2,6 +2,10 @@
 
     data -> teachers -> distil x3 -> evaluate x5 -> results -> loyalty
 
+Each evaluate step also scores the baselines (seconds, cached) and fine-tunes the control read against its
+model (``rokd.models.registry.CONTROL_OF``): ``control-random-init`` in the cased teacher's chapter,
+``control-init-only`` in Distil-BERT-base-ro's.
+
 Each step converts a text notebook (``notebooks/*.md``, jupytext MyST) to ``.ipynb`` and executes it
 with papermill, injecting the profile's parameters. Executed notebooks go to
 ``results/<profile>/notebooks/<step>.ipynb``. A finished step leaves a stamp keyed by the hash of
@@ -24,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rokd.models.registry import MODEL_KEYS, STUDENTS
+from rokd.models.registry import CONTROL_OF, MODEL_KEYS, STUDENTS
 from rokd.paths import REPO_ROOT, results_dir
 from rokd.profiles import PROFILE_DIR, load_profile
 
@@ -66,7 +70,9 @@ def plan(profile: str) -> list[Step]:
     for model in MODEL_KEYS:
         name = f"03_evaluate-{model}"
         upstream = ["01_teachers"] if model not in STUDENTS else [f"02_distill-{model}"]
-        steps.append(Step(name, "03_evaluate", {**base, "model": model}, upstream))
+        controls = [c for c, of in CONTROL_OF.items() if of == model]
+        steps.append(Step(name, "03_evaluate", {**base, "model": model, **({"controls": controls} if controls else {})},
+                          upstream))
         eval_names.append(name)
     steps.append(Step("04_results", "04_results", dict(base), eval_names + distil_names))
     steps.append(Step("05_loyalty", "05_loyalty", dict(base), eval_names))

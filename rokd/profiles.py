@@ -97,6 +97,9 @@ class DistillConfig:
     strategy: str = "span-map"
     teacher_weights: list[float] | None = None  # None = uniform over the student's teachers
     smoothed_masking: bool = True  # choose words to mask with weights count**-0.7 (DistilBERT recipe)
+    # Where the soft-target KL is computed: "masked" positions only (default, this project's choice) or
+    # "all" non-pad tokens (the Hugging Face DistilBERT recipe); see rokd.distill.distiller.
+    soft_targets: str = "masked"
     eval_lines: int = 1000  # held-out lines for the student's / teachers' MLM accuracy
     precision: str = "auto"  # rokd.precision: auto | fp32 | bf16 | fp16
     threads: int = 0  # torch CPU threads (0 = ROKD_THREADS, else torch's default)

@@ -115,3 +115,17 @@ def test_bad_arguments_are_clear_errors(tiny_world):
         resolve_run(profile, "distilmulti-bert-base-ro", DistillOverrides(teacher_weights=[1.0]))
     with pytest.raises(ConfigError, match="strategy"):
         resolve_run(profile, "distilmulti-bert-base-ro", DistillOverrides(strategy="majority"))
+
+
+def test_soft_targets_setting_from_the_profile_or_an_override(tiny_world, tmp_path):
+    from rokd.config import ConfigError
+    from rokd.distill.distiller import DistillOverrides, resolve_run
+
+    profile, _ = tiny_world
+    assert resolve_run(profile, "distil-bert-base-ro").soft_targets == "masked"  # the default
+    assert resolve_run(profile, "distil-bert-base-ro", DistillOverrides(soft_targets="all")).soft_targets == "all"
+    every = tmp_path / "every.yaml"
+    every.write_text(PROFILE_YAML.replace("name: tinytest", "name: every") + "  soft_targets: all\n", encoding="utf-8")
+    assert resolve_run(every, "distil-bert-base-ro").soft_targets == "all"
+    with pytest.raises(ConfigError, match="soft_targets"):
+        resolve_run(profile, "distil-bert-base-ro", DistillOverrides(soft_targets="unmasked"))

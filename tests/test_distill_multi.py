@@ -14,12 +14,13 @@ from rokd.trainer import train
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _setup(strategy="ensemble", seed=0):
+def _setup(strategy="ensemble", seed=0, **overrides):
     cased, uncased = tokenizers()
     assert cased.get_vocab() != uncased.get_vocab()
     models = {"bert-base-ro": tiny_bert(cased, hidden=32, seed=1), "robert-base": tiny_bert(uncased, hidden=48, seed=2)}
     toks = {"bert-base-ro": cased, "robert-base": uncased}
-    run = run_config(strategy=strategy)
+    run = run_config(strategy=strategy, **overrides)
+    models = {k: models[k] for k in run.teachers}
     torch.manual_seed(seed)  # the projection 32 -> 48 is initialised from the global generator
     return run, build_setup(run, models, toks, SENTENCES)
 
@@ -108,3 +109,67 @@ def test_distillation_resume_gives_the_same_weights(tmp_path):
     b = final_weights(tmp_path / "b", interrupted=True)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _student_logits(net, batch, positions):
+    with torch.no_grad():
+        model = net.student.model
+        enc = model.distilbert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        hidden = enc.last_hidden_state
+        transformed = torch.nn.functional.gelu(model.vocab_transform(hidden[positions]))
+        return model.vocab_projector(model.vocab_layer_norm(transformed))
+
+
+def test_soft_targets_all_computes_the_kl_at_every_token_of_a_same_vocabulary_teacher():
+    from rokd.distill.losses import soft_target_kl
+
+    one_teacher = dict(student="distil-bert-base-ro", teachers=["bert-base-ro"], teacher_weights=[1.0])
+    run, setup = _setup(**one_teacher, soft_targets="all")
+    setup.net.eval()
+    with torch.no_grad():  # tiny random models are near-uniform: move the student away so the KL is not ~0
+        bias = setup.net.student.model.vocab_projector.bias
+        bias.copy_(torch.randn(bias.shape, generator=torch.Generator().manual_seed(0)))
+    batch = next(setup.batches)
+    terms = {k: v.detach() for k, v in make_step_fn(setup.adaptors, run)(setup.net, batch).items()}
+    every = batch["attention_mask"].bool()
+    assert int(every.sum()) > int((batch["labels"] != -100).sum())  # more rows than the masked ones
+    teacher = setup.adaptors[0].model
+    with torch.no_grad():
+        t_logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[every]
+    expected = soft_target_kl(_student_logits(setup.net, batch, every), t_logits, run.temperature)
+    assert float(terms["ce"]) == pytest.approx(float(expected), rel=1e-4)
+    # The MLM term is unchanged: still the masked positions only.
+    masked = batch["labels"] != -100
+    mlm = torch.nn.functional.cross_entropy(_student_logits(setup.net, batch, masked), batch["labels"][masked])
+    assert float(terms["mlm"]) == pytest.approx(float(mlm), rel=1e-4)
+    # and "masked" (the default) is the old objective
+    run_masked, _ = _setup(**one_teacher)
+    assert run_masked.soft_targets == "masked"
+    masked_terms = {k: v.detach() for k, v in make_step_fn(setup.adaptors, run_masked)(setup.net, batch).items()}
+    assert float(masked_terms["ce"]) != pytest.approx(float(terms["ce"]), rel=1e-3)
+    with torch.no_grad():
+        t_masked = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[masked]
+    expected_masked = soft_target_kl(_student_logits(setup.net, batch, masked), t_masked, run.temperature)
+    assert float(masked_terms["ce"]) == pytest.approx(float(expected_masked), rel=1e-4)
+
+
+def test_soft_targets_all_with_a_cross_tokenizer_teacher_uses_its_aligned_masked_positions_only():
+    from rokd.distill.adaptors import SOFT_POSITIONS
+    from rokd.distill.distiller import teacher_targets
+
+    run, setup = _setup(soft_targets="all")
+    batch = next(setup.batches)
+    terms = make_step_fn(setup.adaptors, run)(setup.net, batch)
+    assert all(math.isfinite(float(v.detach())) for v in terms.values())
+    every = batch["attention_mask"].bool()
+    wide = {**batch, SOFT_POSITIONS: every}
+    targets, soft, valid = teacher_targets(setup.adaptors, wide, run.temperature)
+    cased, unc = targets["bert-base-ro"], targets["robert-base"]
+    assert soft.shape[0] == cased.probs.shape[0] == unc.probs.shape[0] == int(every.sum()) and valid.all()
+    masked_rows = (batch["labels"] != -100)[every]
+    assert unc.covered.any() and not (unc.covered & ~masked_rows).any()  # never outside the masked positions
+    # at the masked rows, the same targets as under "masked"
+    narrow, narrow_soft, _ = teacher_targets(setup.adaptors, batch, run.temperature)
+    assert torch.equal(unc.covered[masked_rows], narrow["robert-base"].covered)
+    assert torch.allclose(soft[masked_rows], narrow_soft, atol=1e-6)
+    assert torch.allclose(soft[~unc.covered], cased.probs[~unc.covered])  # elsewhere the cased teacher alone

@@ -5,7 +5,14 @@ import math
 import pytest
 import torch
 
-from rokd.distill.losses import LossWeights, combine, cosine_alignment, mlm_cross_entropy, soft_target_kl
+from rokd.distill.losses import (
+    LossWeights,
+    combine,
+    cosine_alignment,
+    mlm_cross_entropy,
+    soft_target_kl,
+    soft_target_positions,
+)
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
 
@@ -75,3 +82,23 @@ def test_combine_uses_the_configured_weights():
 def test_shape_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match="shapes differ"):
         soft_target_kl(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_soft_targets_masked_or_at_every_token_hand_computed():
+    # One sequence [CLS] a [MASK] [SEP] [PAD]; vocabulary of 2; T = 1; student logits 0 everywhere -> [1/2, 1/2].
+    # Teacher logits: [CLS] [0, 0] (KL 0), a [ln 3, 0] (-> [3/4, 1/4]: KL k = 3/4 ln(3/2) + 1/4 ln(1/2) = 0.130812),
+    # [MASK] [0, ln 3] (-> [1/4, 3/4]: KL k), [SEP] [0, 0] (KL 0), [PAD] anything (never counted).
+    labels = torch.tensor([[-100, -100, 7, -100, -100]])
+    attention = torch.tensor([[1, 1, 1, 1, 0]])
+    student = torch.zeros(1, 5, 2)
+    teacher = torch.tensor([[[0.0, 0.0], [LN3, 0.0], [0.0, LN3], [0.0, 0.0], [9.0, -9.0]]])
+    k = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
+    masked = soft_target_positions(labels, attention, "masked")
+    every = soft_target_positions(labels, attention, "all")
+    assert masked.tolist() == [[False, False, True, False, False]]
+    assert every.tolist() == [[True, True, True, True, False]]  # special tokens too, as in the HF recipe
+    # masked: the one masked row -> k; all: (0 + k + k + 0) / 4 non-pad rows -> k / 2
+    assert soft_target_kl(student[masked], teacher[masked], temperature=1.0).item() == pytest.approx(k, abs=1e-6)
+    assert soft_target_kl(student[every], teacher[every], temperature=1.0).item() == pytest.approx(k / 2, abs=1e-6)
+    with pytest.raises(ValueError, match="soft_targets"):
+        soft_target_positions(labels, attention, "unmasked")

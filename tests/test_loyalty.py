@@ -475,9 +475,9 @@ def test_loyalty_matrix_and_vs_score():
     m = loyalty_matrix(loy, "label_loyalty")
     assert m.loc["Distil-RoBERT-base → RoBERT-base", "upos"] == pytest.approx(50.0)
     scores = pd.DataFrame([
-        {"model": s, "task": "upos", "metric": "macro_f1", "seed": 1, "value": 0.6},
-        {"model": s, "task": "upos", "metric": "accuracy", "seed": 1, "value": 0.99},
-        {"model": t, "task": "upos", "metric": "macro_f1", "seed": 1, "value": 0.7},
+        {"model": s, "task": "upos", "metric": "accuracy", "seed": 1, "value": 0.6},  # the headline metric
+        {"model": s, "task": "upos", "metric": "macro_f1", "seed": 1, "value": 0.99},  # not the headline: ignored
+        {"model": t, "task": "upos", "metric": "accuracy", "seed": 1, "value": 0.7},
         {"model": s, "task": "sts", "metric": "pearson", "seed": 1, "value": 0.3},
         {"model": t, "task": "sts", "metric": "pearson", "seed": 1, "value": 0.4},
     ])

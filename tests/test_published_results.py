@@ -49,6 +49,18 @@ def test_every_model_has_every_metric_with_three_seeds(scores):
     assert headline.groupby(["model", "task"])["seed"].apply(frozenset).nunique() == 1
 
 
+def test_both_baselines_are_scored_on_every_task_under_every_seed(scores):
+    from rokd.tasks.baselines import BASELINES
+
+    headline = scores[scores["metric"] == scores["task"].map(HEADLINE_METRIC)]
+    model_seeds = set(headline[headline["model"] == MODEL_KEYS[0]]["seed"])
+    for name in BASELINES:
+        for task in TASK_COLUMNS:
+            rows = headline[(headline["model"] == name) & (headline["task"] == task)]
+            assert set(rows["seed"]) == model_seeds, (name, task)  # deterministic: the same under each seed
+            assert rows["value"].nunique() == 1, (name, task)
+
+
 def test_every_score_has_its_run_record(scores):
     for (model, task, seed), _ in scores.groupby(["model", "task", "seed"]):
         base = RESULTS / "predictions" / model / task / f"seed{seed}"

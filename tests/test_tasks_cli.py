@@ -26,3 +26,19 @@ def test_evaluate_command_names_a_missing_model(tmp_path, monkeypatch):
     args = build_parser().parse_args(["evaluate", "--model", "bert-base-ro", "--task", "upos", "--seed", "1"])
     with pytest.raises(FileNotFoundError, match="not built yet"):
         args.func(args)
+
+
+def test_evaluate_command_scores_a_baseline_like_a_model(tmp_path, monkeypatch):
+    from test_baselines import _sentence_dd
+
+    from rokd.tasks import finetune
+    from rokd.tasks.scores import read_scores
+
+    monkeypatch.setenv("ROKD_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setitem(finetune._TASK_CACHE, "sapn", _sentence_dd("sapn"))  # instead of the real data set
+    args = build_parser().parse_args(["evaluate", "--model", "baseline-majority", "--task", "sapn", "--seed", "4"])
+    assert args.func(args) == 0
+    rows = read_scores(tmp_path / "smoke" / "scores.csv")
+    assert {(r["model"], r["task"], r["seed"], r["metric"]) for r in rows} == {
+        ("baseline-majority", "sapn", 4, "accuracy"), ("baseline-majority", "sapn", 4, "macro_f1")}
+    assert (tmp_path / "smoke" / "predictions" / "baseline-majority" / "sapn" / "seed4.run.json").is_file()

@@ -206,3 +206,66 @@ def test_evaluate_model_sts_writes_raw_scores(tiny_models, tmp_path):
     preds = load_predictions(predictions_path(tmp_path, "tiny-bert", "sts", 2))
     assert preds.is_regression and preds.pred.dtype == np.float32 and len(preds.pred) == 10
     assert preds.meta["task"] == "sts" and preds.meta["max_length"] == 12
+
+
+def test_label_inventory_is_train_and_validation_tags_only():
+    from rokd.tasks.encode import LabelInventory
+
+    names = ["ADJ", "NOUN", "SYM", "VERB"]
+    inv = LabelInventory.build("upos", names, [[[1, 3], [1]], [[0]]])  # train: NOUN VERB NOUN; validation: ADJ
+    assert inv.model_names == ["ADJ", "NOUN", "VERB"] and inv.left_out == ["SYM"]
+    assert inv.to_model([[0, 1, 3]]) == [[0, 1, 2]]
+    with pytest.raises(ValueError, match="SYM"):
+        inv.to_model([[2]])
+    pred, probs = inv.to_source(np.array([2, 0]), np.array([[0.2, 0.1, 0.7], [0.5, 0.3, 0.2]], dtype=np.float32))
+    assert pred.tolist() == [3, 0]  # model class 2 is VERB (dataset id 3)
+    np.testing.assert_allclose(probs, [[0.2, 0.1, 0.0, 0.7], [0.5, 0.3, 0.0, 0.2]])  # no mass on SYM
+    expected = {"classes": 3, "dataset_labels": 4, "left_out": ["SYM"], "test_rows_outside": 2}
+    assert inv.record(np.array([2, 1, 2])) == expected
+    # NER (and the sentence tasks): the annotation scheme's labels, whatever the sample holds
+    assert LabelInventory.build("ner", ["O", "B-X", "I-X"], [[[0]]]).model_names == ["O", "B-X", "I-X"]
+
+
+def _upos_dataset_with_a_test_only_tag():
+    """Tags by word; ``oras`` is tagged SYM (id 2) only in the test split."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+
+    names = ["ADJ", "NOUN", "SYM", "VERB"]
+    tag = {"ana": 1, "ion": 1, "mere": 1, "pere": 1, "casa": 1, "are": 3, "vede": 3, "mare": 0, "bun": 0, "rau": 0}
+    feats = Features({"id": Value("string"), "tokens": Sequence(Value("string")),
+                      "labels": Sequence(ClassLabel(names=names))})
+    rng = random.Random(3)
+
+    def split(prefix, n, extra=None):
+        rows = {"id": [], "tokens": [], "labels": []}
+        for i in range(n):
+            toks = [rng.choice(sorted(tag)) for _ in range(rng.randint(2, 6))] + ([extra] if extra else [])
+            rows["id"].append(f"{prefix}{i}")
+            rows["tokens"].append(toks)
+            rows["labels"].append([tag.get(w, 2) for w in toks])
+        return Dataset.from_dict(rows, features=feats)
+
+    return DatasetDict(train=split("a", 30), validation=split("b", 10), test=split("c", 10, extra="oras"))
+
+
+def test_upos_test_tag_unseen_in_training_counts_as_an_error(tiny_models, tmp_path):
+    from rokd.tasks.baselines import score_baseline
+
+    prof = _profile()
+    dd = _upos_dataset_with_a_test_only_tag()
+    metrics = evaluate_model(prof, str(tiny_models["tiny-bert"]), "upos", 1, dataset=dd, results_dir=tmp_path, log=None)
+    preds = load_predictions(predictions_path(tmp_path, "tiny-bert", "upos", 1))
+    sym = preds.gold == 2
+    assert sym.sum() == 10  # one "oras" per test sentence
+    assert (preds.pred[sym] != 2).all() and (preds.probs[:, 2] == 0).all()  # the model has no SYM output
+    assert preds.label_names == ["ADJ", "NOUN", "SYM", "VERB"]  # files keep the dataset's ids and names
+    assert metrics["accuracy"] == pytest.approx(float((preds.pred == preds.gold).mean()))
+    assert metrics["accuracy"] <= 1 - sym.mean()
+    run = json.loads(predictions_path(tmp_path, "tiny-bert", "upos", 1).with_suffix(".run.json").read_text())
+    assert run["labels"] == {"classes": 3, "dataset_labels": 4, "left_out": ["SYM"], "test_rows_outside": 10}
+    assert run["headline_metric"] == "accuracy" and "val_accuracy" in run["selected"]
+    # A baseline on the same profile and data scores exactly the same rows.
+    score_baseline(prof, "baseline-lexical", "upos", [1], dataset=dd, results_dir=tmp_path, log=None)
+    base = load_predictions(predictions_path(tmp_path, "baseline-lexical", "upos", 1))
+    assert base.ids.tolist() == preds.ids.tolist() and base.gold.tolist() == preds.gold.tolist()
+    assert (base.pred[sym] != 2).all()  # "oras" is unseen: the most frequent tag

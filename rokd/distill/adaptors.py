@@ -5,7 +5,9 @@ An adaptor is called as ``adaptor(batch, temperature, reference)`` inside ``torc
 returns a :class:`TeacherTargets`:
 
 - ``probs`` ``(n, V_student)``: the teacher's distribution at temperature T at the student's ``n``
-  masked positions, on the student's vocabulary; ``covered`` ``(n,)``: where it has one;
+  soft-target positions (the masked ones, or every non-pad token when the batch carries
+  :data:`SOFT_POSITIONS`), on the student's vocabulary; ``covered`` ``(n,)``: where it has one (a
+  cross-tokenizer teacher only at aligned *masked* positions);
 - ``hidden`` ``(m, H_teacher)`` and ``student_unit`` ``(batch * L_student,)``: the teacher's final
   hidden states for ``m`` alignment units and, for each student position, the unit it pools into
   (-1: none) -- tokens for a same-tokenizer teacher, whole words for another tokenizer;
@@ -30,6 +32,17 @@ from torch import nn
 
 from rokd import mlm
 from rokd.distill.ensemble import VocabularyMap
+
+
+# Batch key (``(batch, L)`` bool) set by the distiller when soft targets are wanted at other positions
+# than the masked ones (``distill.soft_targets: all``); absent: the masked positions.
+SOFT_POSITIONS = "soft_positions"
+
+
+def soft_positions(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The student positions that get a soft target, ``(batch, L)`` bool."""
+    found = batch.get(SOFT_POSITIONS)
+    return found if found is not None else batch["labels"] != mlm.IGNORE_INDEX
 
 
 @dataclass
@@ -76,9 +89,9 @@ def pool_units(hidden: torch.Tensor, unit: torch.Tensor, n_units: int) -> torch.
 
 
 def same_vocab_fn(model: nn.Module, batch: dict[str, torch.Tensor], temperature: float, reference=None) -> TeacherTargets:
-    """Teacher reads the student's own masked input: token-level targets at every position."""
+    """Teacher reads the student's own masked input: token-level targets at every soft-target position."""
     enc = mlm.encoder_hidden_states(model, batch["input_ids"], batch["attention_mask"], output_hidden_states=False)
-    logits, _ = mlm.masked_positions_logits(enc.last_hidden_state, batch["labels"], mlm.mlm_head(model))
+    logits = mlm.mlm_head(model)(enc.last_hidden_state[soft_positions(batch)])
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     mask = batch["attention_mask"].reshape(-1).bool()
     hidden = enc.last_hidden_state.reshape(-1, enc.last_hidden_state.shape[-1])[mask]
@@ -105,6 +118,14 @@ def make_cross_tokenizer_fn(name: str, vocab_map: VocabularyMap, keep_own_probs:
         covered = row_of >= 0
         n_student = row_of.shape[0]
         vm = vocab_map.to(row_of.device)
+        # Soft targets at more positions than the masked ones: this teacher still has a prediction only at
+        # the aligned masked positions; find where those rows sit among the soft-target rows.
+        wider = batch.get(SOFT_POSITIONS)
+        masked_rows = None
+        if wider is not None:
+            masked_rows = (batch["labels"] != mlm.IGNORE_INDEX)[wider].nonzero().squeeze(1)
+            if reference is not None:
+                reference = reference[masked_rows]
         # Logits only where a student masked row aligns (a subset of the teacher's masked positions).
         t_labels = batch[p + "labels"]
         t_hidden_masked = enc.last_hidden_state[t_labels != mlm.IGNORE_INDEX]
@@ -127,13 +148,21 @@ def make_cross_tokenizer_fn(name: str, vocab_map: VocabularyMap, keep_own_probs:
         n_units = int(batch[p + "n_units"])
         hidden = pool_units(enc.last_hidden_state, batch[p + "teacher_unit"], n_units)
         n_masked_teacher = (t_labels != mlm.IGNORE_INDEX).sum()
+        coverage = covered.float().mean() if n_student else torch.zeros((), device=row_of.device)
+        if masked_rows is not None:
+            n_soft = int(wider.sum())
+            all_probs = torch.zeros(n_soft, vm.student_size, device=row_of.device)
+            all_covered = torch.zeros(n_soft, dtype=torch.bool, device=row_of.device)
+            all_probs[masked_rows] = probs
+            all_covered[masked_rows] = covered
+            probs, covered = all_probs, all_covered
         return TeacherTargets(
             probs=probs,
             covered=covered,
             hidden=hidden,
             student_unit=batch[p + "student_unit"],
             stats={
-                f"stat_coverage.{name}": covered.float().mean() if n_student else torch.zeros((), device=row_of.device),
+                f"stat_coverage.{name}": coverage,  # share of the masked positions it covers
                 f"stat_mapped_mass.{name}": mass,
                 f"stat_teacher_masked_per_student_masked.{name}": n_masked_teacher.float() / max(n_student, 1),
             },

@@ -26,6 +26,7 @@ def _run(args: argparse.Namespace) -> int:
     overrides = DistillOverrides(
         teachers=args.teachers, strategy=args.strategy, teacher_weights=args.teacher_weights, temperature=args.temperature,
         alpha_ce=args.alpha_ce, alpha_mlm=args.alpha_mlm, alpha_cos=args.alpha_cos, steps=args.steps, seed=args.seed,
+        soft_targets=args.soft_targets,
     )
     keys = list(STUDENTS) if args.student == "all" else [args.student]
     if args.output_dir and len(keys) > 1:
@@ -59,6 +60,8 @@ def register(subparsers) -> None:
     p.add_argument("--alpha-cos", type=float, help="weight of the cosine hidden-state term")
     p.add_argument("--steps", type=int, help="optimizer steps (default: the profile's)")
     p.add_argument("--seed", type=int, help="distillation seed: masking, batch order, projections (default: the profile's)")
+    p.add_argument("--soft-targets", choices=("masked", "all"),
+                   help="where the soft-target KL is computed: masked positions, or every token (HF recipe)")
     p.add_argument("--output-dir", help="where to write the student (default artifacts/<profile>/students/<key>)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even when checkpoints of the same config exist")
     p.set_defaults(func=_run)

@@ -6,10 +6,20 @@ trains it with the shared loop (:func:`rokd.trainer.train`) on the objective
 
     alpha_ce * KL(ensemble_T || student_T) * T^2  +  alpha_mlm * CE(student, tokens)  +  alpha_cos * (1 - cos)
 
-where every MLM logit (student and teachers) is computed only at the masked positions, teachers run
+where every MLM logit (student and teachers) is computed only where a term needs it, teachers run
 frozen in ``torch.inference_mode``, batches are grouped by length, and the ensemble soft target is the
 weighted mean of the teachers' probabilities mapped onto the student's vocabulary
 (:mod:`rokd.distill.ensemble`, :mod:`rokd.distill.adaptors`).
+
+**Where the KL is computed** (``distill.soft_targets``): ``masked`` (default) at the masked positions
+only, like the MLM term; ``all`` at every non-pad token, as the Hugging Face DistilBERT recipe does
+(special tokens included). Masked-only is a deviation from that recipe, kept as the default because
+the paper does not say which it used, every number published here was produced with it, and the
+one-teacher and the multi-teacher students then learn from exactly the same positions: with another
+tokenizer a teacher has a prediction only where the two tokenizations align one-to-one, and under
+``all`` the other-vocabulary teacher still contributes only at its aligned *masked* positions (its
+predictions of visible tokens are not mapped), so the unmasked positions would be taught by the
+same-vocabulary teacher alone.
 
 Output: ``artifacts/<profile>/students/<key>/``: the ``DistilBertForMaskedLM`` and its tokenizer
 (safetensors, ``AutoModelForMaskedLM`` loads it), ``train_log.jsonl`` (every loss term, lr, tokens/s,
@@ -41,7 +51,14 @@ from torch import nn
 from rokd import mlm
 from rokd.config import ConfigError, save_config, to_dict
 from rokd.distill import losses as L
-from rokd.distill.adaptors import TeacherAdaptor, TeacherTargets, make_adaptor, pool_units
+from rokd.distill.adaptors import (
+    SOFT_POSITIONS,
+    TeacherAdaptor,
+    TeacherTargets,
+    make_adaptor,
+    pool_units,
+    soft_positions,
+)
 from rokd.distill.batching import CrossTokenizerView, DistillCollator, PairedLines
 from rokd.distill import strategies as S
 from rokd.distill.ensemble import ensemble_soft_targets
@@ -84,8 +101,13 @@ class DistillRun:
     eval_lines: int
     seed: int
     corpus_sha256: str
+    soft_targets: str = "masked"  # where the KL is computed: losses.SOFT_TARGETS
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# Strategies whose soft-target rows may be every token (``soft_targets: all``), not only the masked ones.
+ALL_TOKENS_STRATEGIES = ("span-map", "hidden-only", "cased-only")
 
 
 @dataclass
@@ -105,6 +127,7 @@ class DistillOverrides:
     alpha_cos: float | None = None
     steps: int | None = None
     seed: int | None = None  # masking / batch order / initialisation seed (distillation seeds of a study)
+    soft_targets: str | None = None  # "masked" | "all"
 
 
 def _profile(profile: str | Profile) -> Profile:
@@ -184,7 +207,14 @@ def resolve_run(
         eval_lines=d.eval_lines,
         seed=int(o.seed if o.seed is not None else d.seed),
         corpus_sha256=corpus_sha256,
+        soft_targets=o.soft_targets or d.soft_targets,
     )
+    if run.soft_targets not in L.SOFT_TARGETS:
+        raise ConfigError(f"distill.soft_targets must be one of {list(L.SOFT_TARGETS)}, got {run.soft_targets!r}")
+    if run.soft_targets == "all" and len(run.teachers) > 1 and S.get_strategy(run.strategy).name not in ALL_TOKENS_STRATEGIES:
+        # The other strategies pair the student's *masked* rows with the other tokenizer's rows.
+        raise ConfigError(f"distill.soft_targets 'all' works with the strategies {list(ALL_TOKENS_STRATEGIES)} only "
+                          f"(got {run.strategy!r}); use soft_targets 'masked'")
     if run.temperature <= 0 or run.steps < 1 or min(run.alpha_ce, run.alpha_mlm, run.alpha_cos) < 0:
         raise ConfigError(f"temperature must be > 0, steps >= 1 and loss weights >= 0 (got T={run.temperature}, steps={run.steps}, "
                           f"alphas={run.alpha_ce}/{run.alpha_mlm}/{run.alpha_cos})")
@@ -220,14 +250,19 @@ class DistillNet(nn.Module):
         weights: L.LossWeights,
         strategy_step: S.StrategyStep | None = None,
     ) -> dict[str, torch.Tensor]:
-        out = self.student(batch["input_ids"], batch["attention_mask"], batch["labels"])
+        labels = batch["labels"]
+        positions = soft_positions(batch)
+        # Logits at the soft-target positions (a superset of the masked ones): SparseMLM computes them
+        # wherever its "labels" are not -100.
+        out = self.student(batch["input_ids"], batch["attention_mask"], torch.where(positions, 0, mlm.IGNORE_INDEX))
+        masked = (labels != mlm.IGNORE_INDEX)[positions]  # which of those rows are masked positions
         terms: dict[str, torch.Tensor] = {}
         if weights.alpha_ce and strategy_step is not None and strategy_step.ce is not None:
             terms["ce"] = strategy_step.ce(out.logits)  # a strategy with a loss of its own (rokd.distill.strategies)
         elif weights.alpha_ce:
             terms["ce"] = L.soft_target_kl(out.logits[soft_valid], soft[soft_valid], weights.temperature, teacher_is_probs=True)
         if weights.alpha_mlm:
-            terms["mlm"] = L.mlm_cross_entropy(out.logits, out.targets)
+            terms["mlm"] = L.mlm_cross_entropy(out.logits[masked], labels[labels != mlm.IGNORE_INDEX])
         if weights.alpha_cos:
             total_w = sum(cos_weights.values())
             cos = None
@@ -343,9 +378,9 @@ def make_step_fn(adaptors: list[TeacherAdaptor], run: DistillRun):
 
     Terms: ``loss``, ``ce``, ``mlm``, ``cos`` (and ``cos.<teacher>``), plus ``stat_*`` numbers that are
     logged, not optimised: coverage and mapped mass of each cross-tokenizer teacher,
-    ``stat_soft_rows`` (share of masked positions with a soft target) and the strategy's diagnostics
-    (:func:`rokd.distill.strategies.step_diagnostics`). The strategy (``run.strategy``) decides how a
-    teacher with another vocabulary enters the soft-target term (:mod:`rokd.distill.strategies`).
+    ``stat_soft_rows`` (share of the soft-target positions that have a soft target) and the strategy's
+    diagnostics (:func:`rokd.distill.strategies.step_diagnostics`). The strategy (``run.strategy``) decides
+    how a teacher with another vocabulary enters the soft-target term (:mod:`rokd.distill.strategies`).
     """
     weights = L.LossWeights(run.alpha_ce, run.alpha_mlm, run.alpha_cos, run.temperature)
     strategy = S.get_strategy(run.strategy)
@@ -354,6 +389,8 @@ def make_step_fn(adaptors: list[TeacherAdaptor], run: DistillRun):
     contexts = _contexts(adaptors, strategy)
 
     def step_fn(net: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        where = L.soft_target_positions(batch["labels"], batch["attention_mask"], run.soft_targets)
+        batch = {**batch, SOFT_POSITIONS: where}
         targets, soft, valid = teacher_targets(adaptors, batch, run.temperature, soft_names)
         step, soft, valid = strategy_step(strategy, adaptors, contexts, batch, targets, soft, valid, run.temperature)
         terms = net(batch, targets, soft, valid, cos_weights, weights, step)

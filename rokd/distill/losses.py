@@ -2,8 +2,10 @@
 
 ``loss = alpha_ce * soft_target_kl + alpha_mlm * mlm_cross_entropy + alpha_cos * cosine_alignment``
 (defaults 5 / 2 / 1, temperature T = 2; Sanh et al. 2019). Every function takes already-selected rows
-(the distiller computes logits only at masked positions), softmaxes over the LAST dimension (the
-vocabulary), and averages over rows ("batchmean"), so the value does not depend on batch shape.
+(the distiller computes logits only where they are needed: the masked positions, or for the soft
+targets every non-pad token when ``distill.soft_targets: all``, see :func:`soft_target_positions`),
+softmaxes over the LAST dimension (the vocabulary), and averages over rows ("batchmean"), so the value
+does not depend on batch shape.
 """
 
 from __future__ import annotations
@@ -12,6 +14,23 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+
+SOFT_TARGETS = ("masked", "all")
+
+
+def soft_target_positions(labels: torch.Tensor, attention_mask: torch.Tensor, mode: str = "masked") -> torch.Tensor:
+    """Where the soft-target KL is computed: ``(batch, L)`` bool.
+
+    ``masked``: the masked positions only (``labels != -100``; this project's default). ``all``: every
+    non-pad token, special tokens included, as in the Hugging Face DistilBERT recipe (its ``mask`` is
+    ``attention_mask`` expanded over the vocabulary). Rows are taken in row-major order of the result.
+    """
+    if mode == "masked":
+        return labels != -100
+    if mode == "all":
+        return attention_mask.bool()
+    raise ValueError(f"soft_targets must be one of {list(SOFT_TARGETS)}, got {mode!r}")
 
 
 @dataclass

@@ -157,3 +157,37 @@ def save_student(student, tokenizer, out_dir: str | Path, extra_files: dict[str,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def build_init_only_control(profile, *, force: bool = False, log=print) -> Path:
+    """``artifacts/<profile>/controls/control-init-only``: Distil-BERT-base-ro as distillation starts, not distilled.
+
+    The student of its first teacher initialised by :func:`init_student_from_teacher`, exactly as
+    :func:`rokd.distill.distiller.build_setup` does before the first distillation step. Fine-tuned like
+    the students, student minus this control is what distillation added beyond the initialisation.
+    """
+    from rokd.models.controls import FORMAT_VERSION, is_current, save_control, source_fingerprint
+    from rokd.models.registry import CONTROL_OF, STUDENT_TEACHERS, load_model, load_tokenizer, resolve
+    from rokd.profiles import Profile, load_profile
+
+    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    key = "control-init-only"
+    student = CONTROL_OF[key]
+    teacher = STUDENT_TEACHERS[student][0]
+    out = Path(resolve(key, prof).name_or_path)
+    record = {
+        "control": key,
+        "format_version": FORMAT_VERSION,
+        "profile": prof.name,
+        "built_from": teacher,
+        "weights": f"{student} initialised from {teacher}'s layers (rokd.distill.student.init_student_from_teacher), "
+                   "not distilled",
+        "source_fingerprint": source_fingerprint(prof, teacher, ("model.safetensors",)),
+    }
+    if not force and is_current(out, record):
+        return out
+    model = init_student_from_teacher(load_model(teacher, "mlm", prof).eval())
+    save_control(model, load_tokenizer(teacher, prof), out, record)
+    if log:
+        log(f"{key}: built {out} ({student} initialised from {teacher}, layers {model.config.rokd_teacher_layers})")
+    return out

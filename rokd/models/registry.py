@@ -1,7 +1,16 @@
 """Model registry: the five models of the paper under stable keys, resolved per profile.
 
 Keys (used in every results file): ``bert-base-ro``, ``robert-base`` (teachers),
-``distil-bert-base-ro``, ``distil-robert-base``, ``distilmulti-bert-base-ro`` (students).
+``distil-bert-base-ro``, ``distil-robert-base``, ``distilmulti-bert-base-ro`` (students), and two
+controls fine-tuned like them (:data:`CONTROLS`):
+
+- ``control-random-init``: the cased teacher's architecture and tokenizer with random weights
+  (:mod:`rokd.models.controls`). Teacher minus control is what pretraining gave.
+- ``control-init-only``: Distil-BERT-base-ro initialised from its teacher's layers and not distilled
+  (:func:`rokd.distill.student.build_init_only_control`). Student minus control is what distillation
+  added beyond the initialisation.
+
+The baselines ``baseline-majority`` / ``baseline-lexical`` are not models: :mod:`rokd.tasks.baselines`.
 """
 
 from __future__ import annotations
@@ -14,6 +23,9 @@ from typing import Any
 TEACHERS = ("bert-base-ro", "robert-base")
 STUDENTS = ("distil-bert-base-ro", "distil-robert-base", "distilmulti-bert-base-ro")
 MODEL_KEYS = TEACHERS + STUDENTS
+CONTROLS = ("control-random-init", "control-init-only")
+# The model each control is read against (the same architecture and tokenizer).
+CONTROL_OF = {"control-random-init": "bert-base-ro", "control-init-only": "distil-bert-base-ro"}
 
 # Which teacher(s) each student learns from; the first teacher's tokenizer is the student's.
 STUDENT_TEACHERS: dict[str, tuple[str, ...]] = {
@@ -29,6 +41,8 @@ DISPLAY_NAMES = {
     "distil-bert-base-ro": "Distil-BERT-base-ro",
     "distil-robert-base": "Distil-RoBERT-base",
     "distilmulti-bert-base-ro": "DistilMulti-BERT-base-ro",
+    "control-random-init": "Control: random init",
+    "control-init-only": "Control: init only",
 }
 
 # Reference rows of scores.csv beside the five models (issue "Results that measure distillation"): trivial
@@ -59,6 +73,8 @@ CASED = {
     "distil-bert-base-ro": True,
     "distil-robert-base": False,
     "distilmulti-bert-base-ro": True,
+    "control-random-init": True,
+    "control-init-only": True,
 }
 # Which TeachersConfig shape (``cased`` / ``uncased``) builds each miniature teacher.
 TEACHER_SHAPE = {"bert-base-ro": "cased", "robert-base": "uncased"}
@@ -73,11 +89,11 @@ class ModelRef:
     """Where a model lives and what it is.
 
     ``source`` is ``"hub"`` (``name_or_path`` is a hub ID) or ``"local"`` (a folder in Hugging Face
-    format). ``key`` is one of :data:`MODEL_KEYS`, or None for an arbitrary path / hub ID.
+    format). ``key`` is one of :data:`MODEL_KEYS` or :data:`CONTROLS`, or None for an arbitrary path / hub ID.
     """
 
     key: str | None
-    role: str  # "teacher" | "student" | "model" (an arbitrary path or ID)
+    role: str  # "teacher" | "student" | "control" | "model" (an arbitrary path or ID)
     source: str  # "hub" | "local"
     name_or_path: str
     cased: bool | None = None
@@ -107,6 +123,8 @@ def resolve(key_or_path: str | os.PathLike, profile: Any = "smoke") -> ModelRef:
       ``artifacts/<profile>/teachers/<key>`` or ``artifacts/<profile>/students/<key>``.
     - Under ``source: hub`` (``paper``) teachers resolve to :data:`HUB_TEACHERS` and students to
       ``profile.distill.hub_students``.
+    - A control key resolves to ``artifacts/<profile>/controls/<key>`` under every profile (built locally,
+      from the hub teacher under ``paper``; :func:`rokd.tasks.finetune.resolve_model` builds it when missing).
     - An existing local folder is accepted as-is; any other ``owner/name`` string is taken as a hub ID.
     Resolution never touches the network; :func:`load_model` / :func:`load_tokenizer` do.
     """
@@ -130,12 +148,15 @@ def resolve(key_or_path: str | os.PathLike, profile: Any = "smoke") -> ModelRef:
             return ModelRef(name, "student", "hub", hub_id, CASED[name], STUDENT_TEACHERS[name])
         path = artifacts_dir(prof.name) / "students" / name
         return ModelRef(name, "student", "local", str(path), CASED[name], STUDENT_TEACHERS[name])
+    if name in CONTROLS:
+        path = artifacts_dir(prof.name) / "controls" / name
+        return ModelRef(name, "control", "local", str(path), CASED[name], STUDENT_TEACHERS.get(CONTROL_OF[name], ()))
     path = Path(name).expanduser()
     if path.is_dir():
         return ModelRef(None, "model", "local", str(path.resolve()), None)
     if path.is_absolute() or name.startswith((".", "~")) or name.count("/") != 1:
         raise ModelUnavailableError(
-            f"{name!r} is neither a model key ({', '.join(MODEL_KEYS)}), an existing local folder, "
+            f"{name!r} is neither a model key ({', '.join(MODEL_KEYS + CONTROLS)}), an existing local folder, "
             "nor a hub ID of the form 'owner/name'"
         )
     return ModelRef(None, "model", "hub", name, None)

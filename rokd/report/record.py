@@ -45,7 +45,7 @@ def split_provenance_table(profile: str, results: str | Path | None = None) -> p
         if "sizes" not in rec or "max_length" not in rec:
             continue
         task = rec["config"]["task"]
-        if task in seen:
+        if task in seen or "baseline" in rec:  # a baseline reads whole texts: not what the models were given
             continue
         seen.add(task)
         prov = rec.get("provenance") or {}

@@ -8,5 +8,6 @@
 - :mod:`rokd.tasks.scores`: ``results/<profile>/scores.csv`` (``model,task,metric,seed,value``).
 - :mod:`rokd.tasks.speed`: inference throughput, models timed in alternation.
 - :mod:`rokd.tasks.plots`: the evaluation chapter's tables and figures.
-- :mod:`rokd.tasks.cli`: ``rokd evaluate``.
+- :mod:`rokd.tasks.baselines`: ``baseline-majority`` / ``baseline-lexical``, scored like a model.
+- :mod:`rokd.tasks.cli`: ``rokd evaluate`` (models, controls and baselines).
 """

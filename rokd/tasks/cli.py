@@ -9,11 +9,16 @@ from rokd.tasks.metrics import ALL_TASKS
 
 def _evaluate(args: argparse.Namespace) -> int:
     from rokd.profiles import load_profile
+    from rokd.tasks.baselines import BASELINES, score_baseline
     from rokd.tasks.finetune import evaluate_model
 
     profile = load_profile(args.profile)
     tasks = args.task or profile.evaluate.tasks
     seeds = args.seed or profile.evaluate.seeds
+    if args.model in BASELINES:  # nothing to fine-tune: fitted and scored in seconds, same rows and files
+        for task in tasks:
+            score_baseline(profile, args.model, task, seeds, force=args.force)
+        return 0
     for task in tasks:
         for seed in seeds:
             evaluate_model(profile, args.model, task, seed, name=args.name, force=args.force)
@@ -30,7 +35,9 @@ def register(subparsers) -> None:
         "exist with the same resolved config.",
     )
     p.add_argument("--profile", default="smoke", help="smoke | mini | paper | path to a profile YAML (default: smoke)")
-    p.add_argument("--model", required=True, help="a model key (bert-base-ro, ..., distilmulti-bert-base-ro), a local HF folder or a hub ID")
+    p.add_argument("--model", required=True,
+                   help="a model key (bert-base-ro, ..., distilmulti-bert-base-ro, control-random-init, "
+                   "control-init-only), a baseline (baseline-majority, baseline-lexical), a local HF folder or a hub ID")
     p.add_argument("--task", action="append", choices=ALL_TASKS, help="task (repeatable; default: the profile's tasks)")
     p.add_argument("--seed", action="append", type=int, help="seed (repeatable; default: the profile's seeds)")
     p.add_argument("--name", default=None, help="name of the model in results files (default: its key or folder name)")

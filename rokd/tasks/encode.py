@@ -145,3 +145,87 @@ def encode_sentences(
         features.append(feat)
     gold = np.asarray(labels, dtype=np.float32 if regression else np.int64)
     return Encoded(features, [str(i) for i in ids], gold, n_examples=len(ids), n_truncated=n_trunc)
+
+
+def select_split(ds, limit: int | None):
+    """The hash-selected subset of a split that every model (and baseline) is trained / scored on."""
+    ids = [str(i) for i in ds["id"]]
+    keep = stable_subset(ids, limit)
+    return ds.select(keep) if len(keep) < len(ids) else ds
+
+
+# Tasks whose label set is built from the data the model learns from (see :class:`LabelInventory`).
+INVENTORY_TASKS = ("upos", "xpos")
+
+
+@dataclass(frozen=True)
+class LabelInventory:
+    """The classes a tagger can output: the tags seen in the (selected) train and validation splits.
+
+    The dataset's ``ClassLabel`` lists every tag of every split, test included (RRT's XPOS: the union of
+    the three). A model must not be given an output for a tag that only the test split holds: it would
+    never be trained and its presence leaks the test inventory. The model's classes are
+    ``source_ids`` (dataset label ids, in dataset order); predictions are mapped back to dataset ids, so
+    gold labels, ``label_names`` and prediction files keep the dataset's ids, and a test word whose gold
+    tag is outside the inventory can never be predicted right: it counts as an error.
+
+    For NER and the sentence tasks the inventory is every dataset label (their label sets are fixed by
+    the annotation scheme, not by which tags a sample happens to contain).
+    """
+
+    source_names: tuple[str, ...]
+    source_ids: tuple[int, ...]
+
+    @classmethod
+    def build(cls, task: str, source_names, label_sources=()) -> "LabelInventory":
+        """``label_sources``: iterables of per-example label lists (tagging) used to collect the tags."""
+        names = tuple(str(n) for n in source_names)
+        if task not in INVENTORY_TASKS:
+            return cls(names, tuple(range(len(names))))
+        seen: set[int] = set()
+        for labels in label_sources:
+            for sent in labels:
+                seen.update(int(x) for x in sent)
+        if not seen:
+            raise ValueError(f"task {task!r}: no tags in the training / validation data to build the label set from")
+        bad = sorted(i for i in seen if not 0 <= i < len(names))
+        if bad:
+            raise ValueError(f"task {task!r}: label ids {bad[:5]} outside the {len(names)} dataset labels")
+        return cls(names, tuple(sorted(seen)))
+
+    @property
+    def model_names(self) -> list[str]:
+        """Names of the model's output classes, in order."""
+        return [self.source_names[i] for i in self.source_ids]
+
+    @property
+    def left_out(self) -> list[str]:
+        """Dataset labels the model has no output for (never seen in train / validation)."""
+        kept = set(self.source_ids)
+        return [n for i, n in enumerate(self.source_names) if i not in kept]
+
+    def to_model(self, source_labels) -> list[list[int]]:
+        """Dataset label ids -> model class ids, per example (every label must be in the inventory)."""
+        index = {s: m for m, s in enumerate(self.source_ids)}
+        try:
+            return [[index[int(x)] for x in sent] for sent in source_labels]
+        except KeyError as e:
+            name = self.source_names[e.args[0]]
+            raise ValueError(f"label id {e.args[0]} ({name!r}) is not in the label inventory") from None
+
+    def to_source(self, pred: np.ndarray, probs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Model class ids (and ``(N, K)`` probabilities) -> dataset ids (and ``(N, C)``, zero for left-out labels)."""
+        ids = np.asarray(self.source_ids, dtype=np.int64)
+        pred = ids[np.asarray(pred, dtype=np.int64)]
+        if probs is not None:
+            full = np.zeros((probs.shape[0], len(self.source_names)), dtype=probs.dtype)
+            full[:, ids] = probs
+            probs = full
+        return pred, probs
+
+    def record(self, test_gold: np.ndarray | None = None) -> dict:
+        """What the run record says about the label set (and how many test rows it cannot get right)."""
+        out = {"classes": len(self.source_ids), "dataset_labels": len(self.source_names), "left_out": self.left_out}
+        if test_gold is not None:
+            out["test_rows_outside"] = int((~np.isin(np.asarray(test_gold), self.source_ids)).sum())
+        return out

@@ -37,13 +37,14 @@ import numpy as np
 from rokd.config import save_config, to_dict
 from rokd.paths import results_dir as default_results_dir
 from rokd.profiles import EvalConfig, Profile, load_profile
-from rokd.tasks.encode import IGNORE_INDEX, Encoded, encode_sentences, encode_tagging, stable_subset
+from rokd.tasks.encode import IGNORE_INDEX, Encoded, LabelInventory, encode_sentences, encode_tagging, select_split
 from rokd.tasks.metrics import ALL_TASKS, REGRESSION_TASKS, TAGGING_TASKS, compute_metrics, headline_metric
 from rokd.tasks.predictions import Predictions, predictions_path, save_predictions
 from rokd.tasks.scores import merge_scores, scores_path
 
 # Bump when the protocol changes so that earlier outputs are recomputed instead of reused.
-PROTOCOL_VERSION = 1
+# 2: UPOS / XPOS select checkpoints by accuracy and have only the train + validation tags as classes.
+PROTOCOL_VERSION = 2
 
 
 # ----------------------------------------------------------------------------------------- models
@@ -68,6 +69,12 @@ def resolve_model(model: str, profile: Profile, name: str | None = None) -> Reso
     from rokd.models import registry
 
     ref = registry.resolve(model, profile)
+    if ref.key in registry.CONTROLS:  # cheap and deterministic: built (once) where it is first needed
+        from rokd.distill.student import build_init_only_control
+        from rokd.models.controls import build_random_init_control
+
+        build = build_random_init_control if ref.key == "control-random-init" else build_init_only_control
+        build(profile, log=None)
     default_name = ref.key or (Path(ref.name_or_path).name if ref.source == "local" else ref.name_or_path.replace("/", "__"))
     if ref.source == "local":
         local = Path(ref.name_or_path)
@@ -133,6 +140,18 @@ def load_task_cached(task: str):
     return _TASK_CACHE[task]
 
 
+def label_inventory(dd, task: str, cfg: EvalConfig) -> LabelInventory | None:
+    """The model's classes: for UPOS / XPOS the tags of the selected train + validation examples only."""
+    names = _label_names(dd, task)
+    if names is None:
+        return None
+    sources = []
+    if task in TAGGING_TASKS:
+        sources = [select_split(dd["train"], cfg.max_train_examples)["labels"],
+                   select_split(dd["validation"], cfg.max_eval_examples)["labels"]]
+    return LabelInventory.build(task, names, sources)
+
+
 def _label_names(dd, task: str) -> list[str] | None:
     if task in REGRESSION_TASKS:
         return None
@@ -153,15 +172,20 @@ def _provenance(dd) -> dict:
         return {"unavailable": str(e)}
 
 
-def encode_split(ds, task: str, tokenizer, max_length: int, limit: int | None) -> Encoded:
-    """Encode a (hash-selected subset of a) split for ``task``."""
+def encode_split(ds, task: str, tokenizer, max_length: int, limit: int | None,
+                 inventory: LabelInventory | None = None) -> Encoded:
+    """Encode a (hash-selected subset of a) split for ``task``.
+
+    ``inventory``: tagging labels become the model's class ids (train / validation); without it they
+    stay dataset ids (the test split, whose predictions are mapped back to dataset ids).
+    """
+    ds = select_split(ds, limit)
     ids = [str(i) for i in ds["id"]]
-    keep = stable_subset(ids, limit)
-    if len(keep) < len(ids):
-        ds = ds.select(keep)
-        ids = [ids[i] for i in keep]
     if task in TAGGING_TASKS:
-        return encode_tagging(tokenizer, ids, list(ds["tokens"]), list(ds["labels"]), max_length)
+        labels = list(ds["labels"])
+        if inventory is not None:
+            labels = inventory.to_model(labels)
+        return encode_tagging(tokenizer, ids, list(ds["tokens"]), labels, max_length)
     # datasets 5 returns lazy Column objects: the tokenizer wants plain lists.
     pairs = list(ds["text_pair"]) if "text_pair" in ds.column_names else None
     return encode_sentences(tokenizer, ids, list(ds["text"]), pairs, list(ds["label"]), max_length,
@@ -414,10 +438,10 @@ def evaluate_model(
     for split in ("train", "validation", "test"):
         if split not in dd:
             raise ValueError(f"task {task!r}: the data has no {split!r} split (has {list(dd)})")
-    label_names = _label_names(dd, task)
+    inventory = label_inventory(dd, task, cfg)
     tokenizer = load_tokenizer(resolved)
-    train = encode_split(dd["train"], task, tokenizer, cfg.max_length, cfg.max_train_examples)
-    val = encode_split(dd["validation"], task, tokenizer, cfg.max_length, cfg.max_eval_examples)
+    train = encode_split(dd["train"], task, tokenizer, cfg.max_length, cfg.max_train_examples, inventory)
+    val = encode_split(dd["validation"], task, tokenizer, cfg.max_length, cfg.max_eval_examples, inventory)
     test = encode_split(dd["test"], task, tokenizer, cfg.max_length, cfg.max_eval_examples)
     if not train.features or not val.features or not test.features:
         raise ValueError(f"task {task!r}: an empty split after selection (train {len(train.features)}, "
@@ -429,28 +453,32 @@ def evaluate_model(
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     try:
-        return _fit_and_write(prof, resolved, task, seed, dd, label_names, train, val, test, t0, t_data,
+        return _fit_and_write(prof, resolved, task, seed, dd, inventory, train, val, test, t0, t_data,
                               device, info, paths, run_config, results, log)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _fit_and_write(prof, resolved, task, seed, dd, label_names, train, val, test, t0, t_data, device, info, paths,
+def _fit_and_write(prof, resolved, task, seed, dd, inventory, train, val, test, t0, t_data, device, info, paths,
                    run_config, results, log) -> dict[str, float]:
     import torch
 
     cfg = prof.evaluate
+    model_names = inventory.model_names if inventory is not None else None  # the task head's classes
+    label_names = list(inventory.source_names) if inventory is not None else None  # the dataset's labels
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # the new head's initialisation depends on the seed
-    task_model = build_task_model(resolved.name_or_path, task, label_names).to(device)
-    best_state, history = train_and_select(task_model, train, val, task, label_names, cfg, seed, device, log=log)
+    task_model = build_task_model(resolved.name_or_path, task, model_names).to(device)
+    best_state, history = train_and_select(task_model, train, val, task, model_names, cfg, seed, device, log=log)
     task_model.load_state_dict(best_state)
     t_train = time.perf_counter() - t0 - t_data
 
     # The test split is run exactly once, with the selected state.
     outputs = predict(task_model, test, task, cfg.batch_size * 2, device)
     pred, probs = outputs_to_predictions(outputs, task)
+    if inventory is not None:
+        pred, probs = inventory.to_source(pred, probs)  # dataset ids: a tag outside the inventory is an error
     metrics = compute_metrics(task, test.gold, pred, label_names, test.row_ids)
     info.finish()
 
@@ -477,6 +505,7 @@ def _fit_and_write(prof, resolved, task, seed, dd, label_names, train, val, test
         "selected": {"step": best["step"], "epoch": best["epoch"], "val_" + headline_metric(task): best["val_" + headline_metric(task)]},
         "history": history,
         "max_length": cfg.max_length,
+        "labels": inventory.record(test.gold) if inventory is not None else None,
         "sizes": {
             s: {"examples": e.n_examples, "rows": len(e.row_ids), "features": len(e.features),
                 "truncated_or_split": e.n_truncated, "available": len(dd[k])}

@@ -5,9 +5,11 @@ The metric names match ``rokd.paper.HEADLINE_METRIC``.
 
 Definitions chosen (the paper does not spell them out):
 
-- **UPOS / XPOS** (per word, predicted at the word's first sub-word): ``macro_f1`` is scikit-learn's
-  macro-averaged F1 over every tag that occurs in the gold *or* the predicted tags of the scored split
-  (a tag never seen and never predicted cannot be scored); ``accuracy`` is word accuracy.
+- **UPOS / XPOS** (per word, predicted at the word's first sub-word): ``accuracy`` (word accuracy) is
+  the headline; ``macro_f1`` is scikit-learn's macro-averaged F1 over every tag that occurs in the gold
+  *or* the predicted tags of the scored split (a tag never seen and never predicted cannot be scored).
+  A model's tags are those of the train + validation data (:class:`rokd.tasks.encode.LabelInventory`):
+  a test word whose gold tag is outside them counts as an error in both.
 - **NER** (BIO2 tags per word, grouped back into sentences): ``macro_f1`` is seqeval's macro average
   over entity types of span F1 in seqeval's *default* mode (conlleval-compatible: an ``I-X`` that
   follows ``O`` starts a span). That is the mode of the Hugging Face token-classification recipe the

@@ -93,3 +93,38 @@ def plot_confusion(cm: pd.DataFrame, title: str):
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def headline_means(scores: pd.DataFrame, models, tasks) -> pd.DataFrame:
+    """Headline metric per model x task (x100): ``mean`` and ``std`` over seeds (std NaN for one seed)."""
+    h = scores[(scores["metric"] == scores["task"].map(HEADLINE_METRIC)) & scores["model"].isin(list(models))
+               & scores["task"].isin(list(tasks))]
+    g = h.groupby(["model", "task"])["value"]
+    return pd.DataFrame({"mean": g.mean() * 100, "std": g.std(ddof=1) * 100})
+
+
+def comparison_table(scores: pd.DataFrame, models, tasks) -> pd.DataFrame:
+    """'mean ± std' of the headline metric (x100) per model in ``models`` (rows, in order); tasks as columns."""
+    from rokd.models.registry import DISPLAY_NAMES
+
+    stats = headline_means(scores, models, tasks)
+    order = [t for t in COLUMN_TITLES if t in set(tasks)]
+    table = {}
+    for m in models:
+        row = {}
+        for t in order:
+            if (m, t) not in stats.index:
+                row[f"{COLUMN_TITLES[t]} ({HEADLINE_METRIC[t]})"] = "n/a"
+                continue
+            mean, std = stats.loc[(m, t)]
+            shown = f"{mean:.2f}" if np.isnan(std) or std == 0 else f"{mean:.2f} ± {std:.2f}"
+            row[f"{COLUMN_TITLES[t]} ({HEADLINE_METRIC[t]})"] = shown
+        table[DISPLAY_NAMES.get(m, m)] = row
+    return pd.DataFrame.from_dict(table, orient="index")
+
+
+def tasks_below(scores: pd.DataFrame, model: str, reference: str, tasks) -> list[str]:
+    """Tasks (display titles) where ``model``'s mean headline score is below ``reference``'s."""
+    stats = headline_means(scores, [model, reference], tasks)
+    return [COLUMN_TITLES[t] for t in COLUMN_TITLES if t in set(tasks) and (model, t) in stats.index
+            and (reference, t) in stats.index and stats.loc[(model, t), "mean"] < stats.loc[(reference, t), "mean"]]

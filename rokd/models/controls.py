@@ -1,0 +1,112 @@
+"""Controls: models fine-tuned exactly like the teachers and students, built to be compared with them.
+
+- ``control-random-init`` (built here): the cased teacher's ``config.json`` and tokenizer, weights drawn
+  by the model's own initialiser (``AutoModelForMaskedLM.from_config``) under a fixed seed
+  (``teachers.seed``). Teacher minus this control is what pretraining gave: only that gap can be
+  transferred by distillation.
+- ``control-init-only``: :func:`rokd.distill.student.build_init_only_control` (the distillation step's
+  initialisation, without the distillation).
+
+A control lives in ``artifacts/<profile>/controls/<key>/`` (``save_pretrained``, safetensors, plus
+``control.json``: what it was built from). It is rebuilt only when ``control.json`` would change (e.g.
+the teacher was rebuilt), so its files, and so the fine-tuning runs keyed on them, stay put otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from rokd.models.registry import CONTROL_OF, load_tokenizer, resolve
+
+CONTROL_FILE = "control.json"
+FORMAT_VERSION = 1
+
+
+def _profile(profile: Any):
+    from rokd.profiles import Profile, load_profile
+
+    return profile if isinstance(profile, Profile) else load_profile(profile)
+
+
+def source_fingerprint(profile: Any, key: str, files: tuple[str, ...]) -> str:
+    """``hub:<id>`` for a hub model; else the sha256 of the given files of its folder (those that exist)."""
+    from rokd.models.teachers import file_sha256
+
+    ref = resolve(key, profile)
+    if ref.source == "hub":
+        return f"hub:{ref.name_or_path}"
+    folder = Path(ref.name_or_path)
+    present = [f for f in files if (folder / f).is_file()]
+    if not present:
+        raise FileNotFoundError(f"{key}: none of {list(files)} in {folder}; build it first (`rokd teachers build`)")
+    return ";".join(f"{f}:{file_sha256(folder / f)[:16]}" for f in present)
+
+
+def is_current(folder: Path, record: dict) -> bool:
+    path = folder / CONTROL_FILE
+    if not (folder / "config.json").is_file() or not path.is_file():
+        return False
+    return json.loads(path.read_text(encoding="utf-8")) == record
+
+
+def save_control(model, tokenizer, out_dir: str | Path, record: dict) -> Path:
+    """``save_pretrained`` model + tokenizer + ``control.json`` into ``out_dir`` atomically (temp folder, rename)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp", dir=out_dir.parent))
+    os.chmod(tmp, 0o755)
+    try:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / CONTROL_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def random_init_model(config, seed: int):
+    """A masked LM of ``config`` with freshly initialised weights; the global RNG is left untouched."""
+    import torch
+    from transformers import AutoModelForMaskedLM
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return AutoModelForMaskedLM.from_config(config)
+
+
+def build_random_init_control(profile: Any, *, force: bool = False, log: Callable[[str], None] | None = print) -> Path:
+    """``artifacts/<profile>/controls/control-random-init``: the cased teacher's architecture, random weights."""
+    from transformers import AutoConfig
+
+    prof = _profile(profile)
+    key = "control-random-init"
+    teacher = CONTROL_OF[key]
+    out = Path(resolve(key, prof).name_or_path)
+    tref = resolve(teacher, prof)
+    record = {
+        "control": key,
+        "format_version": FORMAT_VERSION,
+        "profile": prof.name,
+        "built_from": teacher,
+        "weights": "random (AutoModelForMaskedLM.from_config, the architecture's own initialiser)",
+        "seed": int(prof.teachers.seed),
+        # config and tokenizer only: the teacher's weights are not used
+        "source_fingerprint": source_fingerprint(prof, teacher, ("config.json", "tokenizer.json", "vocab.txt")),
+    }
+    if not force and is_current(out, record):
+        return out
+    config = AutoConfig.from_pretrained(tref.name_or_path, trust_remote_code=False)
+    model = random_init_model(config, record["seed"])
+    save_control(model, load_tokenizer(tref), out, record)
+    if log:
+        log(f"{key}: built {out} (the {teacher} architecture and tokenizer, random weights, seed {record['seed']})")
+    return out

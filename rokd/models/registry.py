@@ -45,19 +45,12 @@ DISPLAY_NAMES = {
     "control-init-only": "Control: init only",
 }
 
-# Reference rows of scores.csv beside the five models (issue "Results that measure distillation"): trivial
-# baselines (scored, not fine-tuned) and controls (fine-tuned like the models, every seed). Fixed keys.
+# Reference rows of scores.csv beside the five models: the trivial baselines (scored, not fine-tuned).
 BASELINES = ("baseline-majority", "baseline-lexical")
-CONTROLS = ("control-random-init", "control-init-only")
 # control-random-init has this teacher's architecture and tokenizer; control-init-only is the cased student
 # initialised from its layers (as Distil-BERT-base-ro and DistilMulti are) and not distilled.
-CONTROL_TEACHER = "bert-base-ro"
-DISPLAY_NAMES.update({
-    "baseline-majority": "Baseline: majority",
-    "baseline-lexical": "Baseline: lexical",
-    "control-random-init": "Control: random init",
-    "control-init-only": "Control: init only",
-})
+CONTROL_TEACHER = CONTROL_OF["control-random-init"]
+DISPLAY_NAMES.update({"baseline-majority": "Baseline: majority", "baseline-lexical": "Baseline: lexical"})
 
 
 # --- resolution -------------------------------------------------------------------------------

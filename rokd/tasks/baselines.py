@@ -48,6 +48,7 @@ from typing import Callable
 import numpy as np
 
 from rokd.config import save_config
+from rokd.models.registry import BASELINES
 from rokd.tasks.encode import LabelInventory, select_split
 from rokd.tasks.metrics import (
     ALL_TASKS,
@@ -60,7 +61,6 @@ from rokd.tasks.metrics import (
 from rokd.tasks.predictions import Predictions, save_predictions
 from rokd.tasks.scores import merge_scores, scores_path
 
-BASELINES = ("baseline-majority", "baseline-lexical")
 # Bump when a baseline's method changes so that earlier outputs are recomputed instead of reused.
 BASELINE_VERSION = 1
 C_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)

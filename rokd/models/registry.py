@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rokd.errors import RokdError
+
 TEACHERS = ("bert-base-ro", "robert-base")
 STUDENTS = ("distil-bert-base-ro", "distil-robert-base", "distilmulti-bert-base-ro")
 MODEL_KEYS = TEACHERS + STUDENTS
@@ -50,7 +52,7 @@ CASED = {
 TEACHER_SHAPE = {"bert-base-ro": "cased", "robert-base": "uncased"}
 
 
-class ModelUnavailableError(RuntimeError):
+class ModelUnavailableError(RokdError, RuntimeError):
     """A model could not be loaded (hub unreachable offline, or a local folder is missing)."""
 
 

@@ -23,7 +23,7 @@ class UsageError(RokdError):
     exit_code = 2
 
 
-class CorruptFileError(RokdError):
+class CorruptFileError(RokdError, ValueError):
     """A file rokd wrote earlier cannot be read back (truncated, bit-flipped, wrong format).
 
     The message names the file and what to do (delete it, rebuild it). ``cause`` is described by its

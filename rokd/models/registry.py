@@ -140,7 +140,21 @@ def _load(ref: ModelRef, loader, what: str):
         if not (path / "config.json").exists() and what == "model":
             hint = "build it with `rokd teachers build --profile <profile>`" if ref.role == "teacher" else "build it first"
             raise ModelUnavailableError(f"no {what} in Hugging Face format at {path} (config.json missing); {hint}")
-        return loader(str(path))
+        try:
+            return loader(str(path))
+        except Exception as e:  # a truncated safetensors, a cut config.json, a damaged tokenizer file
+            from safetensors import SafetensorError
+
+            from rokd.errors import CorruptFileError
+            from rokd.io import weights_problem
+
+            if not isinstance(e, (OSError, ValueError, RuntimeError, SafetensorError)):
+                raise
+            rebuild = {"teacher": "`rokd teachers build --profile <profile> --force`",
+                       "student": "`rokd distill --profile <profile> --student <key>`"}.get(ref.role, "")
+            problem = weights_problem(path) if what == "model" else None
+            raise CorruptFileError(path, f"{ref.role} {what} folder", "delete it and rebuild it" +
+                                   (f" with {rebuild}" if rebuild else ""), problem or e) from None
     try:
         return loader(ref.name_or_path)
     except (OSError, ValueError) as e:  # transformers raises OSError for unreachable hub files

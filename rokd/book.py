@@ -27,8 +27,9 @@ from rokd.errors import CorruptFileError, RokdError
 from rokd.paths import REPO_ROOT, build_dir, results_dir
 
 CHAPTER_DIR = REPO_ROOT / "book" / "chapters"
-# Files that mark a build folder written by rokd before folders carried io.OUTPUT_MARKER.
-_LEGACY_BUILD_FILES = ("PROFILE",)
+# What marks a build folder written before folders carried io.OUTPUT_MARKER: rokd's PROFILE file, or
+# Sphinx's doctree cache (a folder holding it is a Jupyter Book / Sphinx build output).
+_LEGACY_BUILD_FILES = ("PROFILE", ".doctrees")
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 COLAB_DIR = NOTEBOOK_DIR / "colab"
 

@@ -622,3 +622,19 @@ def test_nan_advice_is_phrased_as_the_command(tmp_path):
     assert ("`rokd distill --profile smoke --student distil-bert-base-ro --steps 60 --lr 0.0005 --resume-lr`"
             in str(advised))
 
+
+
+def test_evaluating_a_truncated_student_names_its_folder(tmp_path, capsys):
+    from distill_fixtures import tiny_bert, tokenizers
+
+    folder = tmp_path / "artifacts" / "smoke" / "students" / "distil-bert-base-ro"
+    tok = tokenizers()[0]
+    tiny_bert(tok).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    io.write_weights_sha256(folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    capsys.readouterr()
+    assert main(["evaluate", "--profile", "smoke", "--model", "distil-bert-base-ro", "--task", "sts", "--seed", "1"]) == 1
+    line = one_error_line(capsys)
+    assert f"model folder {folder} is unreadable or corrupt" in line and "sha256" in line

@@ -384,8 +384,15 @@ def evaluate_model(
     one waits with ``wait``, else stops naming the holder). ``name`` must be a plain name (no path)."""
     from rokd import io
 
+    from rokd.errors import CorruptFileError
+
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
     resolved = resolve_model(model, prof, name)
+    local = Path(resolved.name_or_path)
+    problem = io.weights_problem(local) if (local / "model.safetensors").is_file() else None
+    if problem:  # a truncated or altered model is named here, not deep inside from_pretrained
+        raise CorruptFileError(local, "model folder", "delete it and rebuild it (`rokd pipeline` or the step that "
+                               "made it)", problem)
     results = Path(results_dir) if results_dir is not None else default_results_dir(prof.name)
     out = run_paths(results, resolved.name, task, seed)["predictions"]
     with io.lock(out.parent / f".{out.stem}.lock", f"the evaluation {resolved.name} / {task} / seed {seed}", wait=wait,

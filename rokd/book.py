@@ -6,7 +6,8 @@ with warnings as errors. The book is written to ``ROKD_BUILD_DIR`` (default ``_b
 ``<it>/html``), a folder rokd marks as its own: a folder of someone else's is refused, never emptied. A
 chapter whose pipeline step did not finish (its stamp is missing: the step failed or was interrupted) or
 whose notebook is unreadable stops the build with a message naming it. While the chapters are copied,
-the profile's pipeline lock is held, so a running ``rokd pipeline`` is never published half-way. ``rokd notebooks sync`` regenerates the runnable Colab notebooks
+the profile's pipeline lock is held, so a running ``rokd pipeline`` is never published half-way.
+``rokd notebooks sync`` regenerates the runnable Colab notebooks
 ``notebooks/colab/*.ipynb``, the jupytext pairs of the text notebooks (their first cell installs rokd).
 """
 
@@ -168,8 +169,8 @@ def build(profile: str, fresh: bool = False, wait: bool = False) -> Path:
             io.remove_dir(out, "the rendered book (ROKD_BUILD_DIR)", _LEGACY_BUILD_FILES)
         io.mark_output(out, "rokd book")
         cmd, link_home = _jupyter_book_command(out)
-        print("$ jupyter-book build . --builder html -W -n --keep-going" + (f" (into {out})" if out != REPO_ROOT / "_build" else ""),
-              flush=True)
+        where = f" (into {out})" if out != REPO_ROOT / "_build" else ""
+        print(f"$ jupyter-book build . --builder html -W -n --keep-going{where}", flush=True)
         try:
             proc = subprocess.run(cmd, cwd=REPO_ROOT)
         finally:
@@ -201,8 +202,10 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser("book", help="build the Jupyter Book from a profile's executed notebooks")
     p.add_argument("--profile", default="smoke")
-    p.add_argument("--fresh", action="store_true", help="delete the build folder (ROKD_BUILD_DIR, default _build) first")
-    p.add_argument("--wait", action="store_true", help="if another book build or this profile's pipeline is going, wait")
+    p.add_argument("--fresh", action="store_true",
+                   help="delete the build folder (ROKD_BUILD_DIR, default _build) first")
+    p.add_argument("--wait", action="store_true",
+                   help="if another book build or this profile's pipeline is going, wait")
     p.set_defaults(func=_cmd_book)
     p = sub.add_parser("notebooks", help="notebook utilities")
     nsub = p.add_subparsers(dest="notebooks_command", required=True)

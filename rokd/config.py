@@ -76,7 +76,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return value
     if tp is int:
         # 60.5 would silently become 60, "16" would fail late: refuse both (a float like 60.0 is a whole number)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, bool) or not whole:
             raise ConfigError(f"{where}: expected a whole number, got {value!r}")
         return int(value)
     if tp is float:

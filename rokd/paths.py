@@ -34,12 +34,26 @@ def cache_dir() -> Path:
     return _env_path("ROKD_CACHE_DIR", REPO_ROOT / "data" / "cache")
 
 
-def artifacts_dir(profile: str) -> Path:
-    return _env_path("ROKD_ARTIFACTS_DIR", REPO_ROOT / "artifacts") / profile
+def profile_name(profile) -> str:
+    """The folder name of a profile: its ``name:`` (also when given as a YAML path or a Profile), checked."""
+    from rokd.profiles import Profile, load_profile
+
+    if isinstance(profile, Profile):
+        return check_name(profile.name, "profile name")
+    text = os.fspath(profile)
+    if Path(text).suffix in {".yaml", ".yml", ".json"} or "/" in text or os.sep in text:
+        return load_profile(text).name  # a path never becomes part of an output path
+    return check_name(text, "profile name")
 
 
-def results_dir(profile: str) -> Path:
-    return _env_path("ROKD_RESULTS_DIR", REPO_ROOT / "results") / profile
+def artifacts_dir(profile) -> Path:
+    """``artifacts/<profile name>`` (``profile``: a name, a YAML path or a Profile)."""
+    return _env_path("ROKD_ARTIFACTS_DIR", REPO_ROOT / "artifacts") / profile_name(profile)
+
+
+def results_dir(profile) -> Path:
+    """``results/<profile name>`` (``profile``: a name, a YAML path or a Profile)."""
+    return _env_path("ROKD_RESULTS_DIR", REPO_ROOT / "results") / profile_name(profile)
 
 
 def build_dir() -> Path:

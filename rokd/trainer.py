@@ -49,7 +49,8 @@ only at optimizer-step boundaries, where no gradient is pending, and the RNG sta
 after all setup, so nothing consumes random numbers between restore and the first resumed step.
 Batches are produced synchronously (no DataLoader workers). The same config is required to resume
 (:class:`ConfigError` otherwise), except bookkeeping fields (``output_dir``, ``checkpoint_every``,
-``keep_checkpoints``, ``log_every``, ``progress``) and, when ``allow_lr_change`` is set, ``lr``. On a GPU, kernels that are not deterministic can
+``keep_checkpoints``, ``log_every``, ``progress``) and, when ``allow_lr_change`` is set, ``lr``. On a GPU,
+kernels that are not deterministic can
 break bit-equality (not the resumption itself); the CPU test checks it exactly.
 
 Usage::
@@ -395,7 +396,7 @@ def train(
 
         _verify_checkpoint(ckpt, state)
         with _reading(ckpt / "model.safetensors"):
-            load_model(acc.unwrap_model(model), ckpt / "model.safetensors", strict=True)  # read on CPU, copied into place
+            load_model(acc.unwrap_model(model), ckpt / "model.safetensors", strict=True)  # read on CPU, then copied
         with _reading(ckpt / "optimizer.pt"):
             optimizer.load_state_dict(_load_tensors(ckpt / "optimizer.pt"))
         with _reading(ckpt / "scheduler.pt"):
@@ -409,7 +410,8 @@ def train(
             with _reading(data_file):
                 batches.load_state_dict(_load_tensors(data_file))
         with _reading(ckpt / f"rng-{rank}.pt"):
-            set_rng_state(json.loads((ckpt / f"rng-{rank}.json").read_text(encoding="utf-8")), _load_tensors(ckpt / f"rng-{rank}.pt"))
+            rng_json = json.loads((ckpt / f"rng-{rank}.json").read_text(encoding="utf-8"))
+            set_rng_state(rng_json, _load_tensors(ckpt / f"rng-{rank}.pt"))
         step = resumed_from = int(state["step"])
         tokens_total_before, elapsed_before = int(state["tokens"]), float(state["elapsed_s"])
         last_losses = state.get("losses", {})
@@ -544,9 +546,11 @@ def _held_out(evaluate: Callable[[nn.Module], dict[str, float]], module: nn.Modu
 def _check_resume_config(saved: dict[str, Any], config: TrainerConfig, ckpt: Path) -> None:
     now = to_dict(config)
     free = _RESUME_FREE_FIELDS | ({"lr"} if config.allow_lr_change else set())
-    diffs = [f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}" for k in now if k not in free and saved.get(k) != now[k]]
+    diffs = [f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}"
+             for k in now if k not in free and saved.get(k) != now[k]]
     if diffs:
-        lr_hint = " (a changed lr may resume with allow_lr_change=True)" if any(d.startswith("lr:") for d in diffs) else ""
+        lr_changed = any(d.startswith("lr:") for d in diffs)
+        lr_hint = " (a changed lr may resume with allow_lr_change=True)" if lr_changed else ""
         raise ConfigError(
             f"cannot resume from {ckpt}: the training config changed ({'; '.join(diffs)}). "
             f"Restore those values{lr_hint}, or start fresh with resume=False (or another output_dir)."
@@ -577,8 +581,8 @@ def _reading(path: Path):
     except FileNotFoundError:
         raise
     except Exception as e:
-        raise CorruptFileError(path, "checkpoint file", _CHECKPOINT_FIX.replace("that checkpoint folder", str(path.parent)),
-                               e) from None
+        fix = _CHECKPOINT_FIX.replace("that checkpoint folder", str(path.parent))
+        raise CorruptFileError(path, "checkpoint file", fix, e) from None
 
 
 def _read_checkpoint_state(ckpt: Path) -> dict[str, Any]:

@@ -283,4 +283,5 @@ def test_a_second_teacher_build_stops_or_waits(tiny_corpus, tmp_path):
     lock = tmp_path / "artifacts" / "locktest" / "teachers" / ".robert-base.lock"
     with held_lock(lock) as pid:
         with pytest.raises(LockedError, match=f"pid {pid}"):
-            teachers_mod.build_teacher(tiny_profile(name="locktest", steps=3), "robert-base", wait=False, log=lambda *_: None)
+            teachers_mod.build_teacher(tiny_profile(name="locktest", steps=3), "robert-base", wait=False,
+                                       log=lambda *_: None)

@@ -52,7 +52,8 @@ def one_error_line(capsys) -> str:
 @contextlib.contextmanager
 def held_lock(path: Path):
     """Another process holding ``path`` with rokd.io.lock until the block ends; yields its pid."""
-    code = "import sys\nfrom rokd import io\nwith io.lock(sys.argv[1], 'held'):\n    print('locked', flush=True)\n    sys.stdin.read()\n"
+    code = ("import sys\nfrom rokd import io\nwith io.lock(sys.argv[1], 'held'):\n"
+            "    print('locked', flush=True)\n    sys.stdin.read()\n")
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True, env=env)
@@ -201,7 +202,8 @@ def test_a_second_pipeline_of_a_profile_stops_naming_the_first(tmp_path, capsys)
 def test_a_second_distill_on_the_same_output_stops_naming_the_first(tmp_path, capsys):
     out = tmp_path / "student"
     with held_lock(tmp_path / ".student.lock") as pid:
-        assert main(["distill", "--profile", "smoke", "--student", "distil-bert-base-ro", "--output-dir", str(out)]) == 1
+        args = ["distill", "--profile", "smoke", "--student", "distil-bert-base-ro", "--output-dir", str(out)]
+        assert main(args) == 1
         line = one_error_line(capsys)
     assert f"the student folder {out} is in use by another rokd run (pid {pid}" in line
     assert not out.exists()
@@ -225,8 +227,8 @@ from rokd.errors import LockedError
 from rokd.pipeline import Step, run
 nbs, out, wait = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "wait"
 try:
-    run("x", steps=[Step("slow", "slow", {"profile": "x"})], notebook_dir=nbs, output_dir=out, force=sys.argv[4] == "force",
-        wait=wait)
+    run("x", steps=[Step("slow", "slow", {"profile": "x"})], notebook_dir=nbs, output_dir=out,
+        force=sys.argv[4] == "force", wait=wait)
 except LockedError as e:
     print("LOCKED", e, flush=True)
     sys.exit(1)
@@ -255,7 +257,8 @@ def test_two_concurrent_pipelines(tmp_path):
     """A runs a step; B, started meanwhile, stops naming A (and leaves A's work alone); C waits for A."""
     nbs, out = tmp_path / "nbs", tmp_path / "out"
     nbs.mkdir()
-    write_notebook(nbs / "slow.md", [PARAMS, "```{code-cell} ipython3\nimport time\ntime.sleep(4)\nprint('A done')\n```\n"])
+    body = "```{code-cell} ipython3\nimport time\ntime.sleep(4)\nprint('A done')\n```\n"
+    write_notebook(nbs / "slow.md", [PARAMS, body])
     a = _pipeline_process(nbs, out)
     _wait_for_line(a, "running")
     b = _pipeline_process(nbs, out, force="force")
@@ -275,8 +278,8 @@ def test_two_concurrent_pipelines(tmp_path):
 
 
 def _step_with_output(nbs: Path, target: Path) -> list[Step]:
-    write_notebook(nbs / "a.md", [PARAMS.replace("value = 1", "value = 1\ntarget = ''"),
-                                  "```{code-cell} ipython3\nfrom pathlib import Path\nPath(target).write_text('made')\n```\n"])
+    body = "```{code-cell} ipython3\nfrom pathlib import Path\nPath(target).write_text('made')\n```\n"
+    write_notebook(nbs / "a.md", [PARAMS.replace("value = 1", "value = 1\ntarget = ''"), body])
     return [Step("a-1", "a", {"profile": "x", "target": str(target)}, outputs=[target])]
 
 
@@ -326,7 +329,8 @@ def test_kill_during_notebook_write_is_not_done(one_step):
     stale_tmp = out / "notebooks" / ".a-1.99999.tmp.ipynb"
     stale_tmp.write_text('{"cells": [')
     key = json.loads((out / STATE_DIR / "a-1.json").read_text())["key"]
-    assert not_done_reason(steps[0], key, executed, out / STATE_DIR / "a-1.json") == "executed notebook changed or incomplete"
+    reason = not_done_reason(steps[0], key, executed, out / STATE_DIR / "a-1.json")
+    assert reason == "executed notebook changed or incomplete"
     assert _statuses(steps, nbs, out) == ["ran"]
     assert not stale_tmp.exists() and json.loads(executed.read_text())["cells"]
 
@@ -563,7 +567,8 @@ def test_loyalty_file_cut_mid_row_is_an_error_naming_it(tmp_path):
 
 
 def test_evaluate_name_with_a_path_is_refused(tmp_path, capsys):
-    assert main(["evaluate", "--profile", "smoke", "--model", "bert-base-ro", "--task", "sts", "--name", "../../../x"]) == 2
+    args = ["evaluate", "--profile", "smoke", "--model", "bert-base-ro", "--task", "sts", "--name", "../../../x"]
+    assert main(args) == 2
     assert "--name: '../../../x' is not a plain name" in one_error_line(capsys)
     with pytest.raises(UsageError):
         from rokd.tasks.predictions import predictions_path
@@ -635,6 +640,19 @@ def test_evaluating_a_truncated_student_names_its_folder(tmp_path, capsys):
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])
     capsys.readouterr()
-    assert main(["evaluate", "--profile", "smoke", "--model", "distil-bert-base-ro", "--task", "sts", "--seed", "1"]) == 1
+    args = ["evaluate", "--profile", "smoke", "--model", "distil-bert-base-ro", "--task", "sts", "--seed", "1"]
+    assert main(args) == 1
     line = one_error_line(capsys)
     assert f"model folder {folder} is unreadable or corrupt" in line and "sha256" in line
+
+
+def test_output_folders_take_the_profile_name_never_its_path(tmp_path):
+    from rokd.paths import artifacts_dir, results_dir
+
+    yaml_path = tmp_path / "cfg" / "exp.yaml"
+    yaml_path.parent.mkdir()
+    yaml_path.write_text("name: exp1\n")
+    assert results_dir(str(yaml_path)) == tmp_path / "results" / "exp1"
+    assert artifacts_dir(yaml_path) == tmp_path / "artifacts" / "exp1"
+    with pytest.raises(UsageError, match="not a plain name"):
+        results_dir("..")

@@ -99,8 +99,8 @@ _ALL = [
     _f("laroseda/laroseda_test.json", LAROSEDA, "data/laroseda_test.json", sha256="6084cabe923da9f71413357eaa84f3ea4523ef5ff0e81e2c3ac3861405e2151a", size=1_025_519),
     # MOROCO: official labels everywhere; official texts only by download; VarDial-2019 texts mirror only.
     *[
-        _f(f"moroco/preprocessed/{s}/dialect_labels.txt", MOROCO, f"MOROCO/preprocessed/{s}/dialect_labels.txt", sha256=_MOROCO_LABEL_SHA[(s, "dialect")],
-           size=_MOROCO_LABEL_SIZE[s])
+        _f(f"moroco/preprocessed/{s}/dialect_labels.txt", MOROCO, f"MOROCO/preprocessed/{s}/dialect_labels.txt",
+           sha256=_MOROCO_LABEL_SHA[(s, "dialect")], size=_MOROCO_LABEL_SIZE[s])
         for s in ("train", "validation", "test")
     ],
     *[_f(f"moroco/preprocessed/{s}/samples.txt", MOROCO, f"MOROCO/preprocessed/{s}/samples.txt", git_blob=_MOROCO_SAMPLES_BLOB[s]) for s in ("train", "validation", "test")],
@@ -217,9 +217,13 @@ class Fetcher:
 
 
 def _too_big(url: str, spec: DataFile, got: str) -> DataError:
-    expected = f"its expected size, {spec.size:,} bytes" if spec.size is not None else f"the {spec.max_bytes:,}-byte cap"
-    return DataError(f"download of {url} stopped: {got}, more than {expected}; the server does not send the pinned file "
-                     "(nothing was written to the cache). Check the URL, or set ROKD_DATA_DIR to a local data mirror.")
+    if spec.size is not None:
+        expected = f"its expected size, {spec.size:,} bytes"
+    else:
+        expected = f"the {spec.max_bytes:,}-byte cap"
+    return DataError(f"download of {url} stopped: {got}, more than {expected}; the server does not send the pinned "
+                     "file (nothing was written to the cache). Check the URL, or set ROKD_DATA_DIR to a local data "
+                     "mirror.")
 
 
 def download(url: str, target: Path, spec: DataFile, timeout: float = 60.0) -> Path:

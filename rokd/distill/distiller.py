@@ -374,8 +374,8 @@ def build_setup(
     )
 
 
-def trainer_config(run: DistillRun, output_dir: Path, device: str = "auto", checkpoint_every: int = 0, progress: bool = True,
-                   allow_lr_change: bool = False):
+def trainer_config(run: DistillRun, output_dir: Path, device: str = "auto", checkpoint_every: int = 0,
+                   progress: bool = True, allow_lr_change: bool = False):
     from rokd.trainer import TrainerConfig
 
     return TrainerConfig(
@@ -585,7 +585,8 @@ def _distill_locked(prof: Profile, student_key: str, overrides: DistillOverrides
             shutil.rmtree(stage, ignore_errors=True)
     io.remove_dir(work, f"the checkpoints of {STUDENT_WHAT}", legacy=(CONFIG_FILE,))
     s_params = count_params(student)
-    log(f"student {student_key}: saved to {out} ({s_params / 1e6:.2f} M params, held-out MLM accuracy {heldout[student_key]:.3f})")
+    log(f"student {student_key}: saved to {out} ({s_params / 1e6:.2f} M params, "
+        f"held-out MLM accuracy {heldout[student_key]:.3f})")
     return out
 
 

@@ -11,7 +11,8 @@ def _cmd_build(args) -> int:
     from rokd.profiles import load_profile
 
     prof = load_profile(args.profile)
-    built = build_teachers(args.profile, keys=args.key or None, force=args.force, wait=args.wait, resume_lr=args.resume_lr)
+    built = build_teachers(args.profile, keys=args.key or None, force=args.force, wait=args.wait,
+                           resume_lr=args.resume_lr)
     for key, where in built.items():
         if prof.teachers.source == "hub":
             print(f"{key}: hub model {where} (nothing to build)")

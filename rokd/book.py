@@ -106,7 +106,7 @@ def _chapter_json(path: Path, step: str, stamp_dir: Path, profile: str) -> dict:
         raise CorruptFileError(path, "executed notebook", f"delete it and {rerun}", e) from None
 
 
-def prepare_chapters(profile: str) -> list[Path]:
+def prepare_chapters(profile: str, wait: bool = False) -> list[Path]:
     """Copy the executed notebooks of ``profile`` into book/chapters (only files whose content changed)."""
     from rokd.pipeline import STATE_DIR, pipeline_lock, plan
     from rokd.profiles import load_profile
@@ -122,7 +122,7 @@ def prepare_chapters(profile: str) -> list[Path]:
         )
     CHAPTER_DIR.mkdir(parents=True, exist_ok=True)
     wanted = set()
-    with pipeline_lock(res, prof.name):
+    with pipeline_lock(res, prof.name, wait=wait, log=print):
         chapters = {s.name: _chapter_json(src_dir / f"{s.name}.ipynb", s.name, res / STATE_DIR, profile) for s in steps}
     for step in steps:
         text = json.dumps(_with_colab_link(chapters[step.name], step.notebook), indent=1, ensure_ascii=False) + "\n"
@@ -163,7 +163,7 @@ def build(profile: str, fresh: bool = False, wait: bool = False) -> Path:
     io.check_replaceable(out, "the rendered book (ROKD_BUILD_DIR)", _LEGACY_BUILD_FILES)
     with io.lock(out.parent / f".{out.name}.lock", f"the book build folder {out}", wait=wait,
                  hint=", or rerun with --wait"):
-        prepare_chapters(profile)
+        prepare_chapters(profile, wait=wait)
         previous = (out / "PROFILE").read_text().strip() if (out / "PROFILE").exists() else None
         if fresh or (previous and previous != name):
             io.remove_dir(out, "the rendered book (ROKD_BUILD_DIR)", _LEGACY_BUILD_FILES)

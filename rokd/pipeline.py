@@ -61,6 +61,8 @@ class Step:
     depends: list[str] = field(default_factory=list)
     # Files (or folders) the step writes: missing or empty ones mean the step is not done.
     outputs: list[Path] = field(default_factory=list)
+    # (scores.csv, model): a file several steps add rows to; this step is done only while its model's rows are there.
+    score_rows: tuple[Path, str] | None = None
 
 
 def _profile_arg(profile: str | Path) -> str:
@@ -96,7 +98,8 @@ def plan(profile: str | Path, prof: Profile | None = None) -> list[Step]:
         upstream = ["01_teachers"] if model not in STUDENTS else [f"02_distill-{model}"]
         runs = [predictions_path(res, model, t, s) for t in prof.evaluate.tasks for s in prof.evaluate.seeds]
         outputs = [res / "scores.csv", *runs, *(p.with_suffix(".run.json") for p in runs)]
-        steps.append(Step(name, "03_evaluate", {**base, "model": model}, upstream, outputs=outputs))
+        steps.append(Step(name, "03_evaluate", {**base, "model": model}, upstream, outputs=outputs,
+                          score_rows=(res / "scores.csv", model)))
         eval_names.append(name)
     steps.append(Step("04_results", "04_results", dict(base), eval_names + distil_names,
                       outputs=[res / "model_stats.json"]))
@@ -156,6 +159,15 @@ def not_done_reason(step: Step, key: str, executed: Path, stamp: Path) -> str | 
     missing = [p for p in step.outputs if not _nonempty(Path(p))]
     if missing:
         return f"output {missing[0]} missing or empty" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+    if step.score_rows is not None:
+        from rokd.tasks.scores import read_scores
+
+        path, model = step.score_rows
+        try:
+            if not any(r["model"] == model for r in read_scores(path)):
+                return f"no rows of {model} in {path}"
+        except (OSError, ValueError):  # a damaged file: the step rewrites its rows
+            return f"{path} unreadable"
     return None
 
 

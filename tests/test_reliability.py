@@ -656,3 +656,20 @@ def test_output_folders_take_the_profile_name_never_its_path(tmp_path):
     assert artifacts_dir(yaml_path) == tmp_path / "artifacts" / "exp1"
     with pytest.raises(UsageError, match="not a plain name"):
         results_dir("..")
+
+
+def test_a_step_whose_rows_left_a_shared_scores_file_is_not_done(tmp_path):
+    from rokd.tasks.scores import merge_scores
+
+    scores = merge_scores(tmp_path / "scores.csv", "model-a", "sts", 1, {"pearson": 0.5})
+    step = Step("e-b", "e", score_rows=(scores, "model-b"))
+    assert plan("smoke")[5].score_rows[1] == "bert-base-ro"  # every evaluation step checks its own rows
+    executed, stamp = tmp_path / "e-b.ipynb", tmp_path / "e-b.json"
+    executed.write_text("{}")
+    io.atomic_write_json(stamp, {"key": "k", "notebook_sha256": io.file_sha256(executed)})
+    # scores.csv deleted, then rebuilt by another model's step: model-b's rows are gone
+    assert not_done_reason(step, "k", executed, stamp) == f"no rows of model-b in {scores}"
+    merge_scores(scores, "model-b", "sts", 1, {"pearson": 0.6})
+    assert not_done_reason(step, "k", executed, stamp) is None
+    scores.write_text(scores.read_text()[:-3])  # cut mid-row
+    assert not_done_reason(step, "k", executed, stamp) == f"{scores} unreadable"

@@ -125,14 +125,12 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str | None = None) -> T
 
 def save_config(cfg: Any, path: str | Path) -> Path:
     """Write a resolved config as JSON (``.json``) or YAML (anything else)."""
+    from rokd.io import atomic_write_text
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = to_dict(cfg)
     text = json.dumps(data, indent=2, sort_keys=True) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, text)
 
 
 def load_config(cls: type[T], path: str | Path) -> T:

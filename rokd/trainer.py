@@ -630,9 +630,7 @@ def _truncate_log(path: Path, step: int) -> None:
             continue
         if record.get("step", step + 1) <= step:
             kept.append(line)
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    tmp.replace(path)
+    io.atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def _save_checkpoint(acc, model, optimizer, scheduler, batches, config: TrainerConfig, step: int, *, tokens: int, elapsed: float, losses: dict[str, float]) -> Path:

@@ -285,3 +285,38 @@ def test_a_second_teacher_build_stops_or_waits(tiny_corpus, tmp_path):
         with pytest.raises(LockedError, match=f"pid {pid}"):
             teachers_mod.build_teacher(tiny_profile(name="locktest", steps=3), "robert-base", wait=False,
                                        log=lambda *_: None)
+
+
+def test_nan_advice_for_teachers_resumes_with_the_lowered_lr(tiny_corpus, tmp_path, monkeypatch, capsys):
+    import shlex
+
+    from rokd import trainer
+    from rokd.cli import main
+    from rokd.config import save_config
+
+    torch.set_num_threads(1)
+    prof = tiny_profile(name="nantest", steps=12)
+    prof.teachers.checkpoint_every = 6
+    yaml_path = save_config(prof, tmp_path / "nantest.yaml")
+    real_train = trainer.train
+
+    def nan_after_six(net, step_fn, batches, config, **kwargs):
+        real_train(net, step_fn, batches, config, **kwargs, max_steps_this_run=6)
+        raise trainer.NonFiniteLossError(7, {"loss": float("nan")}, trainer.latest_checkpoint(config.output_dir), config.lr)
+
+    monkeypatch.setattr(trainer, "train", nan_after_six)
+    assert main(["teachers", "build", "--profile", str(yaml_path), "--key", "robert-base"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "kept: the last good checkpoint" in err and "checkpoint-6" in err
+    assert f"set teachers.lr to 0.0015 in {yaml_path}" in err
+    command = err.split("`")[1]
+    assert command == f"rokd teachers build --profile {yaml_path} --key robert-base --resume-lr"
+
+    monkeypatch.setattr(trainer, "train", real_train)
+    yaml_path.write_text(yaml_path.read_text().replace("lr: 0.003", "lr: 0.0015"))
+    assert main(shlex.split(command)[1:]) == 0
+    folder = tmp_path / "artifacts" / "nantest" / "teachers" / "robert-base"
+    log = teachers_mod.read_train_log(folder / "train_log.jsonl")
+    assert [r["step"] for r in log] == list(range(1, 13))
+    assert log[5]["lr"] > log[6]["lr"] * 1.5  # steps 7-12 ran at the lowered rate, resumed from step 6
+    assert json.loads((folder / "teacher_config.json").read_text())["training"]["lr"] == 0.0015

@@ -402,9 +402,7 @@ def teacher_quality(profile: str | Profile, key: str, *, write: bool = True) -> 
         else:
             path = results_dir(prof.name) / "teachers" / key / QUALITY_FILE
             path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(quality, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        io.atomic_write_json(path, quality, sort_keys=True)
     return quality
 
 

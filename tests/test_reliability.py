@@ -384,6 +384,23 @@ def test_editing_a_profile_yaml_given_as_a_path_invalidates_the_cache(tmp_path):
     yaml_path.write_text("name: mine\ndistill: {steps: 6}\n")
     assert statuses() == ["ran"]
 
+def test_a_step_whose_rows_left_a_shared_scores_file_is_not_done(tmp_path):
+    from rokd.tasks.scores import merge_scores
+
+    scores = merge_scores(tmp_path / "scores.csv", "model-a", "sts", 1, {"pearson": 0.5})
+    step = Step("e-b", "e", score_rows=(scores, "model-b"))
+    assert plan("smoke")[5].score_rows[1] == "bert-base-ro"  # every evaluation step checks its own rows
+    executed, stamp = tmp_path / "e-b.ipynb", tmp_path / "e-b.json"
+    executed.write_text("{}")
+    io.atomic_write_json(stamp, {"key": "k", "notebook_sha256": io.file_sha256(executed)})
+    # scores.csv deleted, then rebuilt by another model's step: model-b's rows are gone
+    assert not_done_reason(step, "k", executed, stamp) == f"no rows of model-b in {scores}"
+    merge_scores(scores, "model-b", "sts", 1, {"pearson": 0.6})
+    assert not_done_reason(step, "k", executed, stamp) is None
+    scores.write_text(scores.read_text()[:-3])  # cut mid-row
+    assert not_done_reason(step, "k", executed, stamp) == f"{scores} unreadable"
+
+
 
 # ------------------------------------------------------------------- (4) one-line errors via main
 
@@ -487,6 +504,23 @@ def test_corrupt_predictions_file_names_it(tmp_path, capsys):
     assert main(["loyalty", "--profile", "smoke"]) == 1
     line = one_error_line(capsys)
     assert f"predictions file {victim} is unreadable or corrupt" in line and "delete it" in line
+
+def test_evaluating_a_truncated_student_names_its_folder(tmp_path, capsys):
+    from distill_fixtures import tiny_bert, tokenizers
+
+    folder = tmp_path / "artifacts" / "smoke" / "students" / "distil-bert-base-ro"
+    tok = tokenizers()[0]
+    tiny_bert(tok).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    io.write_weights_sha256(folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    capsys.readouterr()
+    args = ["evaluate", "--profile", "smoke", "--model", "distil-bert-base-ro", "--task", "sts", "--seed", "1"]
+    assert main(args) == 1
+    line = one_error_line(capsys)
+    assert f"model folder {folder} is unreadable or corrupt" in line and "sha256" in line
+
 
 
 # --------------------------------------------------------------------------------- (5) validation
@@ -608,6 +642,18 @@ def test_book_writes_to_rokd_build_dir(tmp_path, monkeypatch):
     cmd, _ = book._jupyter_book_command(paths.REPO_ROOT / "_build")
     assert "--path-output" not in cmd
 
+def test_output_folders_take_the_profile_name_never_its_path(tmp_path):
+    from rokd.paths import artifacts_dir, results_dir
+
+    yaml_path = tmp_path / "cfg" / "exp.yaml"
+    yaml_path.parent.mkdir()
+    yaml_path.write_text("name: exp1\n")
+    assert results_dir(str(yaml_path)) == tmp_path / "results" / "exp1"
+    assert artifacts_dir(yaml_path) == tmp_path / "artifacts" / "exp1"
+    with pytest.raises(UsageError, match="not a plain name"):
+        results_dir("..")
+
+
 
 # ------------------------------------------- (7) the NaN guard's advice (the download cap: test_data.py)
 
@@ -626,50 +672,3 @@ def test_nan_advice_is_phrased_as_the_command(tmp_path):
     assert f"kept: the last good checkpoint {tmp_path / 'checkpoint-6'}" in str(advised)
     assert ("`rokd distill --profile smoke --student distil-bert-base-ro --steps 60 --lr 0.0005 --resume-lr`"
             in str(advised))
-
-
-
-def test_evaluating_a_truncated_student_names_its_folder(tmp_path, capsys):
-    from distill_fixtures import tiny_bert, tokenizers
-
-    folder = tmp_path / "artifacts" / "smoke" / "students" / "distil-bert-base-ro"
-    tok = tokenizers()[0]
-    tiny_bert(tok).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    io.write_weights_sha256(folder)
-    weights = folder / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:-100])
-    capsys.readouterr()
-    args = ["evaluate", "--profile", "smoke", "--model", "distil-bert-base-ro", "--task", "sts", "--seed", "1"]
-    assert main(args) == 1
-    line = one_error_line(capsys)
-    assert f"model folder {folder} is unreadable or corrupt" in line and "sha256" in line
-
-
-def test_output_folders_take_the_profile_name_never_its_path(tmp_path):
-    from rokd.paths import artifacts_dir, results_dir
-
-    yaml_path = tmp_path / "cfg" / "exp.yaml"
-    yaml_path.parent.mkdir()
-    yaml_path.write_text("name: exp1\n")
-    assert results_dir(str(yaml_path)) == tmp_path / "results" / "exp1"
-    assert artifacts_dir(yaml_path) == tmp_path / "artifacts" / "exp1"
-    with pytest.raises(UsageError, match="not a plain name"):
-        results_dir("..")
-
-
-def test_a_step_whose_rows_left_a_shared_scores_file_is_not_done(tmp_path):
-    from rokd.tasks.scores import merge_scores
-
-    scores = merge_scores(tmp_path / "scores.csv", "model-a", "sts", 1, {"pearson": 0.5})
-    step = Step("e-b", "e", score_rows=(scores, "model-b"))
-    assert plan("smoke")[5].score_rows[1] == "bert-base-ro"  # every evaluation step checks its own rows
-    executed, stamp = tmp_path / "e-b.ipynb", tmp_path / "e-b.json"
-    executed.write_text("{}")
-    io.atomic_write_json(stamp, {"key": "k", "notebook_sha256": io.file_sha256(executed)})
-    # scores.csv deleted, then rebuilt by another model's step: model-b's rows are gone
-    assert not_done_reason(step, "k", executed, stamp) == f"no rows of model-b in {scores}"
-    merge_scores(scores, "model-b", "sts", 1, {"pearson": 0.6})
-    assert not_done_reason(step, "k", executed, stamp) is None
-    scores.write_text(scores.read_text()[:-3])  # cut mid-row
-    assert not_done_reason(step, "k", executed, stamp) == f"{scores} unreadable"

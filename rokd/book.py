@@ -2,7 +2,12 @@
 
 ``rokd book --profile P`` copies ``results/<P>/notebooks/*.ipynb`` (written by ``rokd pipeline``)
 into ``book/chapters/``, adds an "Open in Colab" link to each chapter, and runs Jupyter Book 1
-with warnings as errors. ``rokd notebooks sync`` regenerates the runnable Colab notebooks
+with warnings as errors. The book is written to ``ROKD_BUILD_DIR`` (default ``_build``; the HTML in
+``<it>/html``), a folder rokd marks as its own: a folder of someone else's is refused, never emptied. A
+chapter whose pipeline step did not finish (its stamp is missing: the step failed or was interrupted) or
+whose notebook is unreadable stops the build with a message naming it. While the chapters are copied,
+the profile's pipeline lock is held, so a running ``rokd pipeline`` is never published half-way.
+``rokd notebooks sync`` regenerates the runnable Colab notebooks
 ``notebooks/colab/*.ipynb``, the jupytext pairs of the text notebooks (their first cell installs rokd).
 """
 
@@ -13,14 +18,19 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
 
-from rokd.paths import REPO_ROOT, results_dir
+from rokd import io
+from rokd.errors import CorruptFileError, RokdError
+from rokd.paths import REPO_ROOT, build_dir, results_dir
 
 CHAPTER_DIR = REPO_ROOT / "book" / "chapters"
-BUILD_DIR = REPO_ROOT / "_build"
+# What marks a build folder written before folders carried io.OUTPUT_MARKER: rokd's PROFILE file, or
+# Sphinx's doctree cache (a folder holding it is a Jupyter Book / Sphinx build output).
+_LEGACY_BUILD_FILES = ("PROFILE", ".doctrees")
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 COLAB_DIR = NOTEBOOK_DIR / "colab"
 
@@ -81,59 +91,101 @@ def _with_colab_link(nb_json: dict, notebook_stem: str) -> dict:
     return nb_json
 
 
-def prepare_chapters(profile: str) -> list[Path]:
-    """Copy the executed notebooks of ``profile`` into book/chapters (only files whose content changed)."""
-    from rokd.pipeline import plan
+def _chapter_json(path: Path, step: str, stamp_dir: Path, profile: str) -> dict:
+    """An executed notebook, checked: readable JSON, and finished when the pipeline keeps stamps here."""
+    rerun = f"rerun `rokd pipeline --profile {profile} --only {step}`"
+    if stamp_dir.is_dir():  # a local pipeline run (published results come without stamps)
+        stamp = io.read_json(stamp_dir / f"{step}.json")
+        if not isinstance(stamp, dict):
+            raise RokdError(f"step {step!r} did not finish ({path} may hold an error or a partial run): {rerun}")
+        if "notebook_sha256" in stamp and stamp["notebook_sha256"] != io.file_sha256(path):
+            raise CorruptFileError(path, "executed notebook", f"it is not the one its step finished with; {rerun}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CorruptFileError(path, "executed notebook", f"delete it and {rerun}", e) from None
 
-    src_dir = results_dir(profile) / "notebooks"
-    missing = [s.name for s in plan(profile) if not (src_dir / f"{s.name}.ipynb").exists()]
+
+def prepare_chapters(profile: str, wait: bool = False) -> list[Path]:
+    """Copy the executed notebooks of ``profile`` into book/chapters (only files whose content changed)."""
+    from rokd.pipeline import STATE_DIR, pipeline_lock, plan
+    from rokd.profiles import load_profile
+
+    prof = load_profile(profile)
+    res = results_dir(prof.name)
+    src_dir = res / "notebooks"
+    steps = plan(profile, prof)
+    missing = [s.name for s in steps if not (src_dir / f"{s.name}.ipynb").exists()]
     if missing:
-        raise FileNotFoundError(
+        raise RokdError(
             f"executed notebooks missing in {src_dir}: {missing}; run `rokd pipeline --profile {profile}` first"
         )
     CHAPTER_DIR.mkdir(parents=True, exist_ok=True)
     wanted = set()
-    for step in plan(profile):
-        nb_json = json.loads((src_dir / f"{step.name}.ipynb").read_text(encoding="utf-8"))
-        text = json.dumps(_with_colab_link(nb_json, step.notebook), indent=1, ensure_ascii=False) + "\n"
+    with pipeline_lock(res, prof.name, wait=wait, log=print):
+        chapters = {s.name: _chapter_json(src_dir / f"{s.name}.ipynb", s.name, res / STATE_DIR, profile) for s in steps}
+    for step in steps:
+        text = json.dumps(_with_colab_link(chapters[step.name], step.notebook), indent=1, ensure_ascii=False) + "\n"
         target = CHAPTER_DIR / f"{step.name}.ipynb"
         wanted.add(target.name)
         if not target.exists() or target.read_text(encoding="utf-8") != text:
-            target.write_text(text, encoding="utf-8")  # unchanged files keep their mtime: fast rebuilds
+            io.atomic_write_text(target, text)  # unchanged files keep their mtime: fast rebuilds
     for stale in CHAPTER_DIR.glob("*.ipynb"):
         if stale.name not in wanted:
             stale.unlink()
-    (CHAPTER_DIR / "PROFILE").write_text(profile + "\n", encoding="utf-8")
+    io.atomic_write_text(CHAPTER_DIR / "PROFILE", prof.name + "\n")
     return sorted(CHAPTER_DIR.glob("*.ipynb"))
 
 
-def build(profile: str, fresh: bool = False) -> Path:
-    """Render the book; returns ``_build/html/index.html``. Raises on any Sphinx warning."""
-    prepare_chapters(profile)
-    previous = (BUILD_DIR / "PROFILE").read_text().strip() if (BUILD_DIR / "PROFILE").exists() else None
-    if fresh or (previous and previous != profile):
-        shutil.rmtree(BUILD_DIR, ignore_errors=True)
-    # the console script next to this interpreter (`python -m jupyter_book` has no entry point)
-    jb = Path(sys.executable).with_name("jupyter-book")
+def _jupyter_book_command(out: Path) -> tuple[list[str], Path | None]:
+    """The jupyter-book command that writes to ``out`` (it always writes to ``<path-output>/_build``)."""
+    jb = Path(sys.executable).with_name("jupyter-book")  # `python -m jupyter_book` has no entry point
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(REPO_ROOT), "--builder", "html",
            "--warningiserror", "--nitpick", "--keep-going"]
-    print("$ jupyter-book build . --builder html -W -n --keep-going", flush=True)
-    proc = subprocess.run(cmd, cwd=REPO_ROOT)
-    if proc.returncode != 0:
-        raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}); see the warnings above")
-    BUILD_DIR.mkdir(exist_ok=True)
-    (BUILD_DIR / "PROFILE").write_text(profile + "\n")
-    index = BUILD_DIR / "html" / "index.html"
+    if out == REPO_ROOT / "_build":
+        return cmd, None
+    if out.name == "_build":
+        return cmd + ["--path-output", str(out.parent)], None
+    link_home = Path(tempfile.mkdtemp(prefix=".rokd-book-"))  # <tmp>/_build -> out
+    (link_home / "_build").symlink_to(out, target_is_directory=True)
+    return cmd + ["--path-output", str(link_home)], link_home
+
+
+def build(profile: str, fresh: bool = False, wait: bool = False) -> Path:
+    """Render the book into :func:`rokd.paths.build_dir`; returns its ``html/index.html``.
+
+    Raises on any Sphinx warning. One build at a time per build folder (a lock beside it).
+    """
+    from rokd.profiles import load_profile
+
+    name = load_profile(profile).name
+    out = build_dir()
+    io.check_replaceable(out, "the rendered book (ROKD_BUILD_DIR)", _LEGACY_BUILD_FILES)
+    with io.lock(out.parent / f".{out.name}.lock", f"the book build folder {out}", wait=wait,
+                 hint=", or rerun with --wait"):
+        prepare_chapters(profile, wait=wait)
+        previous = (out / "PROFILE").read_text().strip() if (out / "PROFILE").exists() else None
+        if fresh or (previous and previous != name):
+            io.remove_dir(out, "the rendered book (ROKD_BUILD_DIR)", _LEGACY_BUILD_FILES)
+        io.mark_output(out, "rokd book")
+        cmd, link_home = _jupyter_book_command(out)
+        where = f" (into {out})" if out != REPO_ROOT / "_build" else ""
+        print(f"$ jupyter-book build . --builder html -W -n --keep-going{where}", flush=True)
+        try:
+            proc = subprocess.run(cmd, cwd=REPO_ROOT)
+        finally:
+            if link_home is not None:
+                shutil.rmtree(link_home, ignore_errors=True)  # the link only, not what it points to
+        if proc.returncode != 0:
+            raise RokdError(f"jupyter-book build failed (exit {proc.returncode}); see the warnings above")
+        io.atomic_write_text(out / "PROFILE", name + "\n")
+    index = out / "html" / "index.html"
     print(f"book built: {index}", flush=True)
     return index
 
 
 def _cmd_book(args: argparse.Namespace) -> int:
-    try:
-        build(args.profile, fresh=args.fresh)
-    except (FileNotFoundError, RuntimeError) as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
+    build(args.profile, fresh=args.fresh, wait=args.wait)
     return 0
 
 
@@ -150,7 +202,10 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser("book", help="build the Jupyter Book from a profile's executed notebooks")
     p.add_argument("--profile", default="smoke")
-    p.add_argument("--fresh", action="store_true", help="delete _build first")
+    p.add_argument("--fresh", action="store_true",
+                   help="delete the build folder (ROKD_BUILD_DIR, default _build) first")
+    p.add_argument("--wait", action="store_true",
+                   help="if another book build or this profile's pipeline is going, wait")
     p.set_defaults(func=_cmd_book)
     p = sub.add_parser("notebooks", help="notebook utilities")
     nsub = p.add_subparsers(dest="notebooks_command", required=True)

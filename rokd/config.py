@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -15,11 +16,22 @@ from typing import Any, TypeVar
 
 import yaml
 
+from rokd.errors import UsageError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    """A config file or dict does not match its dataclass."""
+class ConfigError(UsageError, ValueError):
+    """A config file or dict does not match its dataclass (a usage error: exit code 2 on the command line)."""
+
+
+def choices(*allowed: str) -> dict[str, Any]:
+    """Field metadata: ``field(default=..., metadata=choices("a", "b"))`` makes ``from_dict`` refuse other values."""
+    return {"choices": tuple(allowed)}
+
+
+def _join(where: str, key: Any) -> str:
+    return f"{where}.{key}" if where else str(key)
 
 
 def to_dict(cfg: Any) -> Any:
@@ -36,6 +48,7 @@ def to_dict(cfg: Any) -> Any:
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:
+    """``value`` as type ``tp``; a value of another type is an error naming ``where`` (nothing is guessed)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if value is None:
@@ -56,50 +69,91 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         inner = args[1] if len(args) == 2 else Any
-        return {k: _convert(inner, v, f"{where}.{k}") for k, v in value.items()}
-    if tp is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except ValueError as e:
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from e
-    if tp is int and isinstance(value, float) and value.is_integer():
+        return {k: _convert(inner, v, _join(where, k)) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        # 60.5 would silently become 60, "16" would fail late: refuse both (a float like 60.0 is a whole number)
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, bool) or not whole:
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
         return int(value)
+    if tp is float:
+        number = value
+        if isinstance(value, str):  # YAML 1.1 reads `5e-4` (no dot) as text: accept numeric text only
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return float(number)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected text, got {value!r}")
+        return value
     if tp is Path:
+        if not isinstance(value, (str, Path)):
+            raise ConfigError(f"{where}: expected a path, got {value!r}")
         return Path(value)
     return value
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str | None = None) -> T:
-    """Build dataclass ``cls`` from a mapping; unknown keys are an error that names them."""
-    where = where or cls.__name__
+    """Build dataclass ``cls`` from a mapping; unknown keys, wrong types and values outside a field's
+    ``choices`` are errors that name the field (``where`` is the path of ``data``, "" at the top of a file)."""
+    where = cls.__name__ if where is None else where
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(names)}")
-    kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+        raise ConfigError(f"{where or cls.__name__}: unknown field(s) {unknown}; allowed: {sorted(fields)}")
+    kwargs = {k: _convert(hints[k], v, _join(where, k)) for k, v in data.items()}
+    for k, v in kwargs.items():
+        allowed = fields[k].metadata.get("choices")
+        if allowed and v not in allowed:
+            raise ConfigError(f"{_join(where, k)}: {v!r} is not allowed; choose one of {list(allowed)}")
     try:
         return cls(**kwargs)
     except TypeError as e:
-        raise ConfigError(f"{where}: {e}") from e
+        raise ConfigError(f"{where or cls.__name__}: {e}") from e
 
 
 def save_config(cfg: Any, path: str | Path) -> Path:
     """Write a resolved config as JSON (``.json``) or YAML (anything else)."""
+    from rokd.io import atomic_write_text
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = to_dict(cfg)
     text = json.dumps(data, indent=2, sort_keys=True) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, text)
 
 
 def load_config(cls: type[T], path: str | Path) -> T:
+    """Read a JSON / YAML config file; every problem is a :class:`ConfigError` naming the file (and line)."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    return from_dict(cls, data, where=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}, line {e.lineno}: invalid JSON ({e.msg})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise ConfigError(f"{path}{line}: invalid YAML ({problem}); fix the syntax there") from None
+    try:
+        return from_dict(cls, data, where="")
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None

@@ -8,11 +8,18 @@ model (``rokd.models.registry.CONTROL_OF``): ``control-random-init`` in the case
 
 Each step converts a text notebook (``notebooks/*.md``, jupytext MyST) to ``.ipynb`` and executes it
 with papermill, injecting the profile's parameters. Executed notebooks go to
-``results/<profile>/notebooks/<step>.ipynb``. A finished step leaves a stamp keyed by the hash of
-its notebook, its parameters, the profile file, the ``rokd`` sources and its upstream stamps, so a
-re-run only executes what changed (the heavy work inside a step, training, is cached separately by
-the idempotent builders it calls). A failing step stops the run and names the executed notebook that
-holds the error.
+``results/<profile name>/notebooks/<step>.ipynb`` (the ``name:`` of the profile, also when it is given as
+a YAML path). A finished step leaves a stamp keyed by the hash of its notebook, its parameters, the
+profile's content, the ``rokd`` sources and its upstream stamps, so a re-run only executes what changed
+(the heavy work inside a step, training, is cached separately by the idempotent builders it calls). A
+failing step stops the run and names the executed notebook that holds the error.
+
+State is never half-written: a step's stamp is removed before the step runs, the executed notebook and
+the stamp are written to temp files and renamed into place, and a step counts as done only when its
+stamp is readable, matches the key and the notebook's checksum, and every output it declares
+(``Step.outputs``: e.g. ``scores.csv``, a student's weights) exists and is not empty. Deleting an output
+therefore re-runs the step that makes it. One pipeline per profile runs at a time (a lock file in
+``results/<profile>/.pipeline/``); a second one waits (``--wait``) or stops naming the holder.
 """
 
 from __future__ import annotations
@@ -28,22 +35,26 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rokd.models.registry import CONTROL_OF, MODEL_KEYS, STUDENTS
-from rokd.paths import REPO_ROOT, results_dir
-from rokd.profiles import PROFILE_DIR, load_profile
+from rokd import io
+from rokd.config import ConfigError, to_dict
+from rokd.errors import RokdError, UsageError
+from rokd.models.registry import CONTROL_OF, MODEL_KEYS, STUDENTS, TEACHERS
+from rokd.paths import REPO_ROOT, artifacts_dir, check_name, results_dir
+from rokd.profiles import Profile, load_profile
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+STATE_DIR = ".pipeline"  # stamps and the lock, inside results/<profile>/
+LOCK_FILE = "lock"
 
 
-class StepFailed(RuntimeError):
+class StepFailed(RokdError):
     """A notebook raised; ``executed`` is the output notebook holding the traceback."""
 
     def __init__(self, step: str, executed: Path, cause: BaseException):
         self.step, self.executed = step, executed
-        super().__init__(
-            f"step {step!r} failed: {type(cause).__name__}: {str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}\n"
-            f"  the executed notebook with the error: {executed}"
-        )
+        last = str(cause).strip().splitlines()[-1] if str(cause).strip() else ""
+        super().__init__(f"step {step!r} failed: {type(cause).__name__}: {last}; "
+                         f"the executed notebook with the error: {executed}")
 
 
 @dataclass
@@ -52,30 +63,53 @@ class Step:
     notebook: str  # stem of notebooks/<notebook>.md
     parameters: dict = field(default_factory=dict)
     depends: list[str] = field(default_factory=list)
+    # Files (or folders) the step writes: missing or empty ones mean the step is not done.
+    outputs: list[Path] = field(default_factory=list)
+    # (scores.csv, model): a file several steps add rows to; this step is done only while its model's rows are there.
+    score_rows: tuple[Path, str] | None = None
 
 
-def plan(profile: str) -> list[Step]:
+def _profile_arg(profile: str | Path) -> str:
+    """What the notebooks receive as ``profile``: a name, or the absolute path of a YAML file."""
+    path = Path(profile)
+    return str(path.resolve()) if path.suffix else str(profile)
+
+
+def plan(profile: str | Path, prof: Profile | None = None) -> list[Step]:
     """The steps of a profile, in an order that respects their dependencies."""
-    base = {"profile": profile}
+    from rokd.tasks.predictions import predictions_path
+
+    prof = prof or load_profile(profile)
+    res, art = results_dir(prof.name), artifacts_dir(prof.name)
+    base = {"profile": _profile_arg(profile)}
+    built_teachers = prof.teachers.source == "build"
+    built_students = prof.distill.source == "build"
     steps = [
-        Step("00_data", "00_data", dict(base)),
-        Step("01_teachers", "01_teachers", dict(base), ["00_data"]),
+        Step("00_data", "00_data", dict(base), outputs=[res / "data_summary.json"]),
+        Step("01_teachers", "01_teachers", dict(base), ["00_data"],
+             outputs=[art / "teachers" / k / "model.safetensors" for k in TEACHERS] if built_teachers else []),
     ]
     distil_names = []
     for student in STUDENTS:  # the multi student last: its chapter compares with the cased-only one
         name = f"02_distill-{student}"
-        steps.append(Step(name, "02_distill", {**base, "student": student}, ["01_teachers"]))
+        folder = art / "students" / student
+        steps.append(Step(name, "02_distill", {**base, "student": student}, ["01_teachers"],
+                          outputs=[folder / "model.safetensors", folder / "summary.json"] if built_students else []))
         distil_names.append(name)
     eval_names = []
     for model in MODEL_KEYS:
         name = f"03_evaluate-{model}"
         upstream = ["01_teachers"] if model not in STUDENTS else [f"02_distill-{model}"]
-        controls = [c for c, of in CONTROL_OF.items() if of == model]
+        controls = [c for c, of in CONTROL_OF.items() if of == model]  # fine-tuned in their model's chapter
+        runs = [predictions_path(res, m, t, s) for m in (model, *controls)
+                for t in prof.evaluate.tasks for s in prof.evaluate.seeds]
+        outputs = [res / "scores.csv", *runs, *(p.with_suffix(".run.json") for p in runs)]
         steps.append(Step(name, "03_evaluate", {**base, "model": model, **({"controls": controls} if controls else {})},
-                          upstream))
+                          upstream, outputs=outputs, score_rows=(res / "scores.csv", model)))
         eval_names.append(name)
-    steps.append(Step("04_results", "04_results", dict(base), eval_names + distil_names))
-    steps.append(Step("05_loyalty", "05_loyalty", dict(base), eval_names))
+    steps.append(Step("04_results", "04_results", dict(base), eval_names + distil_names,
+                      outputs=[res / "model_stats.json"]))
+    steps.append(Step("05_loyalty", "05_loyalty", dict(base), eval_names, outputs=[res / "loyalty.csv"]))
     return steps
 
 
@@ -89,17 +123,69 @@ def _sources_digest() -> str:
     return h.hexdigest()
 
 
-def step_key(step: Step, profile: str, upstream_keys: list[str], sources: str, notebook_dir: Path = NOTEBOOK_DIR) -> str:
+def profile_digest(prof: Profile | None) -> str:
+    """Hash of a profile's content (every resolved field), wherever it was read from."""
+    if prof is None:
+        return ""
+    return hashlib.sha256(json.dumps(to_dict(prof), sort_keys=True).encode()).hexdigest()
+
+
+def step_key(step: Step, profile_hash: str, upstream_keys: list[str], sources: str,
+             notebook_dir: Path = NOTEBOOK_DIR) -> str:
     h = hashlib.sha256()
     h.update((notebook_dir / f"{step.notebook}.md").read_bytes())
     h.update(json.dumps(step.parameters, sort_keys=True).encode())
-    profile_file = PROFILE_DIR / f"{profile}.yaml"
-    if profile_file.exists():
-        h.update(profile_file.read_bytes())
+    h.update(profile_hash.encode())
     h.update(sources.encode())
     for key in upstream_keys:
         h.update(key.encode())
     return h.hexdigest()[:20]
+
+
+def _nonempty(path: Path) -> bool:
+    if path.is_dir():
+        return any(path.iterdir())
+    return path.is_file() and path.stat().st_size > 0
+
+
+def not_done_reason(step: Step, key: str, executed: Path, stamp: Path) -> str | None:
+    """None when ``step`` finished with ``key`` and its outputs are intact; otherwise why it must run.
+
+    Anything unreadable (a truncated stamp, a 0-byte notebook left by a kill) means "not done", never a crash.
+    """
+    record = io.read_json(stamp)
+    if not isinstance(record, dict):
+        return "no stamp" if not stamp.exists() else "unreadable stamp"
+    if record.get("key") != key:
+        return "inputs changed"
+    if not _nonempty(executed):
+        return "executed notebook missing or empty"
+    if record.get("notebook_sha256") != io.file_sha256(executed):
+        return "executed notebook changed or incomplete"
+    missing = [p for p in step.outputs if not _nonempty(Path(p))]
+    if missing:
+        return f"output {missing[0]} missing or empty" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+    if step.score_rows is not None:
+        from rokd.tasks.scores import read_scores
+
+        path, model = step.score_rows
+        try:
+            if not any(r["model"] == model for r in read_scores(path)):
+                return f"no rows of {model} in {path}"
+        except (OSError, ValueError):  # a damaged file: the step rewrites its rows
+            return f"{path} unreadable"
+    return None
+
+
+def step_is_done(step: Step, key: str, output_dir: Path) -> bool:
+    return not_done_reason(step, key, output_dir / "notebooks" / f"{step.name}.ipynb",
+                           output_dir / STATE_DIR / f"{step.name}.json") is None
+
+
+def pipeline_lock(output_dir: Path, name: str, *, wait: bool = False, log=None):
+    """The lock of a profile's pipeline (also taken by ``rokd book`` while it reads the notebooks)."""
+    return io.lock(Path(output_dir) / STATE_DIR / LOCK_FILE, f"the pipeline of profile {name!r}", wait=wait,
+                   hint=", or rerun with --wait", log=log)
 
 
 # The kernel's environment during a pipeline run: progress bars are noise in a rendered chapter
@@ -155,79 +241,95 @@ def _fmt(seconds: float) -> str:
 
 
 def run(
-    profile: str,
+    profile: str | Path,
     only: list[str] | None = None,
     force: bool = False,
     out=sys.stdout,
     steps: list[Step] | None = None,
     notebook_dir: Path = NOTEBOOK_DIR,
     output_dir: Path | None = None,
+    wait: bool = False,
 ) -> list[dict]:
-    """Run (or skip, when cached) every step of ``profile``; returns one record per step.
+    """Run (or skip, when done) every step of ``profile``; returns one record per step.
 
     ``steps``, ``notebook_dir`` and ``output_dir`` default to the project's plan, ``notebooks/`` and
-    ``results/<profile>/`` (tests pass their own).
+    ``results/<profile name>/`` (tests pass their own). ``wait``: when another run of this profile holds
+    its lock, wait for it instead of stopping with :class:`~rokd.errors.LockedError`.
     """
+    prof = None
     if steps is None:
-        load_profile(profile)  # fail early on a bad profile
-        steps = plan(profile)
+        prof = load_profile(profile)  # fail early on a bad profile
+        steps = plan(profile, prof)
+    else:
+        with contextlib.suppress(ConfigError):  # a test's own plan may name no real profile
+            prof = load_profile(profile)
+    name = prof.name if prof is not None else check_name(str(profile), "profile")
     if only:
         unknown = sorted(set(only) - {s.name for s in steps} - {s.notebook for s in steps})
         if unknown:
-            raise SystemExit(f"unknown step(s) {unknown}; steps: {[s.name for s in steps]}")
-    out_dir = output_dir or results_dir(profile)
-    nb_dir, stamp_dir = out_dir / "notebooks", out_dir / ".pipeline"
+            raise UsageError(f"unknown step(s) {unknown} in --only; steps: {[s.name for s in steps]}")
+    out_dir = Path(output_dir) if output_dir is not None else results_dir(name)
+    nb_dir, stamp_dir = out_dir / "notebooks", out_dir / STATE_DIR
+    with pipeline_lock(out_dir, name, wait=wait, log=lambda m: print(m, file=out, flush=True)):
+        for stale in nb_dir.glob(".*.tmp.ipynb"):  # left by a run that was killed mid-step
+            stale.unlink(missing_ok=True)
+        return _run_locked(name, prof, steps, only, force, out, notebook_dir, nb_dir, stamp_dir)
+
+
+def _run_locked(name, prof, steps, only, force, out, notebook_dir, nb_dir, stamp_dir) -> list[dict]:
     sources = _sources_digest()
+    profile_hash = profile_digest(prof)
     keys: dict[str, str] = {}
     records = []
     t_start = time.perf_counter()
     for i, step in enumerate(steps, 1):
-        key = step_key(step, profile, [keys[d] for d in step.depends], sources, notebook_dir)
+        key = step_key(step, profile_hash, [keys[d] for d in step.depends], sources, notebook_dir)
         keys[step.name] = key
         executed = nb_dir / f"{step.name}.ipynb"
         stamp = stamp_dir / f"{step.name}.json"
         selected = not only or step.name in only or step.notebook in only
-        cached = (
-            not force
-            and executed.exists()
-            and stamp.exists()
-            and json.loads(stamp.read_text()).get("key") == key
-        )
+        reason = "forced" if force else not_done_reason(step, key, executed, stamp)
+        cached = reason is None
         prefix = f"[{i}/{len(steps)}] {step.name}"
         if cached or not selected:
             print(f"{prefix}: {'cached' if cached else 'not selected'}", file=out, flush=True)
             records.append({"step": step.name, "status": "cached" if cached else "skipped", "seconds": 0.0})
             continue
-        print(f"{prefix}: running ({len(steps) - i} left after this, elapsed {_fmt(time.perf_counter() - t_start)})", file=out, flush=True)
+        print(f"{prefix}: running ({reason}; {len(steps) - i} left after this, elapsed "
+              f"{_fmt(time.perf_counter() - t_start)})", file=out, flush=True)
+        stamp.unlink(missing_ok=True)  # from here on the step is not done, whatever happens
+        tmp = executed.with_name(f".{executed.stem}.{os.getpid()}.tmp.ipynb")
         t0 = time.perf_counter()
         try:
-            execute_notebook(notebook_dir / f"{step.notebook}.md", executed, step.parameters)
+            execute_notebook(notebook_dir / f"{step.notebook}.md", tmp, step.parameters)
         except Exception as e:  # papermill's PapermillExecutionError and kernel failures alike
-            stamp.unlink(missing_ok=True)
+            if tmp.exists():  # keep the notebook that shows the error where the user looks for it
+                os.replace(tmp, executed)
             raise StepFailed(step.name, executed, e) from e
+        except BaseException:  # Ctrl-C: no half-run notebook survives
+            tmp.unlink(missing_ok=True)
+            raise
         seconds = time.perf_counter() - t0
-        stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(json.dumps({"key": key, "seconds": round(seconds, 1), "parameters": step.parameters}, indent=2))
+        os.replace(tmp, executed)
+        io.atomic_write_json(stamp, {"key": key, "seconds": round(seconds, 1), "parameters": step.parameters,
+                                     "notebook_sha256": io.file_sha256(executed)})
         print(f"{prefix}: done in {_fmt(seconds)}", file=out, flush=True)
         records.append({"step": step.name, "status": "ran", "seconds": round(seconds, 1)})
     total = time.perf_counter() - t_start
-    print(f"pipeline {profile}: {sum(r['status'] == 'ran' for r in records)} ran, "
+    print(f"pipeline {name}: {sum(r['status'] == 'ran' for r in records)} ran, "
           f"{sum(r['status'] == 'cached' for r in records)} cached, total {_fmt(total)}", file=out, flush=True)
     return records
 
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
-    try:
-        run(args.profile, only=args.only, force=args.force)
-    except StepFailed as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
+    run(args.profile, only=args.only, force=args.force, wait=args.wait)
     return 0
 
 
 def register(sub) -> None:
     p = sub.add_parser("pipeline", help="run every chapter notebook of a profile (cached)")
-    p.add_argument("--profile", default="smoke")
+    p.add_argument("--profile", default="smoke", help="profile name (smoke, mini, paper) or YAML path")
     p.add_argument("--only", nargs="*", help="run only these steps (names or notebook stems)")
     p.add_argument("--force", action="store_true", help="ignore the cache")
+    p.add_argument("--wait", action="store_true", help="if another run of this profile is going, wait for it")
     p.set_defaults(func=_cmd_pipeline)

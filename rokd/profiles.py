@@ -15,10 +15,17 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from rokd.config import ConfigError, from_dict, load_config, to_dict
+from rokd.config import ConfigError, choices, from_dict, load_config, to_dict
+from rokd.precision import PRECISIONS
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 PROFILES = ("smoke", "mini", "paper")
+DEVICES = ("auto", "cpu", "cuda")
+SOURCES = ("build", "hub")  # build the models locally, or take them from the Hugging Face hub
+# Multi-teacher strategies of rokd.distill (see DistillConfig.strategy).
+# The names of rokd.distill.strategies.STRATEGIES (a test keeps them equal), plus the old alias "ensemble".
+DISTILL_STRATEGIES = ("span-map", "uld", "gold-hybrid", "projection", "min-edit", "hidden-only", "cased-only", "ensemble")
+_PRECISION = choices(*PRECISIONS)
 
 
 @dataclass
@@ -47,7 +54,7 @@ class BertShape:
 @dataclass
 class TeachersConfig:
     # Local miniature teachers are built when ``source == "build"``; ``hub`` uses the hub IDs below.
-    source: str = "build"
+    source: str = field(default="build", metadata=choices(*SOURCES))
     cased: BertShape = field(default_factory=BertShape)
     uncased: BertShape = field(default_factory=lambda: BertShape(lowercase=True))
     hub_cased: str = "dumitrescustefan/bert-base-romanian-cased-v1"
@@ -64,7 +71,7 @@ class TeachersConfig:
     eval_lines: int = 1000  # held-out lines for MLM accuracy
     pppl_lines: int = 100  # held-out lines for pseudo-perplexity (one forward pass per token)
     seed: int = 13
-    precision: str = "auto"  # rokd.precision: auto | fp32 | bf16 | fp16
+    precision: str = field(default="auto", metadata=_PRECISION)  # rokd.precision: auto | fp32 | bf16 | fp16
     threads: int = 0  # torch CPU threads (0 = ROKD_THREADS, else torch's default)
     # Learning curve: held-out MLM accuracy on `curve_lines` lines every `curve_every` steps (0 = off).
     curve_every: int = 0
@@ -74,7 +81,7 @@ class TeachersConfig:
 @dataclass
 class DistillConfig:
     # Hub students released by the authors (used instead of distilling when ``source == "hub"``).
-    source: str = "build"
+    source: str = field(default="build", metadata=choices(*SOURCES))
     hub_students: dict[str, str] = field(default_factory=dict)
     max_length: int = 128
     steps: int = 1000
@@ -94,14 +101,14 @@ class DistillConfig:
     # How a teacher with another vocabulary enters the objective (rokd.distill.strategies): "span-map"
     # (probabilities mapped onto the student's vocabulary, rokd.distill.ensemble; alias "ensemble"),
     # "uld", "gold-hybrid", "projection", "min-edit", "hidden-only" (cosine term only) or "cased-only".
-    strategy: str = "span-map"
+    strategy: str = field(default="span-map", metadata=choices(*DISTILL_STRATEGIES))
     teacher_weights: list[float] | None = None  # None = uniform over the student's teachers
     smoothed_masking: bool = True  # choose words to mask with weights count**-0.7 (DistilBERT recipe)
     # Where the soft-target KL is computed: "masked" positions only (default, this project's choice) or
     # "all" non-pad tokens (the Hugging Face DistilBERT recipe); see rokd.distill.distiller.
-    soft_targets: str = "masked"
+    soft_targets: str = field(default="masked", metadata=choices("masked", "all"))
     eval_lines: int = 1000  # held-out lines for the student's / teachers' MLM accuracy
-    precision: str = "auto"  # rokd.precision: auto | fp32 | bf16 | fp16
+    precision: str = field(default="auto", metadata=_PRECISION)  # rokd.precision: auto | fp32 | bf16 | fp16
     threads: int = 0  # torch CPU threads (0 = ROKD_THREADS, else torch's default)
 
 
@@ -122,7 +129,7 @@ class EvalConfig:
     # torch CPU threads while fine-tuning (0 = torch's default). Tiny models run faster on 1 thread:
     # their matrices are too small to split, and a busy machine makes extra threads wait on each other.
     threads: int = 0
-    precision: str = "auto"  # rokd.precision: auto | fp32 | bf16 | fp16
+    precision: str = field(default="auto", metadata=_PRECISION)  # rokd.precision: auto | fp32 | bf16 | fp16
     # Inference-speed table of the results chapter (rokd.report): batch x sequence length, timed rounds.
     speed_batch_size: int = 8
     speed_seq_length: int = 128
@@ -152,15 +159,15 @@ class EvalConfig:
 class Profile:
     name: str
     description: str = ""
-    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    device: str = field(default="auto", metadata=choices(*DEVICES))
     data: DataConfig = field(default_factory=DataConfig)
     teachers: TeachersConfig = field(default_factory=TeachersConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
 
 
-def load_profile(name_or_path: str | Path) -> Profile:
-    """Load a named profile (``smoke``, ``mini``, ``paper``) or a YAML file path."""
+def profile_file(name_or_path: str | Path) -> Path:
+    """The YAML file of a named profile (``smoke``, ``mini``, ``paper``) or of a path."""
     path = Path(name_or_path)
     if not path.suffix:
         path = PROFILE_DIR / f"{name_or_path}.yaml"
@@ -168,4 +175,18 @@ def load_profile(name_or_path: str | Path) -> Profile:
             raise ConfigError(f"unknown profile {str(name_or_path)!r}; choose one of {list(PROFILES)} or give a YAML path")
     if not path.exists():
         raise ConfigError(f"profile file not found: {path}")
-    return load_config(Profile, path)
+    return path
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """Load a named profile (``smoke``, ``mini``, ``paper``) or a YAML file path.
+
+    Outputs go to ``results/<name>`` and ``artifacts/<name>`` where ``name`` is the profile's ``name:``
+    field (never the YAML's path), so it must be a plain folder name.
+    """
+    from rokd.paths import check_name
+
+    path = profile_file(name_or_path)
+    profile = load_config(Profile, path)
+    check_name(profile.name, f"{path}: name")
+    return profile

@@ -24,12 +24,17 @@ trainer does the rest:
   ``keep_checkpoints`` kept): ``model.safetensors``, ``optimizer.pt``, ``scheduler.pt``, per-process
   ``rng-<rank>.pt`` (torch CPU/CUDA generators) and ``rng-<rank>.json`` (python, numpy),
   ``data-<rank>.pt`` (``batches.state_dict()``: sampler cursor, collator generator), and
-  ``trainer_state.json`` (step, counters, config; written last, so a directory without it is ignored).
-  Loading uses ``torch.load(weights_only=True)`` and JSON only -- nothing is unpickled;
+  ``trainer_state.json`` (step, counters, config, and the sha256 of every other file of the checkpoint;
+  written last, so a directory without it is ignored). Resuming checks those checksums first: a truncated
+  or bit-flipped file is refused with a message naming it (:class:`~rokd.errors.CorruptFileError`).
+  Loading uses ``torch.load(weights_only=True)`` and JSON only -- nothing is unpickled. The
+  ``checkpoints/`` folder carries rokd's output marker; a fresh run only deletes a folder that is rokd's;
 - ``resume=True`` continues from the latest checkpoint and ends with bit-for-bit the weights an
   uninterrupted run would have (tested on CPU with dropout, grad_accum > 1 and random masking);
-- a non-finite loss (or gradient norm) stops the run with :class:`NonFiniteLossError` naming the step
-  and the loss terms; no checkpoint is written for it, so the last good one stays;
+- a non-finite loss (or gradient norm) stops the run with :class:`NonFiniteLossError` naming the step,
+  the loss terms and the last good checkpoint, which stays (none is written for the bad step). Resuming
+  unchanged would hit the same NaN; ``allow_lr_change=True`` lets a run with a lower ``lr`` resume from
+  that checkpoint (the schedule keeps its shape, scaled to the new peak ``lr``);
 - a ``tqdm.auto`` progress bar and ``<output_dir>/train_log.jsonl``, one line per optimizer step:
   ``step``, every loss term, ``lr``, ``grad_norm``, ``tokens`` and ``tokens_per_s`` (non-pad input tokens,
   all processes), ``elapsed_s``, ``peak_mem_mb`` (CUDA ``max_memory_allocated`` or the process RSS peak);
@@ -44,7 +49,8 @@ only at optimizer-step boundaries, where no gradient is pending, and the RNG sta
 after all setup, so nothing consumes random numbers between restore and the first resumed step.
 Batches are produced synchronously (no DataLoader workers). The same config is required to resume
 (:class:`ConfigError` otherwise), except bookkeeping fields (``output_dir``, ``checkpoint_every``,
-``keep_checkpoints``, ``log_every``, ``progress``). On a GPU, kernels that are not deterministic can
+``keep_checkpoints``, ``log_every``, ``progress``) and, when ``allow_lr_change`` is set, ``lr``. On a GPU,
+kernels that are not deterministic can
 break bit-equality (not the resumption itself); the CPU test checks it exactly.
 
 Usage::
@@ -95,26 +101,45 @@ import numpy as np
 import torch
 from torch import nn
 
+from rokd import io
 from rokd.config import ConfigError, save_config, to_dict
+from rokd.errors import CorruptFileError, OutputDirError, RokdError
 from rokd.precision import PRECISIONS, Precision, resolve_precision
 
 CHECKPOINT_PREFIX = "checkpoint-"
 _STATE_VERSION = 1
 # Fields that may change between a run and its resumption without changing what is computed.
-_RESUME_FREE_FIELDS = {"output_dir", "checkpoint_every", "keep_checkpoints", "log_every", "progress"}
+_RESUME_FREE_FIELDS = {"output_dir", "checkpoint_every", "keep_checkpoints", "log_every", "progress", "allow_lr_change"}
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss (or the gradient norm) became NaN/inf; the run stopped, the last good checkpoint stays."""
+class NonFiniteLossError(RokdError, RuntimeError):
+    """The loss (or the gradient norm) became NaN/inf; the run stopped, the last good checkpoint stays.
 
-    def __init__(self, step: int, terms: dict[str, float], last_checkpoint: Path | None):
-        self.step, self.terms, self.last_checkpoint = step, terms, last_checkpoint
-        where = f"last good checkpoint: {last_checkpoint}" if last_checkpoint else "no checkpoint was written yet"
+    The message names that checkpoint and how to resume from it with a lower learning rate (rerunning
+    unchanged would reach the same NaN at the same step). ``resume_how`` / ``fresh_how`` phrase that for
+    the caller (a command line); the default is the library call.
+    """
+
+    def __init__(self, step: int, terms: dict[str, float], last_checkpoint: Path | None, lr: float | None = None,
+                 resume_how: str | None = None, fresh_how: str | None = None):
+        self.step, self.terms, self.last_checkpoint, self.lr = step, terms, last_checkpoint, lr
+        lower = f"{lr / 2:g}" if lr else "a lower value"
         shown = ", ".join(f"{k}={v}" for k, v in terms.items())
-        super().__init__(
-            f"non-finite loss at optimizer step {step} ({shown}); training stopped, {where}. "
-            "Lower the learning rate or check the inputs, then rerun with resume=True."
-        )
+        if last_checkpoint is not None:
+            how = resume_how or (f"train(..., resume=True) with TrainerConfig(lr={lower}, allow_lr_change=True) and "
+                                 "the same output_dir")
+            advice = (f"kept: the last good checkpoint {last_checkpoint}; resume from it with a lower learning rate "
+                      f"(e.g. half, {lower}): {how}")
+        else:
+            how = fresh_how or f"train(...) with TrainerConfig(lr={lower})"
+            advice = f"no checkpoint was written before it, so start afresh with a lower learning rate: {how}"
+        super().__init__(f"non-finite loss at optimizer step {step} ({shown}); training stopped. {advice}")
+
+    def advise(self, resume_how: str, fresh_how: str) -> NonFiniteLossError:
+        """The same error, its advice phrased as commands (``{lr}`` in them becomes the suggested rate)."""
+        lower = f"{self.lr / 2:g}" if self.lr else "<lower>"
+        return NonFiniteLossError(self.step, self.terms, self.last_checkpoint, self.lr,
+                                  resume_how.replace("{lr}", lower), fresh_how.replace("{lr}", lower))
 
 
 @dataclass
@@ -137,6 +162,9 @@ class TrainerConfig:
     mixed_precision: str = "auto"  # rokd.precision: "auto" | "fp32" | "bf16" | "fp16" ("no" = "fp32")
     cpu: bool = False  # force CPU even when a GPU is present
     progress: bool = True  # show a tqdm progress bar
+    # Resume from a checkpoint written with another ``lr`` (after a NaN; the resumed run is then not the
+    # uninterrupted one). Off: any change of lr refuses to resume, so resumption stays bit-exact.
+    allow_lr_change: bool = False
 
     def __post_init__(self) -> None:
         self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]  # JSON gives a list
@@ -357,7 +385,7 @@ def train(
     resumed_from = None
     last_losses: dict[str, float] = {}
     if ckpt is not None:
-        state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+        state = _read_checkpoint_state(ckpt)
         _check_resume_config(state["config"], config, ckpt)
         if int(state.get("num_processes", 1)) != acc.num_processes:
             raise ConfigError(
@@ -366,15 +394,24 @@ def train(
             )
         from safetensors.torch import load_model
 
-        load_model(acc.unwrap_model(model), ckpt / "model.safetensors", strict=True)  # read on CPU, copied into place
-        optimizer.load_state_dict(_load_tensors(ckpt / "optimizer.pt"))
-        scheduler.load_state_dict(_load_tensors(ckpt / "scheduler.pt"))
+        _verify_checkpoint(ckpt, state)
+        with _reading(ckpt / "model.safetensors"):
+            load_model(acc.unwrap_model(model), ckpt / "model.safetensors", strict=True)  # read on CPU, then copied
+        with _reading(ckpt / "optimizer.pt"):
+            optimizer.load_state_dict(_load_tensors(ckpt / "optimizer.pt"))
+        with _reading(ckpt / "scheduler.pt"):
+            scheduler.load_state_dict(_load_tensors(ckpt / "scheduler.pt"))
+        if float(state["config"].get("lr", config.lr)) != config.lr:  # allowed by allow_lr_change
+            _rescale_lr(optimizer, scheduler, config.lr)
         if hasattr(batches, "load_state_dict"):
             data_file = ckpt / f"data-{rank}.pt"
             if not data_file.is_file():
                 raise FileNotFoundError(f"{data_file} missing: the checkpoint was written by fewer processes than this run has")
-            batches.load_state_dict(_load_tensors(data_file))
-        set_rng_state(json.loads((ckpt / f"rng-{rank}.json").read_text(encoding="utf-8")), _load_tensors(ckpt / f"rng-{rank}.pt"))
+            with _reading(data_file):
+                batches.load_state_dict(_load_tensors(data_file))
+        with _reading(ckpt / f"rng-{rank}.pt"):
+            rng_json = json.loads((ckpt / f"rng-{rank}.json").read_text(encoding="utf-8"))
+            set_rng_state(rng_json, _load_tensors(ckpt / f"rng-{rank}.pt"))
         step = resumed_from = int(state["step"])
         tokens_total_before, elapsed_before = int(state["tokens"]), float(state["elapsed_s"])
         last_losses = state.get("losses", {})
@@ -386,8 +423,7 @@ def train(
         # A fresh run starts a fresh log and drops checkpoints of an earlier run in the same directory
         # (they would otherwise mix with this run's in "latest" and in the keep-last-K rotation).
         (out / "train_log.jsonl").unlink(missing_ok=True)
-        if (out / "checkpoints").is_dir():
-            shutil.rmtree(out / "checkpoints")
+        _remove_checkpoints(out / "checkpoints")
     acc.wait_for_everyone()
 
     if not hasattr(batches, "state_dict"):
@@ -439,12 +475,12 @@ def train(
             losses = {k: float(x) for k, x in zip(keys, stacked.tolist())}
             # Only the total decides: other entries may be statistics that are legitimately NaN at times.
             if not math.isfinite(losses["loss"]):
-                raise NonFiniteLossError(step + 1, losses, last_ckpt)
+                raise NonFiniteLossError(step + 1, losses, last_ckpt, config.lr)
             grad_norm = None
             if config.max_grad_norm:
                 grad_norm = float(acc.clip_grad_norm_(model.parameters(), config.max_grad_norm))
                 if not math.isfinite(grad_norm):
-                    raise NonFiniteLossError(step + 1, {**losses, "grad_norm": grad_norm}, last_ckpt)
+                    raise NonFiniteLossError(step + 1, {**losses, "grad_norm": grad_norm}, last_ckpt, config.lr)
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
@@ -509,12 +545,77 @@ def _held_out(evaluate: Callable[[nn.Module], dict[str, float]], module: nn.Modu
 
 def _check_resume_config(saved: dict[str, Any], config: TrainerConfig, ckpt: Path) -> None:
     now = to_dict(config)
-    diffs = [f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}" for k in now if k not in _RESUME_FREE_FIELDS and saved.get(k) != now[k]]
+    free = _RESUME_FREE_FIELDS | ({"lr"} if config.allow_lr_change else set())
+    diffs = [f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}"
+             for k in now if k not in free and saved.get(k) != now[k]]
     if diffs:
+        lr_changed = any(d.startswith("lr:") for d in diffs)
+        lr_hint = " (a changed lr may resume with allow_lr_change=True)" if lr_changed else ""
         raise ConfigError(
             f"cannot resume from {ckpt}: the training config changed ({'; '.join(diffs)}). "
-            "Restore those values, or start fresh with resume=False (or another output_dir)."
+            f"Restore those values{lr_hint}, or start fresh with resume=False (or another output_dir)."
         )
+
+
+def _rescale_lr(optimizer, scheduler, lr: float) -> None:
+    """Give a resumed run a new peak learning rate; the schedule (warm-up, decay) keeps its shape and step."""
+    inner = getattr(scheduler, "scheduler", scheduler)  # accelerate wraps the torch scheduler
+    inner.base_lrs = [lr for _ in inner.base_lrs]
+    factors = [f(inner.last_epoch) for f in inner.lr_lambdas]
+    for group, factor in zip(optimizer.param_groups, factors):
+        group["initial_lr"] = lr
+        group["lr"] = lr * factor
+    inner._last_lr = [g["lr"] for g in optimizer.param_groups]
+
+
+_CHECKPOINT_FIX = ("delete that checkpoint folder to resume from the one before it (if any), or start afresh "
+                   "without resuming (e.g. --no-resume)")
+
+
+@contextlib.contextmanager
+def _reading(path: Path):
+    """Load a checkpoint file: any failure is a one-line error naming it (torch's text, which suggests the
+    unsafe weights_only=False, is never shown)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        fix = _CHECKPOINT_FIX.replace("that checkpoint folder", str(path.parent))
+        raise CorruptFileError(path, "checkpoint file", fix, e) from None
+
+
+def _read_checkpoint_state(ckpt: Path) -> dict[str, Any]:
+    path = ckpt / "trainer_state.json"
+    state = io.read_json(path)
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict) or "step" not in state:
+        raise CorruptFileError(path, "checkpoint state", _CHECKPOINT_FIX.replace("that checkpoint folder", str(ckpt)))
+    return state
+
+
+def _verify_checkpoint(ckpt: Path, state: dict[str, Any]) -> None:
+    """Every file listed in ``trainer_state.json`` has its recorded sha256 (older checkpoints list none)."""
+    for name, expected in sorted(state.get("files_sha256", {}).items()):
+        path = ckpt / name
+        if not path.is_file() or io.file_sha256(path) != expected:
+            problem = "is missing" if not path.is_file() else "does not match its recorded sha256"
+            raise CorruptFileError(path, "checkpoint file", f"it {problem}; " +
+                                   _CHECKPOINT_FIX.replace("that checkpoint folder", str(ckpt)))
+
+
+def _remove_checkpoints(root: Path) -> None:
+    """Delete the checkpoints of an earlier run: only a folder rokd made (marked, or holding checkpoints only)."""
+    if not root.exists():
+        return
+    if root.is_dir() and not io.is_rokd_output(root):
+        foreign = [p.name for p in root.iterdir()
+                   if not p.name.startswith((CHECKPOINT_PREFIX, f".tmp-{CHECKPOINT_PREFIX}"))]
+        if foreign:
+            raise OutputDirError(
+                f"refusing to delete {root}: it holds files rokd did not write ({', '.join(sorted(foreign)[:5])}); "
+                "move them, or give the run another output_dir"
+            )
+    shutil.rmtree(root)
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -529,9 +630,7 @@ def _truncate_log(path: Path, step: int) -> None:
             continue
         if record.get("step", step + 1) <= step:
             kept.append(line)
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    tmp.replace(path)
+    io.atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def _save_checkpoint(acc, model, optimizer, scheduler, batches, config: TrainerConfig, step: int, *, tokens: int, elapsed: float, losses: dict[str, float]) -> Path:
@@ -540,6 +639,8 @@ def _save_checkpoint(acc, model, optimizer, scheduler, batches, config: TrainerC
     tmp = root / f".tmp-{CHECKPOINT_PREFIX}{step}"
     rank = acc.process_index
     if acc.is_main_process:
+        if not root.exists():
+            io.mark_output(root, "training checkpoints")
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
@@ -557,8 +658,9 @@ def _save_checkpoint(acc, model, optimizer, scheduler, batches, config: TrainerC
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     acc.wait_for_everyone()
     if acc.is_main_process:
+        files = {p.name: io.file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         state = {"version": _STATE_VERSION, "step": step, "tokens": tokens, "elapsed_s": elapsed, "losses": losses,
-                 "num_processes": acc.num_processes, "config": to_dict(config)}
+                 "num_processes": acc.num_processes, "config": to_dict(config), "files_sha256": files}
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
         if final.exists():
             shutil.rmtree(final)

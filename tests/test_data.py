@@ -3,6 +3,7 @@ no-leakage rule, the download path (local http.server) and each bad-input error.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import http.server
 import json
@@ -267,6 +268,7 @@ def http_root(tmp_path, monkeypatch):
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     handler.log_message = lambda *a, **k: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.handle_error = lambda *a: None  # a client that stops reading early (the size cap) is expected
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     monkeypatch.setattr(sources, "GITHUB_RAW_BASE", f"http://127.0.0.1:{server.server_address[1]}")
@@ -322,6 +324,38 @@ def test_download_checksum_mismatch_leaves_nothing(http_root, tmp_path, monkeypa
 def test_download_network_error_is_explained(http_root, monkeypatch):
     with pytest.raises(DataError, match="could not download .*ROKD_DATA_DIR"):
         sources.Fetcher("download").get("rosts/RO-STS.train.tsv")  # not served: HTTP 404
+
+
+def test_download_stops_past_the_pinned_size(http_root, tmp_path, monkeypatch):
+    mirror = tmp_path / "src"
+    fx.write_rosts(mirror, monkeypatch)
+    name = "rosts/RO-STS.train.tsv"
+    served = _serve(http_root, mirror, monkeypatch, name)
+    size = served.stat().st_size
+    monkeypatch.setitem(sources.FILES, name, dataclasses.replace(sources.FILES[name], size=size))
+    assert sources.Fetcher("download").get(name).stat().st_size == size  # exactly the pinned size: fine
+    (tmp_path / "cache" / "downloads" / name).unlink()
+    served.write_bytes(served.read_bytes() * 1000)  # a server sending far more than the pinned file
+    with pytest.raises(DataError, match=f"stopped: .*more than its expected size, {size:,} bytes"):
+        sources.Fetcher("download").get(name)
+    assert [p for p in (tmp_path / "cache" / "downloads").rglob("*") if p.is_file()] == []
+
+
+def test_download_of_unknown_size_is_capped(http_root, tmp_path, monkeypatch):
+    mirror = tmp_path / "src"
+    fx.write_rrt(mirror, monkeypatch, official_train=True)
+    name = "rrt/ro_rrt-ud-train.conllu"  # pinned by git blob id: its size is not in the table
+    served = _serve(http_root, mirror, monkeypatch, name, use_git_blob=True)
+    assert sources.FILES[name].size is None
+    monkeypatch.setattr(sources, "MAX_DOWNLOAD_BYTES", served.stat().st_size - 1)
+    with pytest.raises(DataError, match=f"more than the {served.stat().st_size - 1:,}-byte cap"):
+        sources.Fetcher("download").get(name)
+    assert not (tmp_path / "cache" / "downloads" / name).exists()
+
+
+def test_pinned_sizes_match_the_manifest():
+    """Every sha256-pinned official file carries its byte count (the cap of its download)."""
+    assert all(spec.size for spec in sources.FILES.values() if spec.sha256 and spec.url)
 
 
 # ------------------------------------------------------------------ corpus

@@ -129,3 +129,57 @@ def test_soft_targets_setting_from_the_profile_or_an_override(tiny_world, tmp_pa
     assert resolve_run(every, "distil-bert-base-ro").soft_targets == "all"
     with pytest.raises(ConfigError, match="soft_targets"):
         resolve_run(profile, "distil-bert-base-ro", DistillOverrides(soft_targets="unmasked"))
+
+
+def test_damaged_student_weights_are_not_up_to_date(tiny_world):
+    from rokd import io
+    from rokd.distill.distiller import DistillOverrides, distill_student
+
+    profile, root = tiny_world
+    quick = DistillOverrides(steps=2)
+    out = distill_student(profile, "distil-bert-base-ro", quick, progress=False, log=lambda *_: None)
+    assert (out / io.WEIGHTS_SHA_FILE).is_file() and (out / io.OUTPUT_MARKER).is_file()
+    weights = out / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-7] ^= 0x04  # one flipped bit: the config still matches, the weights do not
+    weights.write_bytes(bytes(data))
+    messages = []
+    distill_student(profile, "distil-bert-base-ro", quick, progress=False, log=messages.append)
+    assert any("weights are damaged" in m for m in messages) and not any("up to date" in m for m in messages)
+    assert io.weights_problem(out) is None
+
+
+def test_nan_message_gives_the_command_that_resumes_with_a_lower_lr(tiny_world, monkeypatch, capsys):
+    import shlex
+
+    import torch
+
+    from rokd.cli import main
+    from rokd.distill import losses
+
+    profile, root = tiny_world
+    real_combine, calls = losses.combine, {"n": 0}
+
+    def nan_at_step_3(*args, **kwargs):
+        calls["n"] += 1
+        total = real_combine(*args, **kwargs)
+        return total * float("nan") if calls["n"] == 3 else total
+
+    monkeypatch.setattr(losses, "combine", nan_at_step_3)
+    args = ["distill", "--profile", str(profile), "--student", "distil-robert-base"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    work = root / "artifacts" / "tinytest" / "students" / "distil-robert-base.work"
+    assert err.startswith("rokd: error: non-finite loss at optimizer step 3")
+    assert f"kept: the last good checkpoint {work / 'checkpoints' / 'checkpoint-2'}" in err
+    command = err.split("`")[1]
+    assert command == f"rokd distill --profile {profile} --student distil-robert-base --lr 0.0015 --resume-lr"
+
+    monkeypatch.setattr(losses, "combine", real_combine)
+    assert main(shlex.split(command)[1:]) == 0  # exactly what the message says to run
+    out = root / "artifacts" / "tinytest" / "students" / "distil-robert-base"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_from"] == 2 and summary["steps"] == 4
+    assert json.loads((out / "distill_config.json").read_text())["lr"] == 0.0015
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4] and all(torch.isfinite(torch.tensor(r["loss"])) for r in log)

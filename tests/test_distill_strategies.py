@@ -184,13 +184,13 @@ def test_old_config_with_ensemble_is_the_same_run(tmp_path):
     import json
 
     from rokd.config import to_dict
-    from rokd.distill.distiller import _saved_run, resolve_run
+    from rokd.distill.distiller import _same_run, resolve_run
     from rokd.profiles import Profile
 
     run = resolve_run(Profile(name="t"), "distilmulti-bert-base-ro")
     old = to_dict(run) | {"strategy": "ensemble"}
     (tmp_path / "c.json").write_text(json.dumps(old))
-    assert _saved_run(tmp_path / "c.json") == to_dict(run)
+    assert _same_run(json.loads((tmp_path / "c.json").read_text()), run)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -316,3 +316,11 @@ def test_heldout_diagnostics_on_tiny_teachers():
         assert out["span-map"][key] == pytest.approx(out["uld"][key]) == pytest.approx(out["projection"][key])
     assert out["uld"]["strategy_mass.robert-base"] == 0.0  # ULD carries nothing by token identity
     assert out["uld"]["strategy_coverage.robert-base"] >= out["span-map"]["strategy_coverage.robert-base"]  # index pairs
+
+
+def test_profile_strategy_names_are_the_registry_of_strategies():
+    # rokd.profiles cannot import the (torch) strategies module, so it lists the names; they must agree.
+    from rokd.distill.strategies import ALIASES, STRATEGIES
+    from rokd.profiles import DISTILL_STRATEGIES
+
+    assert set(DISTILL_STRATEGIES) == set(STRATEGIES) | set(ALIASES)

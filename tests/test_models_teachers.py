@@ -247,3 +247,76 @@ def test_an_interrupted_build_resumes_with_its_own_tokenizer(tiny_corpus, tmp_pa
     log = teachers_mod.read_train_log(folder / "train_log.jsonl")
     assert [r["step"] for r in log] == list(range(1, 13))
     assert log[:6] == first_half  # steps 1-6 were not redone: the run resumed from its checkpoint
+
+
+def test_damaged_teacher_weights_count_as_not_built(tiny_corpus, tmp_path):
+    from rokd import io
+
+    torch.set_num_threads(1)
+    prof = tiny_profile(name="damaged", steps=3)
+    folder = teachers_mod.build_teachers(prof, keys=["robert-base"], log=lambda *_: None)["robert-base"]
+    assert (folder / io.WEIGHTS_SHA_FILE).is_file() and (folder / io.OUTPUT_MARKER).is_file()
+    weights = folder / "model.safetensors"
+    for damage in (lambda b: b[:-64], lambda b: b[:-9] + bytes([b[-9] ^ 1]) + b[-8:]):  # truncated; one bit flipped
+        weights.write_bytes(damage(weights.read_bytes()))
+        messages = []
+        teachers_mod.build_teachers(prof, keys=["robert-base"], log=messages.append)
+        assert not any("up to date" in m for m in messages), messages
+        assert io.weights_problem(folder) is None  # rebuilt
+
+
+def test_a_users_folder_in_the_teachers_place_is_refused(tiny_corpus, tmp_path):
+    from rokd.errors import OutputDirError
+
+    folder = tmp_path / "artifacts" / "usertest" / "teachers" / "robert-base"
+    folder.mkdir(parents=True)
+    (folder / "my-model.bin").write_bytes(b"mine")
+    with pytest.raises(OutputDirError, match="my-model.bin"):
+        teachers_mod.build_teachers(tiny_profile(name="usertest", steps=3), keys=["robert-base"], log=lambda *_: None)
+    assert [p.name for p in folder.iterdir()] == ["my-model.bin"]
+
+
+def test_a_second_teacher_build_stops_or_waits(tiny_corpus, tmp_path):
+    from rokd.errors import LockedError
+    from test_reliability import held_lock
+
+    lock = tmp_path / "artifacts" / "locktest" / "teachers" / ".robert-base.lock"
+    with held_lock(lock) as pid:
+        with pytest.raises(LockedError, match=f"pid {pid}"):
+            teachers_mod.build_teacher(tiny_profile(name="locktest", steps=3), "robert-base", wait=False,
+                                       log=lambda *_: None)
+
+
+def test_nan_advice_for_teachers_resumes_with_the_lowered_lr(tiny_corpus, tmp_path, monkeypatch, capsys):
+    import shlex
+
+    from rokd import trainer
+    from rokd.cli import main
+    from rokd.config import save_config
+
+    torch.set_num_threads(1)
+    prof = tiny_profile(name="nantest", steps=12)
+    prof.teachers.checkpoint_every = 6
+    yaml_path = save_config(prof, tmp_path / "nantest.yaml")
+    real_train = trainer.train
+
+    def nan_after_six(net, step_fn, batches, config, **kwargs):
+        real_train(net, step_fn, batches, config, **kwargs, max_steps_this_run=6)
+        raise trainer.NonFiniteLossError(7, {"loss": float("nan")}, trainer.latest_checkpoint(config.output_dir), config.lr)
+
+    monkeypatch.setattr(trainer, "train", nan_after_six)
+    assert main(["teachers", "build", "--profile", str(yaml_path), "--key", "robert-base"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "kept: the last good checkpoint" in err and "checkpoint-6" in err
+    assert f"set teachers.lr to 0.0015 in {yaml_path}" in err
+    command = err.split("`")[1]
+    assert command == f"rokd teachers build --profile {yaml_path} --key robert-base --resume-lr"
+
+    monkeypatch.setattr(trainer, "train", real_train)
+    yaml_path.write_text(yaml_path.read_text().replace("lr: 0.003", "lr: 0.0015"))
+    assert main(shlex.split(command)[1:]) == 0
+    folder = tmp_path / "artifacts" / "nantest" / "teachers" / "robert-base"
+    log = teachers_mod.read_train_log(folder / "train_log.jsonl")
+    assert [r["step"] for r in log] == list(range(1, 13))
+    assert log[5]["lr"] > log[6]["lr"] * 1.5  # steps 7-12 ran at the lowered rate, resumed from step 6
+    assert json.loads((folder / "teacher_config.json").read_text())["training"]["lr"] == 0.0015

@@ -1,6 +1,7 @@
 """Stage 4 of `make test`: the built HTML book, checked for broken links and in a real browser.
 
-Runs after `rokd book` (marked slow). Screenshots go to `_build/screenshots/` for a human look.
+Runs after `rokd book` (marked slow). Screenshots go to `<build dir>/screenshots/` (``ROKD_BUILD_DIR``,
+default `_build`) for a human look.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import re
 import pytest
 
 from rokd.checks import check_internal_links, chromium
-from rokd.paths import REPO_ROOT
+from rokd.paths import build_dir
 from rokd.models.registry import DISPLAY_NAMES
 
 pytestmark = pytest.mark.slow
 
-HTML = REPO_ROOT / "_build" / "html"
-SHOTS = REPO_ROOT / "_build" / "screenshots"
+HTML = build_dir() / "html"
+SHOTS = build_dir() / "screenshots"
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def built():
 
 def test_book_was_built_from_the_checked_profile(built):
     profile = os.environ.get("ROKD_CHECK_PROFILE", "smoke")
-    assert (REPO_ROOT / "_build" / "PROFILE").read_text().strip() == profile
+    assert (build_dir() / "PROFILE").read_text().strip() == profile
 
 
 def test_internal_links_resolve(built):

@@ -14,6 +14,7 @@ from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
 
 from rokd import mlm
 from rokd.config import ConfigError, load_config
+from rokd.errors import CorruptFileError, OutputDirError
 from rokd.trainer import NonFiniteLossError, TrainerConfig, latest_checkpoint, list_checkpoints, parameter_groups, train
 
 WORDS = "casa mare frumoasă copilul aleargă prin parcul orașului seara când soarele apune încet peste dealuri și râuri".split()
@@ -143,8 +144,45 @@ def test_checkpoint_loading_refuses_pickled_objects(tmp_path, tokenizer):
     train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), cfg, max_steps_this_run=2)
     ckpt = latest_checkpoint(cfg.output_dir)
     torch.save({"state": {}, "param_groups": [], "evil": ConfigError("arbitrary object")}, ckpt / "optimizer.pt")
-    with pytest.raises(Exception, match="(?i)weights_only|unpickl"):
+    # the recorded checksum catches the swap before anything is unpickled
+    with pytest.raises(CorruptFileError, match="optimizer.pt.*sha256") as err:
         train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), cfg, resume=True)
+    assert "weights_only" not in str(err.value)
+    # a checkpoint without checksums (older rokd): torch's weights_only loader refuses it, and the message
+    # names the file without passing on torch's advice to retry with weights_only=False
+    state_file = ckpt / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    del state["files_sha256"]
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(CorruptFileError, match=f"{ckpt / 'optimizer.pt'}.*delete {ckpt}") as err:
+        train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), cfg, resume=True)
+    assert "weights_only" not in str(err.value) and "UnpicklingError" in str(err.value)
+
+
+def test_corrupt_checkpoint_is_refused_naming_the_file(tmp_path, tokenizer):
+    cfg = config(tmp_path, "run", steps=4, warmup_steps=1, checkpoint_every=1)
+    train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), cfg, max_steps_this_run=2)
+    ckpt = latest_checkpoint(cfg.output_dir)
+    weights = ckpt / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0x01  # one bit of one weight: safetensors itself would load this silently
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match="model.safetensors.*sha256"):
+        train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), cfg, resume=True)
+    # a trainer_state.json cut short by a full disk
+    (ckpt / "trainer_state.json").write_text('{"version": 1, "st')
+    with pytest.raises(CorruptFileError, match="trainer_state.json"):
+        train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), cfg, resume=True)
+
+
+def test_fresh_run_never_deletes_foreign_files_in_checkpoints(tmp_path, tokenizer):
+    cfg = config(tmp_path, "run", steps=2, warmup_steps=1, checkpoint_every=1)
+    root = tmp_path / "run" / "checkpoints"
+    root.mkdir(parents=True)
+    (root / "notes.txt").write_text("mine")
+    with pytest.raises(OutputDirError, match="notes.txt"):
+        train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), cfg)
+    assert (root / "notes.txt").read_text() == "mine"
 
 
 # ---------------------------------------------------------------------------- non-finite loss
@@ -172,9 +210,29 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path
 
     weights = load_file(err.last_checkpoint / "model.safetensors")
     assert all(torch.isfinite(t).all() for t in weights.values())
-    # the run can go on from the good checkpoint
+    # the message tells the truth: the kept checkpoint, and how to resume from it with a lower lr
+    assert f"kept: the last good checkpoint {err.last_checkpoint}" in str(err)
+    assert "lr=0.001, allow_lr_change=True" in str(err)  # half of 2e-3
+    # unchanged, the run goes on from the good checkpoint (bit-exact resumption is the default)
     result = train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), cfg, resume=True)
     assert result.resumed_from == 4 and result.completed
+
+
+def test_lower_lr_resumes_from_the_kept_checkpoint_when_asked(tmp_path, tokenizer):
+    cfg = config(tmp_path, "run", steps=8, warmup_steps=2, checkpoint_every=4, grad_accum=1)
+    train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), cfg, max_steps_this_run=4)
+    lower = config(tmp_path, "run", steps=8, warmup_steps=2, checkpoint_every=4, grad_accum=1, lr=1e-3)
+    with pytest.raises(ConfigError, match="allow_lr_change"):  # not silently: the run would not be bit-exact
+        train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), lower, resume=True)
+    lower.allow_lr_change = True
+    result = train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), lower, resume=True)
+    assert result.resumed_from == 4 and result.completed
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    # linear decay from the peak at step 2 to 0 at step 8: step 5 (index 4 of the schedule) = peak * 4/6
+    by_step = {r["step"]: r["lr"] for r in log}
+    assert by_step[4] == pytest.approx(2e-3 * 5 / 6)  # before: the old peak
+    assert by_step[5] == pytest.approx(1e-3 * 4 / 6)  # after: the new peak, same point of the schedule
+    assert by_step[8] == pytest.approx(1e-3 * 1 / 6)
 
 
 def test_infinite_loss_is_caught_too(tmp_path, tokenizer):

@@ -139,11 +139,26 @@ def load_task(task: str, data_dir: Path | str | None = None, source: str = "auto
     key = _cache_key(task, normalize, names, fetcher.digests)
     cache = paths.cache_dir() / "datasets" / f"{task}{'' if normalize else '-raw'}-{key}"
     if use_cache and (cache / "dataset_dict.json").exists():
-        return datasets.load_from_disk(str(cache))
+        return _load_cached(cache)
     dd = build_task(task, build(names, fetcher, normalize=normalize))
     if use_cache:
         _save_atomically(dd, cache)
     return dd
+
+
+def _load_cached(cache: Path) -> datasets.DatasetDict:
+    """A parsed-data cache folder; a damaged one is an error naming it (it is safe to delete)."""
+    from rokd.errors import CorruptFileError
+
+    try:
+        dd = datasets.load_from_disk(str(cache))
+        for split in dd.values():  # touch both ends: a truncated table fails here, not deep in a later step
+            if len(split):
+                split[0], split[len(split) - 1]
+        return dd
+    except Exception as e:  # pyarrow, json and OS errors alike
+        raise CorruptFileError(cache, "parsed-data cache", "delete that folder; it is rebuilt from the data files "
+                               "on the next run", e) from e
 
 
 def _save_atomically(dd: datasets.DatasetDict, target: Path) -> None:

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from rokd import paths
+from rokd.data.errors import utf8_text
 from rokd.data.normalize import normalize_diacritics
 
 CORPUS_DIRS = ("corpus/eltec-rom", "corpus/romaniancorpus")
@@ -59,7 +60,7 @@ def line_key(line: str) -> int:
 
 def iter_lines(path: Path | str) -> Iterator[str]:
     """Lines of a corpus file, without newlines (streaming)."""
-    with open(path, encoding="utf-8") as f:
+    with utf8_text(path), open(path, encoding="utf-8") as f:
         for line in f:
             yield line.rstrip("\n")
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 
-class DataError(RuntimeError):
+from rokd.errors import RokdError
+
+
+class DataError(RokdError, RuntimeError):
     """Base class: something is wrong with a data file or its source."""
 
 
@@ -27,3 +31,13 @@ class DataFormatError(DataError, ValueError):
         self.path, self.line = str(path), line
         where = f"{path}:{line}" if line is not None else str(path)
         super().__init__(f"{where}: {problem}")
+
+
+@contextlib.contextmanager
+def utf8_text(path):
+    """Read ``path`` inside this block: a UnicodeDecodeError becomes a DataFormatError naming the file."""
+    try:
+        yield
+    except UnicodeDecodeError as e:
+        raise DataFormatError(path, None, f"not UTF-8 text ({e.reason} at byte {e.start} of a chunk); "
+                                          "convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None

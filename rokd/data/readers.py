@@ -12,7 +12,7 @@ from pathlib import Path
 import conllu
 from conllu.exceptions import ParseException
 
-from rokd.data.errors import DataFormatError
+from rokd.data.errors import DataFormatError, utf8_text
 
 
 def read_conllu(path: Path) -> list[dict]:
@@ -24,7 +24,7 @@ def read_conllu(path: Path) -> list[dict]:
     sentences: list[dict] = []
     block: list[str] = []
     start = 1
-    with open(path, encoding="utf-8") as f:
+    with utf8_text(path), open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             line = line.rstrip("\n").rstrip("\r")
             if line.strip():
@@ -70,7 +70,8 @@ def iter_json_array(path: Path, key: str | None = None) -> Iterator[tuple[int, o
 
     Elements are decoded one at a time with ``raw_decode`` so a syntax error names its line.
     """
-    text = Path(path).read_text(encoding="utf-8")
+    with utf8_text(path):
+        text = Path(path).read_text(encoding="utf-8")
     decoder = json.JSONDecoder()
     if key is None:
         pos = len(text) - len(text.lstrip())
@@ -134,7 +135,7 @@ def read_tsv(path: Path, n_fields: int, header: list[str] | None = None) -> Iter
     Quote characters are literal text (RO-STS has 78 lines with ``"``); each line must have exactly
     ``n_fields`` fields. With ``header``, the first line must equal it and is skipped.
     """
-    with open(path, encoding="utf-8", newline="") as f:
+    with utf8_text(path), open(path, encoding="utf-8", newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         for row in reader:
             lineno = reader.line_num
@@ -151,6 +152,6 @@ def read_tsv(path: Path, n_fields: int, header: list[str] | None = None) -> Iter
 
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield ``(line, text)`` for every line (without its newline)."""
-    with open(path, encoding="utf-8") as f:
+    with utf8_text(path), open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             yield lineno, line.rstrip("\n").rstrip("\r")

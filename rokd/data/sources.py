@@ -9,6 +9,8 @@ mirror (reconstructions and extractions made there) have no URL.
 
 ``source="download"`` fetches into ``rokd.paths.cache_dir()/downloads`` through a temporary file that is
 verified before it is renamed into place, so a failed or corrupted download never leaves a file behind.
+A download stops as soon as it grows past its expected size (the MANIFEST's byte count where the file is
+pinned by sha256, else :data:`MAX_DOWNLOAD_BYTES`): a wrong or hostile URL cannot fill the disk.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from rokd.data.errors import ChecksumError, DataError, MissingDataError
 GITHUB_RAW_BASE = "https://raw.githubusercontent.com"
 
 SOURCES = ("auto", "mirror", "download")
+# Cap of a download whose size is not pinned (the git-blob files; the largest official file is ~15 MB).
+MAX_DOWNLOAD_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,12 @@ class DataFile:
     repo_path: str | None = None
     sha256: str | None = None  # of the bytes (mirror and official are identical)
     git_blob: str | None = None  # official file's git blob id, where its sha256 is not known
+    size: int | None = None  # bytes of the official file, when known (from the MANIFEST)
+
+    @property
+    def max_bytes(self) -> int:
+        """The most a download of this file may bring."""
+        return self.size if self.size is not None else MAX_DOWNLOAD_BYTES
 
     @property
     def url(self) -> str | None:
@@ -55,9 +65,9 @@ MOROCO = ("butnaruandrei/MOROCO", "eb9ee0292d5064ce3bc6c904dcdd4708d3dbe1d3")
 ROSTS = ("dumitrescustefan/RO-STS", "98b5804b454892c70815777fe03e874ea7f20f1b")
 
 
-def _f(name, origin=None, repo_path=None, sha256=None, git_blob=None) -> DataFile:
+def _f(name, origin=None, repo_path=None, sha256=None, git_blob=None, size=None) -> DataFile:
     repo, commit = origin if origin else (None, None)
-    return DataFile(name, repo, commit, repo_path, sha256, git_blob)
+    return DataFile(name, repo, commit, repo_path, sha256, git_blob, size)
 
 
 _MOROCO_LABEL_SHA = {
@@ -65,6 +75,7 @@ _MOROCO_LABEL_SHA = {
     ("validation", "dialect"): "9ae17a179e4051bc128a71afc11e25557c4515f785e930bc8bebb5fcb745253d",
     ("test", "dialect"): "36fe324a1b07a38294ba3f5ff167d81c5a668c7df480bfc102d7f8089c1fed0b",
 }
+_MOROCO_LABEL_SIZE = {"train": 173_752, "validation": 47_368, "test": 47_392}
 _MOROCO_SAMPLES_BLOB = {
     "train": "f1f7e2356c052b452180afe4422ce2afb54d04e5",
     "validation": "512933eba849b809ed1f8321e51fb31992df1525",
@@ -74,30 +85,31 @@ _MOROCO_SAMPLES_BLOB = {
 _ALL = [
     # RRT: dev/test are the official files; the official train is absent from the mirror, which holds a
     # reconstruction from RACAI's Rodna repository instead (mirror only).
-    _f("rrt/ro_rrt-ud-dev.conllu", UD_RRT, "ro_rrt-ud-dev.conllu", sha256="6e940a2dfd3c1ded9859f2fa5c9b1edb687cd0b4b9d99c6496f7cc729b8742d9"),
-    _f("rrt/ro_rrt-ud-test.conllu", UD_RRT, "ro_rrt-ud-test.conllu", sha256="9084ce9ae5f43d25ff39e66f42f3d2e41e85030891beccb1eb70fed444fbe3f4"),
+    _f("rrt/ro_rrt-ud-dev.conllu", UD_RRT, "ro_rrt-ud-dev.conllu", sha256="6e940a2dfd3c1ded9859f2fa5c9b1edb687cd0b4b9d99c6496f7cc729b8742d9", size=1_347_209),
+    _f("rrt/ro_rrt-ud-test.conllu", UD_RRT, "ro_rrt-ud-test.conllu", sha256="9084ce9ae5f43d25ff39e66f42f3d2e41e85030891beccb1eb70fed444fbe3f4", size=1_285_762),
     _f("rrt/ro_rrt-ud-train.conllu", UD_RRT, "ro_rrt-ud-train.conllu", git_blob="53104d80f613f3df88b3b02dd72286576ce25228"),
     _f("rrt/ro_rrt-ud-train.reconstructed.conllu", sha256="4d1a3508056c5dcfbea0827d3b086645e288dc650c0635b5d8dcfb4ea1329bba"),
     # RONEC v2
-    _f("ronec/valid.json", RONEC, "data/valid.json", sha256="0c3e08c8fb7058c96d91c30cc3fe12b684b682c1c481e84a9d05aac14b59fe04"),
-    _f("ronec/test.json", RONEC, "data/test.json", sha256="7532619fd6680adb4c3926f5e185f3c1705caeb2d8466e9fe2a4428e81660704"),
+    _f("ronec/valid.json", RONEC, "data/valid.json", sha256="0c3e08c8fb7058c96d91c30cc3fe12b684b682c1c481e84a9d05aac14b59fe04", size=1_567_702),
+    _f("ronec/test.json", RONEC, "data/test.json", sha256="7532619fd6680adb4c3926f5e185f3c1705caeb2d8466e9fe2a4428e81660704", size=2_355_095),
     _f("ronec/train.json", RONEC, "data/train.json", git_blob="2fe4ca48da4a6486373ce00ac739481fb7b2033a"),
     # LaRoSeDa: train is always rebuilt as (all reviews) - (test), which is what the official train is.
-    _f("laroseda/positive_reviews.json", LAROSEDA, "data/positive_reviews.json", sha256="214ff571d28f3f1660a69e96e53255274091e5cd6b4bc7d06d2ba4ca7a6a2cd7"),
-    _f("laroseda/negative_reviews.json", LAROSEDA, "data/negative_reviews.json", sha256="81a6f10719fda27aed71ddf0131c3037358d1ae3908486a480699eba732885c7"),
-    _f("laroseda/laroseda_test.json", LAROSEDA, "data/laroseda_test.json", sha256="6084cabe923da9f71413357eaa84f3ea4523ef5ff0e81e2c3ac3861405e2151a"),
+    _f("laroseda/positive_reviews.json", LAROSEDA, "data/positive_reviews.json", sha256="214ff571d28f3f1660a69e96e53255274091e5cd6b4bc7d06d2ba4ca7a6a2cd7", size=2_438_675),
+    _f("laroseda/negative_reviews.json", LAROSEDA, "data/negative_reviews.json", sha256="81a6f10719fda27aed71ddf0131c3037358d1ae3908486a480699eba732885c7", size=2_818_508),
+    _f("laroseda/laroseda_test.json", LAROSEDA, "data/laroseda_test.json", sha256="6084cabe923da9f71413357eaa84f3ea4523ef5ff0e81e2c3ac3861405e2151a", size=1_025_519),
     # MOROCO: official labels everywhere; official texts only by download; VarDial-2019 texts mirror only.
     *[
-        _f(f"moroco/preprocessed/{s}/dialect_labels.txt", MOROCO, f"MOROCO/preprocessed/{s}/dialect_labels.txt", sha256=_MOROCO_LABEL_SHA[(s, "dialect")])
+        _f(f"moroco/preprocessed/{s}/dialect_labels.txt", MOROCO, f"MOROCO/preprocessed/{s}/dialect_labels.txt",
+           sha256=_MOROCO_LABEL_SHA[(s, "dialect")], size=_MOROCO_LABEL_SIZE[s])
         for s in ("train", "validation", "test")
     ],
     *[_f(f"moroco/preprocessed/{s}/samples.txt", MOROCO, f"MOROCO/preprocessed/{s}/samples.txt", git_blob=_MOROCO_SAMPLES_BLOB[s]) for s in ("train", "validation", "test")],
     _f("moroco/vardial2019_mrc_test/test.txt", sha256="a6da04ff7de8f25a8d7cb15c1338615a52edb3b1055ccdebf2f2248a7db76dcb"),
     _f("moroco/vardial2019_mrc_test/labels.tsv", sha256="ad724d2c7a37a91e529dc4b402054863037786158d4ef1ca698febaaadd1354e"),
     # RO-STS
-    _f("rosts/RO-STS.train.tsv", ROSTS, "dataset/text-similarity/RO-STS.train.tsv", sha256="5e2f24ad5443ed1199a0079dd0b5de9f1fec8a2bb3b0a70f6e3616c32d6d282f"),
-    _f("rosts/RO-STS.dev.tsv", ROSTS, "dataset/text-similarity/RO-STS.dev.tsv", sha256="914f0ca935c71b317179bab9e052867aeaad84cc143b011d5919a00d444553ef"),
-    _f("rosts/RO-STS.test.tsv", ROSTS, "dataset/text-similarity/RO-STS.test.tsv", sha256="fd84bc1f9581e6352f0c797cb46fdf08a39f7b908a6ff1cfe21deb62f8c78e0c"),
+    _f("rosts/RO-STS.train.tsv", ROSTS, "dataset/text-similarity/RO-STS.train.tsv", sha256="5e2f24ad5443ed1199a0079dd0b5de9f1fec8a2bb3b0a70f6e3616c32d6d282f", size=844_672),
+    _f("rosts/RO-STS.dev.tsv", ROSTS, "dataset/text-similarity/RO-STS.dev.tsv", sha256="914f0ca935c71b317179bab9e052867aeaad84cc143b011d5919a00d444553ef", size=236_912),
+    _f("rosts/RO-STS.test.tsv", ROSTS, "dataset/text-similarity/RO-STS.test.tsv", sha256="fd84bc1f9581e6352f0c797cb46fdf08a39f7b908a6ff1cfe21deb62f8c78e0c", size=186_023),
 ]
 FILES: dict[str, DataFile] = {f.name: f for f in _ALL}
 
@@ -204,16 +216,39 @@ class Fetcher:
         return download(spec.url, target, spec)
 
 
+def _too_big(url: str, spec: DataFile, got: str) -> DataError:
+    if spec.size is not None:
+        expected = f"its expected size, {spec.size:,} bytes"
+    else:
+        expected = f"the {spec.max_bytes:,}-byte cap"
+    return DataError(f"download of {url} stopped: {got}, more than {expected}; the server does not send the pinned "
+                     "file (nothing was written to the cache). Check the URL, or set ROKD_DATA_DIR to a local data "
+                     "mirror.")
+
+
 def download(url: str, target: Path, spec: DataFile, timeout: float = 60.0) -> Path:
-    """Fetch ``url`` to ``target`` via a temporary file; verify the checksum before renaming."""
+    """Fetch ``url`` to ``target`` via a temporary file; verify the checksum before renaming.
+
+    At most ``spec.max_bytes`` are read: a larger announced or actual size stops the download.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)
+    cap = spec.max_bytes
     try:
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-                for chunk in iter(lambda: resp.read(1 << 20), b""):
+                announced = resp.headers.get("Content-Length")
+                if announced and announced.isdigit() and int(announced) > cap:
+                    raise _too_big(url, spec, f"the server announces {int(announced):,} bytes")
+                received = 0
+                for chunk in iter(lambda: resp.read(min(1 << 20, cap + 1 - received) or 1), b""):
+                    received += len(chunk)
+                    if received > cap:
+                        raise _too_big(url, spec, f"more than {cap:,} bytes arrived")
                     out.write(chunk)
+        except DataError:
+            raise
         except (urllib.error.URLError, OSError) as e:
             raise DataError(
                 f"could not download {url} ({e}). Check the network, or set ROKD_DATA_DIR to a local data mirror (layout of MANIFEST.md)."

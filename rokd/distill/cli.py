@@ -9,6 +9,11 @@ Several GPUs (Hugging Face Accelerate; one process per GPU, each takes its shard
 
     accelerate launch --multi_gpu --num_processes 4 -m rokd.cli distill --profile mini --student distil-bert-base-ro
 
+The output folder (``--output-dir``) must be new, empty or one rokd made; a folder holding anything else
+is refused before any work, and nothing in it is touched. A second run on the same folder stops, naming
+the first (``--wait`` waits for it). After a NaN loss, ``--lr <lower> --resume-lr`` resumes from the last
+good checkpoint with a lower learning rate (the error message prints the command).
+
 (``paper`` uses the released students, ``distill.source: hub``; to distil from the hub teachers, copy
 ``paper.yaml`` with ``distill.source: build`` and pass its path as ``--profile``.)
 """
@@ -23,16 +28,21 @@ from rokd.models.registry import STUDENTS, TEACHERS
 def _run(args: argparse.Namespace) -> int:
     from rokd.distill.distiller import DistillOverrides, distill_student
 
+    from rokd.errors import UsageError
+
     overrides = DistillOverrides(
         teachers=args.teachers, strategy=args.strategy, teacher_weights=args.teacher_weights, temperature=args.temperature,
         alpha_ce=args.alpha_ce, alpha_mlm=args.alpha_mlm, alpha_cos=args.alpha_cos, steps=args.steps, seed=args.seed,
-        soft_targets=args.soft_targets,
+        soft_targets=args.soft_targets, lr=args.lr,
     )
     keys = list(STUDENTS) if args.student == "all" else [args.student]
     if args.output_dir and len(keys) > 1:
-        raise SystemExit("--output-dir names one student's folder; give a single --student with it")
+        raise UsageError("--output-dir names one student's folder; give a single --student with it")
+    if args.resume_lr and args.no_resume:
+        raise UsageError("--resume-lr resumes the kept checkpoints; it cannot go with --no-resume")
     for key in keys:
-        path = distill_student(args.profile, key, overrides, resume=not args.no_resume, output_dir=args.output_dir)
+        path = distill_student(args.profile, key, overrides, resume=not args.no_resume, output_dir=args.output_dir,
+                               wait=args.wait, resume_lr=args.resume_lr)
         print(path)
     return 0
 
@@ -62,6 +72,11 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, help="distillation seed: masking, batch order, projections (default: the profile's)")
     p.add_argument("--soft-targets", choices=("masked", "all"),
                    help="where the soft-target KL is computed: masked positions, or every token (HF recipe)")
-    p.add_argument("--output-dir", help="where to write the student (default artifacts/<profile>/students/<key>)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the profile's)")
+    p.add_argument("--output-dir", help="where to write the student (default artifacts/<profile>/students/<key>); "
+                   "must be new, empty or made by rokd")
     p.add_argument("--no-resume", action="store_true", help="start afresh even when checkpoints of the same config exist")
+    p.add_argument("--resume-lr", action="store_true",
+                   help="resume the kept checkpoints although --lr changed the learning rate (after a NaN loss)")
+    p.add_argument("--wait", action="store_true", help="if another run writes the same student folder, wait for it")
     p.set_defaults(func=_run)

@@ -25,9 +25,15 @@ Output: ``artifacts/<profile>/students/<key>/``: the ``DistilBertForMaskedLM`` a
 (safetensors, ``AutoModelForMaskedLM`` loads it), ``train_log.jsonl`` (every loss term, lr, tokens/s,
 peak memory, coverage per step), ``distill_config.json`` (the resolved :class:`DistillRun`) and
 ``summary.json`` (sizes, wall time, coverage, final losses, held-out MLM accuracy of the student and of
-its teachers). A folder whose ``distill_config.json`` equals the resolved config is reused as is.
-Checkpoints live in ``<key>.work/`` while training (``resume=True`` continues a killed run) and are
-removed once the student is saved.
+its teachers), ``weights.sha256``. A folder whose ``distill_config.json`` equals the resolved config and
+whose weights match their checksum is reused as is. Checkpoints live in ``<key>.work/`` while training
+(``resume=True`` continues a killed run) and are removed once the student is saved.
+
+The output folder is never a user's: ``output_dir`` must be new, empty or made by rokd (it carries
+rokd's marker file), which is checked before any work; the student is built in a temp folder beside it
+and renamed into place. One run per output folder at a time (a lock file beside it): a second one waits
+(``wait=True``, ``--wait``) or stops naming the holder. After a NaN, ``--lr <lower> --resume-lr`` resumes
+from the last good checkpoint with a lower learning rate (the error message gives the exact command).
 
 Several GPUs: ``accelerate launch --multi_gpu --num_processes 4 -m rokd.cli distill --profile mini
 --student distilmulti-bert-base-ro`` (each process takes its shard of the length-grouped batches; only the
@@ -39,6 +45,7 @@ build`` and pass the file as ``--profile``.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -48,7 +55,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rokd import mlm
+from rokd import io, mlm
 from rokd.config import ConfigError, save_config, to_dict
 from rokd.distill import losses as L
 from rokd.distill.adaptors import (
@@ -128,6 +135,7 @@ class DistillOverrides:
     steps: int | None = None
     seed: int | None = None  # masking / batch order / initialisation seed (distillation seeds of a study)
     soft_targets: str | None = None  # "masked" | "all"
+    lr: float | None = None  # peak learning rate (e.g. lowered after a NaN; see distill_student's resume_lr)
 
 
 def _profile(profile: str | Profile) -> Profile:
@@ -135,15 +143,13 @@ def _profile(profile: str | Profile) -> Profile:
 
 
 def _teacher_fingerprint(prof: Profile, key: str) -> str:
-    from rokd.models.teachers import file_sha256
-
     ref = resolve(key, prof)
     if ref.source == "hub":
         return f"hub:{ref.name_or_path}"
     weights = Path(ref.name_or_path) / "model.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"teacher {key}: no model.safetensors in {ref.name_or_path}; build it with `rokd teachers build --profile {prof.name}`")
-    return "sha256:" + file_sha256(weights)
+    return "sha256:" + io.file_sha256(weights)
 
 
 def resolve_run(
@@ -159,6 +165,8 @@ def resolve_run(
     d = prof.distill
     o = overrides or DistillOverrides()
     teachers, strategy, teacher_weights, steps = o.teachers, o.strategy, o.teacher_weights, o.steps
+    if o.lr is not None and not o.lr > 0:
+        raise ConfigError(f"lr must be > 0, got {o.lr}")
     temperature, alpha_ce, alpha_mlm, alpha_cos = o.temperature, o.alpha_ce, o.alpha_mlm, o.alpha_cos
     if student_key not in STUDENTS:
         raise ConfigError(f"unknown student {student_key!r}; choose one of {list(STUDENTS)}")
@@ -198,7 +206,7 @@ def resolve_run(
         batch_size=d.batch_size,
         grad_accum=d.grad_accum,
         max_length=d.max_length,
-        lr=d.lr,
+        lr=float(o.lr if o.lr is not None else d.lr),
         warmup_steps=min(d.warmup_steps, int(steps if steps is not None else d.steps)),
         weight_decay=d.weight_decay,
         max_grad_norm=d.max_grad_norm,
@@ -479,7 +487,8 @@ def build_setup(
     )
 
 
-def trainer_config(run: DistillRun, output_dir: Path, device: str = "auto", checkpoint_every: int = 0, progress: bool = True):
+def trainer_config(run: DistillRun, output_dir: Path, device: str = "auto", checkpoint_every: int = 0,
+                   progress: bool = True, allow_lr_change: bool = False):
     from rokd.trainer import TrainerConfig
 
     return TrainerConfig(
@@ -494,6 +503,7 @@ def trainer_config(run: DistillRun, output_dir: Path, device: str = "auto", chec
         seed=run.seed,
         cpu=device == "cpu",
         progress=progress,
+        allow_lr_change=allow_lr_change,
     )
 
 
@@ -545,16 +555,48 @@ def count_params(model: nn.Module) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
-def _saved_run(path: Path) -> dict:
-    """A saved ``distill_config.json`` with its strategy under today's name (``ensemble`` was renamed ``span-map``)."""
-    saved = json.loads(Path(path).read_text(encoding="utf-8"))
-    if saved.get("strategy") in S.ALIASES:
-        saved["strategy"] = S.ALIASES[saved["strategy"]]
-    return saved
 
 
 def student_dir(profile: str | Profile, student_key: str) -> Path:
     return artifacts_dir(_profile(profile).name) / "students" / student_key
+
+
+STUDENT_WHAT = "a distilled student"
+
+
+def _same_run(saved: dict | None, run: DistillRun, ignore_lr: bool = False) -> bool:
+    """Whether a saved ``distill_config.json`` describes ``run`` (its strategy under today's name:
+    ``ensemble`` was renamed ``span-map``)."""
+    now = to_dict(run)
+    if not isinstance(saved, dict):
+        return False
+    if saved.get("strategy") in S.ALIASES:
+        saved = {**saved, "strategy": S.ALIASES[saved["strategy"]]}
+    if ignore_lr:
+        saved, now = {**saved, "lr": None}, {**now, "lr": None}
+    return saved == now
+
+
+def distill_command(profile: str | Profile, student_key: str, overrides: DistillOverrides | None,
+                    output_dir: str | Path | None, lr: str = "{lr}", resume_lr: bool = True) -> str:
+    """The ``rokd distill`` command line that repeats a run (with ``lr``; resuming with it if ``resume_lr``)."""
+    o = overrides or DistillOverrides()
+    prof_arg = profile.name if isinstance(profile, Profile) else str(profile)
+    parts = ["rokd", "distill", "--profile", prof_arg, "--student", student_key]
+    if o.teachers:
+        parts += ["--teachers", *o.teachers]
+    if o.strategy:
+        parts += ["--strategy", o.strategy]
+    if o.teacher_weights:
+        parts += ["--teacher-weights", *(f"{w:g}" for w in o.teacher_weights)]
+    for flag, value in (("--temperature", o.temperature), ("--alpha-ce", o.alpha_ce), ("--alpha-mlm", o.alpha_mlm),
+                        ("--alpha-cos", o.alpha_cos), ("--steps", o.steps)):
+        if value is not None:
+            parts += [flag, f"{value:g}"]
+    if output_dir is not None:
+        parts += ["--output-dir", str(output_dir)]
+    parts += ["--lr", lr] + (["--resume-lr"] if resume_lr else [])
+    return " ".join(p if p == "{lr}" else shlex.quote(p) for p in parts)
 
 
 def distill_student(
@@ -566,40 +608,67 @@ def distill_student(
     output_dir: str | Path | None = None,
     progress: bool = True,
     log=print,
+    wait: bool = False,
+    resume_lr: bool = False,
 ) -> Path:
     """Distil ``student_key`` under ``profile`` (see the module doc); returns the student's folder.
 
     ``overrides`` fields left at None take the profile's ``distill:`` value; ``teachers`` defaults to
     the registry's :data:`~rokd.models.registry.STUDENT_TEACHERS`. Idempotent: a finished student with the
     same resolved config is returned without work. ``output_dir`` defaults to
-    ``artifacts/<profile>/students/<student_key>`` (give another one for ablations).
+    ``artifacts/<profile>/students/<student_key>`` (give another one for ablations); it must be new, empty
+    or made by rokd. ``wait``: wait for another run on the same folder instead of stopping.
+    ``resume_lr``: resume the kept checkpoints although ``overrides.lr`` changed the learning rate.
     """
-    from rokd.models.quality import mlm_accuracy, read_lines
-    from rokd.models.teachers import build_teachers, corpus_files, file_sha256
-    from rokd.trainer import make_accelerator, train
-
     prof = _profile(profile)
     if prof.distill.source == "hub":
         raise ConfigError(
             f"profile {prof.name!r} uses the authors' released students (distill.source: hub); nothing to distil. "
             "Load them with rokd.models.registry.load_model."
         )
-    out = Path(output_dir) if output_dir is not None else student_dir(prof, student_key)
-    teacher_keys = resolve_run(prof, student_key, overrides).teachers  # validates before any work
+    out = Path(output_dir).expanduser().resolve() if output_dir is not None else student_dir(prof, student_key)
+    resolve_run(prof, student_key, overrides)  # validates before any work
+    io.check_replaceable(out, f"{STUDENT_WHAT} ({student_key})", legacy=(CONFIG_FILE,))  # before hours of training
+    with io.lock(out.parent / f".{out.name}.lock", f"the student folder {out}", wait=wait,
+                 hint=", or rerun with --wait", log=log):
+        try:
+            return _distill_locked(prof, student_key, overrides, out, resume=resume, progress=progress, log=log,
+                                   resume_lr=resume_lr)
+        except Exception as e:
+            from rokd.trainer import NonFiniteLossError
+
+            if not isinstance(e, NonFiniteLossError):
+                raise
+            cmd_profile = profile if not isinstance(profile, Profile) else prof.name
+            raise e.advise(f"`{distill_command(cmd_profile, student_key, overrides, output_dir)}`",
+                           f"`{distill_command(cmd_profile, student_key, overrides, output_dir, resume_lr=False)}`"
+                           " --no-resume") from None
+
+
+def _distill_locked(prof: Profile, student_key: str, overrides: DistillOverrides | None, out: Path, *, resume: bool,
+                    progress: bool, log, resume_lr: bool) -> Path:
+    from rokd.models.quality import mlm_accuracy, read_lines
+    from rokd.models.teachers import build_teachers, corpus_files
+    from rokd.trainer import make_accelerator, train
+
+    teacher_keys = resolve_run(prof, student_key, overrides).teachers
     train_txt, heldout_txt = corpus_files(prof)
-    build_teachers(prof, [k for k in TEACHERS if k in teacher_keys], log=log)
-    run = resolve_run(prof, student_key, overrides, corpus_sha256=file_sha256(train_txt),
+    build_teachers(prof, [k for k in TEACHERS if k in teacher_keys], log=log, wait=True)
+    run = resolve_run(prof, student_key, overrides, corpus_sha256=io.file_sha256(train_txt),
                       fingerprints={k: _teacher_fingerprint(prof, k) for k in teacher_keys})
-    if (out / SUMMARY_FILE).is_file() and (out / CONFIG_FILE).is_file():
-        if _saved_run(out / CONFIG_FILE) == to_dict(run):
+    if (out / SUMMARY_FILE).is_file() and _same_run(io.read_json(out / CONFIG_FILE), run):
+        problem = io.weights_problem(out)
+        if problem is None:
             log(f"student {student_key}: up to date in {out}")
             return out
+        log(f"student {student_key}: rebuilding, its weights are damaged ({problem})")
     work = out.parent / (out.name + ".work")
     if work.exists():
-        saved_cfg = work / CONFIG_FILE
-        if not resume or not saved_cfg.is_file() or _saved_run(saved_cfg) != to_dict(run):
-            shutil.rmtree(work)  # checkpoints of another config (or resume off): start afresh
-    work.mkdir(parents=True, exist_ok=True)
+        saved_cfg = io.read_json(work / CONFIG_FILE)
+        if not resume or not _same_run(saved_cfg, run, ignore_lr=resume_lr):
+            # checkpoints of another config (or resume off): start afresh
+            io.remove_dir(work, f"the checkpoints of {STUDENT_WHAT}", legacy=(CONFIG_FILE,))
+    io.mark_output(work, f"the checkpoints of {STUDENT_WHAT}")
     save_config(run, work / CONFIG_FILE)
 
     if not progress:  # also quiet the weight-loading / saving bars of transformers
@@ -609,7 +678,7 @@ def distill_student(
     t0 = time.perf_counter()
     models = {k: load_model(k, "mlm", prof) for k in teacher_keys}
     toks = {k: load_tokenizer(k, prof) for k in teacher_keys}
-    tcfg = trainer_config(run, work, prof.device, prof.distill.checkpoint_every, progress)
+    tcfg = trainer_config(run, work, prof.device, prof.distill.checkpoint_every, progress, allow_lr_change=resume_lr)
     acc = make_accelerator(tcfg)
     setup = build_setup(run, models, toks, train_txt, cache_dir=work, num_shards=acc.num_processes, shard_index=acc.process_index)
     log(f"student {student_key}: distilling from {', '.join(teacher_keys)} ({run.strategy}, {run.steps} steps) into {out}")
@@ -630,11 +699,26 @@ def distill_student(
         heldout[k] = mlm_accuracy(models[k].to(student.device), toks[k], lines, max_length=run.max_length, seed=run.seed)["mlm_accuracy"]
     wall = result.wall_time_s
 
-    stage = Path(str(out) + ".stage")
-    if stage.exists():
-        shutil.rmtree(stage)
+    stage = io.make_stage(out, STUDENT_WHAT)
+    try:
+        _write_student(stage, prof, student_key, run, setup, student, models, teacher_keys, work, train_log, result,
+                       heldout, lines, wall, t0)
+        io.replace_dir(stage, out, f"{STUDENT_WHAT} ({student_key})", legacy=(CONFIG_FILE,))
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+    io.remove_dir(work, f"the checkpoints of {STUDENT_WHAT}", legacy=(CONFIG_FILE,))
+    s_params = count_params(student)
+    log(f"student {student_key}: saved to {out} ({s_params / 1e6:.2f} M params, "
+        f"held-out MLM accuracy {heldout[student_key]:.3f})")
+    return out
+
+
+def _write_student(stage: Path, prof: Profile, student_key: str, run: DistillRun, setup: DistillSetup, student, models,
+                   teacher_keys, work: Path, train_log, result, heldout, lines, wall: float, t0: float) -> None:
     student.config.rokd_teacher_layers = setup.teacher_layers
     save_student(student.to("cpu"), setup.student_tokenizer, stage)
+    io.write_weights_sha256(stage)
     shutil.copy(work / LOG_FILE, stage / LOG_FILE)
     save_config(run, stage / CONFIG_FILE)
     first = models[teacher_keys[0]]
@@ -667,13 +751,7 @@ def distill_student(
         "heldout_mlm_accuracy": heldout,
         "heldout_lines": len(lines),
     }
-    (stage / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    stage.rename(out)
-    shutil.rmtree(work, ignore_errors=True)
-    log(f"student {student_key}: saved to {out} ({s_params / 1e6:.2f} M params, held-out MLM accuracy {heldout[student_key]:.3f})")
-    return out
+    io.atomic_write_text(stage / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
 
 
 def load_summary(profile: str | Profile, student_key: str) -> dict:

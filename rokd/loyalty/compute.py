@@ -261,14 +261,35 @@ def compute_loyalty(
 
 
 def read_loyalty(profile: str, results: str | Path | None = None) -> pd.DataFrame:
-    """``results/<profile>/loyalty.csv`` as a DataFrame (clear error if missing or malformed)."""
+    """``results/<profile>/loyalty.csv`` as a DataFrame (clear error if missing or malformed).
+
+    Checked whole: the columns, six fields per row, names and an integer seed in every row, numeric
+    values, and a final newline (a file cut mid-row is an error naming it, not a short last value).
+    """
+    import csv
+
+    from rokd.errors import CorruptFileError
+
     path = (Path(results) if results is not None else results_dir(profile)) / "loyalty.csv"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; compute it with `rokd loyalty --profile {profile}`")
+    fix = f"delete it and re-run `rokd loyalty --profile {profile}`"
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        raise CorruptFileError(path, "loyalty table", f"its last row is cut short (no final newline); {fix}")
+    try:
+        lines = list(csv.reader(raw.decode("utf-8").splitlines()))
+    except UnicodeDecodeError as e:
+        raise CorruptFileError(path, "loyalty table", fix, e) from None
+    if not lines or tuple(lines[0]) != LOYALTY_COLUMNS:
+        raise CorruptFileError(path, "loyalty table", f"expected columns {','.join(LOYALTY_COLUMNS)}, got "
+                               f"{','.join(lines[0]) if lines else 'nothing'}; {fix}")
+    for number, fields in enumerate(lines[1:], start=2):
+        if len(fields) != len(LOYALTY_COLUMNS) or not all(fields[:5]):
+            raise CorruptFileError(path, "loyalty table", f"line {number} is incomplete ({','.join(fields)}); {fix}")
     df = pd.read_csv(path)
-    if tuple(df.columns) != LOYALTY_COLUMNS:
-        raise ValueError(f"{path}: expected columns {','.join(LOYALTY_COLUMNS)}, got {','.join(df.columns)}; "
-                         f"delete it and re-run `rokd loyalty --profile {profile}`")
+    if not pd.api.types.is_integer_dtype(df["seed"]) or not pd.api.types.is_numeric_dtype(df["value"]):
+        raise CorruptFileError(path, "loyalty table", f"seed must be whole numbers and value numbers; {fix}")
     return df
 
 

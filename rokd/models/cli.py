@@ -11,7 +11,8 @@ def _cmd_build(args) -> int:
     from rokd.profiles import load_profile
 
     prof = load_profile(args.profile)
-    built = build_teachers(prof, keys=args.key or None, force=args.force)
+    built = build_teachers(args.profile, keys=args.key or None, force=args.force, wait=args.wait,
+                           resume_lr=args.resume_lr)
     for key, where in built.items():
         if prof.teachers.source == "hub":
             print(f"{key}: hub model {where} (nothing to build)")
@@ -46,6 +47,9 @@ def register(subparsers) -> None:
     b.add_argument("--profile", default="smoke", help="profile name or YAML path (default: smoke)")
     b.add_argument("--key", action="append", choices=TEACHERS, help="only this teacher (repeatable)")
     b.add_argument("--force", action="store_true", help="rebuild even when the artifacts are up to date")
+    b.add_argument("--wait", action="store_true", help="if another run builds the same teacher, wait for it")
+    b.add_argument("--resume-lr", action="store_true",
+                   help="resume the interrupted pretraining although teachers.lr changed (after a NaN loss)")
     b.set_defaults(func=_cmd_build)
     q = sub.add_parser("quality", help="MLM accuracy and pseudo-perplexity on the held-out corpus, vs a unigram baseline")
     q.add_argument("--profile", default="smoke", help="profile name or YAML path (default: smoke)")

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rokd.errors import RokdError
+
 TEACHERS = ("bert-base-ro", "robert-base")
 STUDENTS = ("distil-bert-base-ro", "distil-robert-base", "distilmulti-bert-base-ro")
 MODEL_KEYS = TEACHERS + STUDENTS
@@ -73,7 +75,7 @@ CASED = {
 TEACHER_SHAPE = {"bert-base-ro": "cased", "robert-base": "uncased"}
 
 
-class ModelUnavailableError(RuntimeError):
+class ModelUnavailableError(RokdError, RuntimeError):
     """A model could not be loaded (hub unreachable offline, or a local folder is missing)."""
 
 
@@ -166,7 +168,21 @@ def _load(ref: ModelRef, loader, what: str):
         if not (path / "config.json").exists() and what == "model":
             hint = "build it with `rokd teachers build --profile <profile>`" if ref.role == "teacher" else "build it first"
             raise ModelUnavailableError(f"no {what} in Hugging Face format at {path} (config.json missing); {hint}")
-        return loader(str(path))
+        try:
+            return loader(str(path))
+        except Exception as e:  # a truncated safetensors, a cut config.json, a damaged tokenizer file
+            from safetensors import SafetensorError
+
+            from rokd.errors import CorruptFileError
+            from rokd.io import weights_problem
+
+            if not isinstance(e, (OSError, ValueError, RuntimeError, SafetensorError)):
+                raise
+            rebuild = {"teacher": "`rokd teachers build --profile <profile> --force`",
+                       "student": "`rokd distill --profile <profile> --student <key>`"}.get(ref.role, "")
+            problem = weights_problem(path) if what == "model" else None
+            raise CorruptFileError(path, f"{ref.role} {what} folder", "delete it and rebuild it" +
+                                   (f" with {rebuild}" if rebuild else ""), problem or e) from None
     try:
         return loader(ref.name_or_path)
     except (OSError, ValueError) as e:  # transformers raises OSError for unreachable hub files

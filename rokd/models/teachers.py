@@ -14,22 +14,26 @@ safetensors), its tokenizer, ``train_log.jsonl``, the resolved build config ``te
 (the Hugging Face ``config.json`` is the model's) and ``quality.json``.
 
 The build is idempotent: a folder whose ``teacher_config.json`` equals the config about to be built
-(shape, training settings, corpus fingerprint) is kept as is.
+(shape, training settings, corpus fingerprint) and whose weights match their ``weights.sha256`` is kept as
+is; a truncated or altered ``model.safetensors`` counts as "not built". The folder is written in a temp
+folder beside it and renamed into place; it carries rokd's output marker, and a folder at that place that
+rokd did not make is refused, never deleted. One build per teacher at a time (a lock file beside it).
+After a NaN loss, lower ``teachers.lr`` and pass ``resume_lr=True`` (``--resume-lr``) to resume from the
+last good checkpoint.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rokd import io
 from rokd.config import save_config, to_dict
+from rokd.io import file_sha256
 from rokd.models.registry import TEACHER_SHAPE, TEACHERS, resolve
 from rokd.paths import artifacts_dir
 from rokd.profiles import BertShape, Profile, TeachersConfig, load_profile
@@ -52,14 +56,6 @@ class TeacherBuild:
     heldout_sha256: str
     format_version: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _profile(profile: str | Profile) -> Profile:
@@ -116,7 +112,8 @@ def new_teacher(shape: BertShape, tokenizer, seed: int = 0):
 
 
 def pretrain_mlm(model, tokenizer, train_txt: str | Path, cfg: TeachersConfig, work_dir: str | Path,
-                 *, device: str = "cpu", resume: bool = True, heldout_txt: str | Path | None = None) -> Path:
+                 *, device: str = "cpu", resume: bool = True, heldout_txt: str | Path | None = None,
+                 allow_lr_change: bool = False) -> Path:
     """Pretrain ``model`` in place on ``train_txt`` with the shared MLM pieces and training loop.
 
     Returns the path of the JSONL training log. ``work_dir`` holds the token cache, checkpoints and log.
@@ -162,6 +159,7 @@ def pretrain_mlm(model, tokenizer, train_txt: str | Path, cfg: TeachersConfig, w
         cpu=device == "cpu",
         progress=False,
         mixed_precision=cfg.precision,
+        allow_lr_change=allow_lr_change,
     )
     trainer.train(net, step_fn, stream, tcfg, resume=resume, count_tokens=mlm.count_tokens,
                   evaluate=evaluate, eval_every=cfg.curve_every)
@@ -179,18 +177,17 @@ def is_built(folder: Path, build: TeacherBuild) -> bool:
     needed = [cfg_file, folder / "config.json", folder / "model.safetensors", folder / QUALITY_FILE, folder / TRAIN_LOG_FILE]
     if not all(p.exists() for p in needed):
         return False
-    try:
-        return json.loads(cfg_file.read_text(encoding="utf-8")) == to_dict(build)
-    except (OSError, json.JSONDecodeError):
-        return False
+    return io.read_json(cfg_file) == to_dict(build) and io.weights_problem(folder) is None
 
 
 def build_teacher(profile: str | Profile, key: str, *, force: bool = False, device: str | None = None,
-                  log=print) -> Path:
+                  log=print, wait: bool = True, resume_lr: bool = False) -> Path:
     """Build one miniature teacher (tokenizer, pretraining, quality) into its registry folder.
 
     Skipped when the folder already holds a teacher built from the same resolved config and corpus.
-    Concurrent builders of the same teacher serialise on a file lock; the second one then finds it built.
+    Concurrent builders of the same teacher serialise on a file lock; the second one then finds it built
+    (``wait=False``: it stops instead, naming the holder). ``resume_lr``: resume the interrupted run's
+    checkpoints although ``teachers.lr`` changed (after a NaN loss).
     """
     prof = _profile(profile)
     cfg = prof.teachers
@@ -211,30 +208,40 @@ def build_teacher(profile: str | Profile, key: str, *, force: bool = False, devi
     if not force and is_built(folder, build):
         log(f"[teachers] {key}: up to date in {folder}")
         return folder
+    io.check_replaceable(folder, f"the teacher {key}", legacy=(TEACHER_CONFIG_FILE,))  # before hours of training
     # Another process (a notebook, a CLI run) may be building the same teacher: wait for it, then re-check.
-    with _build_lock(folder):
+    with io.lock(folder.parent / f".{folder.name}.lock", f"the teacher folder {folder}", wait=wait,
+                 hint=", or rerun with --wait", log=log):
         if not force and is_built(folder, build):
             log(f"[teachers] {key}: built by another process in {folder}")
             return folder
-        return _build_locked(prof, key, folder, build, train_txt, heldout_txt, device or _device(prof), log, force)
-
-
-@contextlib.contextmanager
-def _build_lock(folder: Path):
-    """An exclusive ``flock`` on ``<teachers>/.<key>.lock`` for the duration of a build."""
-    import fcntl
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            return _build_locked(prof, key, folder, build, train_txt, heldout_txt, device or _device(prof), log, force,
+                                 resume_lr)
+        except Exception as e:
+            from rokd.trainer import NonFiniteLossError
+
+            if not isinstance(e, NonFiniteLossError):
+                raise
+            where = str(profile) if not isinstance(profile, Profile) and Path(str(profile)).suffix else None
+            yaml_text = where or f"a copy of rokd/profiles/{prof.name}.yaml (keep its name: {prof.name})"
+            raise e.advise(
+                f"set teachers.lr to {{lr}} in {yaml_text}, then run `rokd teachers build --profile "
+                f"{where or '<that file>'} --key {key} --resume-lr`",
+                f"set teachers.lr to {{lr}} in {yaml_text}, then run `rokd teachers build --profile "
+                f"{where or '<that file>'} --key {key} --force`") from None
+
+
+def _same_build(saved, build: TeacherBuild, ignore_lr: bool) -> bool:
+    now = to_dict(build)
+    if ignore_lr and isinstance(saved, dict) and isinstance(saved.get("training"), dict):
+        saved = {**saved, "training": {**saved["training"], "lr": None}}
+        now = {**now, "training": {**now["training"], "lr": None}}
+    return saved == now
 
 
 def _build_locked(prof: Profile, key: str, folder: Path, build: TeacherBuild, train_txt: Path, heldout_txt: Path,
-                  device: str, log, force: bool = False) -> Path:
+                  device: str, log, force: bool = False, resume_lr: bool = False) -> Path:
     import torch
 
     from rokd.models.quality import measure_quality, read_lines
@@ -247,9 +254,9 @@ def _build_locked(prof: Profile, key: str, folder: Path, build: TeacherBuild, tr
     work = artifacts_dir(prof.name) / "runs" / "teachers" / key
     # A stale run (other config), or any run when forced, must not be resumed.
     stamp = work / TEACHER_CONFIG_FILE
-    if work.exists() and (force or not stamp.exists() or json.loads(stamp.read_text(encoding="utf-8")) != to_dict(build)):
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
+    if work.exists() and (force or not _same_build(io.read_json(stamp), build, ignore_lr=resume_lr)):
+        io.remove_dir(work, f"the pretraining run of the teacher {key}", legacy=(TEACHER_CONFIG_FILE,))
+    io.mark_output(work, f"the pretraining run of the teacher {key}")
     save_config(build, stamp)
 
     t0 = time.perf_counter()
@@ -268,7 +275,8 @@ def _build_locked(prof: Profile, key: str, folder: Path, build: TeacherBuild, tr
     n_params = sum(p.numel() for p in model.parameters())
     log(f"[teachers] {key}: pretraining BertForMaskedLM ({n_params / 1e6:.2f} M parameters, {cfg.steps} steps) on {device}")
     t_train = time.perf_counter()
-    log_path = pretrain_mlm(model, tokenizer, train_txt, cfg, work, device=device, heldout_txt=heldout_txt)
+    log_path = pretrain_mlm(model, tokenizer, train_txt, cfg, work, device=device, heldout_txt=heldout_txt,
+                            allow_lr_change=resume_lr)
     train_s = time.perf_counter() - t_train
     model = model.to("cpu").eval()
 
@@ -292,18 +300,16 @@ def _build_locked(prof: Profile, key: str, folder: Path, build: TeacherBuild, tr
         quality["mean_tokens_per_s"] = round(sum(tps) / len(tps), 1)
 
     # Write into a temp folder, then swap it in: a crash never leaves a half-written teacher.
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp", dir=folder.parent))
+    tmp = io.make_stage(folder, f"the teacher {key}")
     try:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
+        io.write_weights_sha256(tmp)
         shutil.copyfile(log_path, tmp / TRAIN_LOG_FILE)
         (tmp / QUALITY_FILE).write_text(json.dumps(quality, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         save_config(build, tmp / TEACHER_CONFIG_FILE)
         _make_readable(tmp)
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
+        io.replace_dir(tmp, folder, f"the teacher {key}", legacy=(TEACHER_CONFIG_FILE,))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -328,7 +334,7 @@ def _device(prof: Profile) -> str:
 
 
 def build_teachers(profile: str | Profile, keys: list[str] | tuple[str, ...] | None = None, *, force: bool = False,
-                   log=print) -> dict[str, Path]:
+                   log=print, wait: bool = True, resume_lr: bool = False) -> dict[str, Path]:
     """Build (or reuse) the profile's miniature teachers; returns ``{key: folder}``.
 
     Under a hub profile (``teachers.source: hub``) nothing is built and the hub IDs are returned as paths
@@ -340,7 +346,7 @@ def build_teachers(profile: str | Profile, keys: list[str] | tuple[str, ...] | N
         return {k: Path(resolve(k, prof).name_or_path) for k in keys}
     if prof.teachers.source != "build":
         raise ValueError(f"profile {prof.name!r}: teachers.source must be 'build' or 'hub', got {prof.teachers.source!r}")
-    return {k: build_teacher(prof, k, force=force, log=log) for k in keys}
+    return {k: build_teacher(profile, k, force=force, log=log, wait=wait, resume_lr=resume_lr) for k in keys}
 
 
 def load_quality(folder: str | Path) -> dict:
@@ -396,9 +402,7 @@ def teacher_quality(profile: str | Profile, key: str, *, write: bool = True) -> 
         else:
             path = results_dir(prof.name) / "teachers" / key / QUALITY_FILE
             path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(quality, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        io.atomic_write_json(path, quality, sort_keys=True)
     return quality
 
 

@@ -8,10 +8,13 @@ from rokd.tasks.metrics import ALL_TASKS
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from rokd.paths import check_name
     from rokd.profiles import load_profile
     from rokd.tasks.baselines import BASELINES, score_baseline
     from rokd.tasks.finetune import evaluate_model
 
+    if args.name is not None:
+        check_name(args.name, "--name")  # it names folders under results/<profile>/predictions/
     profile = load_profile(args.profile)
     tasks = args.task or profile.evaluate.tasks
     seeds = args.seed or profile.evaluate.seeds
@@ -21,7 +24,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 0
     for task in tasks:
         for seed in seeds:
-            evaluate_model(profile, args.model, task, seed, name=args.name, force=args.force)
+            evaluate_model(profile, args.model, task, seed, name=args.name, force=args.force, wait=args.wait)
     return 0
 
 
@@ -42,4 +45,5 @@ def register(subparsers) -> None:
     p.add_argument("--seed", action="append", type=int, help="seed (repeatable; default: the profile's seeds)")
     p.add_argument("--name", default=None, help="name of the model in results files (default: its key or folder name)")
     p.add_argument("--force", action="store_true", help="re-run even when up-to-date outputs exist")
+    p.add_argument("--wait", action="store_true", help="if another run writes the same model/task/seed, wait for it")
     p.set_defaults(func=_evaluate)

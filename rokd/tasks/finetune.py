@@ -400,6 +400,37 @@ def evaluate_model(
     seed: int,
     *,
     name: str | None = None,
+    results_dir: str | Path | None = None,
+    wait: bool = False,
+    **kwargs,
+) -> dict[str, float]:
+    """:func:`_evaluate_model` holding the lock of its outputs: one run per model/task/seed at a time (a second
+    one waits with ``wait``, else stops naming the holder). ``name`` must be a plain name (no path)."""
+    from rokd import io
+
+    from rokd.errors import CorruptFileError
+
+    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    resolved = resolve_model(model, prof, name)
+    local = Path(resolved.name_or_path)
+    problem = io.weights_problem(local) if (local / "model.safetensors").is_file() else None
+    if problem:  # a truncated or altered model is named here, not deep inside from_pretrained
+        raise CorruptFileError(local, "model folder", "delete it and rebuild it (`rokd pipeline` or the step that "
+                               "made it)", problem)
+    results = Path(results_dir) if results_dir is not None else default_results_dir(prof.name)
+    out = run_paths(results, resolved.name, task, seed)["predictions"]
+    with io.lock(out.parent / f".{out.stem}.lock", f"the evaluation {resolved.name} / {task} / seed {seed}", wait=wait,
+                 hint=", or rerun with --wait"):
+        return _evaluate_model(prof, model, task, seed, name=name, results_dir=results_dir, **kwargs)
+
+
+def _evaluate_model(
+    profile: str | Profile,
+    model: str,
+    task: str,
+    seed: int,
+    *,
+    name: str | None = None,
     dataset=None,
     results_dir: str | Path | None = None,
     force: bool = False,

@@ -57,7 +57,11 @@ class Predictions:
 
 
 def predictions_path(results_dir: Path, model: str, task: str, seed: int) -> Path:
-    return Path(results_dir) / "predictions" / model / task / f"seed{seed}.npz"
+    from rokd.paths import check_name
+
+    check_name(model, "model name")  # it becomes a folder: never a path out of the results folder
+    check_name(task, "task")
+    return Path(results_dir) / "predictions" / model / task / f"seed{int(seed)}.npz"
 
 
 def save_predictions(preds: Predictions, path: str | Path) -> Path:
@@ -82,14 +86,20 @@ def load_predictions(path: str | Path) -> Predictions:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"predictions file not found: {path} (run the evaluation step for this model/task/seed)")
-    with np.load(path, allow_pickle=False) as z:
-        probs = z["probs"] if "probs" in z.files else None
-        names = [str(s) for s in z["label_names"]] if "label_names" in z.files else None
-        return Predictions(
-            ids=z["ids"],
-            gold=z["gold"],
-            pred=z["pred"],
-            probs=probs,
-            label_names=names or None,
-            meta=json.loads(str(z["meta"])),
-        )
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            probs = z["probs"] if "probs" in z.files else None
+            names = [str(s) for s in z["label_names"]] if "label_names" in z.files else None
+            return Predictions(
+                ids=z["ids"],
+                gold=z["gold"],
+                pred=z["pred"],
+                probs=probs,
+                label_names=names or None,
+                meta=json.loads(str(z["meta"])),
+            )
+    except Exception as e:  # a truncated zip, a missing array, a bad meta string
+        from rokd.errors import CorruptFileError
+
+        raise CorruptFileError(path, "predictions file", "delete it and re-run the evaluation of that model/task/seed "
+                               "(`rokd pipeline` or `rokd evaluate ... --force`)", e) from None

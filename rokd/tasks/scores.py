@@ -34,24 +34,38 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def read_scores(path: str | Path) -> list[dict]:
-    """Rows of a scores file (``seed`` int, ``value`` float); [] when the file does not exist."""
+    """Rows of a scores file (``seed`` int, ``value`` float); [] when the file does not exist.
+
+    The file is checked whole: the header, five non-empty fields per row, an integer seed, a number as
+    value, and a final newline (a file cut mid-row, e.g. by a full disk, is an error, not a short value).
+    """
+    from rokd.errors import CorruptFileError
+
     path = Path(path)
     if not path.exists():
         return []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != SCORE_COLUMNS:
-            raise ValueError(
-                f"{path}: expected the header {','.join(SCORE_COLUMNS)}, got {reader.fieldnames}; "
-                "delete the file to have it rebuilt by the evaluation step"
-            )
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            try:
-                rows.append({**row, "seed": int(row["seed"]), "value": float(row["value"])})
-            except (TypeError, ValueError) as e:
-                raise ValueError(f"{path}, line {line}: bad seed/value in {row} ({e})") from None
-        return rows
+    fix = "delete the file to have it rebuilt by the evaluation step (`rokd pipeline` re-runs it)"
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        raise CorruptFileError(path, "scores file", f"its last row is cut short (no final newline); {fix}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CorruptFileError(path, "scores file", fix, e) from None
+    reader = csv.DictReader(text.splitlines(keepends=True))
+    if tuple(reader.fieldnames or ()) != SCORE_COLUMNS:
+        raise CorruptFileError(path, "scores file", f"expected the header {','.join(SCORE_COLUMNS)}, got "
+                               f"{reader.fieldnames}; {fix}")
+    rows = []
+    for line, row in enumerate(reader, start=2):
+        if None in row or any(not row[c] for c in SCORE_COLUMNS):
+            raise CorruptFileError(path, "scores file", f"line {line} does not have the 5 fields "
+                                   f"{','.join(SCORE_COLUMNS)} ({row}); {fix}")
+        try:
+            rows.append({**row, "seed": int(row["seed"]), "value": float(row["value"])})
+        except ValueError as e:
+            raise CorruptFileError(path, "scores file", f"line {line}: bad seed/value in {row} ({e}); {fix}") from None
+    return rows
 
 
 def merge_scores(path: str | Path, model: str, task: str, seed: int, metrics: Mapping[str, float]) -> Path:

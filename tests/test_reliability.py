@@ -536,7 +536,7 @@ def test_evaluating_a_truncated_student_names_its_folder(tmp_path, capsys):
     ("teachers: {precision: fp8}", "teachers.precision: 'fp8' is not allowed"),
     ("teachers: {source: cloud}", "teachers.source: 'cloud' is not allowed; choose one of ['build', 'hub']"),
     ("distill: {source: zoo}", "distill.source: 'zoo' is not allowed"),
-    ("distill: {strategy: mean}", "distill.strategy: 'mean' is not allowed; choose one of ['ensemble', 'hidden-only']"),
+    ("distill: {strategy: mean}", "distill.strategy: 'mean' is not allowed; choose one of ['span-map', 'uld'"),
     ("name: ../escape", "name: '../escape' is not a plain name"),
 ])
 def test_profile_fields_are_validated_on_load(tmp_path, yaml_text, problem):

@@ -38,7 +38,7 @@ from pathlib import Path
 from rokd import io
 from rokd.config import ConfigError, to_dict
 from rokd.errors import RokdError, UsageError
-from rokd.models.registry import CONTROL_OF, MODEL_KEYS, STUDENTS, TEACHERS
+from rokd.models.registry import CONTROL_OF, TEACHERS, student_models
 from rokd.paths import REPO_ROOT, artifacts_dir, check_name, results_dir
 from rokd.profiles import Profile, load_profile
 
@@ -90,16 +90,17 @@ def plan(profile: str | Path, prof: Profile | None = None) -> list[Step]:
              outputs=[art / "teachers" / k / "model.safetensors" for k in TEACHERS] if built_teachers else []),
     ]
     distil_names = []
-    for student in STUDENTS:  # the multi student last: its chapter compares with the cased-only one
+    students = student_models(prof)  # with distillation replicas <student>@d<k>
+    for student in students:  # the multi student last: its chapter compares with the cased-only one
         name = f"02_distill-{student}"
         folder = art / "students" / student
         steps.append(Step(name, "02_distill", {**base, "student": student}, ["01_teachers"],
                           outputs=[folder / "model.safetensors", folder / "summary.json"] if built_students else []))
         distil_names.append(name)
     eval_names = []
-    for model in MODEL_KEYS:
+    for model in [*TEACHERS, *students]:
         name = f"03_evaluate-{model}"
-        upstream = ["01_teachers"] if model not in STUDENTS else [f"02_distill-{model}"]
+        upstream = ["01_teachers"] if model in TEACHERS else [f"02_distill-{model}"]
         controls = [c for c, of in CONTROL_OF.items() if of == model]  # fine-tuned in their model's chapter
         runs = [predictions_path(res, m, t, s) for m in (model, *controls)
                 for t in prof.evaluate.tasks for s in prof.evaluate.seeds]

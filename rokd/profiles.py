@@ -108,6 +108,13 @@ class DistillConfig:
     # "all" non-pad tokens (the Hugging Face DistilBERT recipe); see rokd.distill.distiller.
     soft_targets: str = field(default="masked", metadata=choices("masked", "all"))
     eval_lines: int = 1000  # held-out lines for the student's / teachers' MLM accuracy
+    # Learning curve: the student's held-out MLM accuracy on `curve_lines` lines every `curve_every` steps (0 = off).
+    curve_every: int = 0
+    curve_lines: int = 500
+    # Distillation seeds per student (default 1): {student: n} adds the models <student>@d2 ... @dn, distilled
+    # with seeds seed+1 ... seed+n-1 (rokd.models.registry.replica_key), so that comparisons of students
+    # include the variance of distillation, not only that of fine-tuning.
+    replicas: dict[str, int] = field(default_factory=dict)
     precision: str = field(default="auto", metadata=_PRECISION)  # rokd.precision: auto | fp32 | bf16 | fp16
     threads: int = 0  # torch CPU threads (0 = ROKD_THREADS, else torch's default)
 

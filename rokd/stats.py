@@ -98,16 +98,18 @@ def _mean_var(values: list[float]) -> tuple[float, float]:
 def difference(a: Mapping[int, float], b: Mapping[int, float], paired: bool = True) -> Difference:
     """``a - b`` from per-seed values (``{seed: value}``), paired on the common seeds when ``paired``.
 
-    Pairing is used when ``paired`` and at least :data:`MIN_SEEDS` seeds are common to both sides;
-    otherwise Welch's standard error over each side's own seeds. NaN values are left out.
+    Pairing is used when ``paired`` and both sides have the same seeds (at least :data:`MIN_SEEDS`);
+    otherwise Welch's standard error over each side's own seeds -- e.g. a student pooled over two
+    distillations (runs ``(k, s)``) against a teacher fine-tuned once per seed ``s``. NaN values are left out.
     """
+    same_seeds = {int(k) for k in a} == {int(k) for k in b}  # before dropping NaN: a NaN run stays paired
     a = {int(k): float(v) for k, v in a.items() if not math.isnan(float(v))}
     b = {int(k): float(v) for k, v in b.items() if not math.isnan(float(v))}
     n_a, n_b = len(a), len(b)
     if not n_a or not n_b:
         return Difference(math.nan, math.nan, n_a, n_b, "no values on one side")
     common = sorted(set(a) & set(b))
-    if paired and len(common) >= MIN_SEEDS:
+    if paired and same_seeds and len(common) >= MIN_SEEDS:
         diffs = [a[s] - b[s] for s in common]
         mean, var = _mean_var(diffs)
         return Difference(mean, math.sqrt(var / len(diffs)), len(common), len(common), f"paired ({len(common)} seeds)")

@@ -183,3 +183,11 @@ def test_nan_message_gives_the_command_that_resumes_with_a_lower_lr(tiny_world, 
     assert json.loads((out / "distill_config.json").read_text())["lr"] == 0.0015
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4] and all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
+
+
+def test_a_replica_is_distilled_with_the_next_seed(tiny_world):
+    from rokd.distill.distiller import resolve_run
+
+    profile, _ = tiny_world
+    first, second = resolve_run(profile, "distil-bert-base-ro"), resolve_run(profile, "distil-bert-base-ro@d2")
+    assert second.seed == first.seed + 1 and second.teachers == first.teachers and second.student.endswith("@d2")

@@ -74,3 +74,25 @@ def test_unknown_names_are_rejected():
     with pytest.raises(ModelUnavailableError, match="neither a model key"):
         resolve("/no/such/folder")
     assert resolve("someone/some-model").source == "hub"
+
+
+def test_distillation_replicas_are_students_under_their_own_key():
+    from dataclasses import replace
+
+    from rokd.config import ConfigError
+    from rokd.models import registry as r
+    from rokd.profiles import load_profile
+
+    assert r.split_replica("distilmulti-bert-base-ro@d2") == ("distilmulti-bert-base-ro", 2)
+    assert r.split_replica("bert-base-ro@d2") == ("bert-base-ro@d2", 1)  # teachers have no replicas
+    assert r.replica_key("distil-bert-base-ro", 1) == "distil-bert-base-ro"
+    assert r.DISPLAY_NAMES["distil-bert-base-ro@d3"] == "Distil-BERT-base-ro (distillation 3)"
+    assert r.STUDENT_TEACHERS["distilmulti-bert-base-ro@d2"] == ("bert-base-ro", "robert-base")
+    ref = r.resolve("distil-robert-base@d2", "smoke")
+    assert ref.role == "student" and ref.path.name == "distil-robert-base@d2" and ref.cased is False
+    prof = load_profile("smoke")
+    prof = replace(prof, distill=replace(prof.distill, replicas={"distil-bert-base-ro": 2}))
+    assert r.student_models(prof) == ["distil-bert-base-ro", "distil-bert-base-ro@d2", "distil-robert-base",
+                                      "distilmulti-bert-base-ro"]
+    with pytest.raises(ConfigError, match="distill.replicas"):
+        r.student_models(replace(prof, distill=replace(prof.distill, replicas={"bert-base-ro": 2})))

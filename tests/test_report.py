@@ -367,3 +367,16 @@ def test_compute_record_counts_all_the_compute(tmp_path, monkeypatch):
     summary = compute_summary(rec.reset_index())
     assert summary.startswith(f"**All compute behind these numbers: {total:.1f} h**")
     assert "Not recorded on this machine: distillation of DistilMulti-BERT-base-ro." in summary
+
+
+def test_replicas_are_pooled_with_their_student(tmp_path):
+    from rokd.report.tables import load_scores
+
+    rows = ["model,task,metric,seed,value"]
+    rows += [f"distil-bert-base-ro,upos,accuracy,{s},0.{80 + s}" for s in (1, 2)]
+    rows += [f"distil-bert-base-ro@d2,upos,accuracy,{s},0.{70 + s}" for s in (1, 2)]
+    (tmp_path / "scores.csv").write_text("\n".join(rows) + "\n")
+    pooled = load_scores("x", tmp_path)
+    assert set(pooled["model"]) == {"distil-bert-base-ro"}
+    assert sorted(pooled["seed"]) == [1, 2, 1001, 1002]
+    assert set(load_scores("x", tmp_path, pool_replicas=False)["model"]) == {"distil-bert-base-ro", "distil-bert-base-ro@d2"}

@@ -87,3 +87,15 @@ def test_compare_returns_difference_and_reason():
     d, v, why = compare({1: 1.0, 2: 2.0}, {1: 1.0, 2: 2.0})
     assert d.diff == 0.0 and d.se == 0.0 and v == INCONCLUSIVE and "inside the noise" in why
     assert stats.Z == 2.0 and "2 SE" in stats.RULE
+
+
+def test_a_student_pooled_over_distillations_is_compared_unpaired_with_a_teacher():
+    # runs (k, s) numbered 1000 (k - 1) + s (rokd.report.tables.load_scores): two distillations x 3 seeds
+    student = {1: 80.0, 2: 81.0, 3: 82.0, 1001: 78.0, 1002: 79.0, 1003: 80.0}
+    teacher = {1: 85.0, 2: 85.5, 3: 86.0}
+    d = difference(student, teacher)
+    assert d.test == "Welch" and (d.n_a, d.n_b) == (6, 3)
+    assert d.diff == pytest.approx(80.0 - 85.5)
+    assert d.se == pytest.approx(math.sqrt(2.0 / 6 + 0.25 / 3))  # sample variances 2.0 and 0.25
+    other = {k: v + 1.0 for k, v in student.items()}  # another pooled student: paired run by run
+    assert difference(other, student).test == "paired (6 seeds)"

@@ -35,7 +35,15 @@ def _run(args: argparse.Namespace) -> int:
         alpha_ce=args.alpha_ce, alpha_mlm=args.alpha_mlm, alpha_cos=args.alpha_cos, steps=args.steps, seed=args.seed,
         soft_targets=args.soft_targets, lr=args.lr,
     )
-    keys = list(STUDENTS) if args.student == "all" else [args.student]
+    from rokd.models.registry import split_replica, student_models
+
+    if args.student == "all":
+        keys = student_models(args.profile)
+    elif split_replica(args.student)[0] in STUDENTS:
+        keys = [args.student]
+    else:
+        raise UsageError(f"--student: {args.student!r} is not a student; choose one of {list(STUDENTS)}, "
+                         "<student>@d<k> (its k-th distillation seed) or 'all'")
     if args.output_dir and len(keys) > 1:
         raise UsageError("--output-dir names one student's folder; give a single --student with it")
     if args.resume_lr and args.no_resume:
@@ -58,7 +66,9 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--profile", default="smoke", help="profile name (smoke, mini, paper) or YAML path")
-    p.add_argument("--student", required=True, choices=[*STUDENTS, "all"], help="student key, or 'all'")
+    p.add_argument("--student", required=True, metavar="{" + ",".join(STUDENTS) + ",all}",
+                   help="student key, <student>@d<k> (the k-th distillation seed: seed + k - 1), or 'all' "
+                        "(every student and the profile's distill.replicas)")
     p.add_argument("--teachers", nargs="+", choices=TEACHERS, help="teacher keys (default: the registry's; the first gives the tokenizer)")
     p.add_argument("--strategy", choices=[*STRATEGIES, "ensemble"],
                    help="how a teacher with another vocabulary enters the objective (rokd.distill.strategies; "

@@ -70,7 +70,9 @@ from rokd.distill.batching import CrossTokenizerView, DistillCollator, PairedLin
 from rokd.distill import strategies as S
 from rokd.distill.ensemble import ensemble_soft_targets
 from rokd.distill.student import init_student_from_teacher, layer_map, save_student
-from rokd.models.registry import STUDENT_TEACHERS, STUDENTS, TEACHERS, load_model, load_tokenizer, resolve
+from rokd.models.registry import (
+    STUDENT_TEACHERS, STUDENTS, TEACHERS, load_model, load_tokenizer, resolve, split_replica,
+)
 from rokd.paths import artifacts_dir
 from rokd.profiles import Profile, load_profile
 
@@ -168,15 +170,16 @@ def resolve_run(
     if o.lr is not None and not o.lr > 0:
         raise ConfigError(f"lr must be > 0, got {o.lr}")
     temperature, alpha_ce, alpha_mlm, alpha_cos = o.temperature, o.alpha_ce, o.alpha_mlm, o.alpha_cos
-    if student_key not in STUDENTS:
-        raise ConfigError(f"unknown student {student_key!r}; choose one of {list(STUDENTS)}")
-    teachers = list(teachers) if teachers else list(STUDENT_TEACHERS[student_key])
+    base, replica = split_replica(student_key)  # "<student>@d<k>": the k-th distillation, seed + k - 1
+    if base not in STUDENTS:
+        raise ConfigError(f"unknown student {student_key!r}; choose one of {list(STUDENTS)} (or <student>@d<k>)")
+    teachers = list(teachers) if teachers else list(STUDENT_TEACHERS[base])
     bad = [t for t in teachers if t not in TEACHERS]
     if bad or len(set(teachers)) != len(teachers):
         raise ConfigError(f"teachers must be distinct keys among {list(TEACHERS)}, got {teachers}")
-    if teachers[0] != STUDENT_TEACHERS[student_key][0]:
+    if teachers[0] != STUDENT_TEACHERS[base][0]:
         raise ConfigError(
-            f"student {student_key} uses the tokenizer of {STUDENT_TEACHERS[student_key][0]}; it must be the first teacher (got {teachers})"
+            f"student {student_key} uses the tokenizer of {STUDENT_TEACHERS[base][0]}; it must be the first teacher (got {teachers})"
         )
     strategy = strategy or d.strategy
     if S.ALIASES.get(strategy, strategy) not in STRATEGIES:
@@ -213,7 +216,7 @@ def resolve_run(
         mlm_probability=d.mlm_probability,
         smoothed_masking=d.smoothed_masking,
         eval_lines=d.eval_lines,
-        seed=int(o.seed if o.seed is not None else d.seed),
+        seed=int(o.seed if o.seed is not None else d.seed + replica - 1),
         corpus_sha256=corpus_sha256,
         soft_targets=o.soft_targets or d.soft_targets,
     )

@@ -22,6 +22,17 @@ from typing import Any
 
 from rokd.errors import RokdError
 
+class _WithReplicas(dict):
+    """A per-model table in which ``<student>@d<k>`` (a distillation replica) reads its student's entry."""
+
+    def __missing__(self, key):
+        base, replica = split_replica(key) if isinstance(key, str) else (key, 1)
+        if replica == 1:
+            raise KeyError(key)
+        value = self[base]
+        return f"{value} (distillation {replica})" if self is DISPLAY_NAMES else value
+
+
 TEACHERS = ("bert-base-ro", "robert-base")
 STUDENTS = ("distil-bert-base-ro", "distil-robert-base", "distilmulti-bert-base-ro")
 MODEL_KEYS = TEACHERS + STUDENTS
@@ -30,14 +41,14 @@ CONTROLS = ("control-random-init", "control-init-only")
 CONTROL_OF = {"control-random-init": "bert-base-ro", "control-init-only": "distil-bert-base-ro"}
 
 # Which teacher(s) each student learns from; the first teacher's tokenizer is the student's.
-STUDENT_TEACHERS: dict[str, tuple[str, ...]] = {
+STUDENT_TEACHERS: dict[str, tuple[str, ...]] = _WithReplicas({
     "distil-bert-base-ro": ("bert-base-ro",),
     "distil-robert-base": ("robert-base",),
     "distilmulti-bert-base-ro": ("bert-base-ro", "robert-base"),
-}
+})
 
 # Names as printed in the paper's tables.
-DISPLAY_NAMES = {
+DISPLAY_NAMES = _WithReplicas({
     "bert-base-ro": "BERT-base-ro",
     "robert-base": "RoBERT-base",
     "distil-bert-base-ro": "Distil-BERT-base-ro",
@@ -45,7 +56,7 @@ DISPLAY_NAMES = {
     "distilmulti-bert-base-ro": "DistilMulti-BERT-base-ro",
     "control-random-init": "Control: random init",
     "control-init-only": "Control: init only",
-}
+})
 
 # Reference rows of scores.csv beside the five models: the trivial baselines (scored, not fine-tuned).
 BASELINES = ("baseline-majority", "baseline-lexical")
@@ -55,6 +66,42 @@ CONTROL_TEACHER = CONTROL_OF["control-random-init"]
 DISPLAY_NAMES.update({"baseline-majority": "Baseline: majority", "baseline-lexical": "Baseline: lexical"})
 
 
+# A student distilled again with another seed: ``<student>@d<k>`` (k >= 2; replica 1 is the plain key),
+# distillation seed ``distill.seed + k - 1``. Fine-tuned and scored like any model (``distill.replicas``).
+REPLICA_MARK = "@d"
+
+
+def split_replica(key: str) -> tuple[str, int]:
+    """``("distil-bert-base-ro", 2)`` for ``"distil-bert-base-ro@d2"``; ``(key, 1)`` for a plain key."""
+    base, mark, k = key.partition(REPLICA_MARK)
+    if mark and base in STUDENTS and k.isdigit() and int(k) >= 2:
+        return base, int(k)
+    return key, 1
+
+
+def replica_key(student: str, replica: int) -> str:
+    """The model key of ``student``'s ``replica``-th distillation (1: the plain key)."""
+    if student not in STUDENTS or replica < 1:
+        raise ValueError(f"replicas are students' distillations numbered from 1; got {student!r}, {replica}")
+    return student if replica == 1 else f"{student}{REPLICA_MARK}{replica}"
+
+
+def student_models(profile: Any) -> list[str]:
+    """Every student of ``profile`` with its distillation replicas (``distill.replicas``), in pipeline order."""
+    prof = _profile_obj(profile)
+    bad = {k: n for k, n in prof.distill.replicas.items() if k not in STUDENTS or not isinstance(n, int) or n < 1}
+    if bad:
+        from rokd.config import ConfigError
+
+        raise ConfigError(f"distill.replicas: {bad} -- keys must be students {list(STUDENTS)}, values whole numbers >= 1")
+    return [replica_key(s, k) for s in STUDENTS for k in range(1, prof.distill.replicas.get(s, 1) + 1)]
+
+
+def display_name(key: str) -> str:
+    """The paper's name of a model key (with the distillation replica, if any); the key itself when unknown."""
+    return DISPLAY_NAMES[key] if key in DISPLAY_NAMES or split_replica(key)[1] > 1 else key
+
+
 # --- resolution -------------------------------------------------------------------------------
 # The hub IDs of the real teachers; students come from ``profile.distill.hub_students``.
 HUB_TEACHERS = {
@@ -62,7 +109,7 @@ HUB_TEACHERS = {
     "robert-base": "readerbench/RoBERT-base",
 }
 # Casing of each model key: the multi student keeps the cased teacher's tokenizer.
-CASED = {
+CASED = _WithReplicas({
     "bert-base-ro": True,
     "robert-base": False,
     "distil-bert-base-ro": True,
@@ -70,7 +117,7 @@ CASED = {
     "distilmulti-bert-base-ro": True,
     "control-random-init": True,
     "control-init-only": True,
-}
+})
 # Which TeachersConfig shape (``cased`` / ``uncased``) builds each miniature teacher.
 TEACHER_SHAPE = {"bert-base-ro": "cased", "robert-base": "uncased"}
 
@@ -96,7 +143,7 @@ class ModelRef:
 
     @property
     def display_name(self) -> str:
-        return DISPLAY_NAMES.get(self.key or "", self.name_or_path)
+        return display_name(self.key) if self.key else self.name_or_path
 
     @property
     def path(self) -> Path:
@@ -133,6 +180,12 @@ def resolve(key_or_path: str | os.PathLike, profile: Any = "smoke") -> ModelRef:
             return ModelRef(name, "teacher", "hub", hub_id, CASED[name])
         path = artifacts_dir(prof.name) / "teachers" / name
         return ModelRef(name, "teacher", "local", str(path), CASED[name])
+    base, replica = split_replica(name)
+    if replica > 1:
+        if prof.distill.source == "hub":
+            raise ModelUnavailableError(f"{name!r}: distillation replicas are built locally (distill.source: build)")
+        path = artifacts_dir(prof.name) / "students" / name
+        return ModelRef(name, "student", "local", str(path), CASED[base], STUDENT_TEACHERS[base])
     if name in STUDENTS:
         if prof.distill.source == "hub":
             hub_id = prof.distill.hub_students.get(name)

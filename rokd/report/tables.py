@@ -22,7 +22,9 @@ import numpy as np
 import pandas as pd
 
 from rokd import stats
-from rokd.models.registry import BASELINES, CONTROL_TEACHER, CONTROLS, DISPLAY_NAMES, MODEL_KEYS, STUDENT_TEACHERS
+from rokd.models.registry import (
+    BASELINES, CONTROL_TEACHER, CONTROLS, DISPLAY_NAMES, MODEL_KEYS, STUDENT_TEACHERS, split_replica,
+)
 from rokd.paper import COLUMN_TITLES, PAPER_SCORES, TASK_COLUMNS
 from rokd.paths import results_dir
 from rokd.tasks.metrics import headline_metric
@@ -47,8 +49,18 @@ def display(key: str) -> str:
     return DISPLAY_NAMES.get(key, key)
 
 
-def load_scores(profile: str = "smoke", results: str | Path | None = None) -> pd.DataFrame:
-    """``scores.csv`` as a DataFrame (``model, task, metric, seed, value``); a clear error if missing."""
+# A distillation replica's runs are numbered REPLICA_SEED_STRIDE * (k - 1) + seed once pooled with its student.
+REPLICA_SEED_STRIDE = 1000
+
+
+def load_scores(profile: str = "smoke", results: str | Path | None = None, pool_replicas: bool = True) -> pd.DataFrame:
+    """``scores.csv`` as a DataFrame (``model, task, metric, seed, value``); a clear error if missing.
+
+    With ``pool_replicas`` the runs of ``<student>@d<k>`` (the k-th distillation seed) count as runs of
+    ``<student>``, numbered ``1000 * (k - 1) + seed``: a student's mean and its standard error then include
+    the variance of distillation, and two students with the same replicas stay paired run by run
+    (distillation k, fine-tuning seed s) while a comparison with a teacher (seeds s only) is unpaired.
+    """
     path = scores_path(_results(profile, results))
     rows = read_scores(path)
     if not rows:
@@ -56,7 +68,12 @@ def load_scores(profile: str = "smoke", results: str | Path | None = None) -> pd
             f"no scores in {path}: run the evaluation first (`rokd evaluate --profile {profile} --model KEY --task T` "
             f"or the 03_evaluate notebook for each model)"
         )
-    return pd.DataFrame(rows, columns=["model", "task", "metric", "seed", "value"])
+    df = pd.DataFrame(rows, columns=["model", "task", "metric", "seed", "value"])
+    if pool_replicas:
+        split = [split_replica(m) for m in df["model"]]
+        df["model"] = [base for base, _ in split]
+        df["seed"] = [REPLICA_SEED_STRIDE * (k - 1) + int(s) for (_, k), s in zip(split, df["seed"])]
+    return df
 
 
 def headline_note() -> str:

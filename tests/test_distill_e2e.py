@@ -191,3 +191,27 @@ def test_a_replica_is_distilled_with_the_next_seed(tiny_world):
     profile, _ = tiny_world
     first, second = resolve_run(profile, "distil-bert-base-ro"), resolve_run(profile, "distil-bert-base-ro@d2")
     assert second.seed == first.seed + 1 and second.teachers == first.teachers and second.student.endswith("@d2")
+
+
+def test_the_learning_curve_is_logged_without_changing_the_run(tiny_world):
+    from dataclasses import replace
+
+    import torch
+    from safetensors.torch import load_file
+
+    from rokd.distill.distiller import DistillOverrides, distill_student
+    from rokd.profiles import load_profile
+
+    profile, root = tiny_world
+    prof = load_profile(profile)
+    quick = DistillOverrides(steps=3)
+    plain = distill_student(prof, "distil-bert-base-ro", quick, progress=False, log=lambda *_: None,
+                            output_dir=root / "plain")
+    curved = replace(prof, distill=replace(prof.distill, curve_every=2, curve_lines=5))
+    with_curve = distill_student(curved, "distil-bert-base-ro", quick, progress=False, log=lambda *_: None,
+                                 output_dir=root / "curve")
+    log = [json.loads(line) for line in (with_curve / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "eval_heldout_mlm_accuracy" in r] == [2, 3]
+    assert all(0.0 <= r["eval_heldout_mlm_accuracy"] <= 1.0 for r in log if "eval_heldout_mlm_accuracy" in r)
+    a, b = load_file(str(plain / "model.safetensors")), load_file(str(with_curve / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # evaluating on a forked RNG leaves training unchanged

@@ -685,9 +685,18 @@ def _distill_locked(prof: Profile, student_key: str, overrides: DistillOverrides
     acc = make_accelerator(tcfg)
     setup = build_setup(run, models, toks, train_txt, cache_dir=work, num_shards=acc.num_processes, shard_index=acc.process_index)
     log(f"student {student_key}: distilling from {', '.join(teacher_keys)} ({run.strategy}, {run.steps} steps) into {out}")
+    evaluate = None
+    if prof.distill.curve_every > 0:  # the learning curve: has the student's held-out MLM accuracy flattened?
+        curve_lines = read_lines(heldout_txt, limit=prof.distill.curve_lines, seed=run.seed)
+
+        def evaluate(net):
+            return {"heldout_mlm_accuracy": mlm_accuracy(net.student.model, setup.student_tokenizer, curve_lines,
+                                                         max_length=run.max_length, seed=run.seed)["mlm_accuracy"]}
+
     result = train(
         setup.net, make_step_fn(setup.adaptors, run), setup.batches, tcfg,
         frozen_modules=[a.model for a in setup.adaptors], resume=resume, accelerator=acc,
+        evaluate=evaluate, eval_every=prof.distill.curve_every,
     )
     if not acc.is_main_process:
         return out

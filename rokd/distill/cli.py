@@ -1,4 +1,4 @@
-"""``rokd distill``: distil one student (or all three) under a profile.
+"""``rokd distill``: distil one of the paper's students (or all three) under a profile, or a student of your own.
 
     rokd distill --profile smoke --student distilmulti-bert-base-ro
     rokd distill --profile mini --student all
@@ -10,6 +10,17 @@ Several GPUs (Hugging Face Accelerate; one process per GPU, each takes its shard
 
 (``paper`` uses the released students, ``distill.source: hub``; to distil from the hub teachers, copy
 ``paper.yaml`` with ``distill.source: build`` and pass its path as ``--profile``.)
+
+A student of your own -- teachers given as local folders or hub IDs, of any tokenizer family, your own
+corpus (one sentence per line; files or folders of .txt files); the first teacher gives the student its
+tokenizer and initial weights (:mod:`rokd.distill.api`)::
+
+    rokd distill --teacher dumitrescustefan/bert-base-romanian-cased-v1 --teacher xlm-roberta-base \
+                 --corpus my_corpus/ --output-dir students/mine [--teacher-weights 2 1] \
+                 [--student-layers 0,2,4,7,9,11 | --student-depth 6] [--steps N] [--batch-size N] [--max-length N]
+    rokd distill --spec my_student.yaml        # the same as a YAML file (rokd.distill.api.DistillSpec)
+
+Training settings not given come from ``--profile`` (default for your own student: rokd's defaults).
 """
 
 from __future__ import annotations
@@ -21,6 +32,16 @@ from rokd.models.registry import STUDENTS, TEACHERS
 
 def _run(args: argparse.Namespace) -> int:
     from rokd.distill.distiller import DistillOverrides, distill_student
+
+    if args.teacher or args.spec:
+        return _run_own(args)
+    if not args.student:
+        raise SystemExit("rokd distill: give --student (a paper student, or 'all'), or --teacher ... --corpus ... "
+                         "--output-dir ... for a student of your own, or --spec FILE")
+    for flag in ("corpus", "student_layers", "student_depth", "batch_size", "max_length"):
+        if getattr(args, flag) is not None:
+            raise SystemExit(f"rokd distill: --{flag.replace('_', '-')} is for a student of your own (with --teacher or --spec)")
+    args.profile = args.profile or "smoke"
 
     overrides = DistillOverrides(
         teachers=args.teachers, strategy=args.strategy, teacher_weights=args.teacher_weights, temperature=args.temperature,
@@ -45,8 +66,9 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--profile", default="smoke", help="profile name (smoke, mini, paper) or YAML path")
-    p.add_argument("--student", required=True, choices=[*STUDENTS, "all"], help="student key, or 'all'")
+    p.add_argument("--profile", default=None,
+                   help="profile name (smoke, mini, paper) or YAML path (default: smoke; for your own student: rokd's defaults)")
+    p.add_argument("--student", choices=[*STUDENTS, "all"], help="a paper student's key, or 'all'")
     p.add_argument("--teachers", nargs="+", choices=TEACHERS, help="teacher keys (default: the registry's; the first gives the tokenizer)")
     p.add_argument("--strategy", choices=STRATEGIES, help="multi-teacher strategy (default: the profile's)")
     p.add_argument("--teacher-weights", type=float, nargs="+", help="ensemble weights, one per teacher (default uniform)")
@@ -57,4 +79,69 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, help="optimizer steps (default: the profile's)")
     p.add_argument("--output-dir", help="where to write the student (default artifacts/<profile>/students/<key>)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even when checkpoints of the same config exist")
+    _add_own_student_arguments(p)
     p.set_defaults(func=_run)
+
+
+# --------------------------------------------------------------------------------------------------
+# A student of your own (issue 16): teachers as folders or hub IDs, any tokenizer family, your corpus.
+# --------------------------------------------------------------------------------------------------
+
+
+def _layer_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x != ""]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer indices like 0,2,4,7,9,11, got {text!r}") from e
+
+
+def _add_own_student_arguments(p: argparse.ArgumentParser) -> None:
+    own = p.add_argument_group("a student of your own (instead of --student)")
+    own.add_argument("--teacher", action="append", metavar="PATH_OR_HUB_ID",
+                     help="a teacher: local folder (save_pretrained) or hub ID; repeat for several; the first gives the tokenizer")
+    own.add_argument("--corpus", action="append", metavar="FILE_OR_DIR",
+                     help="one-sentence-per-line text file, or a folder of .txt files; repeatable")
+    own.add_argument("--student-layers", type=_layer_list, metavar="0,2,4,7,9,11", help="teacher layers the student keeps")
+    own.add_argument("--student-depth", type=int, metavar="N", help="or only how many (default: half the teacher's)")
+    own.add_argument("--batch-size", type=int, metavar="N", help="sequences per batch")
+    own.add_argument("--max-length", type=int, metavar="N", help="tokens per sequence (student's tokenizer)")
+    own.add_argument("--heldout-lines", type=int, metavar="N", help="corpus lines held out for the MLM accuracy (default 1000)")
+    own.add_argument("--spec", metavar="FILE", help="YAML/JSON spec of the run (rokd.distill.api.DistillSpec); options override it")
+    own.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+
+
+def _run_own(args: argparse.Namespace) -> int:
+    """``rokd distill --teacher ... --corpus ... --output-dir ...`` or ``--spec FILE``."""
+    from rokd.config import ConfigError
+    from rokd.distill.api import DistillSpec, distill, load_spec
+    from rokd.distill.vocab import TokenizerFamilyError
+    from rokd.models.registry import ModelUnavailableError
+
+    given = {
+        "teachers": args.teacher, "corpus": args.corpus, "output_dir": args.output_dir, "teacher_weights": args.teacher_weights,
+        "student_layers": args.student_layers, "student_depth": args.student_depth, "steps": args.steps,
+        "batch_size": args.batch_size, "max_length": args.max_length, "strategy": args.strategy,
+        "temperature": args.temperature, "alpha_ce": args.alpha_ce, "alpha_mlm": args.alpha_mlm, "alpha_cos": args.alpha_cos,
+        "profile": args.profile, "heldout_lines": args.heldout_lines,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    try:
+        if args.student:
+            raise ConfigError("--student names a paper student; with --teacher / --spec the student is your own: drop --student")
+        if args.teachers:
+            raise ConfigError("--teachers takes registry keys for a paper student; for your own student repeat --teacher")
+        if args.spec:
+            spec = load_spec(args.spec)
+            spec = DistillSpec(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__}, **given})
+        else:
+            missing = [flag for flag, key in (("--corpus", "corpus"), ("--output-dir", "output_dir")) if key not in given]
+            if missing:
+                raise ConfigError(f"a student of your own needs {' and '.join(missing)} (or --spec FILE)")
+            spec = DistillSpec(**given)
+        path = distill(spec, resume=not args.no_resume)
+    except (ConfigError, FileNotFoundError, ModelUnavailableError, TokenizerFamilyError, FileExistsError) as e:
+        if args.debug:
+            raise
+        raise SystemExit(f"rokd distill: {e}") from None
+    print(path)
+    return 0

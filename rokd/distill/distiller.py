@@ -44,7 +44,7 @@ from rokd.distill import losses as L
 from rokd.distill.adaptors import TeacherAdaptor, TeacherTargets, make_adaptor, pool_units
 from rokd.distill.batching import CrossTokenizerView, DistillCollator, PairedLines
 from rokd.distill.ensemble import ensemble_soft_targets
-from rokd.distill.student import init_student_from_teacher, layer_map, save_student
+from rokd.distill.student import make_student, max_input_tokens, save_student
 from rokd.models.registry import STUDENT_TEACHERS, STUDENTS, TEACHERS, load_model, load_tokenizer, resolve
 from rokd.paths import artifacts_dir
 from rokd.profiles import Profile, load_profile
@@ -95,7 +95,9 @@ class DistillOverrides:
     one and pass it to :func:`distill_student` / :func:`resolve_run`.
     """
 
-    teachers: list[str] | None = None  # registry keys; the first gives the student's tokenizer
+    # Registry keys for the paper's students; for a student of one's own (a name that is not a paper key),
+    # local folders or hub IDs too. The first teacher gives the student its tokenizer and initial weights.
+    teachers: list[str] | None = None
     strategy: str | None = None
     teacher_weights: list[float] | None = None
     temperature: float | None = None
@@ -103,6 +105,10 @@ class DistillOverrides:
     alpha_mlm: float | None = None
     alpha_cos: float | None = None
     steps: int | None = None
+    batch_size: int | None = None
+    max_length: int | None = None
+    student_layers: list[int] | None = None  # teacher layers the student keeps (default: half, rokd.distill.student.layer_map)
+    student_depth: int | None = None  # or only how many (chosen by layer_map)
 
 
 def _profile(profile: str | Profile) -> Profile:
@@ -110,15 +116,39 @@ def _profile(profile: str | Profile) -> Profile:
 
 
 def _teacher_fingerprint(prof: Profile, key: str) -> str:
+    """``hub:<id>`` for a hub teacher; the SHA-256 of a local teacher's config and weight files."""
+    import hashlib
+
     from rokd.models.teachers import file_sha256
 
     ref = resolve(key, prof)
     if ref.source == "hub":
         return f"hub:{ref.name_or_path}"
-    weights = Path(ref.name_or_path) / "model.safetensors"
-    if not weights.is_file():
-        raise FileNotFoundError(f"teacher {key}: no model.safetensors in {ref.name_or_path}; build it with `rokd teachers build --profile {prof.name}`")
-    return "sha256:" + file_sha256(weights)
+    folder = Path(ref.name_or_path)
+    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+    if not weights:
+        hint = f"build it with `rokd teachers build --profile {prof.name}`" if key in TEACHERS else "save it with save_pretrained"
+        raise FileNotFoundError(f"teacher {key}: no model.safetensors in {ref.name_or_path}; {hint}")
+    if [w.name for w in weights] == ["model.safetensors"]:
+        return "sha256:" + file_sha256(weights[0])
+    h = hashlib.sha256()
+    for f in [folder / "config.json", *weights]:
+        h.update(f.name.encode() + file_sha256(f).encode())
+    return "sha256:" + h.hexdigest()
+
+
+def teacher_name(source: str) -> str:
+    """A short name for a teacher given as a folder or hub ID (its last path part, safe as a module key)."""
+    import re
+
+    tail = Path(str(source).rstrip("/")).name or str(source)
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", tail).strip("-") or "teacher"
+
+
+def teacher_sources(run: DistillRun) -> dict[str, str]:
+    """Teacher name -> what loads it (registry key, local folder or hub ID)."""
+    sources = run.extra.get("teacher_sources") or {}
+    return {name: sources.get(name, name) for name in run.teachers}
 
 
 def resolve_run(
@@ -135,16 +165,41 @@ def resolve_run(
     o = overrides or DistillOverrides()
     teachers, strategy, teacher_weights, steps = o.teachers, o.strategy, o.teacher_weights, o.steps
     temperature, alpha_ce, alpha_mlm, alpha_cos = o.temperature, o.alpha_ce, o.alpha_mlm, o.alpha_cos
+    extra: dict[str, Any] = {}
     if student_key not in STUDENTS:
-        raise ConfigError(f"unknown student {student_key!r}; choose one of {list(STUDENTS)}")
-    teachers = list(teachers) if teachers else list(STUDENT_TEACHERS[student_key])
-    bad = [t for t in teachers if t not in TEACHERS]
-    if bad or len(set(teachers)) != len(teachers):
-        raise ConfigError(f"teachers must be distinct keys among {list(TEACHERS)}, got {teachers}")
-    if teachers[0] != STUDENT_TEACHERS[student_key][0]:
-        raise ConfigError(
-            f"student {student_key} uses the tokenizer of {STUDENT_TEACHERS[student_key][0]}; it must be the first teacher (got {teachers})"
-        )
+        if not teachers:
+            raise ConfigError(f"unknown student {student_key!r}; choose one of {list(STUDENTS)}, or name its teachers "
+                              "(registry keys, local folders or hub IDs) to distil a student of your own")
+        # A student of one's own: teachers are keys, folders or hub IDs, named by their last path part.
+        sources = [str(t) for t in teachers]
+        if len(set(sources)) != len(sources):
+            raise ConfigError(f"teachers must be distinct, got {sources}")
+        names: list[str] = []
+        for src in sources:
+            name = src if src in TEACHERS else teacher_name(src)
+            base, k = name, 2
+            while name in names:
+                name, k = f"{base}-{k}", k + 1
+            names.append(name)
+        teachers = names
+        extra["teacher_sources"] = dict(zip(names, sources))
+    else:
+        teachers = list(teachers) if teachers else list(STUDENT_TEACHERS[student_key])
+        bad = [t for t in teachers if t not in TEACHERS]
+        if bad or len(set(teachers)) != len(teachers):
+            raise ConfigError(f"teachers must be distinct keys among {list(TEACHERS)}, got {teachers}")
+        if teachers[0] != STUDENT_TEACHERS[student_key][0]:
+            raise ConfigError(
+                f"student {student_key} uses the tokenizer of {STUDENT_TEACHERS[student_key][0]}; it must be the first teacher (got {teachers})"
+            )
+    if o.student_layers is not None and o.student_depth is not None:
+        raise ConfigError("give the student's layers (student_layers) or its depth (student_depth), not both")
+    if o.student_layers is not None:
+        extra["student_layers"] = [int(x) for x in o.student_layers]
+    if o.student_depth is not None:
+        if int(o.student_depth) < 1:
+            raise ConfigError(f"student_depth must be >= 1, got {o.student_depth}")
+        extra["student_depth"] = int(o.student_depth)
     strategy = strategy or d.strategy
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
@@ -169,9 +224,9 @@ def resolve_run(
         alpha_mlm=float(alpha_mlm if alpha_mlm is not None else d.alpha_mlm),
         alpha_cos=float(alpha_cos if alpha_cos is not None else d.alpha_cos),
         steps=int(steps if steps is not None else d.steps),
-        batch_size=d.batch_size,
+        batch_size=int(o.batch_size if o.batch_size is not None else d.batch_size),
         grad_accum=d.grad_accum,
-        max_length=d.max_length,
+        max_length=int(o.max_length if o.max_length is not None else d.max_length),
         lr=d.lr,
         warmup_steps=min(d.warmup_steps, int(steps if steps is not None else d.steps)),
         weight_decay=d.weight_decay,
@@ -181,7 +236,10 @@ def resolve_run(
         eval_lines=d.eval_lines,
         seed=d.seed,
         corpus_sha256=corpus_sha256,
+        extra=extra,
     )
+    if run.batch_size < 1 or run.max_length < 3:
+        raise ConfigError(f"batch_size must be >= 1 and max_length >= 3 (got {run.batch_size}, {run.max_length})")
     if run.temperature <= 0 or run.steps < 1 or min(run.alpha_ce, run.alpha_mlm, run.alpha_cos) < 0:
         raise ConfigError(f"temperature must be > 0, steps >= 1 and loss weights >= 0 (got T={run.temperature}, steps={run.steps}, "
                           f"alphas={run.alpha_ce}/{run.alpha_mlm}/{run.alpha_cos})")
@@ -202,7 +260,7 @@ class DistillNet(nn.Module):
     def __init__(self, student: nn.Module, teacher_hidden_sizes: dict[str, int]):
         super().__init__()
         self.student = mlm.SparseMLM(student)
-        width = int(student.config.dim)
+        width = int(student.config.hidden_size)  # DistilBERT's `dim` answers to hidden_size too
         self.projections = nn.ModuleDict(
             {name: (nn.Identity() if h == width else nn.Linear(width, h)) for name, h in teacher_hidden_sizes.items()}
         )
@@ -325,7 +383,12 @@ def build_setup(
     """Student initialised from the first teacher, adaptors, and the endless batch stream."""
     first = run.teachers[0]
     student_tok = teacher_tokenizers[first]
-    student = init_student_from_teacher(teacher_models[first])
+    try:
+        student = make_student(teacher_models[first], run.extra.get("student_layers"), run.extra.get("student_depth"))
+    except ValueError as e:
+        raise ConfigError(f"student of {first}: {e}") from e
+    if run.max_length > max_input_tokens(student.config):
+        raise ConfigError(f"max_length {run.max_length} is longer than {first} accepts ({max_input_tokens(student.config)} tokens)")
     adaptors = [
         make_adaptor(k, teacher_models[k], teacher_tokenizers[k], student_tok, w, int(student.config.vocab_size))
         for k, w in zip(run.teachers, run.teacher_weights)
@@ -345,7 +408,7 @@ def build_setup(
             tok = teacher_tokenizers[a.name]
             # Longer than the student's limit: the teacher's finer split must still reach the student's
             # last word; the extra tokens are cut off per example in the collator.
-            limit = min(int(teacher_models[a.name].config.max_position_embeddings), 2 * run.max_length)
+            limit = min(max_input_tokens(teacher_models[a.name].config), 2 * run.max_length)
             others[a.name] = tokenized(tok, limit, a.name)
             views.append(CrossTokenizerView(a.name, tok))
     dataset = PairedLines(corpus, others)
@@ -362,7 +425,7 @@ def build_setup(
         batches=batches,
         student_tokenizer=student_tok,
         teacher_tokenizers=dict(teacher_tokenizers),
-        teacher_layers=layer_map(teacher_models[first].config.num_hidden_layers),
+        teacher_layers=list(student.config.rokd_teacher_layers),
     )
 
 
@@ -398,12 +461,16 @@ def coverage_summary(log: list[dict], adaptors: list[TeacherAdaptor]) -> dict[st
     for a in adaptors:
         if a.vocab_map is None:
             continue
-        cov = [r[f"stat_coverage.{a.name}"] for r in log if f"stat_coverage.{a.name}" in r]
-        mass = [r[f"stat_mapped_mass.{a.name}"] for r in log if f"stat_mapped_mass.{a.name}" in r]
+        def mean(stat: str) -> float:
+            values = [r[f"{stat}.{a.name}"] for r in log if f"{stat}.{a.name}" in r]
+            return sum(values) / len(values) if values else float("nan")
+
         out[a.name] = {
-            "masked_positions_covered": sum(cov) / len(cov) if cov else float("nan"),
-            "mapped_probability_mass": sum(mass) / len(mass) if mass else float("nan"),
-            **a.vocab_map.stats(),
+            "masked_positions_covered": mean("stat_coverage"),
+            "masked_positions_aligned": mean("stat_aligned"),
+            "masked_positions_label_mapped": mean("stat_label_mapped"),
+            "mapped_probability_mass": mean("stat_mapped_mass"),
+            **a.vocab_map.describe(),
         }
     return out
 
@@ -438,15 +505,18 @@ def distill_student(
     *,
     resume: bool = True,
     output_dir: str | Path | None = None,
+    corpus: tuple[str | Path, str | Path] | None = None,
     progress: bool = True,
     log=print,
 ) -> Path:
     """Distil ``student_key`` under ``profile`` (see the module doc); returns the student's folder.
 
     ``overrides`` fields left at None take the profile's ``distill:`` value; ``teachers`` defaults to
-    the registry's :data:`~rokd.models.registry.STUDENT_TEACHERS`. Idempotent: a finished student with the
-    same resolved config is returned without work. ``output_dir`` defaults to
-    ``artifacts/<profile>/students/<student_key>`` (give another one for ablations).
+    the registry's :data:`~rokd.models.registry.STUDENT_TEACHERS`. A ``student_key`` that is not a paper
+    key names a student of one's own: its ``overrides.teachers`` may be local folders or hub IDs (see
+    :func:`rokd.distill.api.distill`). Idempotent: a finished student with the same resolved config is
+    returned without work. ``output_dir`` defaults to ``artifacts/<profile>/students/<student_key>``
+    (give another one for ablations); ``corpus`` = ``(train.txt, heldout.txt)`` defaults to the profile's.
     """
     from rokd.models.quality import mlm_accuracy, read_lines
     from rokd.models.teachers import build_teachers, corpus_files, file_sha256
@@ -459,11 +529,12 @@ def distill_student(
             "Load them with rokd.models.registry.load_model."
         )
     out = Path(output_dir) if output_dir is not None else student_dir(prof, student_key)
-    teacher_keys = resolve_run(prof, student_key, overrides).teachers  # validates before any work
-    train_txt, heldout_txt = corpus_files(prof)
-    build_teachers(prof, [k for k in TEACHERS if k in teacher_keys], log=log)
+    sources = teacher_sources(resolve_run(prof, student_key, overrides))  # validates before any work
+    teacher_keys = list(sources)
+    train_txt, heldout_txt = (Path(corpus[0]), Path(corpus[1])) if corpus is not None else corpus_files(prof)
+    build_teachers(prof, [k for k in TEACHERS if k in sources.values()], log=log)
     run = resolve_run(prof, student_key, overrides, corpus_sha256=file_sha256(train_txt),
-                      fingerprints={k: _teacher_fingerprint(prof, k) for k in teacher_keys})
+                      fingerprints={k: _teacher_fingerprint(prof, sources[k]) for k in teacher_keys})
     if (out / SUMMARY_FILE).is_file() and (out / CONFIG_FILE).is_file():
         saved = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"))
         if saved == to_dict(run):
@@ -482,12 +553,18 @@ def distill_student(
 
         hf_logging.disable_progress_bar()
     t0 = time.perf_counter()
-    models = {k: load_model(k, "mlm", prof) for k in teacher_keys}
-    toks = {k: load_tokenizer(k, prof) for k in teacher_keys}
+    models = {k: load_model(sources[k], "mlm", prof) for k in teacher_keys}
+    toks = {k: load_tokenizer(sources[k], prof) for k in teacher_keys}
     tcfg = trainer_config(run, work, prof.device, prof.distill.checkpoint_every, progress)
     acc = make_accelerator(tcfg)
     setup = build_setup(run, models, toks, train_txt, cache_dir=work, num_shards=acc.num_processes, shard_index=acc.process_index)
     log(f"student {student_key}: distilling from {', '.join(teacher_keys)} ({run.strategy}, {run.steps} steps) into {out}")
+    for a in setup.adaptors:
+        if a.vocab_map is not None:
+            d = a.vocab_map.describe()
+            log(f"student {student_key}: vocabulary map {teacher_keys[0]} ({d['student_family']}) <- {a.name} ({d['teacher_family']}): "
+                f"{d['student_tokens_mapped']:.1%} of the student's tokens and {d['teacher_tokens_mapped']:.1%} of the teacher's "
+                f"have a counterpart (case folded: {d['case_folded']})")
     result = train(
         setup.net, make_step_fn(setup.adaptors, run), setup.batches, tcfg,
         frozen_modules=[a.model for a in setup.adaptors], resume=resume, accelerator=acc,
@@ -515,7 +592,7 @@ def distill_student(
     first = models[teacher_keys[0]]
     teacher_sizes = {}
     for k in teacher_keys:
-        ref = resolve(k, prof)
+        ref = resolve(sources[k], prof)
         teacher_sizes[k] = {
             "params": count_params(models[k]),
             "disk_mb": folder_size_mb(Path(ref.name_or_path)) if ref.source == "local" else None,
@@ -525,6 +602,7 @@ def distill_student(
         "student": student_key,
         "profile": prof.name,
         "teachers": teacher_keys,
+        "teacher_sources": sources,
         "teacher_weights": run.teacher_weights,
         "strategy": run.strategy,
         "teacher_layers_kept": setup.teacher_layers,
@@ -543,6 +621,10 @@ def distill_student(
         "heldout_lines": len(lines),
     }
     (stage / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    for name, cov in summary["coverage"].items():
+        log(f"student {student_key}: {name} covered {cov['masked_positions_covered']:.1%} of the masked positions "
+            f"(its token mapped onto the student's at {cov['masked_positions_label_mapped']:.1%}), "
+            f"mapped probability mass {cov['mapped_probability_mass']:.1%}")
     if out.exists():
         shutil.rmtree(out)
     stage.rename(out)

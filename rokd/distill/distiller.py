@@ -532,7 +532,9 @@ def distill_student(
     sources = teacher_sources(resolve_run(prof, student_key, overrides))  # validates before any work
     teacher_keys = list(sources)
     train_txt, heldout_txt = (Path(corpus[0]), Path(corpus[1])) if corpus is not None else corpus_files(prof)
-    build_teachers(prof, [k for k in TEACHERS if k in sources.values()], log=log)
+    keys_to_build = [k for k in TEACHERS if k in sources.values()]
+    if keys_to_build:  # the profile's miniature teachers (an empty list would mean all of them)
+        build_teachers(prof, keys_to_build, log=log)
     run = resolve_run(prof, student_key, overrides, corpus_sha256=file_sha256(train_txt),
                       fingerprints={k: _teacher_fingerprint(prof, sources[k]) for k in teacher_keys})
     if (out / SUMMARY_FILE).is_file() and (out / CONFIG_FILE).is_file():

@@ -43,7 +43,7 @@ from rokd.config import ConfigError, load_config
 
 #: Fields of :class:`DistillSpec` that go to :class:`rokd.distill.distiller.DistillOverrides` as they are.
 _OVERRIDE_FIELDS = ("strategy", "teacher_weights", "temperature", "alpha_ce", "alpha_mlm", "alpha_cos", "steps",
-                    "batch_size", "max_length", "student_layers", "student_depth")
+                    "batch_size", "grad_accum", "max_length", "student_layers", "student_depth")
 
 
 @dataclass
@@ -61,6 +61,7 @@ class DistillSpec:
     student_depth: int | None = None  # or only the number of layers (default: half the teacher's)
     steps: int | None = None
     batch_size: int | None = None
+    grad_accum: int | None = None  # batches per optimizer step
     max_length: int | None = None
     strategy: str | None = None  # "ensemble" | "hidden-only"
     temperature: float | None = None

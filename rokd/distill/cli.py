@@ -38,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.student:
         raise SystemExit("rokd distill: give --student (a paper student, or 'all'), or --teacher ... --corpus ... "
                          "--output-dir ... for a student of your own, or --spec FILE")
-    for flag in ("corpus", "student_layers", "student_depth", "batch_size", "max_length"):
+    for flag in ("corpus", "student_layers", "student_depth", "batch_size", "grad_accum", "max_length"):
         if getattr(args, flag) is not None:
             raise SystemExit(f"rokd distill: --{flag.replace('_', '-')} is for a student of your own (with --teacher or --spec)")
     args.profile = args.profile or "smoke"
@@ -104,6 +104,7 @@ def _add_own_student_arguments(p: argparse.ArgumentParser) -> None:
     own.add_argument("--student-layers", type=_layer_list, metavar="0,2,4,7,9,11", help="teacher layers the student keeps")
     own.add_argument("--student-depth", type=int, metavar="N", help="or only how many (default: half the teacher's)")
     own.add_argument("--batch-size", type=int, metavar="N", help="sequences per batch")
+    own.add_argument("--grad-accum", type=int, metavar="N", help="batches per optimizer step")
     own.add_argument("--max-length", type=int, metavar="N", help="tokens per sequence (student's tokenizer)")
     own.add_argument("--heldout-lines", type=int, metavar="N", help="corpus lines held out for the MLM accuracy (default 1000)")
     own.add_argument("--spec", metavar="FILE", help="YAML/JSON spec of the run (rokd.distill.api.DistillSpec); options override it")
@@ -120,7 +121,7 @@ def _run_own(args: argparse.Namespace) -> int:
     given = {
         "teachers": args.teacher, "corpus": args.corpus, "output_dir": args.output_dir, "teacher_weights": args.teacher_weights,
         "student_layers": args.student_layers, "student_depth": args.student_depth, "steps": args.steps,
-        "batch_size": args.batch_size, "max_length": args.max_length, "strategy": args.strategy,
+        "batch_size": args.batch_size, "grad_accum": args.grad_accum, "max_length": args.max_length, "strategy": args.strategy,
         "temperature": args.temperature, "alpha_ce": args.alpha_ce, "alpha_mlm": args.alpha_mlm, "alpha_cos": args.alpha_cos,
         "profile": args.profile, "heldout_lines": args.heldout_lines,
     }

@@ -106,6 +106,7 @@ class DistillOverrides:
     alpha_cos: float | None = None
     steps: int | None = None
     batch_size: int | None = None
+    grad_accum: int | None = None
     max_length: int | None = None
     student_layers: list[int] | None = None  # teacher layers the student keeps (default: half, rokd.distill.student.layer_map)
     student_depth: int | None = None  # or only how many (chosen by layer_map)
@@ -225,7 +226,7 @@ def resolve_run(
         alpha_cos=float(alpha_cos if alpha_cos is not None else d.alpha_cos),
         steps=int(steps if steps is not None else d.steps),
         batch_size=int(o.batch_size if o.batch_size is not None else d.batch_size),
-        grad_accum=d.grad_accum,
+        grad_accum=int(o.grad_accum if o.grad_accum is not None else d.grad_accum),
         max_length=int(o.max_length if o.max_length is not None else d.max_length),
         lr=d.lr,
         warmup_steps=min(d.warmup_steps, int(steps if steps is not None else d.steps)),
@@ -238,8 +239,8 @@ def resolve_run(
         corpus_sha256=corpus_sha256,
         extra=extra,
     )
-    if run.batch_size < 1 or run.max_length < 3:
-        raise ConfigError(f"batch_size must be >= 1 and max_length >= 3 (got {run.batch_size}, {run.max_length})")
+    if run.batch_size < 1 or run.grad_accum < 1 or run.max_length < 3:
+        raise ConfigError(f"batch_size and grad_accum must be >= 1 and max_length >= 3 (got {run.batch_size}, {run.grad_accum}, {run.max_length})")
     if run.temperature <= 0 or run.steps < 1 or min(run.alpha_ce, run.alpha_mlm, run.alpha_cos) < 0:
         raise ConfigError(f"temperature must be > 0, steps >= 1 and loss weights >= 0 (got T={run.temperature}, steps={run.steps}, "
                           f"alphas={run.alpha_ce}/{run.alpha_mlm}/{run.alpha_cos})")

@@ -90,6 +90,13 @@ def test_command_line_with_student_layers_and_weights(world, capsys):
     summary = check_student(out, "xlm-roberta", "bert-cased")
     assert summary["teacher_weights"] == pytest.approx([2 / 3, 1 / 3])
     assert summary["teacher_layers_kept"] == [0, 3]
+    # The run's spec is kept beside the student, and gives back the command that made it.
+    from rokd.distill.report import own_command
+
+    command = own_command(summary, out)
+    for part in (f"--teacher {teachers['xlm-roberta']}", "--teacher-weights 2.0 1.0", "--student-layers 0,3", "--max-length 32"):
+        assert part in command
+    assert load_spec(out / "distill_spec.yaml").corpus == [str(corpus / "a.txt"), str(corpus / "b.txt")]
     # The same command again: the finished student is reused.
     assert main(argv) == 0
     assert "up to date" in capsys.readouterr().out

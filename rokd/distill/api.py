@@ -39,7 +39,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from rokd.config import ConfigError, load_config
+from rokd.config import ConfigError, load_config, save_config
+
+SPEC_FILE = "distill_spec.yaml"  # the spec of a run, written beside the student
 
 #: Fields of :class:`DistillSpec` that go to :class:`rokd.distill.distiller.DistillOverrides` as they are.
 _OVERRIDE_FIELDS = ("strategy", "teacher_weights", "temperature", "alpha_ce", "alpha_mlm", "alpha_cos", "steps",
@@ -159,7 +161,8 @@ def distill(spec: DistillSpec | None = None, /, *, resume: bool = True, progress
     ``summary.json`` (coverage per cross-tokenizer teacher, held-out accuracy, sizes), ``train_log.jsonl``
     and ``distill_config.json``.
 
-    ``distill(teachers=[...], corpus=[...], output_dir=...)`` and ``distill(DistillSpec(...))`` are the same.
+    ``distill(teachers=[...], corpus=[...], output_dir=...)`` and ``distill(DistillSpec(...))`` are the same;
+    the spec is saved beside the student as ``distill_spec.yaml`` (``rokd distill --spec`` reruns it).
     """
     from rokd.distill.distiller import DistillOverrides, distill_student
 
@@ -187,5 +190,34 @@ def distill(spec: DistillSpec | None = None, /, *, resume: bool = True, progress
     name = spec.name or out.name
     if name in STUDENTS:  # a paper student's key would select the paper's recipe and teachers
         name += "-own"
-    return distill_student(prof, name, overrides, resume=resume, output_dir=out, corpus=(train, heldout),
+    path = distill_student(prof, name, overrides, resume=resume, output_dir=out, corpus=(train, heldout),
                            progress=progress, log=log)
+    save_config(dataclasses.replace(spec, teachers=teachers), Path(path) / SPEC_FILE)  # what the user asked for
+    return path
+
+
+def command_line(spec: DistillSpec) -> str:
+    """The ``rokd distill`` command that runs ``spec`` (fields left at their defaults are not repeated)."""
+    import shlex
+
+    defaults = DistillSpec(teachers=[], corpus=[], output_dir="")
+    parts = ["rokd distill"]
+    parts += [f"--teacher {shlex.quote(t)}" for t in spec.teachers]
+    parts += [f"--corpus {shlex.quote(c)}" for c in spec.corpus]
+    parts.append(f"--output-dir {shlex.quote(spec.output_dir)}")
+    flags = {"teacher_weights": "--teacher-weights", "student_layers": "--student-layers", "student_depth": "--student-depth",
+             "steps": "--steps", "batch_size": "--batch-size", "grad_accum": "--grad-accum", "max_length": "--max-length",
+             "strategy": "--strategy", "temperature": "--temperature", "alpha_ce": "--alpha-ce", "alpha_mlm": "--alpha-mlm",
+             "alpha_cos": "--alpha-cos", "profile": "--profile", "heldout_lines": "--heldout-lines"}
+    for field, flag in flags.items():
+        value = getattr(spec, field)
+        if value is None or value == getattr(defaults, field):
+            continue
+        if field == "student_layers":
+            text = ",".join(str(x) for x in value)
+        elif isinstance(value, list):
+            text = " ".join(shlex.quote(str(x)) for x in value)
+        else:
+            text = shlex.quote(str(value))
+        parts.append(f"{flag} {text}")
+    return " \\\n    ".join(parts)

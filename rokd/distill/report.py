@@ -39,6 +39,25 @@ def coverage_curves(log: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def read_summary(student_dir: str | Path) -> dict:
+    """A distilled student's ``summary.json``."""
+    return json.loads((Path(student_dir) / "summary.json").read_text(encoding="utf-8"))
+
+
+def read_train_log(student_dir: str | Path) -> list[dict]:
+    """A distilled student's ``train_log.jsonl`` records."""
+    from rokd.distill.distiller import read_log
+
+    return read_log(Path(student_dir) / "train_log.jsonl")
+
+
+def own_command(summary: dict, student_dir: str | Path) -> str:
+    """The ``rokd distill`` command of a student of one's own (from its ``distill_spec.yaml``)."""
+    from rokd.distill.api import SPEC_FILE, command_line, load_spec
+
+    return command_line(load_spec(Path(student_dir) / SPEC_FILE))
+
+
 def size_table(summary: dict) -> pd.DataFrame:
     """Student vs each teacher: parameters, size on disk and the student/teacher ratios."""
     rows = [{"model": DISPLAY_NAMES.get(summary["student"], summary["student"]), "role": "student",

@@ -161,11 +161,13 @@ def build_standin(kind: str, out_dir: str | Path, *, texts: list[str] | None = N
                   pretrain_txt: str | Path | None = None, device: str = "cpu", log=print) -> Path:
     """Train the tokenizer, make the model (pretrained for ``pretrain.steps`` on ``pretrain_txt`` when
     given) and ``save_pretrained`` both into ``out_dir``. Reused when ``standin_config.json`` matches."""
+    from rokd.models.teachers import file_sha256
+
     if kind not in STANDIN_KINDS:
         raise ValueError(f"unknown stand-in kind {kind!r}; choose one of {list(STANDIN_KINDS)}")
     out_dir = Path(out_dir)
     record = {"kind": kind, "shape": to_dict(shape), "seed": seed, "texts": len(texts) if texts is not None else None,
-              "files": [str(f) for f in files] if files is not None else None,
+              "files": [[str(f), file_sha256(f)] for f in files] if files is not None else None,
               "pretrain": to_dict(pretrain) if pretrain is not None else None,
               "pretrain_txt": str(pretrain_txt) if pretrain_txt is not None else None}
     stamp = out_dir / STANDIN_FILE
@@ -201,3 +203,23 @@ def build_standin(kind: str, out_dir: str | Path, *, texts: list[str] | None = N
         raise
     log(f"[stand-in] {kind}: saved to {out_dir}")
     return out_dir
+
+
+def profile_standin(profile, kind: str, steps: int | None = None, log=print) -> Path:
+    """A stand-in teacher of ``kind`` for a profile's offline runs, in ``artifacts/<profile>/teachers/standin-<kind>``:
+    the shape of the profile's cased teacher, the tokenizer trained on the profile's corpus, pretrained with
+    the profile's teacher settings for ``steps`` (default: the profile's). Reused when built alike."""
+    import dataclasses
+
+    from rokd.models.teachers import _device, corpus_files
+    from rokd.paths import artifacts_dir
+    from rokd.profiles import Profile, load_profile
+
+    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    cfg = prof.teachers
+    steps = cfg.steps if steps is None else int(steps)
+    pretrain = dataclasses.replace(cfg, steps=steps, warmup_steps=min(cfg.warmup_steps, steps // 10), checkpoint_every=0,
+                                   curve_every=0)
+    train_txt, _ = corpus_files(prof)
+    return build_standin(kind, artifacts_dir(prof.name) / "teachers" / f"standin-{kind}", files=[train_txt],
+                         shape=cfg.cased, seed=cfg.seed, pretrain=pretrain, pretrain_txt=train_txt, device=_device(prof), log=log)

@@ -57,11 +57,13 @@ def build_standins(work: Path, corpus: Path, log=print) -> dict[str, Path]:
     for key, spec in REAL.items():
         shape = BertShape(vocab_size=spec["vocab_size"], hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                           intermediate_size=3072, max_position_embeddings=512, lowercase=spec["kind"] == "bert-uncased")
-        folders[key] = build_standin(spec["kind"], work / "teachers" / key, files=[corpus], shape=shape, seed=13, log=log)
+        folders[key] = build_standin(spec["kind"], work / "teachers" / key, files=[corpus], shape=shape, seed=13,
+                                     log=log)
     return folders
 
 
-def time_collation(folders: dict[str, Path], corpus: Path, batch_size: int, max_length: int, n_batches: int = 20) -> dict:
+def time_collation(folders: dict[str, Path], corpus: Path, batch_size: int, max_length: int,
+                   n_batches: int = 20) -> dict:
     """Seconds to prepare one batch (student masking + the other teacher's view) on this CPU, and the
     student's real and padded tokens per batch (length-grouped batches)."""
     from transformers import AutoTokenizer
@@ -72,9 +74,10 @@ def time_collation(folders: dict[str, Path], corpus: Path, batch_size: int, max_
     s_tok = AutoTokenizer.from_pretrained(folders["bert-base-ro"])
     t_tok = AutoTokenizer.from_pretrained(folders["robert-base"])
     lines = [ln for ln in corpus.read_text(encoding="utf-8").splitlines() if ln.strip()][: batch_size * n_batches * 2]
-    data = PairedLines(mlm.tokenize_lines(lines, s_tok, max_length), {"t": mlm.tokenize_lines(lines, t_tok, 2 * max_length)})
-    stream = mlm.BatchStream(data, mlm.LengthGroupedBatchSampler(data.lengths, batch_size, seed=1),
-                             DistillCollator(mlm.WholeWordMaskCollator(s_tok, 0.15, seed=1), [CrossTokenizerView("t", t_tok)]))
+    other = {"t": mlm.tokenize_lines(lines, t_tok, 2 * max_length)}
+    data = PairedLines(mlm.tokenize_lines(lines, s_tok, max_length), other)
+    collator = DistillCollator(mlm.WholeWordMaskCollator(s_tok, 0.15, seed=1), [CrossTokenizerView("t", t_tok)])
+    stream = mlm.BatchStream(data, mlm.LengthGroupedBatchSampler(data.lengths, batch_size, seed=1), collator)
     next(stream)
     real, padded, teacher_padded = [], [], []
     t0 = time.perf_counter()
@@ -90,7 +93,7 @@ def time_collation(folders: dict[str, Path], corpus: Path, batch_size: int, max_
 
 def run(work: Path, corpus: Path, batch_sizes: list[int], steps: int, max_length: int, log=print) -> dict:
     import torch
-    from transformers import AutoConfig
+    from transformers import AutoConfig, AutoTokenizer
 
     from rokd.distill.api import distill
     from rokd.distill.distiller import read_log
@@ -101,18 +104,18 @@ def run(work: Path, corpus: Path, batch_sizes: list[int], steps: int, max_length
     configs = {k: AutoConfig.from_pretrained(f) for k, f in folders.items()}
     shapes = {k: {"layers": c.num_hidden_layers, "hidden": c.hidden_size, "heads": c.num_attention_heads,
                   "ffn": c.intermediate_size, "vocab_size": c.vocab_size, "positions": c.max_position_embeddings,
-                  "tokenizer_vocab": len(json.loads((folders[k] / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"])}
+                  "tokenizer_vocab": len(AutoTokenizer.from_pretrained(folders[k]))}
               for k, c in configs.items()}
     for k, s in shapes.items():
-        log(f"{k}: {s['layers']} x {s['hidden']} ({s['heads']} heads, FFN {s['ffn']}), output vocabulary {s['vocab_size']:,}, "
-            f"tokenizer {s['tokenizer_vocab']:,} tokens")
+        log(f"{k}: {s['layers']} x {s['hidden']} ({s['heads']} heads, FFN {s['ffn']}), "
+            f"output vocabulary {s['vocab_size']:,}, tokenizer {s['tokenizer_vocab']:,} tokens")
     runs = []
     for bs in batch_sizes:
         out = work / "students" / f"distilmulti-bs{bs}"
         t1 = time.perf_counter()
-        distill(teachers=[str(folders["bert-base-ro"]), str(folders["robert-base"])], corpus=[str(corpus)], output_dir=out,
-                profile="paper", batch_size=bs, grad_accum=1, steps=steps, max_length=max_length, device="cpu", precision="fp32",
-                heldout_lines=50, resume=False, progress=False, log=log)
+        distill(teachers=[str(folders["bert-base-ro"]), str(folders["robert-base"])], corpus=[str(corpus)],
+                output_dir=out, profile="paper", batch_size=bs, grad_accum=1, steps=steps, max_length=max_length,
+                device="cpu", precision="fp32", heldout_lines=50, resume=False, progress=False, log=log)
         wall = time.perf_counter() - t1
         records = read_log(out / "train_log.jsonl")
         summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
@@ -126,22 +129,27 @@ def run(work: Path, corpus: Path, batch_sizes: list[int], steps: int, max_length
             "tokens_per_step_mean": statistics.mean(tokens) if tokens and tokens[0] is not None else None,
             "tokens_per_s": summary["tokens_per_s"], "peak_rss_mb": max(r["peak_mem_mb"] for r in records),
             "process_peak_rss_mb": round(peak_rss_mb(), 1), "run_wall_s": round(wall, 1),
-            "student_params": summary["params"], "teacher_params": {k: v["params"] for k, v in summary["teacher_sizes"].items()},
-            "coverage": cov, "final_losses": summary["final_losses"], "teacher_layers_kept": summary["teacher_layers_kept"],
+            "student_params": summary["params"],
+            "teacher_params": {k: v["params"] for k, v in summary["teacher_sizes"].items()},
+            "coverage": cov, "final_losses": summary["final_losses"],
+            "teacher_layers_kept": summary["teacher_layers_kept"],
         }
         runs.append(row)
-        log(f"batch {bs}: {row['s_per_step_median']:.2f} s per optimizer step (median of {len(per_step)}; first step "
-            f"{row['first_step_s']:.1f} s), {row['tokens_per_step_mean']:.0f} tokens per step, {row['tokens_per_s']:.0f} tokens/s, "
-            f"peak RSS {row['peak_rss_mb']:.0f} MB; robert-base covered {cov['masked_positions_covered']:.1%} of the masked positions, "
-            f"mapped mass {cov['mapped_probability_mass']:.1%}; vocabulary map reaches {cov['student_tokens_mapped']:.1%} of the "
-            f"student's tokens")
+        log(f"batch {bs}: {row['s_per_step_median']:.2f} s per optimizer step (median of {len(per_step)}; "
+            f"first step {row['first_step_s']:.1f} s), {row['tokens_per_step_mean']:.0f} tokens per step, "
+            f"{row['tokens_per_s']:.0f} tokens/s, peak RSS {row['peak_rss_mb']:.0f} MB; robert-base covered "
+            f"{cov['masked_positions_covered']:.1%} of the masked positions, mapped mass "
+            f"{cov['mapped_probability_mass']:.1%}; vocabulary map reaches {cov['student_tokens_mapped']:.1%} "
+            f"of the student's tokens")
     collate = time_collation(folders, corpus, 32, max_length)
-    log(f"batch preparation (32 sentences, <= {max_length} tokens, both tokenizations): {collate['s_per_batch'] * 1000:.0f} ms "
-        f"on this CPU; {collate['tokens_per_batch']:.0f} tokens per batch ({collate['padded_tokens_per_batch']:.0f} with padding)")
+    log(f"batch preparation (32 sentences, <= {max_length} tokens, both tokenizations): "
+        f"{collate['s_per_batch'] * 1000:.0f} ms on this CPU; {collate['tokens_per_batch']:.0f} tokens per batch "
+        f"({collate['padded_tokens_per_batch']:.0f} with padding)")
     t_cfg, s_layers = configs["bert-base-ro"], len(runs[0]["teacher_layers_kept"]) if runs else 6
     masked = 0.15
     t_flops = {k: flops_per_token(c, masked) for k, c in configs.items()}
-    student_fwd = t_flops["bert-base-ro"]["encoder"] * s_layers / t_cfg.num_hidden_layers + t_flops["bert-base-ro"]["mlm_head"]
+    cased = t_flops["bert-base-ro"]
+    student_fwd = cased["encoder"] * s_layers / t_cfg.num_hidden_layers + cased["mlm_head"]
     # teachers: forward only; student: forward + backward (about 3x the forward)
     per_token = sum(v["encoder"] + v["mlm_head"] for v in t_flops.values()) + 3 * student_fwd
     achieved = [r["tokens_per_s"] * per_token for r in runs]
@@ -159,13 +167,15 @@ def run(work: Path, corpus: Path, batch_sizes: list[int], steps: int, max_length
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", type=Path, help="one-sentence-per-line text (default: the smoke corpus, built if missing)")
+    ap.add_argument("--corpus", type=Path,
+                    help="one-sentence-per-line text (default: the smoke corpus, built if missing)")
     ap.add_argument("--work", type=Path, help="folder for the stand-ins and students (default artifacts/standin)")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--out", type=Path, help="write the record as JSON here")
-    ap.add_argument("--save", action="store_true", help=f"write results/paper/{RESULT_FILE} (cited by the Reproduce chapter)")
+    ap.add_argument("--save", action="store_true",
+                    help=f"write results/paper/{RESULT_FILE} (cited by the Reproduce chapter)")
     args = ap.parse_args(argv)
     from rokd.paths import artifacts_dir, results_dir
 

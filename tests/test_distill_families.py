@@ -11,7 +11,9 @@ import torch
 from family_fixtures import HELDOUT, KINDS, ROMANIAN_TEXT, family_tokenizers, tiny_teacher
 
 from rokd import mlm
-from rokd.distill.batching import CrossTokenizerView, DistillCollator, PairedLines, assign_student_words, one_to_one_rows, unique_spans
+from rokd.distill.batching import (
+    CrossTokenizerView, DistillCollator, PairedLines, assign_student_words, one_to_one_rows, unique_spans,
+)
 from rokd.distill.ensemble import VocabularyMap
 from rokd.distill.vocab import WORDPIECE, TokenizerFamily, TokenizerFamilyError, surface_form, tokenizer_family
 
@@ -61,13 +63,16 @@ def test_surface_form_folds_case_and_accents_only_when_asked():
     assert surface_form("Țară", WORDPIECE, fold_case=True, strip_accents=True) == ("tara", True)
 
 
+ROLES = {0: "pad_token", 1: "mask_token"}
+
+
 def test_vocabulary_map_across_families_hand_checked():
     # WordPiece student (cased), SentencePiece teacher (cased): markers differ, punctuation starts a word
     # in one and not in the other.
     student = {"[PAD]": 0, "[MASK]": 1, "casa": 2, "##sa": 3, "sa": 4, ".": 5, "Casa": 6}
     teacher = {"<pad>": 0, "<mask>": 1, "▁casa": 2, "sa": 3, "▁sa": 4, ".": 5, "▁.": 6, "mere": 7}
     vm = VocabularyMap(student, teacher, student_family=WORDPIECE, teacher_family=SP,
-                       student_special={0: "pad_token", 1: "mask_token"}, teacher_special={0: "pad_token", 1: "mask_token"})
+                       student_special=ROLES, teacher_special=ROLES)
     assert not vm.fold_case  # both cased: Casa has no counterpart
     assert vm.target.tolist() == [0, 1, 2, 3, 4, 6, -1]  # same-form edges: "." (start) <- "▁." (start)
     p = torch.tensor([[0.0, 0.0, 0.1, 0.2, 0.3, 0.15, 0.05, 0.2]])
@@ -129,7 +134,8 @@ def _masked_batch(s_kind, t_kind, texts=HELDOUT, seed=3):
     toks = family_tokenizers()
     s = mlm.tokenize_lines(texts, toks[s_kind], 64)
     t = mlm.tokenize_lines(texts, toks[t_kind], 128)
-    coll = DistillCollator(mlm.WholeWordMaskCollator(toks[s_kind], 0.999, seed=seed), [CrossTokenizerView("t", toks[t_kind])])
+    masking = mlm.WholeWordMaskCollator(toks[s_kind], 0.999, seed=seed)
+    coll = DistillCollator(masking, [CrossTokenizerView("t", toks[t_kind])])
     data = PairedLines(s, {"t": t})
     return coll([data[i] for i in range(len(data))]), s, t
 
@@ -165,7 +171,8 @@ def test_coverage_of_masked_positions_for_every_family_pair(s_kind, t_kind):
     _, legacy = pair_coverage(s_kind, t_kind, legacy=True)
     _, heldout = pair_coverage(s_kind, t_kind, texts=HELDOUT)
     print(f"\n{s_kind} student <- {t_kind} teacher: {coverage:.1%} of the masked positions map "
-          f"({aligned:.1%} aligned; held-out sentences alone {heldout:.1%}); exact / lower-cased string match: {legacy:.1%}")
+          f"({aligned:.1%} aligned; held-out sentences alone {heldout:.1%}); "
+          f"exact / lower-cased string match: {legacy:.1%}")
     assert coverage >= 0.5
     assert coverage == pytest.approx(aligned)  # every one-to-one position's tokens correspond through the map
     toks = family_tokenizers()
@@ -173,7 +180,8 @@ def test_coverage_of_masked_positions_for_every_family_pair(s_kind, t_kind):
         assert legacy < coverage - 0.25  # markers and the byte alphabet not understood: word starts lost
 
 
-@pytest.mark.parametrize("s_kind, t_kind", [("bert-uncased", "xlm-roberta"), ("roberta", "bert-cased"), ("xlm-roberta", "bert-cased")])
+@pytest.mark.parametrize("s_kind, t_kind", [("bert-uncased", "xlm-roberta"), ("roberta", "bert-cased"),
+                                            ("xlm-roberta", "bert-cased")])
 def test_a_word_split_differently_is_aligned_or_abstains(s_kind, t_kind):
     word = "Magazinul"  # held out: the tokenizers never saw it, each cuts it its own way
     text = [f"{word} se închide la ora zece seara."]
@@ -184,7 +192,8 @@ def test_a_word_split_differently_is_aligned_or_abstains(s_kind, t_kind):
     s_pos = (batch["labels"] != -100).nonzero().tolist()
     t_pos = (batch["t.labels"] != -100).nonzero().tolist()
     rows = batch["t.row_of_student_row"].tolist()
-    in_word = [i for i, (_, p) in enumerate(s_pos) if s[0]["char_spans"][p][1] <= len(word) and s[0]["word_ids"][p] >= 0]
+    in_word = [i for i, (_, p) in enumerate(s_pos)
+               if s[0]["char_spans"][p][1] <= len(word) and s[0]["word_ids"][p] >= 0]
     assert in_word
     outcomes = []
     for i in in_word:
@@ -215,7 +224,8 @@ def test_same_architecture_student_copies_alternate_layers(kind):
     assert type(student) is type(teacher) and student.config.num_hidden_layers == 2
     assert student.config.rokd_teacher_layers == [0, 3]
     t, s = teacher.state_dict(), student.state_dict()
-    assert torch.equal(s["roberta.encoder.layer.1.attention.self.query.weight"], t["roberta.encoder.layer.3.attention.self.query.weight"])
+    query = "roberta.encoder.layer.{}.attention.self.query.weight"
+    assert torch.equal(s[query.format(1)], t[query.format(3)])
     assert torch.equal(s["roberta.embeddings.word_embeddings.weight"], t["roberta.embeddings.word_embeddings.weight"])
     assert torch.equal(s["lm_head.dense.weight"], t["lm_head.dense.weight"])
     # Explicit layers; every layer kept computes the teacher's function exactly.
@@ -228,8 +238,10 @@ def test_same_architecture_student_copies_alternate_layers(kind):
         make_student(teacher, layers=[2, 1])
 
 
-@pytest.mark.parametrize("model_type, layer_list", [("electra", "electra.encoder.layer"), ("camembert", "roberta.encoder.layer"),
-                                                     ("distilbert", "distilbert.transformer.layer")])
+@pytest.mark.parametrize("model_type, layer_list", [
+    ("electra", "electra.encoder.layer"), ("camembert", "roberta.encoder.layer"),
+    ("distilbert", "distilbert.transformer.layer"),
+])
 def test_student_table_covers_other_encoder_families(model_type, layer_list):
     from transformers import AutoConfig, AutoModelForMaskedLM
 
@@ -239,10 +251,12 @@ def test_student_table_covers_other_encoder_families(model_type, layer_list):
     torch.manual_seed(0)
     kw = dict(n_layers=4, dim=32, n_heads=2, hidden_dim=64) if model_type == "distilbert" else dict(
         num_hidden_layers=4, hidden_size=32, num_attention_heads=2, intermediate_size=64)
-    teacher = AutoModelForMaskedLM.from_config(AutoConfig.for_model(model_type, vocab_size=50, max_position_embeddings=40, **kw))
+    config = AutoConfig.for_model(model_type, vocab_size=50, max_position_embeddings=40, **kw)
+    teacher = AutoModelForMaskedLM.from_config(config)
     student = make_student(teacher)
     assert student.config.model_type == model_type and student.config.num_hidden_layers == 2
-    key = f"{layer_list}.1.output_layer_norm.weight" if model_type == "distilbert" else f"{layer_list}.1.output.dense.weight"
+    part = "output_layer_norm" if model_type == "distilbert" else "output.dense"
+    key = f"{layer_list}.1.{part}.weight"
     assert torch.equal(student.state_dict()[key], teacher.state_dict()[key.replace(".1.", ".3.")])
     mlm.mlm_head(student)(torch.zeros(2, 32))  # its MLM head is known to the sparse-logits code
 

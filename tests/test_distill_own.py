@@ -27,7 +27,8 @@ def world(tmp_path, monkeypatch):
     monkeypatch.setenv("ROKD_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("ROKD_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
     widths = {"bert-cased": 32, "bert-uncased": 48, "xlm-roberta": 32, "roberta": 40}
-    teachers = {k: save_teacher(k, tmp_path / "teachers" / k, hidden=w, seed=i) for i, (k, w) in enumerate(widths.items())}
+    teachers = {k: save_teacher(k, tmp_path / "teachers" / k, hidden=w, seed=i)
+                for i, (k, w) in enumerate(widths.items())}
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "a.txt").write_text("\n".join(ROMANIAN_TEXT[:30]) + "\n", encoding="utf-8")
@@ -48,7 +49,8 @@ def check_student(out, first_kind: str, second: str | None = None) -> dict:
     if second is not None:
         cov = summary["coverage"][second]
         print(f"\n{first_kind} student <- {second}: masked positions covered {cov['masked_positions_covered']:.1%}, "
-              f"label mapped {cov['masked_positions_label_mapped']:.1%}, mapped mass {cov['mapped_probability_mass']:.1%}, "
+              f"label mapped {cov['masked_positions_label_mapped']:.1%}, "
+              f"mapped mass {cov['mapped_probability_mass']:.1%}, "
               f"families {cov['student_family']} <- {cov['teacher_family']}")
         assert 0 < cov["masked_positions_covered"] <= 1 and 0 < cov["mapped_probability_mass"] <= 1
         assert cov["masked_positions_label_mapped"] > 0.3
@@ -83,7 +85,8 @@ def test_command_line_with_student_layers_and_weights(world, capsys):
     out = root / "students" / "cli"
     argv = ["distill", "--teacher", str(teachers["xlm-roberta"]), "--teacher", str(teachers["bert-cased"]),
             "--teacher-weights", "2", "1", "--corpus", str(corpus / "a.txt"), "--corpus", str(corpus / "b.txt"),
-            "--output-dir", str(out), "--student-layers", "0,3", "--steps", "2", "--batch-size", "4", "--max-length", "32",
+            "--output-dir", str(out), "--student-layers", "0,3", "--steps", "2", "--batch-size", "4",
+            "--max-length", "32",
             "--heldout-lines", "5"]
     assert main(argv) == 0
     assert str(out) in capsys.readouterr().out
@@ -94,7 +97,8 @@ def test_command_line_with_student_layers_and_weights(world, capsys):
     from rokd.distill.report import own_command
 
     command = own_command(summary, out)
-    for part in (f"--teacher {teachers['xlm-roberta']}", "--teacher-weights 2.0 1.0", "--student-layers 0,3", "--max-length 32"):
+    for part in (f"--teacher {teachers['xlm-roberta']}", "--teacher-weights 2.0 1.0", "--student-layers 0,3",
+                 "--max-length 32"):
         assert part in command
     assert load_spec(out / "distill_spec.yaml").corpus == [str(corpus / "a.txt"), str(corpus / "b.txt")]
     # The same command again: the finished student is reused.
@@ -106,7 +110,8 @@ def test_yaml_spec_round_trips_and_runs(world, tmp_path, capsys):
     from rokd.cli import main
 
     teachers, corpus, root = world
-    spec = DistillSpec(teachers=[str(teachers["roberta"])], corpus=[str(corpus)], output_dir=str(root / "students" / "spec"),
+    spec = DistillSpec(teachers=[str(teachers["roberta"])], corpus=[str(corpus)],
+                       output_dir=str(root / "students" / "spec"),
                        student_depth=2, steps=1, batch_size=4, max_length=32, heldout_lines=5, device="cpu")
     path = save_config(spec, tmp_path / "spec.yaml")
     assert load_spec(path) == spec
@@ -115,7 +120,8 @@ def test_yaml_spec_round_trips_and_runs(world, tmp_path, capsys):
     out = root / "students" / "spec"
     summary = check_student(out, "roberta")
     assert summary["coverage"] == {}  # one teacher: nothing to map
-    (tmp_path / "bad.yaml").write_text("teachers: [x]\ncorpus: [y]\noutput_dir: z\nstudnet_depth: 2\n", encoding="utf-8")
+    bad = "teachers: [x]\ncorpus: [y]\noutput_dir: z\nstudnet_depth: 2\n"
+    (tmp_path / "bad.yaml").write_text(bad, encoding="utf-8")
     with pytest.raises(ConfigError, match="unknown field.*studnet_depth"):
         load_spec(tmp_path / "bad.yaml")
 
@@ -136,11 +142,13 @@ def test_hub_ids_load_through_from_pretrained(world, tmp_path, monkeypatch):
 
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
-    out = distill(teachers=["rokd-test/tiny-xlmr", "rokd-test/tiny-bert"], corpus=corpus, output_dir=root / "students" / "hub",
+    out = distill(teachers=["rokd-test/tiny-xlmr", "rokd-test/tiny-bert"], corpus=corpus,
+                  output_dir=root / "students" / "hub",
                   progress=False, log=lambda m: None, **FAST)
     summary = check_student(out, "xlm-roberta", "tiny-bert")
     cfg = json.loads((out / "distill_config.json").read_text())
-    assert cfg["teacher_fingerprints"] == {"tiny-xlmr": "hub:rokd-test/tiny-xlmr", "tiny-bert": "hub:rokd-test/tiny-bert"}
+    assert cfg["teacher_fingerprints"] == {"tiny-xlmr": "hub:rokd-test/tiny-xlmr",
+                                           "tiny-bert": "hub:rokd-test/tiny-bert"}
     assert summary["teacher_sources"]["tiny-xlmr"] == "rokd-test/tiny-xlmr"
     # An ID that is not in the cache: one clear message, no traceback from the command line.
     from rokd.cli import main
@@ -154,6 +162,7 @@ def test_bad_inputs_are_one_line_errors(world, tmp_path):
 
     teachers, corpus, root = world
     t = str(teachers["bert-cased"])
+    own = ["distill", "--teacher", t, "--corpus", str(corpus), "--output-dir", str(root / "x")]
     with pytest.raises(SystemExit, match="needs --corpus"):
         main(["distill", "--teacher", t, "--output-dir", str(root / "x")])
     with pytest.raises(SystemExit, match="neither a file nor a folder"):
@@ -163,9 +172,9 @@ def test_bad_inputs_are_one_line_errors(world, tmp_path):
     with pytest.raises(SystemExit, match="latin1.txt is not UTF-8"):
         main(["distill", "--teacher", t, "--corpus", str(latin), "--output-dir", str(root / "x")])
     with pytest.raises(SystemExit, match="student layers must be distinct.*0..3"):
-        main(["distill", "--teacher", t, "--corpus", str(corpus), "--output-dir", str(root / "x"), "--student-layers", "0,7"])
+        main([*own, "--student-layers", "0,7"])
     with pytest.raises(SystemExit, match="layers.*or its depth"):
-        main(["distill", "--teacher", t, "--corpus", str(corpus), "--output-dir", str(root / "x"), "--student-layers", "0",
+        main([*own, "--student-layers", "0",
               "--student-depth", "1"])
     with pytest.raises(SystemExit, match="--corpus is for a student of your own"):
         main(["distill", "--student", "distil-bert-base-ro", "--corpus", str(corpus)])

@@ -14,7 +14,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 def _benchmark():
-    spec = importlib.util.spec_from_file_location("standin_real_shapes", REPO_ROOT / "benchmarks" / "standin_real_shapes.py")
+    path = REPO_ROOT / "benchmarks" / "standin_real_shapes.py"
+    spec = importlib.util.spec_from_file_location("standin_real_shapes", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -105,7 +105,9 @@ def corpus_sources(corpus: list[str | Path]) -> list[Path]:
     return files
 
 
-def prepare_corpus(corpus: list[str | Path], heldout_lines: int, seed: int, cache: Path | None = None) -> tuple[Path, Path]:
+def prepare_corpus(
+    corpus: list[str | Path], heldout_lines: int, seed: int, cache: Path | None = None
+) -> tuple[Path, Path]:
     """``(train.txt, heldout.txt)``: the corpus' non-empty lines, ``heldout_lines`` of them (at most a tenth,
     chosen by ``seed``) held out. Written once under the cache folder, keyed by the files' paths, sizes
     and modification times, the held-out size and the seed."""
@@ -125,9 +127,13 @@ def prepare_corpus(corpus: list[str | Path], heldout_lines: int, seed: int, cach
             with f.open(encoding="utf-8") as fh:
                 lines.extend(s for s in (ln.strip() for ln in fh) if s)
         except UnicodeDecodeError as e:
-            raise ConfigError(f"corpus file {f} is not UTF-8 text ({e.reason} at byte {e.start}); convert it to UTF-8") from e
+            raise ConfigError(
+                f"corpus file {f} is not UTF-8 text ({e.reason} at byte {e.start}); convert it to UTF-8"
+            ) from e
     if len(lines) < 2:
-        raise ConfigError(f"corpus {[str(f) for f in files]} has {len(lines)} non-empty line(s); distillation needs more text")
+        raise ConfigError(
+            f"corpus {[str(f) for f in files]} has {len(lines)} non-empty line(s); distillation needs more text"
+        )
     n_heldout = max(1, min(int(heldout_lines), len(lines) // 10))
     held = set(random.Random(seed).sample(range(len(lines)), n_heldout))
     folder.mkdir(parents=True, exist_ok=True)
@@ -155,7 +161,9 @@ def spec_profile(spec: DistillSpec):
     return dataclasses.replace(base, distill=distill_cfg, device=spec.device or base.device)
 
 
-def distill(spec: DistillSpec | None = None, /, *, resume: bool = True, progress: bool = True, log=print, **fields) -> Path:
+def distill(
+    spec: DistillSpec | None = None, /, *, resume: bool = True, progress: bool = True, log=print, **fields
+) -> Path:
     """Distil the student a :class:`DistillSpec` describes (or its fields as keyword arguments); returns
     its folder: the model and tokenizer (``AutoModelForMaskedLM`` / ``pipeline("fill-mask")`` load it),
     ``summary.json`` (coverage per cross-tokenizer teacher, held-out accuracy, sizes), ``train_log.jsonl``
@@ -205,11 +213,10 @@ def command_line(spec: DistillSpec) -> str:
     parts += [f"--teacher {shlex.quote(t)}" for t in spec.teachers]
     parts += [f"--corpus {shlex.quote(c)}" for c in spec.corpus]
     parts.append(f"--output-dir {shlex.quote(spec.output_dir)}")
-    flags = {"teacher_weights": "--teacher-weights", "student_layers": "--student-layers", "student_depth": "--student-depth",
-             "steps": "--steps", "batch_size": "--batch-size", "grad_accum": "--grad-accum", "max_length": "--max-length",
-             "strategy": "--strategy", "temperature": "--temperature", "alpha_ce": "--alpha-ce", "alpha_mlm": "--alpha-mlm",
-             "alpha_cos": "--alpha-cos", "profile": "--profile", "heldout_lines": "--heldout-lines"}
-    for field, flag in flags.items():
+    fields = ("teacher_weights", "student_layers", "student_depth", "steps", "batch_size", "grad_accum", "max_length",
+              "strategy", "temperature", "alpha_ce", "alpha_mlm", "alpha_cos", "profile", "heldout_lines")
+    for field in fields:
+        flag = "--" + field.replace("_", "-")
         value = getattr(spec, field)
         if value is None or value == getattr(defaults, field):
             continue

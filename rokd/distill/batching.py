@@ -38,7 +38,8 @@ _ACTION_RANK = {mlm.NOT_CHOSEN: 0, mlm.ACTION_KEEP: 1, mlm.ACTION_RANDOM: 2, mlm
 
 
 def assign_student_words(
-    s_words: np.ndarray, s_spans: np.ndarray, t_words: np.ndarray, t_spans: np.ndarray, s_actions: np.ndarray | None = None
+    s_words: np.ndarray, s_spans: np.ndarray, t_words: np.ndarray, t_spans: np.ndarray,
+    s_actions: np.ndarray | None = None,
 ) -> np.ndarray:
     """The student word each teacher token belongs to (-1: none), by character overlap.
 

@@ -40,7 +40,8 @@ def _run(args: argparse.Namespace) -> int:
                          "--output-dir ... for a student of your own, or --spec FILE")
     for flag in ("corpus", "student_layers", "student_depth", "batch_size", "grad_accum", "max_length"):
         if getattr(args, flag) is not None:
-            raise SystemExit(f"rokd distill: --{flag.replace('_', '-')} is for a student of your own (with --teacher or --spec)")
+            raise SystemExit(f"rokd distill: --{flag.replace('_', '-')} is for a student of your own "
+                             "(with --teacher or --spec)")
     args.profile = args.profile or "smoke"
 
     overrides = DistillOverrides(
@@ -67,7 +68,8 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--profile", default=None,
-                   help="profile name (smoke, mini, paper) or YAML path (default: smoke; for your own student: rokd's defaults)")
+                   help="profile name (smoke, mini, paper, colab) or YAML path "
+                        "(default: smoke; for your own student: rokd's defaults)")
     p.add_argument("--student", choices=[*STUDENTS, "all"], help="a paper student's key, or 'all'")
     p.add_argument("--teachers", nargs="+", choices=TEACHERS, help="teacher keys (default: the registry's; the first gives the tokenizer)")
     p.add_argument("--strategy", choices=STRATEGIES, help="multi-teacher strategy (default: the profile's)")
@@ -92,22 +94,26 @@ def _layer_list(text: str) -> list[int]:
     try:
         return [int(x) for x in text.replace(" ", "").split(",") if x != ""]
     except ValueError as e:
-        raise argparse.ArgumentTypeError(f"expected comma-separated layer indices like 0,2,4,7,9,11, got {text!r}") from e
+        raise argparse.ArgumentTypeError(f"expected layer indices like 0,2,4,7,9,11, got {text!r}") from e
 
 
 def _add_own_student_arguments(p: argparse.ArgumentParser) -> None:
     own = p.add_argument_group("a student of your own (instead of --student)")
     own.add_argument("--teacher", action="append", metavar="PATH_OR_HUB_ID",
-                     help="a teacher: local folder (save_pretrained) or hub ID; repeat for several; the first gives the tokenizer")
+                     help="a teacher: local folder (save_pretrained) or hub ID; repeat for several; "
+                          "the first gives the student its tokenizer and weights")
     own.add_argument("--corpus", action="append", metavar="FILE_OR_DIR",
                      help="one-sentence-per-line text file, or a folder of .txt files; repeatable")
-    own.add_argument("--student-layers", type=_layer_list, metavar="0,2,4,7,9,11", help="teacher layers the student keeps")
+    own.add_argument("--student-layers", type=_layer_list, metavar="0,2,4,7,9,11",
+                     help="teacher layers the student keeps")
     own.add_argument("--student-depth", type=int, metavar="N", help="or only how many (default: half the teacher's)")
     own.add_argument("--batch-size", type=int, metavar="N", help="sequences per batch")
     own.add_argument("--grad-accum", type=int, metavar="N", help="batches per optimizer step")
     own.add_argument("--max-length", type=int, metavar="N", help="tokens per sequence (student's tokenizer)")
-    own.add_argument("--heldout-lines", type=int, metavar="N", help="corpus lines held out for the MLM accuracy (default 1000)")
-    own.add_argument("--spec", metavar="FILE", help="YAML/JSON spec of the run (rokd.distill.api.DistillSpec); options override it")
+    own.add_argument("--heldout-lines", type=int, metavar="N",
+                     help="corpus lines held out for the MLM accuracy (default 1000)")
+    own.add_argument("--spec", metavar="FILE",
+                     help="YAML/JSON spec of the run (rokd.distill.api.DistillSpec); options override it")
     own.add_argument("--debug", action="store_true", help="show the full traceback of an error")
 
 
@@ -118,24 +124,24 @@ def _run_own(args: argparse.Namespace) -> int:
     from rokd.distill.vocab import TokenizerFamilyError
     from rokd.models.registry import ModelUnavailableError
 
-    given = {
-        "teachers": args.teacher, "corpus": args.corpus, "output_dir": args.output_dir, "teacher_weights": args.teacher_weights,
-        "student_layers": args.student_layers, "student_depth": args.student_depth, "steps": args.steps,
-        "batch_size": args.batch_size, "grad_accum": args.grad_accum, "max_length": args.max_length, "strategy": args.strategy,
-        "temperature": args.temperature, "alpha_ce": args.alpha_ce, "alpha_mlm": args.alpha_mlm, "alpha_cos": args.alpha_cos,
-        "profile": args.profile, "heldout_lines": args.heldout_lines,
-    }
+    same_name = ("corpus", "output_dir", "teacher_weights", "student_layers", "student_depth", "steps", "batch_size",
+                 "grad_accum", "max_length", "strategy", "temperature", "alpha_ce", "alpha_mlm", "alpha_cos", "profile",
+                 "heldout_lines")
+    given = {"teachers": args.teacher, **{k: getattr(args, k) for k in same_name}}
     given = {k: v for k, v in given.items() if v is not None}
     try:
         if args.student:
-            raise ConfigError("--student names a paper student; with --teacher / --spec the student is your own: drop --student")
+            raise ConfigError("--student names a paper student; with --teacher / --spec the student is your own: "
+                              "drop --student")
         if args.teachers:
-            raise ConfigError("--teachers takes registry keys for a paper student; for your own student repeat --teacher")
+            raise ConfigError("--teachers takes registry keys for a paper student; for your own student "
+                              "repeat --teacher")
         if args.spec:
             spec = load_spec(args.spec)
             spec = DistillSpec(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__}, **given})
         else:
-            missing = [flag for flag, key in (("--corpus", "corpus"), ("--output-dir", "output_dir")) if key not in given]
+            needed = (("--corpus", "corpus"), ("--output-dir", "output_dir"))
+            missing = [flag for flag, key in needed if key not in given]
             if missing:
                 raise ConfigError(f"a student of your own needs {' and '.join(missing)} (or --spec FILE)")
             spec = DistillSpec(**given)

@@ -108,7 +108,7 @@ class DistillOverrides:
     batch_size: int | None = None
     grad_accum: int | None = None
     max_length: int | None = None
-    student_layers: list[int] | None = None  # teacher layers the student keeps (default: half, rokd.distill.student.layer_map)
+    student_layers: list[int] | None = None  # teacher layers the student keeps (default: half, student.layer_map)
     student_depth: int | None = None  # or only how many (chosen by layer_map)
 
 
@@ -128,7 +128,9 @@ def _teacher_fingerprint(prof: Profile, key: str) -> str:
     folder = Path(ref.name_or_path)
     weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
     if not weights:
-        hint = f"build it with `rokd teachers build --profile {prof.name}`" if key in TEACHERS else "save it with save_pretrained"
+        hint = "save it with save_pretrained"
+        if key in TEACHERS:
+            hint = f"build it with `rokd teachers build --profile {prof.name}`"
         raise FileNotFoundError(f"teacher {key}: no model.safetensors in {ref.name_or_path}; {hint}")
     if [w.name for w in weights] == ["model.safetensors"]:
         return "sha256:" + file_sha256(weights[0])
@@ -191,7 +193,8 @@ def resolve_run(
             raise ConfigError(f"teachers must be distinct keys among {list(TEACHERS)}, got {teachers}")
         if teachers[0] != STUDENT_TEACHERS[student_key][0]:
             raise ConfigError(
-                f"student {student_key} uses the tokenizer of {STUDENT_TEACHERS[student_key][0]}; it must be the first teacher (got {teachers})"
+                f"student {student_key} uses the tokenizer of {STUDENT_TEACHERS[student_key][0]}; "
+                f"it must be the first teacher (got {teachers})"
             )
     if o.student_layers is not None and o.student_depth is not None:
         raise ConfigError("give the student's layers (student_layers) or its depth (student_depth), not both")
@@ -240,7 +243,8 @@ def resolve_run(
         extra=extra,
     )
     if run.batch_size < 1 or run.grad_accum < 1 or run.max_length < 3:
-        raise ConfigError(f"batch_size and grad_accum must be >= 1 and max_length >= 3 (got {run.batch_size}, {run.grad_accum}, {run.max_length})")
+        raise ConfigError("batch_size and grad_accum must be >= 1 and max_length >= 3 "
+                          f"(got {run.batch_size}, {run.grad_accum}, {run.max_length})")
     if run.temperature <= 0 or run.steps < 1 or min(run.alpha_ce, run.alpha_mlm, run.alpha_cos) < 0:
         raise ConfigError(f"temperature must be > 0, steps >= 1 and loss weights >= 0 (got T={run.temperature}, steps={run.steps}, "
                           f"alphas={run.alpha_ce}/{run.alpha_mlm}/{run.alpha_cos})")
@@ -389,7 +393,8 @@ def build_setup(
     except ValueError as e:
         raise ConfigError(f"student of {first}: {e}") from e
     if run.max_length > max_input_tokens(student.config):
-        raise ConfigError(f"max_length {run.max_length} is longer than {first} accepts ({max_input_tokens(student.config)} tokens)")
+        limit = max_input_tokens(student.config)
+        raise ConfigError(f"max_length {run.max_length} is longer than {first} accepts ({limit} tokens)")
     adaptors = [
         make_adaptor(k, teacher_models[k], teacher_tokenizers[k], student_tok, w, int(student.config.vocab_size))
         for k, w in zip(run.teachers, run.teacher_weights)
@@ -565,8 +570,9 @@ def distill_student(
     for a in setup.adaptors:
         if a.vocab_map is not None:
             d = a.vocab_map.describe()
-            log(f"student {student_key}: vocabulary map {teacher_keys[0]} ({d['student_family']}) <- {a.name} ({d['teacher_family']}): "
-                f"{d['student_tokens_mapped']:.1%} of the student's tokens and {d['teacher_tokens_mapped']:.1%} of the teacher's "
+            log(f"student {student_key}: vocabulary map {teacher_keys[0]} ({d['student_family']}) <- "
+                f"{a.name} ({d['teacher_family']}): {d['student_tokens_mapped']:.1%} of the student's tokens and "
+                f"{d['teacher_tokens_mapped']:.1%} of the teacher's "
                 f"have a counterpart (case folded: {d['case_folded']})")
     result = train(
         setup.net, make_step_fn(setup.adaptors, run), setup.batches, tcfg,

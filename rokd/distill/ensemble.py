@@ -141,7 +141,7 @@ class VocabularyMap:
         self.edge_student, self.edge_teacher = e[:, 0].contiguous(), e[:, 1].contiguous()
         self.student_starts = torch.tensor(s_tab.starts, dtype=torch.bool)
         self.teacher_starts = torch.tensor(t_tab.starts, dtype=torch.bool)
-        self.edge_form = 2 * self.teacher_starts[self.edge_teacher].long() + self.student_starts[self.edge_student].long()
+        self.edge_form = self.row_forms(self.edge_student, self.edge_teacher)
         self._edge_keys = torch.sort(self.edge_student * vt + self.edge_teacher).values
         same = (self.edge_form == 0) | (self.edge_form == 3)
         target = torch.full((vs,), vt, dtype=torch.long)
@@ -177,7 +177,9 @@ class VocabularyMap:
         }
 
     def to(self, device) -> "VocabularyMap":
-        for name in ("target", "edge_student", "edge_teacher", "edge_form", "student_starts", "teacher_starts", "_edge_keys"):
+        names = ("target", "edge_student", "edge_teacher", "edge_form", "student_starts", "teacher_starts",
+                 "_edge_keys")
+        for name in names:
             setattr(self, name, getattr(self, name).to(device))
         self._groups = {k: tuple(x.to(device) for x in v) for k, v in self._groups.items()}
         return self
@@ -196,7 +198,8 @@ class VocabularyMap:
         if form not in self._groups:
             keep = ((self.edge_form == 0) | (self.edge_form == 3)) if form < 0 else self.edge_form == form
             es, et = self.edge_student[keep], self.edge_teacher[keep]
-            fan = torch.zeros(self.teacher_size, device=es.device).index_add_(0, et, torch.ones(et.shape[0], device=es.device))
+            fan = torch.zeros(self.teacher_size, device=es.device)
+            fan.index_add_(0, et, torch.ones(et.shape[0], device=es.device))
             self._groups[form] = (es, et, fan, fan > 0)
         return self._groups[form]
 

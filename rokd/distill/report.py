@@ -28,7 +28,8 @@ def loss_curves(log: list[dict]) -> pd.DataFrame:
 
 def coverage_curves(log: list[dict]) -> pd.DataFrame:
     """Long table ``step, teacher, measure, value`` of the cross-tokenizer statistics per step."""
-    names = {"stat_coverage": "masked positions covered", "stat_label_mapped": "teacher's token maps onto the student's",
+    names = {"stat_coverage": "masked positions covered",
+             "stat_label_mapped": "teacher's token maps onto the student's",
              "stat_mapped_mass": "probability mass mapped"}
     rows = []
     for rec in log:

@@ -77,7 +77,8 @@ def student_layers(n_teacher_layers: int, layers: list[int] | None = None, depth
     layers = [int(x) for x in layers]
     if not layers or layers != sorted(set(layers)) or layers[0] < 0 or layers[-1] >= n_teacher_layers:
         raise ValueError(
-            f"student layers must be distinct teacher layer indices in increasing order, within 0..{n_teacher_layers - 1}; got {layers}"
+            "student layers must be distinct teacher layer indices in increasing order, "
+            f"within 0..{n_teacher_layers - 1}; got {layers}"
         )
     return layers
 

@@ -83,11 +83,11 @@ def tokenizer_family(tokenizer) -> TokenizerFamily:
     model_type = model.get("type")
     pre = list(_walk(spec.get("pre_tokenizer")))
     norm = list(_walk(spec.get("normalizer")))
-    uncased = any(n.get("type") == "Lowercase" or (n.get("type") == "BertNormalizer" and n.get("lowercase")) for n in norm)
-    strips = any(
-        n.get("type") == "StripAccents"
-        or (n.get("type") == "BertNormalizer" and (n.get("strip_accents") or (n.get("strip_accents") is None and n.get("lowercase"))))
-        for n in norm
+    bert = [n for n in norm if n.get("type") == "BertNormalizer"]
+    uncased = any(n.get("type") == "Lowercase" for n in norm) or any(n.get("lowercase") for n in bert)
+    # BertNormalizer: strip_accents None means "as lowercase"
+    strips = any(n.get("type") == "StripAccents" for n in norm) or any(
+        n.get("strip_accents") or (n.get("strip_accents") is None and n.get("lowercase")) for n in bert
     )
     # A slow-tokenizer flag kept in the config (a few converted tokenizers lower-case in Python only).
     uncased = uncased or bool(getattr(tokenizer, "init_kwargs", {}).get("do_lower_case", False))
@@ -106,7 +106,9 @@ def tokenizer_family(tokenizer) -> TokenizerFamily:
         return TokenizerFamily("bpe", continuation=model.get("continuing_subword_prefix") or "", **flags)
     if model_type == "WordLevel":
         return TokenizerFamily("wordlevel", **flags)
-    raise TokenizerFamilyError(f"unknown tokenizer model type {model_type!r}; rokd knows WordPiece, Unigram, BPE and WordLevel")
+    raise TokenizerFamilyError(
+        f"unknown tokenizer model type {model_type!r}; rokd knows WordPiece, Unigram, BPE and WordLevel"
+    )
 
 
 @lru_cache(maxsize=1)
@@ -127,7 +129,9 @@ def normalise_text(text: str, fold_case: bool = False, strip_accents: bool = Fal
     return text
 
 
-def surface_form(token: str, family: TokenizerFamily, *, fold_case: bool = False, strip_accents: bool = False) -> tuple[str, bool] | None:
+def surface_form(
+    token: str, family: TokenizerFamily, *, fold_case: bool = False, strip_accents: bool = False
+) -> tuple[str, bool] | None:
     """``(text, starts_word)`` of a (non-special) token, or None when it stands for no whole character
     (a lone marker, a fragment of a multi-byte character, whitespace)."""
     kind = family.kind
@@ -173,7 +177,8 @@ class SurfaceTable:
 
 
 def surface_table(
-    vocab: dict[str, int], family: TokenizerFamily, size: int, *, fold_case: bool, strip_accents: bool, special: dict[int, str] | None = None
+    vocab: dict[str, int], family: TokenizerFamily, size: int, *, fold_case: bool, strip_accents: bool,
+    special: dict[int, str] | None = None,
 ) -> SurfaceTable:
     texts: list[str | None] = [None] * size
     starts = [True] * size

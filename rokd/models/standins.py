@@ -9,7 +9,7 @@ random weights (optionally pretrained briefly with the shared MLM loop, :func:`r
 |---|---|---|
 | ``bert-cased`` | WordPiece, case and diacritics kept (BERT-base-ro's) | ``BertForMaskedLM`` |
 | ``bert-uncased`` | WordPiece, lower-cased, diacritics kept (RoBERT-base's) | ``BertForMaskedLM`` |
-| ``xlm-roberta`` | SentencePiece Unigram, ``▁`` word-start marker (XLM-R's; pieces seeded by BPE, see below) | ``XLMRobertaForMaskedLM`` |
+| ``xlm-roberta`` | SentencePiece Unigram, ``▁`` word-start marker (XLM-R's; see below) | ``XLMRobertaForMaskedLM`` |
 | ``roberta`` | byte-level BPE, ``Ġ`` marker over a byte alphabet (RoBERTa's) | ``RobertaForMaskedLM`` |
 
 They let the cross-tokenizer code, the students of each family and the real models' shapes (12 x 768,
@@ -94,8 +94,8 @@ def train_tokenizer(kind: str, texts: Iterable[str] | None = None, *, files: Ite
         seed = Tokenizer(models.BPE(unk_token="<unk>"))
         seed.normalizer = normalizers.NFKC()
         seed.pre_tokenizer = pre_tokenizers.Sequence([metaspace, pre_tokenizers.Punctuation("isolated")])
-        seed.train_from_iterator(lines, trainer=trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=ROBERTA_SPECIALS,
-                                                                     show_progress=False))
+        seed_trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=ROBERTA_SPECIALS, show_progress=False)
+        seed.train_from_iterator(lines, trainer=seed_trainer)
         counts = Counter(t for enc in seed.encode_batch(lines, add_special_tokens=False) for t in enc.tokens)
         pieces = sorted(t for t in seed.get_vocab() if t not in ROBERTA_SPECIALS)
         total = sum(counts.values()) + len(pieces)
@@ -117,9 +117,8 @@ def train_tokenizer(kind: str, texts: Iterable[str] | None = None, *, files: Ite
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=ROBERTA_SPECIALS,
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
         backend.train_from_iterator(_texts(texts, files), trainer=trainer)
-        backend.post_processor = processors.RobertaProcessing(
-            ("</s>", backend.token_to_id("</s>")), ("<s>", backend.token_to_id("<s>")), trim_offsets=True, add_prefix_space=False
-        )
+        sep, cls = ("</s>", backend.token_to_id("</s>")), ("<s>", backend.token_to_id("<s>"))
+        backend.post_processor = processors.RobertaProcessing(sep, cls, trim_offsets=True, add_prefix_space=False)
         return _roberta_family_tokenizer(backend, "RobertaTokenizerFast", model_max_length)
     raise ValueError(f"unknown stand-in tokenizer {spec.tokenizer!r}")
 
@@ -156,9 +155,10 @@ def new_standin(kind: str, tokenizer, shape: BertShape, seed: int = 0):
     return AutoModelForMaskedLM.from_config(standin_config(kind, tokenizer, shape))
 
 
-def build_standin(kind: str, out_dir: str | Path, *, texts: list[str] | None = None, files: list[str | Path] | None = None,
-                  shape: BertShape, seed: int = 0, pretrain: TeachersConfig | None = None,
-                  pretrain_txt: str | Path | None = None, device: str = "cpu", log=print) -> Path:
+def build_standin(kind: str, out_dir: str | Path, *, texts: list[str] | None = None,
+                  files: list[str | Path] | None = None, shape: BertShape, seed: int = 0,
+                  pretrain: TeachersConfig | None = None, pretrain_txt: str | Path | None = None,
+                  device: str = "cpu", log=print) -> Path:
     """Train the tokenizer, make the model (pretrained for ``pretrain.steps`` on ``pretrain_txt`` when
     given) and ``save_pretrained`` both into ``out_dir``. Reused when ``standin_config.json`` matches."""
     from rokd.models.teachers import file_sha256
@@ -171,7 +171,8 @@ def build_standin(kind: str, out_dir: str | Path, *, texts: list[str] | None = N
               "pretrain": to_dict(pretrain) if pretrain is not None else None,
               "pretrain_txt": str(pretrain_txt) if pretrain_txt is not None else None}
     stamp = out_dir / STANDIN_FILE
-    if stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")) == record and (out_dir / "config.json").is_file():
+    built = stamp.is_file() and (out_dir / "config.json").is_file()
+    if built and json.loads(stamp.read_text(encoding="utf-8")) == record:
         log(f"[stand-in] {kind}: up to date in {out_dir}")
         return out_dir
     log(f"[stand-in] {kind}: training a {STANDIN_KINDS[kind].tokenizer} tokenizer (vocabulary {shape.vocab_size})")
@@ -218,8 +219,9 @@ def profile_standin(profile, kind: str, steps: int | None = None, log=print) -> 
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
     cfg = prof.teachers
     steps = cfg.steps if steps is None else int(steps)
-    pretrain = dataclasses.replace(cfg, steps=steps, warmup_steps=min(cfg.warmup_steps, steps // 10), checkpoint_every=0,
-                                   curve_every=0)
+    pretrain = dataclasses.replace(cfg, steps=steps, warmup_steps=min(cfg.warmup_steps, steps // 10),
+                                   checkpoint_every=0, curve_every=0)
     train_txt, _ = corpus_files(prof)
     return build_standin(kind, artifacts_dir(prof.name) / "teachers" / f"standin-{kind}", files=[train_txt],
-                         shape=cfg.cased, seed=cfg.seed, pretrain=pretrain, pretrain_txt=train_txt, device=_device(prof), log=log)
+                         shape=cfg.cased, seed=cfg.seed, pretrain=pretrain, pretrain_txt=train_txt,
+                         device=_device(prof), log=log)

@@ -270,3 +270,15 @@ def test_unknown_family_is_a_clear_error():
         "albert", vocab_size=30, hidden_size=16, num_attention_heads=2, intermediate_size=32, embedding_size=8))
     with pytest.raises(ValueError, match="no student recipe for a 'albert' teacher.*STUDENT_BUILDERS"):
         make_student(teacher)
+
+
+def test_alignment_example_table_for_two_families():
+    from rokd.distill.report import alignment_example
+
+    toks = family_tokenizers()
+    table = alignment_example("Magazinul din București este mare.", toks["bert-cased"], toks["xlm-roberta"])
+    assert table["word"].tolist() == ["Magazinul", "din", "București", "este", "mare", "."]
+    row = table.set_index("word").loc["din"]
+    assert row["teacher sub-words"] == "▁din" and row["aligned one-to-one"] == "1/1" and row["vocabulary map hits"] == "din"
+    aligned, total = map(int, table.set_index("word").loc["Magazinul", "aligned one-to-one"].split("/"))
+    assert aligned < total  # cut differently: some pieces abstain

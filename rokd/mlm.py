@@ -20,10 +20,10 @@ The pieces, from text to logits:
    ``torch.Generator``, whose state is part of ``state_dict()``. The per-word decisions are returned as
    ``word_actions`` so another tokenization of the same text can be masked identically with
    :func:`apply_word_actions`; :func:`whole_word_mask` is the same masking as a plain function of a
-   padded batch (for evaluation). (Word indices of two tokenizers agree when their pre-tokenizers split
-   the text the same way -- both BERT pre-tokenizers split on whitespace and punctuation, and
-   lower-casing / accent stripping do not move word boundaries; otherwise align words by
-   ``char_spans`` first.)
+   padded batch (for evaluation). (Word indices of two tokenizers agree only when their pre-tokenizers
+   split the text the same way -- two BERT pre-tokenizers do, a SentencePiece one (whitespace only:
+   ``mere.`` is one word) does not; :mod:`rokd.distill.batching` therefore maps the other tokenization's
+   tokens onto the student's words by ``char_spans``.)
 4. :class:`BatchStream` = dataset + sampler + collator, an endless iterator of ready batches with one
    ``state_dict()`` (sampler cursor + collator generator). ``rokd.trainer.train`` checkpoints it.
 5. :class:`SparseMLM` wraps a ``*ForMaskedLM`` model: encoder forward, then the MLM head **only at masked
@@ -71,7 +71,7 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 
 NOT_CHOSEN, ACTION_MASK, ACTION_RANDOM, ACTION_KEEP = 0, 1, 2, 3
 IGNORE_INDEX = -100
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: char_spans are visible spans (markers and spaces excluded)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -85,7 +85,9 @@ class TokenizedLines:
 
     Example ``i`` spans ``offsets[i]:offsets[i + 1]`` of ``input_ids`` / ``word_ids`` / ``char_spans``
     and comes from line ``line_index[i]`` (0-based) of the source file. ``word_ids`` is -1 for special
-    tokens; ``char_spans`` are ``(start, end)`` character offsets into that line ((0, 0) for specials).
+    tokens; ``char_spans`` are ``(start, end)`` character offsets into that line of the token's *visible*
+    characters: (0, 0) for specials, whitespace excluded (a SentencePiece ``▁casa`` covers ``casa``,
+    not the space before it) and empty for a token that stands only for a space (a lone ``▁``).
     """
 
     input_ids: np.ndarray  # int32, (n_tokens,)
@@ -163,6 +165,38 @@ def _fingerprint(path: Path, tokenizer: Any, max_length: int) -> str:
     return h.hexdigest()
 
 
+def _spans_include_spaces(tokenizer: Any) -> bool:
+    """Whether the tokenizer's offsets can cover a space (SentencePiece's ``▁word`` does, BERT's and a
+    byte-level BPE's with ``trim_offsets`` do not): probed on a two-word text."""
+    text = "a b"
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    return any(text[a:b] != text[a:b].strip() for a, b in enc["offset_mapping"])
+
+
+def _blank_token_ids(tokenizer: Any) -> np.ndarray:
+    """Bool over the vocabulary: tokens that decode to nothing but whitespace (a lone ``▁``)."""
+    size = len(tokenizer)
+    texts = tokenizer.backend_tokenizer.decode_batch([[i] for i in range(size)], skip_special_tokens=True)
+    return np.asarray([not t.strip() for t in texts], dtype=bool)
+
+
+def visible_spans(text: str, ids: np.ndarray, spans: np.ndarray, blank: np.ndarray) -> np.ndarray:
+    """Character spans without surrounding whitespace; a whitespace-only token gets an empty span."""
+    out = spans.copy()
+    for k, (a, b) in enumerate(spans.tolist()):
+        if a == b:
+            continue
+        if blank[ids[k]]:
+            out[k] = (b, b)
+            continue
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        out[k] = (a, b)
+    return out
+
+
 def tokenize_lines(
     source: str | Path | Sequence[str],
     tokenizer: Any,
@@ -201,14 +235,18 @@ def tokenize_lines(
     if not kept:
         raise ValueError(f"{source if isinstance(source, (str, Path)) else 'lines'}: no non-empty line to tokenize")
     ids_parts, word_parts, span_parts, lengths = [], [], [], []
+    blank = _blank_token_ids(tokenizer) if _spans_include_spaces(tokenizer) else None
     for start in range(0, len(kept), chunk_size):
         chunk = [text for _, text in kept[start : start + chunk_size]]
         enc = tokenizer(chunk, truncation=True, max_length=max_length, return_offsets_mapping=True)
         for j in range(len(chunk)):
-            ids = enc["input_ids"][j]
-            ids_parts.append(np.asarray(ids, dtype=np.int32))
+            ids = np.asarray(enc["input_ids"][j], dtype=np.int32)
+            spans = np.asarray(enc["offset_mapping"][j], dtype=np.int32).reshape(-1, 2)
+            if blank is not None:
+                spans = visible_spans(chunk[j], ids, spans, blank)
+            ids_parts.append(ids)
             word_parts.append(np.asarray([-1 if w is None else w for w in enc.word_ids(j)], dtype=np.int32))
-            span_parts.append(np.asarray(enc["offset_mapping"][j], dtype=np.int32).reshape(-1, 2))
+            span_parts.append(spans)
             lengths.append(len(ids))
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -573,12 +611,19 @@ def roberta_mlm_head(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]
     return lambda hidden: model.lm_head(hidden)
 
 
+def electra_mlm_head(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``ElectraForMaskedLM`` (the generator): generator_predictions -> generator_lm_head."""
+    return lambda hidden: model.generator_lm_head(model.generator_predictions(hidden))
+
+
 #: ``config.model_type`` -> adaptor returning the model's MLM head as a callable hidden -> logits.
 MLM_HEADS: dict[str, Callable[[nn.Module], Callable[[torch.Tensor], torch.Tensor]]] = {
     "bert": bert_mlm_head,
     "distilbert": distilbert_mlm_head,
     "roberta": roberta_mlm_head,
     "xlm-roberta": roberta_mlm_head,
+    "camembert": roberta_mlm_head,
+    "electra": electra_mlm_head,
 }
 
 
@@ -667,6 +712,7 @@ __all__ = [
     "bert_mlm_head",
     "distilbert_mlm_head",
     "roberta_mlm_head",
+    "electra_mlm_head",
     "MLM_HEADS",
     "mlm_head",
     "encoder_hidden_states",

@@ -3,6 +3,7 @@
 - ``smoke``: smallest models and data slices that still run every step (CI, ``make book``).
 - ``mini``: the published miniature reproduction (CPU, hours).
 - ``paper``: the real hub teachers and students on full data (GPU).
+- ``colab``: the real hub teachers, students distilled from them, capped evaluation: a free Colab T4, ~2 hours.
 
 Each profile is a YAML file in ``rokd/profiles/``; its sections map onto the dataclasses below.
 Steps own their section: ``data`` (rokd.data), ``teachers`` (rokd.models), ``distill``
@@ -19,7 +20,7 @@ from rokd.config import ConfigError, choices, from_dict, load_config, to_dict
 from rokd.precision import PRECISIONS
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
-PROFILES = ("smoke", "mini", "paper")
+PROFILES = ("smoke", "mini", "paper", "colab")
 DEVICES = ("auto", "cpu", "cuda")
 SOURCES = ("build", "hub")  # build the models locally, or take them from the Hugging Face hub
 # Multi-teacher strategies of rokd.distill (see DistillConfig.strategy).

@@ -11,7 +11,11 @@ returns a :class:`TeacherTargets`:
 - ``hidden`` ``(m, H_teacher)`` and ``student_unit`` ``(batch * L_student,)``: the teacher's final
   hidden states for ``m`` alignment units and, for each student position, the unit it pools into
   (-1: none) -- tokens for a same-tokenizer teacher, whole words for another tokenizer;
-- ``stats``: numbers for the training log (coverage, mapped probability mass);
+- ``stats``: numbers for the training log, per cross-tokenizer teacher: ``stat_aligned`` (share of the
+  student's masked positions with a one-to-one teacher position), ``stat_coverage`` (of those, where
+  some teacher mass maps: the teacher contributes there), ``stat_label_mapped`` (where the teacher's
+  original token maps onto the student's: the vocabulary map's coverage of masked positions) and
+  ``stat_mapped_mass`` (share of the teacher's probability that moves, at aligned positions);
 - ``own_probs`` (cross-tokenizer adaptors built with ``keep_own_probs``): the teacher's distribution in
   its own vocabulary at all of its masked rows, for the strategies of :mod:`rokd.distill.strategies`.
 
@@ -115,9 +119,10 @@ def make_cross_tokenizer_fn(name: str, vocab_map: VocabularyMap, keep_own_probs:
     def fn(model: nn.Module, batch: dict[str, torch.Tensor], temperature: float, reference: torch.Tensor | None) -> TeacherTargets:
         enc = mlm.encoder_hidden_states(model, batch[p + "input_ids"], batch[p + "attention_mask"], output_hidden_states=False)
         row_of = batch[p + "row_of_student_row"]
-        covered = row_of >= 0
+        aligned = row_of >= 0
         n_student = row_of.shape[0]
-        vm = vocab_map.to(row_of.device)
+        device = row_of.device
+        vm = vocab_map.to(device)
         # Soft targets at more positions than the masked ones: this teacher still has a prediction only at
         # the aligned masked positions; find where those rows sit among the soft-target rows.
         wider = batch.get(SOFT_POSITIONS)
@@ -129,30 +134,45 @@ def make_cross_tokenizer_fn(name: str, vocab_map: VocabularyMap, keep_own_probs:
         # Logits only where a student masked row aligns (a subset of the teacher's masked positions).
         t_labels = batch[p + "labels"]
         t_hidden_masked = enc.last_hidden_state[t_labels != mlm.IGNORE_INDEX]
-        rows = row_of[covered]
-        probs = torch.zeros(n_student, vm.student_size, device=row_of.device)
-        mass = torch.zeros((), device=row_of.device)
+        rows = row_of[aligned]
+        probs = torch.zeros(n_student, vm.student_size, device=device)
+        covered = torch.zeros(n_student, dtype=torch.bool, device=device)
+        label_mapped = torch.zeros(n_student, dtype=torch.bool, device=device)
+        mass = torch.zeros((), device=device)
         own_probs = None
         if keep_own_probs:
             own_probs = torch.softmax(mlm.mlm_head(model)(t_hidden_masked).float() / temperature, dim=-1)
         if rows.numel():
+            # The original tokens on both sides decide each position's form (word start or not).
+            s_tokens = batch["labels"][batch["labels"] != mlm.IGNORE_INDEX][aligned]
+            t_tokens = t_labels[t_labels != mlm.IGNORE_INDEX][rows]
             if own_probs is not None:
                 t_probs = own_probs[rows]
-            else:  # the default path, unchanged: logits only where a student row aligns
+            else:  # the default path: logits only where a student row aligns
                 t_logits = mlm.mlm_head(model)(t_hidden_masked[rows])
                 t_probs = torch.softmax(t_logits.float() / temperature, dim=-1)
-            ref = reference[covered] if reference is not None else None
-            mapped, row_mass = vm.map_probs(t_probs, ref)
-            probs[covered] = mapped
+            ref = reference[aligned] if reference is not None else None
+            mapped, row_mass = vm.map_probs(t_probs, ref, forms=vm.row_forms(s_tokens, t_tokens))
+            has_mass = row_mass > 0  # a position where nothing maps: the teacher abstains there
+            probs[aligned] = mapped * has_mass[:, None]
+            covered[aligned] = has_mass
+            label_mapped[aligned] = vm.label_mapped(s_tokens, t_tokens)
             mass = row_mass.mean()
         n_units = int(batch[p + "n_units"])
         hidden = pool_units(enc.last_hidden_state, batch[p + "teacher_unit"], n_units)
         n_masked_teacher = (t_labels != mlm.IGNORE_INDEX).sum()
-        coverage = covered.float().mean() if n_student else torch.zeros((), device=row_of.device)
+        zero = torch.zeros((), device=device)
+        stats = {
+            f"stat_coverage.{name}": covered.float().mean() if n_student else zero,  # of the masked positions
+            f"stat_aligned.{name}": aligned.float().mean() if n_student else zero,
+            f"stat_label_mapped.{name}": label_mapped.float().mean() if n_student else zero,
+            f"stat_mapped_mass.{name}": mass,
+            f"stat_teacher_masked_per_student_masked.{name}": n_masked_teacher.float() / max(n_student, 1),
+        }
         if masked_rows is not None:
             n_soft = int(wider.sum())
-            all_probs = torch.zeros(n_soft, vm.student_size, device=row_of.device)
-            all_covered = torch.zeros(n_soft, dtype=torch.bool, device=row_of.device)
+            all_probs = torch.zeros(n_soft, vm.student_size, device=device)
+            all_covered = torch.zeros(n_soft, dtype=torch.bool, device=device)
             all_probs[masked_rows] = probs
             all_covered[masked_rows] = covered
             probs, covered = all_probs, all_covered
@@ -161,11 +181,7 @@ def make_cross_tokenizer_fn(name: str, vocab_map: VocabularyMap, keep_own_probs:
             covered=covered,
             hidden=hidden,
             student_unit=batch[p + "student_unit"],
-            stats={
-                f"stat_coverage.{name}": coverage,  # share of the masked positions it covers
-                f"stat_mapped_mass.{name}": mass,
-                f"stat_teacher_masked_per_student_masked.{name}": n_masked_teacher.float() / max(n_student, 1),
-            },
+            stats=stats,
             own_probs=own_probs,
         )
 

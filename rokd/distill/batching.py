@@ -1,21 +1,26 @@
 """Distillation batches: the student's masked batch plus, for every teacher with another tokenizer, the
-same text in that tokenizer with the same words masked and the alignments the ensemble needs.
+same text in that tokenizer with the same characters masked and the alignments the ensemble needs.
 
 Both tokenizations come from :func:`rokd.mlm.tokenize_lines` on the same corpus file, so example ``i``
-is the same sentence in both. Words are matched by their character span (BERT tokenizers split text
-into the same words; matching by span also survives different truncation). The student's per-word
-masking decisions (``word_actions``: mask / random / keep) are applied to the matched words of the
-other tokenization with :func:`rokd.mlm.apply_word_actions`, so the teacher sees the same corruption
-in its own vocabulary.
+is the same sentence in both, and their ``char_spans`` are *visible* spans (a SentencePiece ``▁casa``
+covers ``casa``, not the space before it). The two tokenizers need not agree on what a word is (a
+BERT pre-tokenizer splits ``mere.`` into two words, a SentencePiece one keeps one): every token of the
+other tokenization is given the student word its characters fall in (:func:`assign_student_words`;
+the most-masked word when it straddles two, so that teacher never sees characters the student had
+masked), and the student's per-word masking decisions (``word_actions``: mask / random / keep) are
+applied through that assignment with :func:`rokd.mlm.apply_word_actions`.
 
 Keys added to the batch for a cross-tokenizer teacher ``name`` (prefix ``f"{name}."``):
 
-- ``input_ids``, ``attention_mask``, ``labels``: the teacher's masked input (labels != -100 at the
-  sub-words of the masked words);
+- ``input_ids``, ``attention_mask``, ``labels``: the teacher's masked input (labels != -100 at its
+  tokens of the masked student words);
 - ``row_of_student_row`` ``(n_student_masked,)``: for each student masked row (row-major order of
-  ``labels != -100``), the teacher masked row covering exactly the same characters, or -1;
+  ``labels != -100``), the teacher masked row covering exactly the same visible characters, or -1 --
+  also when the span is empty or more than one token of either side has it (a byte-level BPE cuts
+  ``Ş`` into two byte tokens of the same span: abstain rather than guess, :func:`one_to_one_rows`);
 - ``student_unit`` ``(batch * L_student,)`` / ``teacher_unit`` ``(batch * L_teacher,)``: index of the
-  word (among words found in both tokenizations, batch-wide) each position belongs to, or -1; ``n_units``.
+  student word (among words with tokens on both sides, batch-wide) each position belongs to, or -1;
+  ``n_units``.
 """
 
 from __future__ import annotations
@@ -28,18 +33,76 @@ import torch
 
 from rokd import mlm
 
+# Which decision wins when a teacher token straddles student words: the most hiding one.
+_ACTION_RANK = {mlm.NOT_CHOSEN: 0, mlm.ACTION_KEEP: 1, mlm.ACTION_RANDOM: 2, mlm.ACTION_MASK: 3}
 
-def _word_spans(word_ids: np.ndarray, char_spans: np.ndarray) -> dict[int, tuple[int, int]]:
-    spans: dict[int, tuple[int, int]] = {}
-    for w, (a, b) in zip(word_ids.tolist(), char_spans.tolist()):
-        if w < 0:
+
+def assign_student_words(
+    s_words: np.ndarray, s_spans: np.ndarray, t_words: np.ndarray, t_spans: np.ndarray,
+    s_actions: np.ndarray | None = None,
+) -> np.ndarray:
+    """The student word each teacher token belongs to (-1: none), by character overlap.
+
+    A token overlapping several student words takes the one with the strongest masking decision in
+    ``s_actions`` (indexed by student word; mask > random > keep > not chosen), then the largest
+    overlap. A token with an empty span (a lone ``▁``) follows the other tokens of its own word.
+    """
+    s_words, t_words = np.asarray(s_words), np.asarray(t_words)
+    s_spans, t_spans = np.asarray(s_spans).reshape(-1, 2), np.asarray(t_spans).reshape(-1, 2)
+    out = np.full(len(t_words), -1, dtype=np.int64)
+    valid_s = (s_words >= 0) & (s_spans[:, 1] > s_spans[:, 0])
+    if not valid_s.any() or not len(t_words):
+        return out
+    n_words = int(s_words[valid_s].max()) + 1
+    lo = np.maximum(t_spans[:, None, 0], s_spans[None, valid_s, 0])
+    hi = np.minimum(t_spans[:, None, 1], s_spans[None, valid_s, 1])
+    overlap = np.clip(hi - lo, 0, None)  # (L_t, valid student tokens)
+    per_word = np.zeros((len(t_words), n_words), dtype=np.int64)
+    np.add.at(per_word.T, s_words[valid_s], overlap.T)
+    rank = np.zeros(n_words, dtype=np.int64)
+    if s_actions is not None:
+        acts = np.asarray(s_actions)[:n_words]
+        rank[: len(acts)] = [_ACTION_RANK.get(int(x), 0) for x in acts]
+    score = np.where(per_word > 0, rank[None, :] * (1 << 30) + per_word, -1)
+    best = score.argmax(1)
+    found = (score.max(1) >= 0) & (t_words >= 0)
+    out[found] = best[found]
+    # Tokens without characters (a lone word-start marker) join the student word of their own word.
+    for k in np.flatnonzero((t_words >= 0) & (out < 0) & (t_spans[:, 1] == t_spans[:, 0])):
+        same = (t_words == t_words[k]) & (out >= 0)
+        if same.any():
+            out[k] = out[np.flatnonzero(same)[0]]
+    return out
+
+
+def unique_spans(spans: np.ndarray) -> dict[tuple[int, int], int]:
+    """Non-empty span -> position, for spans that exactly one position of the example has."""
+    seen: dict[tuple[int, int], int] = {}
+    dup: set[tuple[int, int]] = set()
+    for k, (a, e) in enumerate(np.asarray(spans).reshape(-1, 2).tolist()):
+        if e <= a:
             continue
-        if w in spans:
-            s = spans[w]
-            spans[w] = (min(s[0], a), max(s[1], b))
-        else:
-            spans[w] = (a, b)
-    return spans
+        if (a, e) in seen:
+            dup.add((a, e))
+        seen[(a, e)] = k
+    return {span: k for span, k in seen.items() if span not in dup}
+
+
+def one_to_one_rows(
+    s_positions: Sequence[tuple[int, int]], t_positions: Sequence[tuple[int, int]],
+    s_spans: Sequence[np.ndarray], t_spans: Sequence[np.ndarray],
+) -> list[int]:
+    """For each student masked ``(example, position)``, the index of the teacher masked position with the
+    same span (unique on both sides, non-empty), or -1."""
+    s_unique = [unique_spans(x) for x in s_spans]
+    t_unique = [unique_spans(x) for x in t_spans]
+    t_row = {(b, pos): j for j, (b, pos) in enumerate(t_positions)}
+    rows = []
+    for b, pos in s_positions:
+        a, e = np.asarray(s_spans[b])[pos].tolist()
+        k = t_unique[b].get((a, e)) if s_unique[b].get((a, e)) == pos else None
+        rows.append(t_row.get((b, k), -1) if k is not None else -1)
+    return rows
 
 
 def _clip_teacher_example(student_ex: Mapping[str, Any], teacher_ex: Mapping[str, Any], sep_id: int) -> dict[str, np.ndarray]:
@@ -66,7 +129,7 @@ class CrossTokenizerView:
     def __init__(self, name: str, tokenizer: Any):
         self.name = name
         if tokenizer.mask_token_id is None or tokenizer.pad_token_id is None or tokenizer.sep_token_id is None:
-            raise ValueError(f"teacher {name}: its tokenizer needs [MASK], [PAD] and [SEP] tokens")
+            raise ValueError(f"teacher {name}: its tokenizer needs mask, pad and separator (end) tokens")
         self.mask_id = int(tokenizer.mask_token_id)
         self.pad_id = int(tokenizer.pad_token_id)
         self.sep_id = int(tokenizer.sep_token_id)
@@ -81,25 +144,22 @@ class CrossTokenizerView:
         generator: torch.Generator,
     ) -> dict[str, torch.Tensor]:
         s_len = student_batch["input_ids"].shape[1]
+        actions = student_batch["word_actions"].numpy()
         clipped = [_clip_teacher_example(s, t, self.sep_id) for s, t in zip(student_examples, teacher_examples)]
-        # Teacher word ids renumbered to the student's word of the same span (-1: no such word).
         remapped = []
         n_units = 0
         s_units = torch.full((len(clipped), s_len), -1, dtype=torch.long)
         t_unit_lists = []
         for b, (s_ex, t_ex) in enumerate(zip(student_examples, clipped)):
             s_words = np.asarray(s_ex["word_ids"])[:s_len]
-            s_spans = _word_spans(s_words, np.asarray(s_ex["char_spans"])[:s_len])
-            t_spans = _word_spans(t_ex["word_ids"], t_ex["char_spans"])
-            span_to_sword = {span: w for w, span in s_spans.items()}
-            t_to_s = {tw: span_to_sword.get(span, -1) for tw, span in t_spans.items()}
-            t_words = np.asarray([t_to_s.get(w, -1) if w >= 0 else -1 for w in t_ex["word_ids"].tolist()], dtype=np.int64)
+            s_spans = np.asarray(s_ex["char_spans"])[:s_len]
+            # Teacher tokens renumbered to the student word they belong to (-1: none).
+            t_words = assign_student_words(s_words, s_spans, t_ex["word_ids"], t_ex["char_spans"], actions[b])
             remapped.append({"input_ids": t_ex["input_ids"], "word_ids": t_words})
-            # Units: the student words present in both tokenizations, numbered batch-wide.
-            unit_of_sword = {}
-            for sw in sorted(set(t_words[t_words >= 0].tolist())):
-                unit_of_sword[sw] = n_units
-                n_units += 1
+            # Units: the student words with tokens on both sides, numbered batch-wide.
+            both = set(t_words[t_words >= 0].tolist()) & set(s_words[s_words >= 0].tolist())
+            unit_of_sword = {sw: n_units + i for i, sw in enumerate(sorted(both))}
+            n_units += len(both)
             s_units[b, : len(s_words)] = torch.as_tensor([unit_of_sword.get(w, -1) for w in s_words.tolist()], dtype=torch.long)
             t_unit_lists.append([unit_of_sword.get(w, -1) for w in t_words.tolist()])
         t_batch = mlm.pad_examples(remapped, self.pad_id)
@@ -110,14 +170,13 @@ class CrossTokenizerView:
         t_units = torch.full((len(clipped), t_len), -1, dtype=torch.long)
         for b, units in enumerate(t_unit_lists):
             t_units[b, : len(units)] = torch.as_tensor(units, dtype=torch.long)
-        # One-to-one aligned masked sub-words: same example, same character span.
-        t_rows: dict[tuple[int, int, int], int] = {}
-        t_mask = (t_labels != mlm.IGNORE_INDEX).nonzero().tolist()
-        for j, (b, pos) in enumerate(t_mask):
-            a, e = clipped[b]["char_spans"][pos].tolist()
-            t_rows[(b, a, e)] = j
-        s_mask = (student_batch["labels"] != mlm.IGNORE_INDEX).nonzero().tolist()
-        row_of = [t_rows.get((b, *np.asarray(student_examples[b]["char_spans"])[pos].tolist()), -1) for b, pos in s_mask]
+        # One-to-one aligned masked sub-words: same example, same (unique) visible span.
+        row_of = one_to_one_rows(
+            [tuple(x) for x in (student_batch["labels"] != mlm.IGNORE_INDEX).nonzero().tolist()],
+            [tuple(x) for x in (t_labels != mlm.IGNORE_INDEX).nonzero().tolist()],
+            [np.asarray(ex["char_spans"])[:s_len] for ex in student_examples],
+            [ex["char_spans"] for ex in clipped],
+        )
         p = f"{self.name}."
         return {
             p + "input_ids": t_input,

@@ -1,4 +1,4 @@
-"""``rokd distill``: distil one student (or all three) under a profile.
+"""``rokd distill``: distil one of the paper's students (or all three) under a profile, or a student of your own.
 
     rokd distill --profile smoke --student distilmulti-bert-base-ro
     rokd distill --profile mini --student all
@@ -16,6 +16,17 @@ good checkpoint with a lower learning rate (the error message prints the command
 
 (``paper`` uses the released students, ``distill.source: hub``; to distil from the hub teachers, copy
 ``paper.yaml`` with ``distill.source: build`` and pass its path as ``--profile``.)
+
+A student of your own -- teachers given as local folders or hub IDs, of any tokenizer family, your own
+corpus (one sentence per line; files or folders of .txt files); the first teacher gives the student its
+tokenizer and initial weights (:mod:`rokd.distill.api`)::
+
+    rokd distill --teacher dumitrescustefan/bert-base-romanian-cased-v1 --teacher xlm-roberta-base \
+                 --corpus my_corpus/ --output-dir students/mine [--teacher-weights 2 1] \
+                 [--student-layers 0,2,4,7,9,11 | --student-depth 6] [--steps N] [--batch-size N] [--max-length N]
+    rokd distill --spec my_student.yaml        # the same as a YAML file (rokd.distill.api.DistillSpec)
+
+Training settings not given come from ``--profile`` (default for your own student: rokd's defaults).
 """
 
 from __future__ import annotations
@@ -29,6 +40,16 @@ def _run(args: argparse.Namespace) -> int:
     from rokd.distill.distiller import DistillOverrides, distill_student
 
     from rokd.errors import UsageError
+
+    if args.teacher or args.spec:
+        return _run_own(args)
+    if not args.student:
+        raise UsageError("give --student (a paper student, <student>@d<k>, or 'all'), or --teacher ... --corpus ... "
+                         "--output-dir ... for a student of your own, or --spec FILE")
+    for flag in ("corpus", "student_layers", "student_depth", "batch_size", "grad_accum", "max_length"):
+        if getattr(args, flag) is not None:
+            raise UsageError(f"--{flag.replace('_', '-')} is for a student of your own (with --teacher or --spec)")
+    args.profile = args.profile or "smoke"
 
     overrides = DistillOverrides(
         teachers=args.teachers, strategy=args.strategy, teacher_weights=args.teacher_weights, temperature=args.temperature,
@@ -65,9 +86,11 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--profile", default="smoke", help="profile name (smoke, mini, paper) or YAML path")
-    p.add_argument("--student", required=True, metavar="{" + ",".join(STUDENTS) + ",all}",
-                   help="student key, <student>@d<k> (the k-th distillation seed: seed + k - 1), or 'all' "
+    p.add_argument("--profile", default=None,
+                   help="profile name (smoke, mini, paper, colab) or YAML path "
+                        "(default: smoke; for your own student: rokd's defaults)")
+    p.add_argument("--student", metavar="{" + ",".join(STUDENTS) + ",all}",
+                   help="a paper student's key, <student>@d<k> (the k-th distillation seed: seed + k - 1), or 'all' "
                         "(every student and the profile's distill.replicas)")
     p.add_argument("--teachers", nargs="+", choices=TEACHERS, help="teacher keys (default: the registry's; the first gives the tokenizer)")
     p.add_argument("--strategy", choices=[*STRATEGIES, "ensemble"],
@@ -89,4 +112,74 @@ def register(subparsers) -> None:
     p.add_argument("--resume-lr", action="store_true",
                    help="resume the kept checkpoints although --lr changed the learning rate (after a NaN loss)")
     p.add_argument("--wait", action="store_true", help="if another run writes the same student folder, wait for it")
+    _add_own_student_arguments(p)
     p.set_defaults(func=_run)
+
+
+# --------------------------------------------------------------------------------------------------
+# A student of your own (issue 16): teachers as folders or hub IDs, any tokenizer family, your corpus.
+# --------------------------------------------------------------------------------------------------
+
+
+def _layer_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x != ""]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected layer indices like 0,2,4,7,9,11, got {text!r}") from e
+
+
+def _add_own_student_arguments(p: argparse.ArgumentParser) -> None:
+    own = p.add_argument_group("a student of your own (instead of --student)")
+    own.add_argument("--teacher", action="append", metavar="PATH_OR_HUB_ID",
+                     help="a teacher: local folder (save_pretrained) or hub ID; repeat for several; "
+                          "the first gives the student its tokenizer and weights")
+    own.add_argument("--corpus", action="append", metavar="FILE_OR_DIR",
+                     help="one-sentence-per-line text file, or a folder of .txt files; repeatable")
+    own.add_argument("--student-layers", type=_layer_list, metavar="0,2,4,7,9,11",
+                     help="teacher layers the student keeps")
+    own.add_argument("--student-depth", type=int, metavar="N", help="or only how many (default: half the teacher's)")
+    own.add_argument("--batch-size", type=int, metavar="N", help="sequences per batch")
+    own.add_argument("--grad-accum", type=int, metavar="N", help="batches per optimizer step")
+    own.add_argument("--max-length", type=int, metavar="N", help="tokens per sequence (student's tokenizer)")
+    own.add_argument("--heldout-lines", type=int, metavar="N",
+                     help="corpus lines held out for the MLM accuracy (default 1000)")
+    own.add_argument("--spec", metavar="FILE",
+                     help="YAML/JSON spec of the run (rokd.distill.api.DistillSpec); options override it")
+    own.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+
+
+def _run_own(args: argparse.Namespace) -> int:
+    """``rokd distill --teacher ... --corpus ... --output-dir ...`` or ``--spec FILE``."""
+    from rokd.config import ConfigError
+    from rokd.distill.api import DistillSpec, distill, load_spec
+    from rokd.distill.vocab import TokenizerFamilyError
+    from rokd.models.registry import ModelUnavailableError
+
+    same_name = ("corpus", "output_dir", "teacher_weights", "student_layers", "student_depth", "steps", "batch_size",
+                 "grad_accum", "max_length", "strategy", "temperature", "alpha_ce", "alpha_mlm", "alpha_cos", "profile",
+                 "heldout_lines")
+    given = {"teachers": args.teacher, **{k: getattr(args, k) for k in same_name}}
+    given = {k: v for k, v in given.items() if v is not None}
+    try:
+        if args.student:
+            raise ConfigError("--student names a paper student; with --teacher / --spec the student is your own: "
+                              "drop --student")
+        if args.teachers:
+            raise ConfigError("--teachers takes registry keys for a paper student; for your own student "
+                              "repeat --teacher")
+        if args.spec:
+            spec = load_spec(args.spec)
+            spec = DistillSpec(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__}, **given})
+        else:
+            needed = (("--corpus", "corpus"), ("--output-dir", "output_dir"))
+            missing = [flag for flag, key in needed if key not in given]
+            if missing:
+                raise ConfigError(f"a student of your own needs {' and '.join(missing)} (or --spec FILE)")
+            spec = DistillSpec(**given)
+        path = distill(spec, resume=not args.no_resume)
+    except (ConfigError, FileNotFoundError, ModelUnavailableError, TokenizerFamilyError, FileExistsError) as e:
+        if args.debug:
+            raise
+        raise SystemExit(f"rokd distill: {e}") from None
+    print(path)
+    return 0

@@ -69,7 +69,7 @@ from rokd.distill.adaptors import (
 from rokd.distill.batching import CrossTokenizerView, DistillCollator, PairedLines
 from rokd.distill import strategies as S
 from rokd.distill.ensemble import ensemble_soft_targets
-from rokd.distill.student import init_student_from_teacher, layer_map, save_student
+from rokd.distill.student import make_student, max_input_tokens, save_student
 from rokd.models.registry import (
     STUDENT_TEACHERS, STUDENTS, TEACHERS, load_model, load_tokenizer, resolve, split_replica,
 )
@@ -127,7 +127,9 @@ class DistillOverrides:
     one and pass it to :func:`distill_student` / :func:`resolve_run`.
     """
 
-    teachers: list[str] | None = None  # registry keys; the first gives the student's tokenizer
+    # Registry keys for the paper's students; for a student of one's own (a name that is not a paper key),
+    # local folders or hub IDs too. The first teacher gives the student its tokenizer and initial weights.
+    teachers: list[str] | None = None
     strategy: str | None = None
     teacher_weights: list[float] | None = None
     temperature: float | None = None
@@ -138,6 +140,11 @@ class DistillOverrides:
     seed: int | None = None  # masking / batch order / initialisation seed (distillation seeds of a study)
     soft_targets: str | None = None  # "masked" | "all"
     lr: float | None = None  # peak learning rate (e.g. lowered after a NaN; see distill_student's resume_lr)
+    batch_size: int | None = None
+    grad_accum: int | None = None
+    max_length: int | None = None
+    student_layers: list[int] | None = None  # teacher layers the student keeps (default: half, student.layer_map)
+    student_depth: int | None = None  # or only how many (chosen by layer_map)
 
 
 def _profile(profile: str | Profile) -> Profile:
@@ -145,13 +152,39 @@ def _profile(profile: str | Profile) -> Profile:
 
 
 def _teacher_fingerprint(prof: Profile, key: str) -> str:
+    """``hub:<id>`` for a hub teacher; the SHA-256 of a local teacher's config and weight files."""
+    import hashlib
+
     ref = resolve(key, prof)
     if ref.source == "hub":
         return f"hub:{ref.name_or_path}"
-    weights = Path(ref.name_or_path) / "model.safetensors"
-    if not weights.is_file():
-        raise FileNotFoundError(f"teacher {key}: no model.safetensors in {ref.name_or_path}; build it with `rokd teachers build --profile {prof.name}`")
-    return "sha256:" + io.file_sha256(weights)
+    folder = Path(ref.name_or_path)
+    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+    if not weights:
+        hint = "save it with save_pretrained"
+        if key in TEACHERS:
+            hint = f"build it with `rokd teachers build --profile {prof.name}`"
+        raise FileNotFoundError(f"teacher {key}: no model.safetensors in {ref.name_or_path}; {hint}")
+    if [w.name for w in weights] == ["model.safetensors"]:
+        return "sha256:" + io.file_sha256(weights[0])
+    h = hashlib.sha256()
+    for f in [folder / "config.json", *weights]:
+        h.update(f.name.encode() + io.file_sha256(f).encode())
+    return "sha256:" + h.hexdigest()
+
+
+def teacher_name(source: str) -> str:
+    """A short name for a teacher given as a folder or hub ID (its last path part, safe as a module key)."""
+    import re
+
+    tail = Path(str(source).rstrip("/")).name or str(source)
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", tail).strip("-") or "teacher"
+
+
+def teacher_sources(run: DistillRun) -> dict[str, str]:
+    """Teacher name -> what loads it (registry key, local folder or hub ID)."""
+    sources = run.extra.get("teacher_sources") or {}
+    return {name: sources.get(name, name) for name in run.teachers}
 
 
 def resolve_run(
@@ -170,17 +203,44 @@ def resolve_run(
     if o.lr is not None and not o.lr > 0:
         raise ConfigError(f"lr must be > 0, got {o.lr}")
     temperature, alpha_ce, alpha_mlm, alpha_cos = o.temperature, o.alpha_ce, o.alpha_mlm, o.alpha_cos
+    extra: dict[str, Any] = {}
     base, replica = split_replica(student_key)  # "<student>@d<k>": the k-th distillation, seed + k - 1
     if base not in STUDENTS:
-        raise ConfigError(f"unknown student {student_key!r}; choose one of {list(STUDENTS)} (or <student>@d<k>)")
-    teachers = list(teachers) if teachers else list(STUDENT_TEACHERS[base])
-    bad = [t for t in teachers if t not in TEACHERS]
-    if bad or len(set(teachers)) != len(teachers):
-        raise ConfigError(f"teachers must be distinct keys among {list(TEACHERS)}, got {teachers}")
-    if teachers[0] != STUDENT_TEACHERS[base][0]:
-        raise ConfigError(
-            f"student {student_key} uses the tokenizer of {STUDENT_TEACHERS[base][0]}; it must be the first teacher (got {teachers})"
-        )
+        if not teachers:
+            raise ConfigError(f"unknown student {student_key!r}; choose one of {list(STUDENTS)} (or <student>@d<k>), "
+                              "or name its teachers (registry keys, local folders or hub IDs) to distil a student "
+                              "of your own")
+        # A student of one's own: teachers are keys, folders or hub IDs, named by their last path part.
+        sources = [str(t) for t in teachers]
+        if len(set(sources)) != len(sources):
+            raise ConfigError(f"teachers must be distinct, got {sources}")
+        names: list[str] = []
+        for src in sources:
+            name = src if src in TEACHERS else teacher_name(src)
+            stem, k = name, 2
+            while name in names:
+                name, k = f"{stem}-{k}", k + 1
+            names.append(name)
+        teachers = names
+        extra["teacher_sources"] = dict(zip(names, sources))
+    else:
+        teachers = list(teachers) if teachers else list(STUDENT_TEACHERS[base])
+        bad = [t for t in teachers if t not in TEACHERS]
+        if bad or len(set(teachers)) != len(teachers):
+            raise ConfigError(f"teachers must be distinct keys among {list(TEACHERS)}, got {teachers}")
+        if teachers[0] != STUDENT_TEACHERS[base][0]:
+            raise ConfigError(
+                f"student {student_key} uses the tokenizer of {STUDENT_TEACHERS[base][0]}; "
+                f"it must be the first teacher (got {teachers})"
+            )
+    if o.student_layers is not None and o.student_depth is not None:
+        raise ConfigError("give the student's layers (student_layers) or its depth (student_depth), not both")
+    if o.student_layers is not None:
+        extra["student_layers"] = [int(x) for x in o.student_layers]
+    if o.student_depth is not None:
+        if int(o.student_depth) < 1:
+            raise ConfigError(f"student_depth must be >= 1, got {o.student_depth}")
+        extra["student_depth"] = int(o.student_depth)
     strategy = strategy or d.strategy
     if S.ALIASES.get(strategy, strategy) not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {list(STRATEGIES)} (or the alias 'ensemble'), got {strategy!r}")
@@ -206,9 +266,9 @@ def resolve_run(
         alpha_mlm=float(alpha_mlm if alpha_mlm is not None else d.alpha_mlm),
         alpha_cos=float(alpha_cos if alpha_cos is not None else d.alpha_cos),
         steps=int(steps if steps is not None else d.steps),
-        batch_size=d.batch_size,
-        grad_accum=d.grad_accum,
-        max_length=d.max_length,
+        batch_size=int(o.batch_size if o.batch_size is not None else d.batch_size),
+        grad_accum=int(o.grad_accum if o.grad_accum is not None else d.grad_accum),
+        max_length=int(o.max_length if o.max_length is not None else d.max_length),
         lr=float(o.lr if o.lr is not None else d.lr),
         warmup_steps=min(d.warmup_steps, int(steps if steps is not None else d.steps)),
         weight_decay=d.weight_decay,
@@ -219,7 +279,11 @@ def resolve_run(
         seed=int(o.seed if o.seed is not None else d.seed + replica - 1),
         corpus_sha256=corpus_sha256,
         soft_targets=o.soft_targets or d.soft_targets,
+        extra=extra,
     )
+    if run.batch_size < 1 or run.grad_accum < 1 or run.max_length < 3:
+        raise ConfigError("batch_size and grad_accum must be >= 1 and max_length >= 3 "
+                          f"(got {run.batch_size}, {run.grad_accum}, {run.max_length})")
     if run.soft_targets not in L.SOFT_TARGETS:
         raise ConfigError(f"distill.soft_targets must be one of {list(L.SOFT_TARGETS)}, got {run.soft_targets!r}")
     if run.soft_targets == "all" and len(run.teachers) > 1 and S.get_strategy(run.strategy).name not in ALL_TOKENS_STRATEGIES:
@@ -246,7 +310,7 @@ class DistillNet(nn.Module):
     def __init__(self, student: nn.Module, teacher_hidden_sizes: dict[str, int]):
         super().__init__()
         self.student = mlm.SparseMLM(student)
-        width = int(student.config.dim)
+        width = int(student.config.hidden_size)  # DistilBERT's `dim` answers to hidden_size too
         self.projections = nn.ModuleDict(
             {name: (nn.Identity() if h == width else nn.Linear(width, h)) for name, h in teacher_hidden_sizes.items()}
         )
@@ -443,7 +507,13 @@ def build_setup(
     """Student initialised from the first teacher, adaptors, and the endless batch stream."""
     first = run.teachers[0]
     student_tok = teacher_tokenizers[first]
-    student = init_student_from_teacher(teacher_models[first])
+    try:
+        student = make_student(teacher_models[first], run.extra.get("student_layers"), run.extra.get("student_depth"))
+    except ValueError as e:
+        raise ConfigError(f"student of {first}: {e}") from e
+    if run.max_length > max_input_tokens(student.config):
+        limit = max_input_tokens(student.config)
+        raise ConfigError(f"max_length {run.max_length} is longer than {first} accepts ({limit} tokens)")
     strategy = S.get_strategy(run.strategy)
     adaptors = [
         make_adaptor(k, teacher_models[k], teacher_tokenizers[k], student_tok, w, int(student.config.vocab_size),
@@ -469,7 +539,7 @@ def build_setup(
             tok = teacher_tokenizers[a.name]
             # Longer than the student's limit: the teacher's finer split must still reach the student's
             # last word; the extra tokens are cut off per example in the collator.
-            limit = min(int(teacher_models[a.name].config.max_position_embeddings), 2 * run.max_length)
+            limit = min(max_input_tokens(teacher_models[a.name].config), 2 * run.max_length)
             others[a.name] = tokenized(tok, limit, a.name)
             views.append(CrossTokenizerView(a.name, tok))
     dataset = PairedLines(corpus, others)
@@ -486,7 +556,7 @@ def build_setup(
         batches=batches,
         student_tokenizer=student_tok,
         teacher_tokenizers=dict(teacher_tokenizers),
-        teacher_layers=layer_map(teacher_models[first].config.num_hidden_layers),
+        teacher_layers=list(student.config.rokd_teacher_layers),
     )
 
 
@@ -524,12 +594,16 @@ def coverage_summary(log: list[dict], adaptors: list[TeacherAdaptor]) -> dict[st
     for a in adaptors:
         if a.vocab_map is None:
             continue
-        cov = [r[f"stat_coverage.{a.name}"] for r in log if f"stat_coverage.{a.name}" in r]
-        mass = [r[f"stat_mapped_mass.{a.name}"] for r in log if f"stat_mapped_mass.{a.name}" in r]
+        def mean(stat: str) -> float:
+            values = [r[f"{stat}.{a.name}"] for r in log if f"{stat}.{a.name}" in r]
+            return sum(values) / len(values) if values else float("nan")
+
         out[a.name] = {
-            "masked_positions_covered": sum(cov) / len(cov) if cov else float("nan"),
-            "mapped_probability_mass": sum(mass) / len(mass) if mass else float("nan"),
-            **a.vocab_map.stats(),
+            "masked_positions_covered": mean("stat_coverage"),
+            "masked_positions_aligned": mean("stat_aligned"),
+            "masked_positions_label_mapped": mean("stat_label_mapped"),
+            "mapped_probability_mass": mean("stat_mapped_mass"),
+            **a.vocab_map.describe(),
         }
         # The strategy's own diagnostics (rokd.distill.strategies.step_diagnostics), when logged.
         for stem in ("strategy_coverage", "strategy_mass", "unmatched_student_mass"):
@@ -609,6 +683,7 @@ def distill_student(
     *,
     resume: bool = True,
     output_dir: str | Path | None = None,
+    corpus: tuple[str | Path, str | Path] | None = None,
     progress: bool = True,
     log=print,
     wait: bool = False,
@@ -617,11 +692,14 @@ def distill_student(
     """Distil ``student_key`` under ``profile`` (see the module doc); returns the student's folder.
 
     ``overrides`` fields left at None take the profile's ``distill:`` value; ``teachers`` defaults to
-    the registry's :data:`~rokd.models.registry.STUDENT_TEACHERS`. Idempotent: a finished student with the
-    same resolved config is returned without work. ``output_dir`` defaults to
-    ``artifacts/<profile>/students/<student_key>`` (give another one for ablations); it must be new, empty
-    or made by rokd. ``wait``: wait for another run on the same folder instead of stopping.
-    ``resume_lr``: resume the kept checkpoints although ``overrides.lr`` changed the learning rate.
+    the registry's :data:`~rokd.models.registry.STUDENT_TEACHERS`. A ``student_key`` that is not a paper
+    key names a student of one's own: its ``overrides.teachers`` may be local folders or hub IDs (see
+    :func:`rokd.distill.api.distill`). Idempotent: a finished student with the same resolved config is
+    returned without work. ``output_dir`` defaults to ``artifacts/<profile>/students/<student_key>``
+    (give another one for ablations); it must be new, empty or made by rokd. ``corpus`` =
+    ``(train.txt, heldout.txt)`` defaults to the profile's. ``wait``: wait for another run on the same folder
+    instead of stopping. ``resume_lr``: resume the kept checkpoints although ``overrides.lr`` changed the
+    learning rate.
     """
     prof = _profile(profile)
     if prof.distill.source == "hub":
@@ -636,7 +714,7 @@ def distill_student(
                  hint=", or rerun with --wait", log=log):
         try:
             return _distill_locked(prof, student_key, overrides, out, resume=resume, progress=progress, log=log,
-                                   resume_lr=resume_lr)
+                                   resume_lr=resume_lr, corpus=corpus)
         except Exception as e:
             from rokd.trainer import NonFiniteLossError
 
@@ -649,16 +727,19 @@ def distill_student(
 
 
 def _distill_locked(prof: Profile, student_key: str, overrides: DistillOverrides | None, out: Path, *, resume: bool,
-                    progress: bool, log, resume_lr: bool) -> Path:
+                    progress: bool, log, resume_lr: bool, corpus: tuple[str | Path, str | Path] | None) -> Path:
     from rokd.models.quality import mlm_accuracy, read_lines
     from rokd.models.teachers import build_teachers, corpus_files
     from rokd.trainer import make_accelerator, train
 
-    teacher_keys = resolve_run(prof, student_key, overrides).teachers
-    train_txt, heldout_txt = corpus_files(prof)
-    build_teachers(prof, [k for k in TEACHERS if k in teacher_keys], log=log, wait=True)
+    sources = teacher_sources(resolve_run(prof, student_key, overrides))
+    teacher_keys = list(sources)
+    train_txt, heldout_txt = (Path(corpus[0]), Path(corpus[1])) if corpus is not None else corpus_files(prof)
+    keys_to_build = [k for k in TEACHERS if k in sources.values()]
+    if keys_to_build:  # the profile's miniature teachers (an empty list would mean all of them)
+        build_teachers(prof, keys_to_build, log=log, wait=True)
     run = resolve_run(prof, student_key, overrides, corpus_sha256=io.file_sha256(train_txt),
-                      fingerprints={k: _teacher_fingerprint(prof, k) for k in teacher_keys})
+                      fingerprints={k: _teacher_fingerprint(prof, sources[k]) for k in teacher_keys})
     if (out / SUMMARY_FILE).is_file() and _same_run(io.read_json(out / CONFIG_FILE), run):
         problem = io.weights_problem(out)
         if problem is None:
@@ -679,12 +760,19 @@ def _distill_locked(prof: Profile, student_key: str, overrides: DistillOverrides
 
         hf_logging.disable_progress_bar()
     t0 = time.perf_counter()
-    models = {k: load_model(k, "mlm", prof) for k in teacher_keys}
-    toks = {k: load_tokenizer(k, prof) for k in teacher_keys}
+    models = {k: load_model(sources[k], "mlm", prof) for k in teacher_keys}
+    toks = {k: load_tokenizer(sources[k], prof) for k in teacher_keys}
     tcfg = trainer_config(run, work, prof.device, prof.distill.checkpoint_every, progress, allow_lr_change=resume_lr)
     acc = make_accelerator(tcfg)
     setup = build_setup(run, models, toks, train_txt, cache_dir=work, num_shards=acc.num_processes, shard_index=acc.process_index)
     log(f"student {student_key}: distilling from {', '.join(teacher_keys)} ({run.strategy}, {run.steps} steps) into {out}")
+    for a in setup.adaptors:
+        if a.vocab_map is not None:
+            d = a.vocab_map.describe()
+            log(f"student {student_key}: vocabulary map {teacher_keys[0]} ({d['student_family']}) <- "
+                f"{a.name} ({d['teacher_family']}): {d['student_tokens_mapped']:.1%} of the student's tokens and "
+                f"{d['teacher_tokens_mapped']:.1%} of the teacher's "
+                f"have a counterpart (case folded: {d['case_folded']})")
     evaluate = None
     if prof.distill.curve_every > 0:  # the learning curve: has the student's held-out MLM accuracy flattened?
         curve_lines = read_lines(heldout_txt, limit=prof.distill.curve_lines, seed=run.seed)
@@ -720,6 +808,10 @@ def _distill_locked(prof: Profile, student_key: str, overrides: DistillOverrides
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
     io.remove_dir(work, f"the checkpoints of {STUDENT_WHAT}", legacy=(CONFIG_FILE,))
+    for name, cov in io.read_json(out / SUMMARY_FILE)["coverage"].items():
+        log(f"student {student_key}: {name} covered {cov['masked_positions_covered']:.1%} of the masked positions "
+            f"(its token mapped onto the student's at {cov['masked_positions_label_mapped']:.1%}), "
+            f"mapped probability mass {cov['mapped_probability_mass']:.1%}")
     s_params = count_params(student)
     log(f"student {student_key}: saved to {out} ({s_params / 1e6:.2f} M params, "
         f"held-out MLM accuracy {heldout[student_key]:.3f})")
@@ -734,9 +826,10 @@ def _write_student(stage: Path, prof: Profile, student_key: str, run: DistillRun
     shutil.copy(work / LOG_FILE, stage / LOG_FILE)
     save_config(run, stage / CONFIG_FILE)
     first = models[teacher_keys[0]]
+    sources = teacher_sources(run)
     teacher_sizes = {}
     for k in teacher_keys:
-        ref = resolve(k, prof)
+        ref = resolve(sources[k], prof)
         teacher_sizes[k] = {
             "params": count_params(models[k]),
             "disk_mb": folder_size_mb(Path(ref.name_or_path)) if ref.source == "local" else None,
@@ -746,6 +839,7 @@ def _write_student(stage: Path, prof: Profile, student_key: str, run: DistillRun
         "student": student_key,
         "profile": prof.name,
         "teachers": teacher_keys,
+        "teacher_sources": sources,
         "teacher_weights": run.teacher_weights,
         "strategy": run.strategy,
         "teacher_layers_kept": setup.teacher_layers,

@@ -28,7 +28,9 @@ def loss_curves(log: list[dict]) -> pd.DataFrame:
 
 def coverage_curves(log: list[dict]) -> pd.DataFrame:
     """Long table ``step, teacher, measure, value`` of the cross-tokenizer statistics per step."""
-    names = {"stat_coverage": "masked positions covered", "stat_mapped_mass": "probability mass mapped"}
+    names = {"stat_coverage": "masked positions covered",
+             "stat_label_mapped": "teacher's token maps onto the student's",
+             "stat_mapped_mass": "probability mass mapped"}
     rows = []
     for rec in log:
         for key, value in rec.items():
@@ -36,6 +38,25 @@ def coverage_curves(log: list[dict]) -> pd.DataFrame:
             if stem in names:
                 rows.append({"step": rec["step"], "teacher": DISPLAY_NAMES.get(teacher, teacher), "measure": names[stem], "value": value})
     return pd.DataFrame(rows)
+
+
+def read_summary(student_dir: str | Path) -> dict:
+    """A distilled student's ``summary.json``."""
+    return json.loads((Path(student_dir) / "summary.json").read_text(encoding="utf-8"))
+
+
+def read_train_log(student_dir: str | Path) -> list[dict]:
+    """A distilled student's ``train_log.jsonl`` records."""
+    from rokd.distill.distiller import read_log
+
+    return read_log(Path(student_dir) / "train_log.jsonl")
+
+
+def own_command(summary: dict, student_dir: str | Path) -> str:
+    """The ``rokd distill`` command of a student of one's own (from its ``distill_spec.yaml``)."""
+    from rokd.distill.api import SPEC_FILE, command_line, load_spec
+
+    return command_line(load_spec(Path(student_dir) / SPEC_FILE))
 
 
 def size_table(summary: dict) -> pd.DataFrame:
@@ -87,35 +108,41 @@ def benchmark_result(profile: str = "mini") -> dict | None:
 
 
 def alignment_example(text: str, student_tokenizer, teacher_tokenizer) -> pd.DataFrame:
-    """Word by word: the student's and the other teacher's sub-words, and which sub-words align
-    one-to-one (same characters), i.e. where the teacher's distribution can be mapped."""
+    """Word by word (the student's words): its sub-words, the other teacher's sub-words over the same
+    characters, which align one-to-one (same visible characters, unique on both sides) and where the
+    vocabulary map joins the two tokens, i.e. where the teacher's distribution can be mapped."""
+    import numpy as np
+    import torch
+
+    from rokd import mlm
+    from rokd.distill.batching import assign_student_words, unique_spans
     from rokd.distill.ensemble import VocabularyMap
 
     vm = VocabularyMap.from_tokenizers(student_tokenizer, teacher_tokenizer)
-    s = student_tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
-    t = teacher_tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
-
-    def words(enc):
-        out: dict[int, list[tuple[str, tuple[int, int], int]]] = {}
-        for i, w in enumerate(enc.word_ids()):
-            if w is not None:
-                out.setdefault(w, []).append((enc.tokens()[i], tuple(enc["offset_mapping"][i]), enc["input_ids"][i]))
-        return out
-
-    s_words, t_words = words(s), words(t)
-    t_by_span = {(toks[0][1][0], toks[-1][1][1]): toks for toks in t_words.values()}
+    s, t = mlm.tokenize_lines([text], student_tokenizer, 512)[0], mlm.tokenize_lines([text], teacher_tokenizer, 512)[0]
+    t_word = assign_student_words(s["word_ids"], s["char_spans"], t["word_ids"], t["char_spans"])
+    s_unique, t_unique = unique_spans(s["char_spans"]), unique_spans(t["char_spans"])
+    s_tokens = student_tokenizer.convert_ids_to_tokens([int(i) for i in s["input_ids"]])
+    t_tokens = teacher_tokenizer.convert_ids_to_tokens([int(i) for i in t["input_ids"]])
     rows = []
-    for toks in s_words.values():
-        span = (toks[0][1][0], toks[-1][1][1])
-        t_toks = t_by_span.get(span, [])
-        t_spans = {sp: tid for _, sp, tid in t_toks}
-        aligned = [tok for tok, sp, sid in toks if sp in t_spans]
-        mapped = [tok for tok, sp, sid in toks if sp in t_spans and int(vm.target[sid]) == t_spans[sp]]
+    for w in sorted(set(int(x) for x in s["word_ids"] if x >= 0)):
+        pos = np.flatnonzero(s["word_ids"] == w)
+        t_pos = np.flatnonzero(t_word == w)
+        span = (int(s["char_spans"][pos[0]][0]), int(s["char_spans"][pos[-1]][1]))
+        aligned, mapped = [], []
+        for k in pos:
+            sp = tuple(int(x) for x in s["char_spans"][k])
+            j = t_unique.get(sp) if s_unique.get(sp) == k else None
+            if j is not None:
+                aligned.append(s_tokens[k])
+                pair = (torch.tensor([int(s["input_ids"][k])]), torch.tensor([int(t["input_ids"][j])]))
+                if bool(vm.label_mapped(*pair)[0]):
+                    mapped.append(s_tokens[k])
         rows.append({
             "word": text[span[0]:span[1]],
-            "student sub-words": " ".join(tok for tok, _, _ in toks),
-            "teacher sub-words": " ".join(tok for tok, _, _ in t_toks) if t_toks else "(word not found)",
-            "aligned one-to-one": f"{len(aligned)}/{len(toks)}",
+            "student sub-words": " ".join(s_tokens[k] for k in pos),
+            "teacher sub-words": " ".join(t_tokens[k] for k in t_pos) if len(t_pos) else "(none)",
+            "aligned one-to-one": f"{len(aligned)}/{len(pos)}",
             "vocabulary map hits": " ".join(mapped),
         })
     return pd.DataFrame(rows)

@@ -1,7 +1,14 @@
-"""Students: a DistilBERT with half the teacher's layers, initialised from the teacher.
+"""Students: half the teacher's layers (or the layers asked for), initialised from the teacher.
 
 The recipe of Sanh et al. (2019, the Hugging Face DistilBERT): same width as the teacher, every other
-layer dropped, the kept layers, the embeddings and the MLM head copied from the teacher.
+layer dropped, the kept layers, the embeddings and the MLM head copied from the teacher. Which student
+a teacher gets is looked up by ``config.model_type`` in :data:`STUDENT_BUILDERS` (:func:`make_student`):
+
+- a BERT teacher gets a ``DistilBertForMaskedLM``, as in the paper (correspondence below);
+- any other encoder family in the table (RoBERTa, XLM-R, CamemBERT, ELECTRA's generator, DistilBERT)
+  gets its own architecture with fewer layers: the same config with a smaller depth, every parameter
+  copied by name, the ``i``-th layer of the student from teacher layer ``layers[i]``
+  (:func:`shorter_same_architecture`). Another family is one line in the table.
 
 Weight correspondence (BERT -> DistilBERT):
 
@@ -26,8 +33,10 @@ Which layers are kept: :func:`layer_map`.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -59,7 +68,22 @@ def layer_map(n_teacher_layers: int, n_student_layers: int | None = None) -> lis
     return [round(i * (n - 1) / (k - 1)) for i in range(k)]
 
 
-def student_config_from_teacher(teacher_config, n_layers: int | None = None):
+def student_layers(n_teacher_layers: int, layers: list[int] | None = None, depth: int | None = None) -> list[int]:
+    """The teacher layers a student keeps: ``layers`` as given (checked), else :func:`layer_map` with ``depth``."""
+    if layers is not None and depth is not None:
+        raise ValueError("give the student's layers or its depth, not both")
+    if layers is None:
+        return layer_map(n_teacher_layers, depth)
+    layers = [int(x) for x in layers]
+    if not layers or layers != sorted(set(layers)) or layers[0] < 0 or layers[-1] >= n_teacher_layers:
+        raise ValueError(
+            "student layers must be distinct teacher layer indices in increasing order, "
+            f"within 0..{n_teacher_layers - 1}; got {layers}"
+        )
+    return layers
+
+
+def student_config_from_teacher(teacher_config, n_layers: int | None = None, layers: list[int] | None = None):
     """A ``DistilBertConfig`` with the teacher's width, heads, FFN, vocabulary and half its depth."""
     from transformers import DistilBertConfig
 
@@ -70,7 +94,7 @@ def student_config_from_teacher(teacher_config, n_layers: int | None = None):
         vocab_size=teacher_config.vocab_size,
         max_position_embeddings=teacher_config.max_position_embeddings,
         dim=teacher_config.hidden_size,
-        n_layers=len(layer_map(teacher_config.num_hidden_layers, n_layers)),
+        n_layers=len(layers) if layers is not None else len(layer_map(teacher_config.num_hidden_layers, n_layers)),
         n_heads=teacher_config.num_attention_heads,
         hidden_dim=teacher_config.intermediate_size,
         activation=act,
@@ -118,13 +142,13 @@ def weight_correspondence(layers: list[int]) -> list[tuple[str, str]]:
 
 
 @torch.no_grad()
-def init_student_from_teacher(teacher, n_layers: int | None = None):
+def init_student_from_teacher(teacher, n_layers: int | None = None, layers: list[int] | None = None):
     """A ``DistilBertForMaskedLM`` initialised from a ``BertForMaskedLM`` teacher (see module doc)."""
     from transformers import DistilBertForMaskedLM
 
     tcfg = teacher.config
-    layers = layer_map(tcfg.num_hidden_layers, n_layers)
-    student = DistilBertForMaskedLM(student_config_from_teacher(tcfg, n_layers))
+    layers = layers if layers is not None else layer_map(tcfg.num_hidden_layers, n_layers)
+    student = DistilBertForMaskedLM(student_config_from_teacher(tcfg, layers=layers))
     t_params = dict(teacher.named_parameters())
     t_params.update(dict(teacher.named_buffers()))
     s_params = dict(student.named_parameters())
@@ -136,6 +160,79 @@ def init_student_from_teacher(teacher, n_layers: int | None = None):
     token_type0 = t_params["bert.embeddings.token_type_embeddings.weight"][0]
     s_params["distilbert.embeddings.position_embeddings.weight"].copy_(pos + token_type0)
     student.config.rokd_teacher_layers = layers  # kept in config.json: documents the init
+    return student
+
+
+def shorter_same_architecture(layer_list: str, depth_field: str):
+    """A student builder for families whose student is the teacher's own architecture, shorter.
+
+    ``layer_list``: the name of the layer list in parameter names (``encoder.layer``); ``depth_field``:
+    the config field that counts the layers. Every student parameter is copied from the teacher's of the
+    same name, with the layer index ``i`` of ``<layer_list>.<i>.`` read as teacher layer ``layers[i]``.
+    """
+    pattern = re.compile(rf"(^|\.)({re.escape(layer_list)})\.(\d+)\.")
+
+    @torch.no_grad()
+    def build(teacher, layers: list[int]):
+        from transformers import AutoModelForMaskedLM
+
+        cfg = copy.deepcopy(teacher.config)
+        setattr(cfg, depth_field, len(layers))
+        student = AutoModelForMaskedLM.from_config(cfg)
+        t_state = teacher.state_dict()
+        state = {}
+        for name in student.state_dict():
+            src = pattern.sub(lambda m: f"{m[1]}{m[2]}.{layers[int(m[3])]}.", name, count=1)
+            if src not in t_state:
+                raise KeyError(f"teacher ({cfg.model_type}) has no parameter {src!r} for the student's {name!r}")
+            state[name] = t_state[src]
+        student.load_state_dict(state, strict=True)
+        student.tie_weights()
+        return student
+
+    return build
+
+
+def _distilbert_from_bert(teacher, layers: list[int]):
+    return init_student_from_teacher(teacher, layers=layers)
+
+
+#: ``config.model_type`` of the teacher -> ``build(teacher, layers) -> student *ForMaskedLM``.
+STUDENT_BUILDERS = {
+    "bert": _distilbert_from_bert,
+    "roberta": shorter_same_architecture("encoder.layer", "num_hidden_layers"),
+    "xlm-roberta": shorter_same_architecture("encoder.layer", "num_hidden_layers"),
+    "camembert": shorter_same_architecture("encoder.layer", "num_hidden_layers"),
+    "electra": shorter_same_architecture("encoder.layer", "num_hidden_layers"),
+    "distilbert": shorter_same_architecture("transformer.layer", "n_layers"),
+}
+
+# Families whose position ids start after the padding index (RoBERTa's convention): the longest input
+# is ``max_position_embeddings - pad_token_id - 1`` tokens.
+_PADDING_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert"}
+
+
+def max_input_tokens(config) -> int:
+    """The longest input (special tokens included) a model of this config accepts."""
+    n = int(config.max_position_embeddings)
+    if config.model_type in _PADDING_OFFSET_POSITIONS:
+        n -= int(config.pad_token_id) + 1
+    return n
+
+
+def make_student(teacher, layers: list[int] | None = None, depth: int | None = None):
+    """The student of ``teacher`` (see :data:`STUDENT_BUILDERS`), keeping teacher layers ``layers``
+    (default: :func:`layer_map` of ``depth`` or of half the teacher's depth); ``config.rokd_teacher_layers``
+    records them."""
+    model_type = teacher.config.model_type
+    if model_type not in STUDENT_BUILDERS:
+        raise ValueError(
+            f"no student recipe for a {model_type!r} teacher; known: {sorted(STUDENT_BUILDERS)} "
+            "(add one to rokd.distill.student.STUDENT_BUILDERS)"
+        )
+    kept = student_layers(int(teacher.config.num_hidden_layers), layers, depth)
+    student = STUDENT_BUILDERS[model_type](teacher, kept)
+    student.config.rokd_teacher_layers = kept  # kept in config.json: documents the init
     return student
 
 

@@ -153,8 +153,21 @@ def test_hub_ids_load_through_from_pretrained(world, tmp_path, monkeypatch):
     # An ID that is not in the cache: one clear message, no traceback from the command line.
     from rokd.cli import main
 
-    with pytest.raises(SystemExit, match="hub is unreachable"):
-        main(["distill", "--teacher", "rokd-test/absent", "--corpus", str(corpus), "--output-dir", str(root / "x")])
+    one_line_error(main, ["distill", "--teacher", "rokd-test/absent", "--corpus", str(corpus), "--output-dir", str(root / "x")], "hub is unreachable")
+
+
+def one_line_error(main, argv, pattern):
+    """``rokd`` exits with a one-line ``rokd: error:`` message matching ``pattern`` (no traceback)."""
+    import contextlib
+    import io
+    import re
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(argv)
+    text = err.getvalue().strip()
+    assert code in (1, 2) and len(text.splitlines()) == 1 and text.startswith("rokd: error:"), text
+    assert re.search(pattern, text), text
 
 
 def test_bad_inputs_are_one_line_errors(world, tmp_path):
@@ -163,21 +176,15 @@ def test_bad_inputs_are_one_line_errors(world, tmp_path):
     teachers, corpus, root = world
     t = str(teachers["bert-cased"])
     own = ["distill", "--teacher", t, "--corpus", str(corpus), "--output-dir", str(root / "x")]
-    with pytest.raises(SystemExit, match="needs --corpus"):
-        main(["distill", "--teacher", t, "--output-dir", str(root / "x")])
-    with pytest.raises(SystemExit, match="neither a file nor a folder"):
-        main(["distill", "--teacher", t, "--corpus", str(tmp_path / "missing.txt"), "--output-dir", str(root / "x")])
+    one_line_error(main, ["distill", "--teacher", t, "--output-dir", str(root / "x")], "needs --corpus")
+    one_line_error(main, ["distill", "--teacher", t, "--corpus", str(tmp_path / "missing.txt"), "--output-dir", str(root / "x")], "neither a file nor a folder")
     latin = tmp_path / "latin1.txt"
     latin.write_bytes("Ştefan şi Ţara\n".encode("cp1250") * 20)
-    with pytest.raises(SystemExit, match="latin1.txt is not UTF-8"):
-        main(["distill", "--teacher", t, "--corpus", str(latin), "--output-dir", str(root / "x")])
-    with pytest.raises(SystemExit, match="student layers must be distinct.*0..3"):
-        main([*own, "--student-layers", "0,7"])
-    with pytest.raises(SystemExit, match="layers.*or its depth"):
-        main([*own, "--student-layers", "0",
-              "--student-depth", "1"])
-    with pytest.raises(SystemExit, match="--corpus is for a student of your own"):
-        main(["distill", "--student", "distil-bert-base-ro", "--corpus", str(corpus)])
+    one_line_error(main, ["distill", "--teacher", t, "--corpus", str(latin), "--output-dir", str(root / "x")], "latin1.txt is not UTF-8")
+    one_line_error(main, [*own, "--student-layers", "0,7"], "student layers must be distinct.*0..3")
+    one_line_error(main, [*own, "--student-layers", "0",
+              "--student-depth", "1"], "layers.*or its depth")
+    one_line_error(main, ["distill", "--student", "distil-bert-base-ro", "--corpus", str(corpus)], "--corpus is for a student of your own")
 
 
 def test_prepare_corpus_holds_out_lines_by_seed(tmp_path):

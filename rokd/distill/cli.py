@@ -145,41 +145,33 @@ def _add_own_student_arguments(p: argparse.ArgumentParser) -> None:
                      help="corpus lines held out for the MLM accuracy (default 1000)")
     own.add_argument("--spec", metavar="FILE",
                      help="YAML/JSON spec of the run (rokd.distill.api.DistillSpec); options override it")
-    own.add_argument("--debug", action="store_true", help="show the full traceback of an error")
 
 
 def _run_own(args: argparse.Namespace) -> int:
     """``rokd distill --teacher ... --corpus ... --output-dir ...`` or ``--spec FILE``."""
     from rokd.config import ConfigError
     from rokd.distill.api import DistillSpec, distill, load_spec
-    from rokd.distill.vocab import TokenizerFamilyError
-    from rokd.models.registry import ModelUnavailableError
 
     same_name = ("corpus", "output_dir", "teacher_weights", "student_layers", "student_depth", "steps", "batch_size",
                  "grad_accum", "max_length", "strategy", "temperature", "alpha_ce", "alpha_mlm", "alpha_cos", "profile",
                  "heldout_lines")
     given = {"teachers": args.teacher, **{k: getattr(args, k) for k in same_name}}
     given = {k: v for k, v in given.items() if v is not None}
-    try:
-        if args.student:
-            raise ConfigError("--student names a paper student; with --teacher / --spec the student is your own: "
-                              "drop --student")
-        if args.teachers:
-            raise ConfigError("--teachers takes registry keys for a paper student; for your own student "
-                              "repeat --teacher")
-        if args.spec:
-            spec = load_spec(args.spec)
-            spec = DistillSpec(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__}, **given})
-        else:
-            needed = (("--corpus", "corpus"), ("--output-dir", "output_dir"))
-            missing = [flag for flag, key in needed if key not in given]
-            if missing:
-                raise ConfigError(f"a student of your own needs {' and '.join(missing)} (or --spec FILE)")
-            spec = DistillSpec(**given)
-        path = distill(spec, resume=not args.no_resume)
-    except (ConfigError, FileNotFoundError, ModelUnavailableError, TokenizerFamilyError, FileExistsError) as e:
-        if args.debug:
-            raise
-        raise SystemExit(f"rokd distill: {e}") from None
+    if args.student:
+        raise ConfigError("--student names a paper student; with --teacher / --spec the student is your own: "
+                          "drop --student")
+    if args.teachers:
+        raise ConfigError("--teachers takes registry keys for a paper student; for your own student "
+                          "repeat --teacher")
+    if args.spec:
+        spec = load_spec(args.spec)
+        spec = DistillSpec(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__}, **given})
+    else:
+        needed = (("--corpus", "corpus"), ("--output-dir", "output_dir"))
+        missing = [flag for flag, key in needed if key not in given]
+        if missing:
+            raise ConfigError(f"a student of your own needs {' and '.join(missing)} (or --spec FILE)")
+        spec = DistillSpec(**given)
+    path = distill(spec, resume=not args.no_resume)
     print(path)
     return 0

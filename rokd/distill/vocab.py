@@ -29,13 +29,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from rokd.errors import UsageError
+
 FAMILIES = ("wordpiece", "sentencepiece", "byte-bpe", "bpe", "wordlevel")
 _CEDILLA = str.maketrans({"ş": "ș", "ţ": "ț", "Ş": "Ș", "Ţ": "Ț"})
 # Roles whose special tokens correspond across families (``[MASK]`` <-> ``<mask>``).
 SPECIAL_ROLES = ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token", "bos_token", "eos_token")
 
 
-class TokenizerFamilyError(ValueError):
+class TokenizerFamilyError(UsageError, ValueError):
     """A tokenizer rokd cannot align or map (no character offsets, unknown model type)."""
 
 

@@ -112,6 +112,8 @@ class EvalConfig:
     lr: float = 5e-5
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
+    max_grad_norm: float = 1.0  # gradient clipping (0 = none)
+    checkpoint_every: int = 0  # optimizer steps between resumable checkpoints of a fine-tuning run (0 = at the end)
     # Validation scorings per epoch; the best one (task's headline metric) is the state scored on test.
     evals_per_epoch: int = 1
     # torch CPU threads while fine-tuning (0 = torch's default). Tiny models run faster on 1 thread:

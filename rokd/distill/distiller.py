@@ -366,10 +366,13 @@ def build_setup(
     )
 
 
-def trainer_config(run: DistillRun, output_dir: Path, device: str = "auto", checkpoint_every: int = 0, progress: bool = True):
+def trainer_config(run: DistillRun, output_dir: Path, device: str = "auto", checkpoint_every: int = 0, progress: bool = True,
+                   precision: str = "auto"):
+    """The :class:`rokd.trainer.TrainerConfig` of a distillation run; ``precision``: the profile's ``distill.precision``."""
     from rokd.trainer import TrainerConfig
 
     return TrainerConfig(
+        mixed_precision=precision,
         output_dir=str(output_dir),
         steps=run.steps,
         lr=run.lr,
@@ -450,7 +453,8 @@ def distill_student(
     """
     from rokd.models.quality import mlm_accuracy, read_lines
     from rokd.models.teachers import build_teachers, corpus_files, file_sha256
-    from rokd.trainer import make_accelerator, train
+    from rokd.precision import runtime_record, set_threads
+    from rokd.trainer import make_accelerator, resolve_mixed_precision, train
 
     prof = _profile(profile)
     if prof.distill.source == "hub":
@@ -484,8 +488,10 @@ def distill_student(
     t0 = time.perf_counter()
     models = {k: load_model(k, "mlm", prof) for k in teacher_keys}
     toks = {k: load_tokenizer(k, prof) for k in teacher_keys}
-    tcfg = trainer_config(run, work, prof.device, prof.distill.checkpoint_every, progress)
+    threads = set_threads(prof.distill.threads)
+    tcfg = trainer_config(run, work, prof.device, prof.distill.checkpoint_every, progress, prof.distill.precision)
     acc = make_accelerator(tcfg)
+    precision = resolve_mixed_precision(tcfg.mixed_precision, tcfg.cpu)
     setup = build_setup(run, models, toks, train_txt, cache_dir=work, num_shards=acc.num_processes, shard_index=acc.process_index)
     log(f"student {student_key}: distilling from {', '.join(teacher_keys)} ({run.strategy}, {run.steps} steps) into {out}")
     result = train(
@@ -500,9 +506,11 @@ def distill_student(
     # Held-out MLM accuracy: the student and each teacher, same lines, same masking seed (identical
     # masks for a teacher that shares the student's tokenizer; its own tokenization otherwise).
     lines = read_lines(heldout_txt, limit=run.eval_lines, seed=run.seed)
-    heldout = {student_key: mlm_accuracy(student, setup.student_tokenizer, lines, max_length=run.max_length, seed=run.seed)["mlm_accuracy"]}
+    heldout = {student_key: mlm_accuracy(student, setup.student_tokenizer, lines, max_length=run.max_length, seed=run.seed,
+                                         precision=precision)["mlm_accuracy"]}
     for k in teacher_keys:
-        heldout[k] = mlm_accuracy(models[k].to(student.device), toks[k], lines, max_length=run.max_length, seed=run.seed)["mlm_accuracy"]
+        heldout[k] = mlm_accuracy(models[k].to(student.device), toks[k], lines, max_length=run.max_length, seed=run.seed,
+                                  precision=precision)["mlm_accuracy"]
     wall = result.wall_time_s
 
     stage = Path(str(out) + ".stage")
@@ -541,6 +549,7 @@ def distill_student(
         "coverage": coverage_summary(train_log, setup.adaptors),
         "heldout_mlm_accuracy": heldout,
         "heldout_lines": len(lines),
+        "runtime": {**runtime_record(precision), "torch_threads": threads},  # what training and the measures ran in
     }
     (stage / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if out.exists():

@@ -120,6 +120,9 @@ class EvalConfig:
     # their matrices are too small to split, and a busy machine makes extra threads wait on each other.
     threads: int = 0
     precision: str = "auto"  # rokd.precision: auto | fp32 | bf16 | fp16
+    # Inference variants of the selected model also run on the test split ("int8", "bf16"; CPU), written as
+    # predictions of "<model>@<variant>": what they cost in score and loyalty (rokd.precision_cost).
+    variants: list[str] = field(default_factory=list)
     # Inference-speed table of the results chapter (rokd.report): batch x sequence length, timed rounds.
     speed_batch_size: int = 8
     speed_seq_length: int = 128

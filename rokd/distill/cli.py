@@ -58,3 +58,6 @@ def register(subparsers) -> None:
     p.add_argument("--output-dir", help="where to write the student (default artifacts/<profile>/students/<key>)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even when checkpoints of the same config exist")
     p.set_defaults(func=_run)
+    from rokd.distill.export import register as register_export
+
+    register_export(subparsers)  # `rokd export`: int8 / bf16 students for CPU users

@@ -452,6 +452,11 @@ def _device(profile: Profile):
     return torch.device("cpu")
 
 
+def variant_name(model: str, variant: str) -> str:
+    """The results name of an inference variant of ``model`` (its predictions folder): ``<model>@<variant>``."""
+    return f"{model}@{variant}"
+
+
 def run_paths(results: Path, model: str, task: str, seed: int) -> dict[str, Path]:
     npz = predictions_path(results, model, task, seed)
     return {"predictions": npz, "run": npz.with_suffix(".run.json"), "config": npz.with_suffix(".config.json"),
@@ -518,7 +523,8 @@ def evaluate_model(
     with threads_for(cfg.threads) as threads:
         precision = resolve_mixed_precision(cfg.precision, cpu=device.type == "cpu")
         run_config = resolved_run_config(prof, resolved, task, seed, precision.name)
-        if not force and paths["run"].exists() and paths["predictions"].exists():
+        variants_done = all(predictions_path(results, variant_name(resolved.name, v), task, seed).exists() for v in cfg.variants)
+        if not force and paths["run"].exists() and paths["predictions"].exists() and variants_done:
             previous = json.loads(paths["run"].read_text(encoding="utf-8"))
             if previous.get("config") == run_config:
                 merge_scores(scores_path(results), resolved.name, task, seed, previous["metrics"])
@@ -640,6 +646,7 @@ def _test_and_write(out: RunOutputs, model, fit: "FitResult", info, timing: dict
         "resumed_from": fit.resumed_from,
         "runinfo": info.to_dict(),
     }
+    record["variants"] = _test_variants(out, model, meta, metrics)
     save_config(out.run_config, out.paths["config"])
     tmp = out.paths["run"].with_name(out.paths["run"].name + ".tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
@@ -650,6 +657,28 @@ def _test_and_write(out: RunOutputs, model, fit: "FitResult", info, timing: dict
         log(f"{out.resolved.name} / {task} / seed {out.seed}: {shown} ({info.wall_time_s:.1f} s, {runtime['precision']}, "
             f"{runtime['torch_threads']} thread(s))")
     return record
+
+
+def _test_variants(out: RunOutputs, model, meta: dict, fp32_metrics: dict) -> dict:
+    """Run the test split with each of ``evaluate.variants`` (int8 / bf16 copies of the selected model, on the
+    CPU); write their predictions as ``<model>@<variant>``; return their metrics and timings."""
+    from rokd.distill.export import make_variant
+
+    cfg, task, done = out.profile.evaluate, out.task, {}
+    for variant in cfg.variants:
+        t0 = time.perf_counter()
+        copy = make_variant(model.cpu(), variant)
+        outputs = predict(copy, out.test, task, cfg.batch_size * 2, "cpu")
+        pred, probs = outputs_to_predictions(outputs, task)
+        metrics = compute_metrics(task, out.test.gold, pred, out.label_names, out.test.row_ids)
+        name = variant_name(out.resolved.name, variant)
+        save_predictions(Predictions(ids=np.asarray(out.test.row_ids), gold=out.test.gold, pred=pred, probs=probs,
+                                     label_names=out.label_names if probs is not None else None,
+                                     meta={**meta, "model": name, "variant": variant, "variant_of": out.resolved.name}),
+                         predictions_path(out.results, name, task, out.seed))
+        done[variant] = {"metrics": metrics, "test_s": round(time.perf_counter() - t0, 2),
+                         "change": {k: metrics[k] - fp32_metrics[k] for k in metrics}}
+    return done
 
 
 def evaluate_all(

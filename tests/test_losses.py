@@ -75,3 +75,27 @@ def test_combine_uses_the_configured_weights():
 def test_shape_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match="shapes differ"):
         soft_target_kl(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+@pytest.mark.parametrize("subset", [False, True])
+def test_fused_kl_and_mlm_equal_the_separate_terms_in_value_and_gradient(subset):
+    from rokd.distill.losses import soft_target_kl_and_mlm
+
+    g = torch.Generator().manual_seed(0)
+    logits = (3 * torch.randn(7, 11, generator=g, dtype=torch.float64)).requires_grad_()
+    rows = torch.tensor([0, 2, 3, 6]) if subset else None
+    n_soft = 4 if subset else 7
+    soft = torch.softmax(torch.randn(n_soft, 11, generator=g, dtype=torch.float64), -1)
+    soft[0, :5] = 0.0  # a vocabulary-mapped row with zero mass on some tokens...
+    soft[0] /= soft[0].sum()
+    soft[1] *= 0.5  # ...and one whose mapped mass is not 1
+    targets = torch.randint(11, (7,), generator=g)
+    kl, ce = soft_target_kl_and_mlm(logits, soft, targets, 2.0, rows)
+    (0.7 * kl + 1.3 * ce).backward()
+    fused_grad = logits.grad.clone()
+    logits.grad = None
+    ref_kl = soft_target_kl(logits[rows] if subset else logits, soft, 2.0, teacher_is_probs=True)
+    ref_ce = mlm_cross_entropy(logits, targets)
+    (0.7 * ref_kl + 1.3 * ref_ce).backward()
+    assert kl.item() == pytest.approx(ref_kl.item(), rel=1e-6) and ce.item() == pytest.approx(ref_ce.item(), rel=1e-6)
+    assert torch.allclose(fused_grad.float(), logits.grad.float(), atol=1e-6)

@@ -36,6 +36,7 @@ class TeacherTargets:
     hidden: torch.Tensor
     student_unit: torch.Tensor
     stats: dict[str, torch.Tensor] = field(default_factory=dict)
+    units_are_tokens: bool = False  # every non-pad student position is its own unit, in order (pooling = selecting)
 
 
 @dataclass
@@ -60,9 +61,15 @@ def token_units(attention_mask: torch.Tensor) -> torch.Tensor:
     return torch.where(flat, flat.long().cumsum(0) - 1, torch.full_like(flat, -1, dtype=torch.long))
 
 
-def pool_units(hidden: torch.Tensor, unit: torch.Tensor, n_units: int) -> torch.Tensor:
-    """Mean of the rows of ``hidden`` ``(batch, L, H)`` over each unit (``unit``: ``(batch*L,)``, -1 ignored)."""
+def pool_units(hidden: torch.Tensor, unit: torch.Tensor, n_units: int, units_are_tokens: bool = False) -> torch.Tensor:
+    """Mean of the rows of ``hidden`` ``(batch, L, H)`` over each unit (``unit``: ``(batch*L,)``, -1 ignored).
+
+    ``units_are_tokens``: each unit is one position, numbered in order (:func:`token_units`); the mean of
+    one row is the row, so the rows are selected instead (the same values, without the scatter).
+    """
     flat = hidden.reshape(-1, hidden.shape[-1])
+    if units_are_tokens:
+        return flat[unit >= 0]
     keep = unit >= 0
     out = torch.zeros(n_units, flat.shape[-1], dtype=flat.dtype, device=flat.device)
     out.index_add_(0, unit[keep], flat[keep])
@@ -74,7 +81,7 @@ def same_vocab_fn(model: nn.Module, batch: dict[str, torch.Tensor], temperature:
     """Teacher reads the student's own masked input: token-level targets at every position."""
     enc = mlm.encoder_hidden_states(model, batch["input_ids"], batch["attention_mask"], output_hidden_states=False)
     logits, _ = mlm.masked_positions_logits(enc.last_hidden_state, batch["labels"], mlm.mlm_head(model))
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    probs = torch.softmax(logits.float().div_(temperature), dim=-1)  # in place: inference tensors, used once
     mask = batch["attention_mask"].reshape(-1).bool()
     hidden = enc.last_hidden_state.reshape(-1, enc.last_hidden_state.shape[-1])[mask]
     n = probs.shape[0]
@@ -83,6 +90,7 @@ def same_vocab_fn(model: nn.Module, batch: dict[str, torch.Tensor], temperature:
         covered=torch.ones(n, dtype=torch.bool, device=probs.device),
         hidden=hidden,
         student_unit=token_units(batch["attention_mask"]),
+        units_are_tokens=True,
     )
 
 
@@ -100,14 +108,18 @@ def make_cross_tokenizer_fn(name: str, vocab_map: VocabularyMap) -> Callable[...
         t_labels = batch[p + "labels"]
         t_hidden_masked = enc.last_hidden_state[t_labels != mlm.IGNORE_INDEX]
         rows = row_of[covered]
-        probs = torch.zeros(n_student, vm.student_size, device=row_of.device)
         mass = torch.zeros((), device=row_of.device)
+        if rows.numel() < n_student:
+            probs = torch.zeros(n_student, vm.student_size, device=row_of.device)
         if rows.numel():
             t_logits = mlm.mlm_head(model)(t_hidden_masked[rows])
-            t_probs = torch.softmax(t_logits.float() / temperature, dim=-1)
+            t_probs = torch.softmax(t_logits.float().div_(temperature), dim=-1)
             ref = reference[covered] if reference is not None else None
             mapped, row_mass = vm.map_probs(t_probs, ref)
-            probs[covered] = mapped
+            if rows.numel() == n_student:  # every masked row aligns: no scatter into zeros
+                probs = mapped
+            else:
+                probs[covered] = mapped
             mass = row_mass.mean()
         n_units = int(batch[p + "n_units"])
         hidden = pool_units(enc.last_hidden_state, batch[p + "teacher_unit"], n_units)

@@ -218,16 +218,20 @@ class DistillNet(nn.Module):
     ) -> dict[str, torch.Tensor]:
         out = self.student(batch["input_ids"], batch["attention_mask"], batch["labels"])
         terms: dict[str, torch.Tensor] = {}
-        if weights.alpha_ce:
+        if weights.alpha_ce and weights.alpha_mlm:  # both vocabulary terms from one pass over the logits
+            rows = None if bool(soft_valid.all()) else soft_valid.nonzero().squeeze(1)
+            terms["ce"], terms["mlm"] = L.soft_target_kl_and_mlm(
+                out.logits, soft if rows is None else soft[rows], out.targets, weights.temperature, rows)
+        elif weights.alpha_ce:
             terms["ce"] = L.soft_target_kl(out.logits[soft_valid], soft[soft_valid], weights.temperature, teacher_is_probs=True)
-        if weights.alpha_mlm:
+        elif weights.alpha_mlm:
             terms["mlm"] = L.mlm_cross_entropy(out.logits, out.targets)
         if weights.alpha_cos:
             total_w = sum(cos_weights.values())
             cos = None
             for name, w in cos_weights.items():
                 t = targets[name]
-                student_vecs = pool_units(out.last_hidden_state, t.student_unit, t.hidden.shape[0])
+                student_vecs = pool_units(out.last_hidden_state, t.student_unit, t.hidden.shape[0], t.units_are_tokens)
                 term = L.cosine_alignment(self.projections[name](student_vecs), t.hidden)
                 terms[f"cos.{name}"] = term
                 cos = w / total_w * term if cos is None else cos + w / total_w * term

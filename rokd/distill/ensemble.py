@@ -64,13 +64,17 @@ def ensemble_soft_targets(
     cov = torch.stack(
         [torch.ones(n, dtype=torch.bool, device=device) if c is None else c.to(device).bool() for c in (covered or [None] * k)]
     )  # (k, n)
+    if k == 1:  # one teacher: its own distribution where it covers a row (no weighted sum to build)
+        p = teacher_probs[0].float()
+        all_covered = bool(cov[0].all())
+        return (p if all_covered else p * cov[0, :, None]), cov[0]
     row_w = w.to(device)[:, None] * cov.float()  # (k, n)
     total = row_w.sum(0)
     any_cov = total > 0
     row_w = row_w / total.clamp_min(1e-12)
     out = torch.zeros(shape, dtype=torch.float32, device=device)
     for i, p in enumerate(teacher_probs):
-        out += row_w[i][:, None] * p.float()
+        out.addcmul_(row_w[i][:, None], p.float())
     return out, any_cov
 
 
@@ -101,6 +105,7 @@ class VocabularyMap:
                 target[sid] = tid
         self.target = target
         has = target >= 0
+        self.mapped_columns = has.nonzero().squeeze(1)  # student ids that receive mass
         # Teacher tokens that at least one student token maps to: the mass that can move.
         self.teacher_mapped = torch.zeros(self.teacher_size, dtype=torch.bool)
         self.teacher_mapped[target[has]] = True
@@ -120,6 +125,7 @@ class VocabularyMap:
 
     def to(self, device) -> "VocabularyMap":
         self.target = self.target.to(device)
+        self.mapped_columns = self.mapped_columns.to(device)
         self.teacher_mapped = self.teacher_mapped.to(device)
         self.fan_out = self.fan_out.to(device)
         return self
@@ -135,18 +141,18 @@ class VocabularyMap:
             raise ValueError(f"teacher probabilities have {teacher_probs.shape[-1]} columns, the map expects {self.teacher_size}")
         p = teacher_probs.float()
         n = p.shape[0]
-        has = self.target >= 0
-        tgt = self.target.clamp_min(0)
+        cols, tcols = self.mapped_columns, self.target[self.mapped_columns]  # student ids that map, their teacher ids
+        # Per teacher token, the factor each of its student tokens multiplies its own share by: p / (the
+        # reference mass of the group) -- or p / fan-out where the group has no reference mass (uniform split).
         if reference is None:
-            share = has.float()[None, :].expand(n, -1) / self.fan_out[tgt][None, :].clamp_min(1)
+            mapped_cols = (p / self.fan_out.clamp_min(1)).index_select(1, tcols)
         else:
-            ref = reference.float() * has.float()[None, :]
-            denom = torch.zeros(n, self.teacher_size, device=p.device).index_add_(1, self.target[has], ref[:, has])
-            share = ref / denom[:, tgt].clamp_min(1e-30)
-            # Where the reference gives a whole group no mass, split that group uniformly.
-            empty = (denom[:, tgt] <= 0) & has[None, :]
-            share = torch.where(empty, 1.0 / self.fan_out[tgt][None, :].clamp_min(1), share)
-        mapped = p[:, tgt] * share * has.float()[None, :]
-        mass = (p * self.teacher_mapped.float()[None, :]).sum(-1)
-        mapped = mapped / mapped.sum(-1, keepdim=True).clamp_min(1e-30)
+            ref = reference.float().index_select(1, cols)  # (n, mapped student tokens)
+            denom = torch.zeros(n, self.teacher_size, device=p.device).index_add_(1, tcols, ref)
+            has_ref = denom > 0
+            factor = torch.where(has_ref, p / denom.clamp_min(1e-30), p / self.fan_out.clamp_min(1))
+            mapped_cols = factor.index_select(1, tcols).mul_(torch.where(has_ref.index_select(1, tcols), ref, 1.0))
+        mapped = torch.zeros(n, self.student_size, device=p.device).index_copy_(1, cols, mapped_cols)
+        mass = p @ self.teacher_mapped.float()
+        mapped.div_(mapped.sum(-1, keepdim=True).clamp_min(1e-30))
         return mapped, mass

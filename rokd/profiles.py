@@ -98,6 +98,9 @@ class DistillConfig:
     eval_lines: int = 1000  # held-out lines for the student's / teachers' MLM accuracy
     precision: str = "auto"  # rokd.precision: auto | fp32 | bf16 | fp16
     threads: int = 0  # torch CPU threads (0 = ROKD_THREADS, else torch's default)
+    # DataLoader worker processes that collate and mask batches (a GPU run: 2-4). > 0 switches masking to
+    # per-batch seeds (rokd.mlm.BatchStream): other masks than the in-process stream's, same distribution.
+    data_workers: int = 0
 
 
 @dataclass

@@ -181,6 +181,7 @@ def resolve_run(
         eval_lines=d.eval_lines,
         seed=d.seed,
         corpus_sha256=corpus_sha256,
+        extra={"masking_seeds": "per-batch"} if d.data_workers > 0 else {},  # other masks: another run
     )
     if run.temperature <= 0 or run.steps < 1 or min(run.alpha_ce, run.alpha_mlm, run.alpha_cos) < 0:
         raise ConfigError(f"temperature must be > 0, steps >= 1 and loss weights >= 0 (got T={run.temperature}, steps={run.steps}, "
@@ -325,8 +326,13 @@ def build_setup(
     cache_dir: Path | None = None,
     num_shards: int = 1,
     shard_index: int = 0,
+    num_workers: int = 0,
 ) -> DistillSetup:
-    """Student initialised from the first teacher, adaptors, and the endless batch stream."""
+    """Student initialised from the first teacher, adaptors, and the endless batch stream.
+
+    ``num_workers`` > 0: batches are collated and masked in that many DataLoader workers, with per-batch
+    masking seeds (:class:`rokd.mlm.BatchStream`; ``run.extra["masking_seeds"]`` says so).
+    """
     first = run.teachers[0]
     student_tok = teacher_tokenizers[first]
     student = init_student_from_teacher(teacher_models[first])
@@ -357,9 +363,11 @@ def build_setup(
     if run.smoothed_masking:
         counts = mlm.token_counts(corpus, len(student_tok))
         token_weights = mlm.smoothed_token_weights(counts, student_tok.all_special_ids)
-    student_collator = mlm.WholeWordMaskCollator(student_tok, run.mlm_probability, seed=run.seed, token_weights=token_weights)
+    per_batch = num_workers > 0 or run.extra.get("masking_seeds") == "per-batch"
+    student_collator = mlm.WholeWordMaskCollator(student_tok, run.mlm_probability, seed=run.seed, token_weights=token_weights,
+                                                 per_batch_seed=per_batch)
     sampler = mlm.LengthGroupedBatchSampler(dataset.lengths, run.batch_size, seed=run.seed, num_shards=num_shards, shard_index=shard_index)
-    batches = mlm.BatchStream(dataset, sampler, DistillCollator(student_collator, views))
+    batches = mlm.BatchStream(dataset, sampler, DistillCollator(student_collator, views), num_workers=num_workers)
     return DistillSetup(
         net=net,
         adaptors=adaptors,
@@ -496,7 +504,8 @@ def distill_student(
     tcfg = trainer_config(run, work, prof.device, prof.distill.checkpoint_every, progress, prof.distill.precision)
     acc = make_accelerator(tcfg)
     precision = resolve_mixed_precision(tcfg.mixed_precision, tcfg.cpu)
-    setup = build_setup(run, models, toks, train_txt, cache_dir=work, num_shards=acc.num_processes, shard_index=acc.process_index)
+    setup = build_setup(run, models, toks, train_txt, cache_dir=work, num_shards=acc.num_processes, shard_index=acc.process_index,
+                        num_workers=prof.distill.data_workers)
     log(f"student {student_key}: distilling from {', '.join(teacher_keys)} ({run.strategy}, {run.steps} steps) into {out}")
     result = train(
         setup.net, make_step_fn(setup.adaptors, run), setup.batches, tcfg,

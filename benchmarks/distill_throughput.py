@@ -215,7 +215,8 @@ def main(argv=None) -> int:
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {times[k][-1]:.3f} s" for k in order), flush=True)
     if auto.name == "fp32":  # auto resolved to fp32 here: the auto step is the fp32 step
         for label in ("single", "multi"):
-            times[f"rokd {label} auto"], tok[f"rokd {label} auto"] = times[f"rokd {label} fp32"], tok[f"rokd {label} fp32"]
+            times[f"rokd {label} auto"] = times[f"rokd {label} fp32"]
+            tok[f"rokd {label} auto"] = tok[f"rokd {label} fp32"]
 
     med = {k: statistics.median(v) for k, v in times.items()}
     med_tok = {k: statistics.median(v) for k, v in tok.items()}
@@ -225,7 +226,8 @@ def main(argv=None) -> int:
 
     speedup = {p: ratio("reference", f"rokd single {p}") for p in ("fp32", "auto")}
     multi_over_single = {p: ratio(f"rokd multi {p}", f"rokd single {p}") for p in ("fp32", "auto")}
-    where = torch.cuda.get_device_name(0) if device.type == "cuda" else f"{hardware()}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    where = torch.cuda.get_device_name(0) if device.type == "cuda" else f"{hardware()}, {threads} threads"
     print(f"device: {device} ({where}); reference: fp32, eager attention")
     print(f"rokd auto precision: {auto.name} ({auto.reason})")
     print(f"shapes: profile {prof.name}, teacher {shapes['bert-base-ro'].num_hidden_layers} layers x {shapes['bert-base-ro'].hidden_size}, "
@@ -237,7 +239,8 @@ def main(argv=None) -> int:
     for p in ("fp32", "auto"):
         print(f"multi/single step time {p} (median of per-round ratios): {multi_over_single[p]:.2f}")
     if args.breakdown:
-        print_breakdown(kinds["rokd single fp32"], single.adaptors, (ref_student, ref_teacher, ref_opt), batches, device)
+        reference = (ref_student, ref_teacher, ref_opt)
+        print_breakdown(kinds["rokd single fp32"], single.adaptors, reference, batches, device)
     if args.save:
         import json
 
@@ -247,7 +250,8 @@ def main(argv=None) -> int:
         out = results_dir(prof.name) / BENCHMARK_FILE
         out.parent.mkdir(parents=True, exist_ok=True)
         record = {
-            "hardware": hardware(), "device": str(device), "threads": torch.get_num_threads(), "rokd_precision": auto.name,
+            "hardware": hardware(), "device": str(device), "threads": torch.get_num_threads(),
+            "rokd_precision": auto.name,
             "rokd_precision_reason": auto.reason,
             "profile_shapes": prof.name, "vocab_sizes": [len(toks["bert-base-ro"]), len(toks["robert-base"])],
             "teacher_layers": shapes["bert-base-ro"].num_hidden_layers, "hidden_size": shapes["bert-base-ro"].hidden_size,
@@ -284,13 +288,16 @@ def print_breakdown(rokd_kind, adaptors, reference, batches, device, repeats: in
 
     for batch in batches[:repeats]:
         if adaptors:
-            clock("rokd: teachers (inference, masked logits, soft target)", lambda: teacher_targets(adaptors, batch, 2.0))
+            clock("rokd: teachers (inference, masked logits, soft target)",
+                  lambda: teacher_targets(adaptors, batch, 2.0))
         terms = clock("rokd: whole forward (teachers + student + losses)", lambda: fn(net, batch))
         clock("rokd: backward", lambda: terms["loss"].backward())
-        clock("rokd: clip + AdamW", lambda: (torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0), opt.step(), opt.zero_grad()))
+        clock("rokd: clip + AdamW",
+              lambda: (torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0), opt.step(), opt.zero_grad()))
         with torch.no_grad():
             clock("reference: teacher forward (full-vocabulary logits)",
-                  lambda: teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True))
+                  lambda: teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                  output_hidden_states=True))
         clock("reference: whole step", lambda: reference_step(student, teacher, batch, ref_opt))
     print("breakdown (median ms over %d batches):" % repeats)
     for name, values in phases.items():

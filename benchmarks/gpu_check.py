@@ -32,7 +32,9 @@ FORBIDDEN = ("datasets", "seqeval", "conllu", "papermill")
 SHAPES = {  # teacher shapes; the student has half the layers (DistilBERT recipe)
     "tiny": dict(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
     "mini": dict(vocab_size=8000, hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=1024),
-    "base": dict(vocab_size=50000, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    "base": dict(
+        vocab_size=50000, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072
+    ),
 }
 
 
@@ -46,8 +48,14 @@ def synthetic_tokenizer(vocab_size: int):
     vocab.update({f"w{i}": i for i in range(len(specials), vocab_size)})
     tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
 
 
 def synthetic_corpus(n: int, vocab_size: int, max_length: int, seed: int = 0):
@@ -66,9 +74,13 @@ def synthetic_corpus(n: int, vocab_size: int, max_length: int, seed: int = 0):
     flat_ids = np.concatenate(ids).astype(np.int32)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    return mlm.TokenizedLines(input_ids=flat_ids, word_ids=np.concatenate(words).astype(np.int32),
-                              char_spans=np.zeros((len(flat_ids), 2), dtype=np.int32), offsets=offsets,
-                              line_index=np.arange(n, dtype=np.int64))
+    return mlm.TokenizedLines(
+        input_ids=flat_ids,
+        word_ids=np.concatenate(words).astype(np.int32),
+        char_spans=np.zeros((len(flat_ids), 2), dtype=np.int32),
+        offsets=offsets,
+        line_index=np.arange(n, dtype=np.int64),
+    )
 
 
 class Clock:
@@ -113,11 +125,31 @@ def run_shape(name: str, shape: dict, args, device, precision, clock: Clock) -> 
     teacher = BertForMaskedLM(cfg).to(device).eval().requires_grad_(False)
     student = init_student_from_teacher(teacher.cpu()).to(device)
     teacher.to(device)
-    run = DistillRun(profile="gpu-check", student="distil-bert-base-ro", teachers=["bert-base-ro"], teacher_weights=[1.0],
-                     teacher_fingerprints={}, strategy="ensemble", temperature=2.0, alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0,
-                     steps=args.steps, batch_size=args.batch_size, grad_accum=1, max_length=seq, lr=1e-4, warmup_steps=0,
-                     weight_decay=0.01, max_grad_norm=5.0, mlm_probability=0.15, smoothed_masking=False, eval_lines=0, seed=0,
-                     corpus_sha256="")
+    run = DistillRun(
+        profile="gpu-check",
+        student="distil-bert-base-ro",
+        teachers=["bert-base-ro"],
+        teacher_weights=[1.0],
+        teacher_fingerprints={},
+        strategy="ensemble",
+        temperature=2.0,
+        alpha_ce=5.0,
+        alpha_mlm=2.0,
+        alpha_cos=1.0,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        grad_accum=1,
+        max_length=seq,
+        lr=1e-4,
+        warmup_steps=0,
+        weight_decay=0.01,
+        max_grad_norm=5.0,
+        mlm_probability=0.15,
+        smoothed_masking=False,
+        eval_lines=0,
+        seed=0,
+        corpus_sha256="",
+    )
     adaptor = make_adaptor("bert-base-ro", teacher, tokenizer, tokenizer, 1.0, shape["vocab_size"])
     net = DistillNet(student, {adaptor.name: adaptor.hidden_size}).to(device).train()
     step_fn = make_step_fn([adaptor], run)
@@ -125,8 +157,12 @@ def run_shape(name: str, shape: dict, args, device, precision, clock: Clock) -> 
     scaler = torch.amp.GradScaler(device.type) if precision.name == "fp16" else None
     corpus = synthetic_corpus(max(64, args.batch_size * (args.steps + 4)), shape["vocab_size"], seq)
     collator = mlm.WholeWordMaskCollator(tokenizer, 0.15, seed=0, per_batch_seed=True)
-    stream = mlm.BatchStream(corpus, mlm.LengthGroupedBatchSampler(corpus.lengths, args.batch_size, seed=0), collator,
-                             num_workers=args.workers)
+    stream = mlm.BatchStream(
+        corpus,
+        mlm.LengthGroupedBatchSampler(corpus.lengths, args.batch_size, seed=0),
+        collator,
+        num_workers=args.workers,
+    )
     lines = []
 
     def timed(label: str, step, batches_for, n_tokens):
@@ -143,8 +179,10 @@ def run_shape(name: str, shape: dict, args, device, precision, clock: Clock) -> 
             times.append(time.perf_counter() - t0)
             tokens += n_tokens(batch)
         per_s = tokens / sum(times)
-        lines.append(f"{label:9s} {name:5s} {precision.name}: {per_s:,.0f} tokens/s, step {statistics.median(times) * 1000:.1f} ms, "
-                     f"peak {clock.peak_mib():,.0f} MiB")
+        lines.append(
+            f"{label:9s} {name:5s} {precision.name}: {per_s:,.0f} tokens/s, "
+            f"step {statistics.median(times) * 1000:.1f} ms, peak {clock.peak_mib():,.0f} MiB"
+        )
         print(lines[-1], flush=True)
 
     def to_device(batch):
@@ -156,19 +194,25 @@ def run_shape(name: str, shape: dict, args, device, precision, clock: Clock) -> 
         backward_and_step(loss, net, opt, scaler)
 
     timed("distill", distill_step, lambda: to_device(next(stream)), lambda b: int(b["attention_mask"].sum()))
-    stream_loader = stream  # workers end with the stream
-    del stream_loader, stream
 
     # Fine-tuning: a sequence classifier on the teacher's encoder, the trainer's optimizer, the task head's loss.
-    clf = BertForSequenceClassification(BertConfig(**shape, max_position_embeddings=512, num_labels=3,
-                                                   attn_implementation="sdpa")).to(device).train()
+    clf = (
+        BertForSequenceClassification(
+            BertConfig(**shape, max_position_embeddings=512, num_labels=3, attn_implementation="sdpa")
+        )
+        .to(device)
+        .train()
+    )
     clf_opt = make_optimizer(clf, TrainerConfig(lr=5e-5, steps=1))
     gen = torch.Generator().manual_seed(1)
 
     def task_batch():
         ids = torch.randint(5, shape["vocab_size"], (args.batch_size, seq), generator=gen)
-        return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device),
-                "labels": torch.randint(3, (args.batch_size,), generator=gen).to(device)}
+        return {
+            "input_ids": ids.to(device),
+            "attention_mask": torch.ones_like(ids).to(device),
+            "labels": torch.randint(3, (args.batch_size,), generator=gen).to(device),
+        }
 
     def finetune_step(batch):
         with precision.autocast():
@@ -183,7 +227,7 @@ def run_shape(name: str, shape: dict, args, device, precision, clock: Clock) -> 
         infer = model.to(precision.dtype) if device.type == "cuda" and precision.name != "fp32" else model
 
         def infer_step(batch, infer=infer):
-            with torch.inference_mode(), (precision.autocast() if device.type == "cpu" else contextlib.nullcontext()):
+            with torch.inference_mode(), precision.autocast() if device.type == "cpu" else contextlib.nullcontext():
                 infer(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
 
         timed(f"infer-{who[0]}", infer_step, task_batch, lambda b: int(b["attention_mask"].sum()))
@@ -214,13 +258,24 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=None, help="default: mini base (tiny with --tiny)")
+    ap.add_argument(
+        "--shapes", nargs="+", choices=list(SHAPES), default=None, help="default: mini base (tiny with --tiny)"
+    )
     ap.add_argument("--tiny", action="store_true", help="tiny shapes and batches (CI)")
-    ap.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default 20 on CUDA, 3 on CPU)")
+    ap.add_argument(
+        "--steps", type=int, default=None, help="timed steps per measurement (default 20 on CUDA, 3 on CPU)"
+    )
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 3 on CUDA, 1 on CPU)")
     ap.add_argument("--batch-size", type=int, default=None, help="default 32 (4 with --tiny)")
-    ap.add_argument("--seq-length", type=int, default=None, help="longest sentence, tokens (default 128; 16 with --tiny)")
-    ap.add_argument("--workers", type=int, default=None, help="DataLoader workers for collation/masking (default 2 on CUDA, 0 on CPU)")
+    ap.add_argument(
+        "--seq-length", type=int, default=None, help="longest sentence, tokens (default 128; 16 with --tiny)"
+    )
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="DataLoader workers for collation/masking (default 2 on CUDA, 0 on CPU)",
+    )
     ap.add_argument("--precision", default="auto", help="rokd.precision setting (auto | fp32 | bf16 | fp16)")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args(argv)
@@ -235,9 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     precision = resolve_precision(args.precision, device.type)
     where = torch.cuda.get_device_name(device) if cuda else f"{torch.get_num_threads()} CPU threads"
-    print(f"machine: {hardware()}; device {device} ({where}); torch {torch.__version__}; precision {precision.name} "
-          f"({precision.reason}); batch {args.batch_size} x <= {args.seq_length} tokens; {args.steps} timed steps; "
-          f"{args.workers} DataLoader workers")
+    print(
+        f"machine: {hardware()}; device {device} ({where}); torch {torch.__version__}; precision {precision.name} "
+        f"({precision.reason}); batch {args.batch_size} x <= {args.seq_length} tokens; {args.steps} timed steps; "
+        f"{args.workers} DataLoader workers"
+    )
     clock = Clock(device)
     for name in args.shapes:
         run_shape(name, SHAPES[name], args, device, precision, clock)

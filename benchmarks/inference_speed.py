@@ -29,15 +29,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 def build_pair(vocab_size: int, hidden: int, layers: int, heads: int, ffn: int, max_pos: int = 512):
     """(teacher, student) sequence classifiers with random weights; the student has half the layers."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+    )
 
     torch.manual_seed(0)
-    teacher = BertForSequenceClassification(BertConfig(
-        vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        intermediate_size=ffn, max_position_embeddings=max_pos, num_labels=2))
-    student = DistilBertForSequenceClassification(DistilBertConfig(
-        vocab_size=vocab_size, dim=hidden, n_layers=max(1, layers // 2), n_heads=heads, hidden_dim=ffn,
-        max_position_embeddings=max_pos, num_labels=2))
+    teacher = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=ffn,
+            max_position_embeddings=max_pos,
+            num_labels=2,
+        )
+    )
+    student = DistilBertForSequenceClassification(
+        DistilBertConfig(
+            vocab_size=vocab_size,
+            dim=hidden,
+            n_layers=max(1, layers // 2),
+            n_heads=heads,
+            hidden_dim=ffn,
+            max_position_embeddings=max_pos,
+            num_labels=2,
+        )
+    )
     return teacher, student
 
 
@@ -53,38 +74,65 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seq-length", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: ROKD_THREADS, else torch's choice)")
+    ap.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (default: ROKD_THREADS, else torch's choice)"
+    )
     ap.add_argument("--shapes", nargs="+", choices=["base", "mini"], default=["base", "mini"])
     args = ap.parse_args(argv)
     set_threads(args.threads)
 
     mini = load_profile("mini").teachers.cased
     shapes = {
-        "base": ("base (12x768 vs 6x768, vocab 50,000)", dict(vocab_size=50000, hidden=768, layers=12, heads=12, ffn=3072)),
-        "mini": (f"mini ({mini.num_hidden_layers}x{mini.hidden_size} vs {max(1, mini.num_hidden_layers // 2)}x{mini.hidden_size}, "
-                 f"vocab {mini.vocab_size:,})", dict(vocab_size=mini.vocab_size, hidden=mini.hidden_size, layers=mini.num_hidden_layers,
-                                                    heads=mini.num_attention_heads, ffn=mini.intermediate_size,
-                                                    max_pos=mini.max_position_embeddings)),
+        "base": (
+            "base (12x768 vs 6x768, vocab 50,000)",
+            dict(vocab_size=50000, hidden=768, layers=12, heads=12, ffn=3072),
+        ),
+        "mini": (
+            f"mini ({mini.num_hidden_layers}x{mini.hidden_size} vs "
+            f"{max(1, mini.num_hidden_layers // 2)}x{mini.hidden_size}, vocab {mini.vocab_size:,})",
+            dict(
+                vocab_size=mini.vocab_size,
+                hidden=mini.hidden_size,
+                layers=mini.num_hidden_layers,
+                heads=mini.num_attention_heads,
+                ffn=mini.intermediate_size,
+                max_pos=mini.max_position_embeddings,
+            ),
+        ),
     }
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    print(f"machine: {hardware()}; bf16 instructions: {cpu_bf16_instructions() or 'none'}; python {platform.python_version()}; "
-          f"torch {torch.__version__}; CPU threads {torch.get_num_threads()} (of {os.cpu_count()})")
-    print(f"batch {args.batch_size} x sequence length {args.seq_length}; {args.rounds} alternating rounds, median; "
-          "forward pass only, torch.inference_mode")
+    print(
+        f"machine: {hardware()}; bf16 instructions: {cpu_bf16_instructions() or 'none'}; "
+        f"python {platform.python_version()}; torch {torch.__version__}; "
+        f"CPU threads {torch.get_num_threads()} (of {os.cpu_count()})"
+    )
+    print(
+        f"batch {args.batch_size} x sequence length {args.seq_length}; {args.rounds} alternating rounds, median; "
+        "forward pass only, torch.inference_mode"
+    )
     base_speedup = None
     for device in devices:
         for key in args.shapes:
             label, shape = shapes[key]
             teacher, student = build_pair(**shape)
             rounds = args.rounds if device == "cpu" else max(args.rounds, 20)
-            table = variant_throughput({"teacher": teacher, "student": student}, batch_size=args.batch_size,
-                                       seq_length=args.seq_length, rounds=rounds, device=device)
+            table = variant_throughput(
+                {"teacher": teacher, "student": student},
+                batch_size=args.batch_size,
+                seq_length=args.seq_length,
+                rounds=rounds,
+                device=device,
+            )
             fp32 = table[table["variant"] == "fp32"].set_index("model")["seq_per_s"]
-            print(f"[{device}] {label}: teacher {table['params'].iloc[0] / 1e6:.1f} M params, "
-                  f"student {table[table['model'] == 'student']['params'].iloc[0] / 1e6:.1f} M params")
+            print(
+                f"[{device}] {label}: teacher {table['params'].iloc[0] / 1e6:.1f} M params, "
+                f"student {table[table['model'] == 'student']['params'].iloc[0] / 1e6:.1f} M params"
+            )
             for row in table.itertuples():
-                print(f"  {row.model:8s} {row.variant:5s} {row.seq_per_s:9,.1f} seq/s  x{row.vs_fp32:.2f} vs own fp32  "
-                      f"x{row.seq_per_s / fp32['teacher']:.2f} vs teacher fp32")
+                print(
+                    f"  {row.model:8s} {row.variant:5s} {row.seq_per_s:9,.1f} seq/s  x{row.vs_fp32:.2f} vs own fp32  "
+                    f"x{row.seq_per_s / fp32['teacher']:.2f} vs teacher fp32"
+                )
             if device == "cpu" and key == "base":
                 base_speedup = fp32["student"] / fp32["teacher"]
             del teacher, student

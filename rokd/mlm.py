@@ -25,7 +25,10 @@ The pieces, from text to logits:
    lower-casing / accent stripping do not move word boundaries; otherwise align words by
    ``char_spans`` first.)
 4. :class:`BatchStream` = dataset + sampler + collator, an endless iterator of ready batches with one
-   ``state_dict()`` (sampler cursor + collator generator). ``rokd.trainer.train`` checkpoints it.
+   ``state_dict()`` (sampler cursor + collator generator). ``rokd.trainer.train`` checkpoints it. With
+   ``num_workers`` > 0 (a GPU run) it collates and masks in DataLoader worker processes; the collator then
+   masks batch ``n`` with a seed derived from ``(seed, n)`` (``per_batch_seed=True``), so the state stays
+   a cursor and resume stays exact.
 5. :class:`SparseMLM` wraps a ``*ForMaskedLM`` model: encoder forward, then the MLM head **only at masked
    positions** (``labels != -100``). Head adaptors (:func:`bert_mlm_head`, :func:`distilbert_mlm_head`,
    :func:`roberta_mlm_head`) are looked up by ``config.model_type`` in :data:`MLM_HEADS`, so callers
@@ -607,8 +610,8 @@ class BatchStream:
         return batch
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"sampler": self._cursor if self._cursor is not None else self.batch_sampler.state_dict(),
-                                 "drawn": self.drawn}
+        cursor = self._cursor if self._cursor is not None else self.batch_sampler.state_dict()
+        state: dict[str, Any] = {"sampler": cursor, "drawn": self.drawn}
         if hasattr(self.collate_fn, "state_dict") and not self.per_batch:
             state["collator"] = self.collate_fn.state_dict()
         return state

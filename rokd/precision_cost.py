@@ -26,8 +26,19 @@ from rokd.tasks.finetune import variant_name
 from rokd.tasks.metrics import headline_metric, score_predictions
 from rokd.tasks.predictions import Predictions, load_predictions, predictions_path
 
-COST_COLUMNS = ("model", "variant", "task", "seed", "metric", "fp32", "value", "change", "label_loyalty", "prob_loyalty",
-                "regression_loyalty")
+COST_COLUMNS = (
+    "model",
+    "variant",
+    "task",
+    "seed",
+    "metric",
+    "fp32",
+    "value",
+    "change",
+    "label_loyalty",
+    "prob_loyalty",
+    "regression_loyalty",
+)
 
 
 def variant_cost(reference: Predictions, variant: Predictions, task: str) -> dict[str, float]:
@@ -39,9 +50,14 @@ def variant_cost(reference: Predictions, variant: Predictions, task: str) -> dic
     return {"metric": metric, "fp32": ref_value, "value": value, "change": value - ref_value, **loyalty}
 
 
-def precision_cost(profile: str, models: Sequence[str], variants: Sequence[str] = ("int8", "bf16"),
-                   tasks: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
-                   results: str | Path | None = None) -> pd.DataFrame:
+def precision_cost(
+    profile: str,
+    models: Sequence[str],
+    variants: Sequence[str] = ("int8", "bf16"),
+    tasks: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    results: str | Path | None = None,
+) -> pd.DataFrame:
     """One row per model x variant x task x seed that has both prediction files (see the module doc).
 
     ``tasks`` / ``seeds`` default to the profile's. Raises FileNotFoundError naming the missing files
@@ -67,8 +83,10 @@ def precision_cost(profile: str, models: Sequence[str], variants: Sequence[str] 
                     rows.append({"model": model, "variant": variant, "task": task, "seed": seed, **cost})
     if not rows:
         shown = ", ".join(str(p) for p in missing[:3])
-        raise FileNotFoundError(f"no fp32/variant prediction pair found (missing e.g. {shown}); set evaluate.variants: "
-                                f"[{', '.join(variants)}] in the profile and run `rokd evaluate`")
+        raise FileNotFoundError(
+            f"no fp32/variant prediction pair found (missing e.g. {shown}); set evaluate.variants: "
+            f"[{', '.join(variants)}] in the profile and run `rokd evaluate`"
+        )
     return pd.DataFrame(rows).reindex(columns=list(COST_COLUMNS))
 
 
@@ -77,4 +95,8 @@ def cost_summary(cost: pd.DataFrame) -> pd.DataFrame:
     out = cost.assign(change=cost["change"] * 100)
     for col in ("label_loyalty", "prob_loyalty", "regression_loyalty"):
         out[col] = out[col] * 100
-    return out.groupby(["model", "variant"])[["change", "label_loyalty", "prob_loyalty", "regression_loyalty"]].mean().round(2)
+    return (
+        out.groupby(["model", "variant"])[["change", "label_loyalty", "prob_loyalty", "regression_loyalty"]]
+        .mean()
+        .round(2)
+    )

@@ -116,6 +116,6 @@ class RunInfo:
 _MARKDOWN_RE = re.compile(
     r"\*\*Produced by\*\* profile `(?P<profile>[^`]+)`(?:, seed (?P<seed>\d+))?, commit `(?P<commit>[^`]+)`, "
     r"on (?P<hardware>.+?); torch (?P<torch>[^;]+); "
-    r"(?:precision (?P<precision>[^,;]+), (?P<threads>[^ ;]+) threads?; )?"  # absent from lines written before it existed
+    r"(?:precision (?P<precision>[^,;]+), (?P<threads>[^ ;]+) threads?; )?"  # absent from older lines
     r"started (?P<started>[^;]+); wall time (?P<wall>running|[\d.]+ s)\."
 )

@@ -173,7 +173,8 @@ def test_workers_mask_in_parallel_and_resume_exactly(corpus, tokenizer):
 
     def stream(workers):
         collator = mlm.WholeWordMaskCollator(tokenizer, 0.15, seed=7, per_batch_seed=True)
-        return mlm.BatchStream(corpus, mlm.LengthGroupedBatchSampler(corpus.lengths, 64, seed=5), collator, num_workers=workers)
+        sampler = mlm.LengthGroupedBatchSampler(corpus.lengths, 64, seed=5)
+        return mlm.BatchStream(corpus, sampler, collator, num_workers=workers)
 
     serial = stream(0)
     expected = [next(serial) for _ in range(12)]  # 400 lines in batches of 64: crosses into the second epoch

@@ -116,7 +116,9 @@ def test_trainer_on_a_gpu_machine_resolves_through_cuda(monkeypatch, no_env):
 def test_bf16_training_resumes_bit_for_bit(tmp_path, tokenizer):
     """Forced bf16 autocast on the CPU (fp32 master weights): kill after 5 of 10 steps and resume in fresh
     objects; the weights are torch.equal to an uninterrupted bf16 run's."""
-    reference = train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), config(tmp_path, "ref", mixed_precision="bf16"))
+    reference = train(
+        make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), config(tmp_path, "ref", mixed_precision="bf16")
+    )
     assert reference.precision == "bf16" and reference.completed
     cfg = config(tmp_path, "stopped", mixed_precision="bf16")
     part = train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), cfg, max_steps_this_run=5)
@@ -138,9 +140,15 @@ BF16_LOSS_TOLERANCE = 0.005
 
 def test_bf16_losses_agree_with_fp32_within_tolerance(tmp_path, tokenizer):
     def losses(name, **kw):
-        train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer),
-              config(tmp_path, name, steps=80, lr=5e-3, checkpoint_every=0, **kw))
-        return np.array([json.loads(line)["mlm"] for line in (tmp_path / name / "train_log.jsonl").read_text().splitlines()])
+        train(
+            make_net(tokenizer, 0),
+            mlm_step,
+            make_stream(tokenizer),
+            config(tmp_path, name, steps=80, lr=5e-3, checkpoint_every=0, **kw),
+        )
+        return np.array(
+            [json.loads(line)["mlm"] for line in (tmp_path / name / "train_log.jsonl").read_text().splitlines()]
+        )
 
     fp32, bf16 = losses("fp32", mixed_precision="fp32"), losses("bf16", mixed_precision="bf16")
     assert fp32[-10:].mean() < fp32[:10].mean() - 0.5  # the model did learn: the comparison spans real training
@@ -158,16 +166,34 @@ def test_runtime_records_and_the_produced_by_line(monkeypatch, no_env):
 
     got = P.resolve_precision("bf16", "cpu")
     rec = P.runtime_record(got)
-    assert rec == {"precision": "bf16", "precision_reason": "asked for", "device": "cpu", "torch_threads": torch.get_num_threads()}
+    assert rec == {
+        "precision": "bf16",
+        "precision_reason": "asked for",
+        "device": "cpu",
+        "torch_threads": torch.get_num_threads(),
+    }
     assert "bf16" in P.process_runtime()["precision"].split("+")
-    info = RunInfo("mini", "x", git_commit="abc", hardware="Intel(R) Xeon(R) Processor, 2 cores", torch_version="2.13.0+cpu",
-                   started="2026-11-27T12:00:00+00:00").finish()
+    info = RunInfo(
+        "mini",
+        "x",
+        git_commit="abc",
+        hardware="Intel(R) Xeon(R) Processor, 2 cores",
+        torch_version="2.13.0+cpu",
+        started="2026-11-27T12:00:00+00:00",
+    ).finish()
     line = info.markdown()
     assert f"precision {info.precision}, {info.threads} thread" in line
     back = RunInfo.from_markdown(line)
     assert (back.precision, str(back.threads), back.hardware) == (info.precision, str(info.threads), info.hardware)
     # a line written before precision was recorded (committed mini chapters) still parses
-    old = ("**Produced by** profile `mini`, seed 2, commit `abc`, on AMD EPYC 7B13, 2 cores; torch 2.13.0+cpu; "
-           "started 2026-11-24T18:00:00+00:00; wall time 12 s.")
+    old = (
+        "**Produced by** profile `mini`, seed 2, commit `abc`, on AMD EPYC 7B13, 2 cores; torch 2.13.0+cpu; "
+        "started 2026-11-24T18:00:00+00:00; wall time 12 s."
+    )
     back = RunInfo.from_markdown(old)
-    assert (back.hardware, back.wall_time_s, back.precision, back.threads) == ("AMD EPYC 7B13, 2 cores", 12.0, None, None)
+    assert (back.hardware, back.wall_time_s, back.precision, back.threads) == (
+        "AMD EPYC 7B13, 2 cores",
+        12.0,
+        None,
+        None,
+    )

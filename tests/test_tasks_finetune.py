@@ -228,11 +228,12 @@ def test_task_batches_resume_from_their_state():
 
     feats = [{"input_ids": [2] + [5] * n + [3], "attention_mask": [1] * (n + 2), "labels": 0} for n in range(1, 12)]
     enc = Encoded(features=feats, row_ids=[str(i) for i in range(11)], gold=np.zeros(11), n_examples=11)
-    stream = TaskBatches(enc, 4, seed=3, pad_id=0, input_names=("input_ids", "attention_mask"), tagging=False, regression=False)
+    names = ("input_ids", "attention_mask")
+    stream = TaskBatches(enc, 4, seed=3, pad_id=0, input_names=names, tagging=False, regression=False)
     seen = [next(stream)["input_ids"] for _ in range(5)]  # 3 batches per epoch: crosses into the second epoch
     state = stream.state_dict()
     rest = [next(stream)["input_ids"] for _ in range(4)]
-    again = TaskBatches(enc, 4, seed=3, pad_id=0, input_names=("input_ids", "attention_mask"), tagging=False, regression=False)
+    again = TaskBatches(enc, 4, seed=3, pad_id=0, input_names=names, tagging=False, regression=False)
     again.load_state_dict(state)
     assert again.drawn == 5
     assert all(torch.equal(a, next(again)["input_ids"]) for a in rest)
@@ -240,7 +241,8 @@ def test_task_batches_resume_from_their_state():
     first_epoch = length_grouped_batches(enc.lengths, 4, random.Random(3))[::-1]
     assert [b.shape[0] for b in seen[:3]] == [len(b) for b in first_epoch]
     with pytest.raises(ValueError, match="seed"):
-        TaskBatches(enc, 4, seed=4, pad_id=0, input_names=("input_ids",), tagging=False, regression=False).load_state_dict(state)
+        other_seed = TaskBatches(enc, 4, seed=4, pad_id=0, input_names=names, tagging=False, regression=False)
+        other_seed.load_state_dict(state)
 
 
 def test_fine_tuning_resumes_bit_for_bit(tiny_models, tmp_path, one_thread):
@@ -282,9 +284,10 @@ def test_fine_tuning_records_precision_and_cleans_up(tiny_models, tmp_path, one_
     assert "threads" not in run["config"]["evaluate"]  # bookkeeping, not part of what decides the outputs
     assert not (tmp_path / ".work").exists()  # checkpoints are removed once the run is written
     # a run stopped early returns None and leaves a checkpoint that the next call continues from
-    assert evaluate_model(prof, str(tiny_models["tiny-distil"]), "ner", 2, dataset=_tagging_dataset(), results_dir=tmp_path,
-                          max_steps_this_run=2, log=None) is None
-    done = evaluate_model(prof, str(tiny_models["tiny-distil"]), "ner", 2, dataset=_tagging_dataset(), results_dir=tmp_path,
-                          log=None)
+    model = str(tiny_models["tiny-distil"])
+    stopped = evaluate_model(prof, model, "ner", 2, dataset=_tagging_dataset(), results_dir=tmp_path,
+                             max_steps_this_run=2, log=None)
+    assert stopped is None
+    done = evaluate_model(prof, model, "ner", 2, dataset=_tagging_dataset(), results_dir=tmp_path, log=None)
     again = json.loads(predictions_path(tmp_path, "tiny-distil", "ner", 2).with_suffix(".run.json").read_text())
     assert again["resumed_from"] == 2 and again["metrics"] == done

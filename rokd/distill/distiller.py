@@ -364,8 +364,8 @@ def build_setup(
         counts = mlm.token_counts(corpus, len(student_tok))
         token_weights = mlm.smoothed_token_weights(counts, student_tok.all_special_ids)
     per_batch = num_workers > 0 or run.extra.get("masking_seeds") == "per-batch"
-    student_collator = mlm.WholeWordMaskCollator(student_tok, run.mlm_probability, seed=run.seed, token_weights=token_weights,
-                                                 per_batch_seed=per_batch)
+    student_collator = mlm.WholeWordMaskCollator(student_tok, run.mlm_probability, seed=run.seed,
+                                                 token_weights=token_weights, per_batch_seed=per_batch)
     sampler = mlm.LengthGroupedBatchSampler(dataset.lengths, run.batch_size, seed=run.seed, num_shards=num_shards, shard_index=shard_index)
     batches = mlm.BatchStream(dataset, sampler, DistillCollator(student_collator, views), num_workers=num_workers)
     return DistillSetup(
@@ -378,9 +378,10 @@ def build_setup(
     )
 
 
-def trainer_config(run: DistillRun, output_dir: Path, device: str = "auto", checkpoint_every: int = 0, progress: bool = True,
-                   precision: str = "auto"):
-    """The :class:`rokd.trainer.TrainerConfig` of a distillation run; ``precision``: the profile's ``distill.precision``."""
+def trainer_config(run: DistillRun, output_dir: Path, device: str = "auto", checkpoint_every: int = 0,
+                   progress: bool = True, precision: str = "auto"):
+    """The :class:`rokd.trainer.TrainerConfig` of a distillation run; ``precision``: the profile's
+    ``distill.precision``."""
     from rokd.trainer import TrainerConfig
 
     return TrainerConfig(
@@ -504,8 +505,8 @@ def distill_student(
     tcfg = trainer_config(run, work, prof.device, prof.distill.checkpoint_every, progress, prof.distill.precision)
     acc = make_accelerator(tcfg)
     precision = resolve_mixed_precision(tcfg.mixed_precision, tcfg.cpu)
-    setup = build_setup(run, models, toks, train_txt, cache_dir=work, num_shards=acc.num_processes, shard_index=acc.process_index,
-                        num_workers=prof.distill.data_workers)
+    setup = build_setup(run, models, toks, train_txt, cache_dir=work, num_shards=acc.num_processes,
+                        shard_index=acc.process_index, num_workers=prof.distill.data_workers)
     log(f"student {student_key}: distilling from {', '.join(teacher_keys)} ({run.strategy}, {run.steps} steps) into {out}")
     result = train(
         setup.net, make_step_fn(setup.adaptors, run), setup.batches, tcfg,
@@ -519,11 +520,11 @@ def distill_student(
     # Held-out MLM accuracy: the student and each teacher, same lines, same masking seed (identical
     # masks for a teacher that shares the student's tokenizer; its own tokenization otherwise).
     lines = read_lines(heldout_txt, limit=run.eval_lines, seed=run.seed)
-    heldout = {student_key: mlm_accuracy(student, setup.student_tokenizer, lines, max_length=run.max_length, seed=run.seed,
-                                         precision=precision)["mlm_accuracy"]}
+    heldout = {student_key: mlm_accuracy(student, setup.student_tokenizer, lines, max_length=run.max_length,
+                                         seed=run.seed, precision=precision)["mlm_accuracy"]}
     for k in teacher_keys:
-        heldout[k] = mlm_accuracy(models[k].to(student.device), toks[k], lines, max_length=run.max_length, seed=run.seed,
-                                  precision=precision)["mlm_accuracy"]
+        heldout[k] = mlm_accuracy(models[k].to(student.device), toks[k], lines, max_length=run.max_length,
+                                  seed=run.seed, precision=precision)["mlm_accuracy"]
     wall = result.wall_time_s
 
     stage = Path(str(out) + ".stage")

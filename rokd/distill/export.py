@@ -52,7 +52,9 @@ VARIANTS = ("fp32", "bf16", "int8")
 def _quiet_deprecation():
     """torch 2.13 warns on every quantised-tensor creation that torch.ao.quantization is deprecated (see module doc)."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*(torch\.ao\.quantization|quantized tensor creation|quantize_per_tensor).*")
+        warnings.filterwarnings(
+            "ignore", message=r".*(torch\.ao\.quantization|quantized tensor creation|quantize_per_tensor).*"
+        )
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.ao\..*")
         yield
 
@@ -110,7 +112,9 @@ def _architecture(config) -> type:
         cls = getattr(transformers, name, None)
         if isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel):
             return cls
-    raise ValueError(f"config.json names no transformers architecture ({names}); export only models made with transformers")
+    raise ValueError(
+        f"config.json names no transformers architecture ({names}); export only models made with transformers"
+    )
 
 
 def export_model(model_dir: str | Path, variant: str, output_dir: str | Path) -> Path:
@@ -125,9 +129,13 @@ def export_model(model_dir: str | Path, variant: str, output_dir: str | Path) ->
     if variant not in ("bf16", "int8"):
         raise ValueError(f"--to {variant!r}: export to 'int8' or 'bf16'")
     if not (src / "config.json").is_file():
-        raise FileNotFoundError(f"{src}: no config.json; give a Hugging Face model folder (e.g. artifacts/<profile>/students/<key>)")
+        raise FileNotFoundError(
+            f"{src}: no config.json; give a Hugging Face model folder (e.g. artifacts/<profile>/students/<key>)"
+        )
     if out.exists() and not (out / EXPORT_FILE).is_file():
-        raise FileExistsError(f"{out} exists and is not a rokd export; choose another --output-dir (nothing was written)")
+        raise FileExistsError(
+            f"{out} exists and is not a rokd export; choose another --output-dir (nothing was written)"
+        )
     if out.resolve() == src.resolve():
         raise ValueError("--output-dir must differ from the model folder")
     config = AutoConfig.from_pretrained(src)
@@ -137,8 +145,13 @@ def export_model(model_dir: str | Path, variant: str, output_dir: str | Path) ->
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
-    record = {"format": f"rokd-{variant}", "version": FORMAT_VERSION, "source": str(src), "architecture": cls.__name__,
-              "torch": torch.__version__}
+    record = {
+        "format": f"rokd-{variant}",
+        "version": FORMAT_VERSION,
+        "source": str(src),
+        "architecture": cls.__name__,
+        "torch": torch.__version__,
+    }
     if variant == "bf16":
         model.to(torch.bfloat16).save_pretrained(stage)
         record["load"] = "AutoModel*.from_pretrained(folder) (weights in bf16)"
@@ -148,8 +161,11 @@ def export_model(model_dir: str | Path, variant: str, output_dir: str | Path) ->
         tensors, layers = int8_state(quantize_int8(model))
         save_file(tensors, str(stage / INT8_WEIGHTS), metadata={"format": "rokd-int8"})
         config.save_pretrained(stage)
-        record.update(quantized_layers=layers, scheme="dynamic int8, per-tensor weights (torch.ao.quantization)",
-                      load="rokd.distill.export.load_exported(folder)")
+        record.update(
+            quantized_layers=layers,
+            scheme="dynamic int8, per-tensor weights (torch.ao.quantization)",
+            load="rokd.distill.export.load_exported(folder)",
+        )
     for f in src.iterdir():  # tokenizer files travel with the model
         if f.is_file() and (f.name.startswith(("tokenizer", "special_tokens", "vocab")) or f.suffix == ".model"):
             shutil.copy2(f, stage / f.name)
@@ -183,14 +199,20 @@ def load_exported(folder: str | Path) -> nn.Module:
     expected, _ = int8_state(qmodel)
     if set(expected) != set(tensors):
         missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
-        raise ValueError(f"{folder / INT8_WEIGHTS}: tensors do not match {cls.__name__} (missing {missing[:5]}, unexpected {extra[:5]})")
+        raise ValueError(
+            f"{folder / INT8_WEIGHTS}: tensors do not match {cls.__name__} "
+            f"(missing {missing[:5]}, unexpected {extra[:5]})"
+        )
     with torch.no_grad(), _quiet_deprecation():
         for name in meta["quantized_layers"]:
             module, prefix = modules[name], f"{name}." if name else ""
             if not isinstance(module, qlinear):
                 raise ValueError(f"{folder}: layer {name} is not a quantised Linear in {cls.__name__}")
             weight = torch._make_per_tensor_quantized_tensor(
-                tensors[prefix + "weight.int8"], float(tensors[prefix + "weight.scale"]), int(tensors[prefix + "weight.zero_point"]))
+                tensors[prefix + "weight.int8"],
+                float(tensors[prefix + "weight.scale"]),
+                int(tensors[prefix + "weight.zero_point"]),
+            )
             module.set_weight_bias(weight, tensors.get(prefix + "bias"))
         for name, module in modules.items():
             if isinstance(module, qlinear):
@@ -218,11 +240,25 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add the ``export`` sub-command."""
-    p = subparsers.add_parser("export", help="export a model as int8 or bf16 for CPU inference",
-                              description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", "--student", dest="model", required=True, help="a Hugging Face model folder (a student, a teacher...)")
-    p.add_argument("--to", required=True, choices=["int8", "bf16"], help="int8: dynamic quantisation of the Linear layers; bf16: weights cast")
+    p = subparsers.add_parser(
+        "export",
+        help="export a model as int8 or bf16 for CPU inference",
+        description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--model",
+        "--student",
+        dest="model",
+        required=True,
+        help="a Hugging Face model folder (a student, a teacher...)",
+    )
+    p.add_argument(
+        "--to",
+        required=True,
+        choices=["int8", "bf16"],
+        help="int8: dynamic quantisation of the Linear layers; bf16: weights cast",
+    )
     p.add_argument("--output-dir", required=True, help="folder to write (replaced only if it is an earlier export)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=_run)

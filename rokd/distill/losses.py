@@ -80,7 +80,7 @@ class _SoftTargetKLAndMLM(torch.autograd.Function):
         if m:
             # KL = sum p (log p - log q), element by element (summing the two sides apart loses float32 digits);
             # xlogy: 0 log 0 = 0 where a mapped teacher has no mass
-            kl = torch.special.xlogy(p, p).sub_(p * lq_t).sum() / m * temperature**2  # the same operations as soft_target_kl
+            kl = torch.special.xlogy(p, p).sub_(p * lq_t).sum() / m * temperature**2  # soft_target_kl's operations
         else:
             kl = z.new_zeros(())
         lq_1 = torch.log_softmax(z, dim=-1)
@@ -119,8 +119,9 @@ def soft_target_kl_and_mlm(
     temperature: float = 2.0,
     soft_rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(soft_target_kl(student_logits[soft_rows], soft, T, teacher_is_probs=True), mlm_cross_entropy(student_logits, targets))``
-    computed together, with the same values and gradients, in a fraction of the memory traffic.
+    """``soft_target_kl(student_logits[soft_rows], soft, T, teacher_is_probs=True)`` and
+    ``mlm_cross_entropy(student_logits, targets)`` computed together, with the same values and gradients, in a
+    fraction of the memory traffic.
 
     ``soft`` ``(m, V)``: teacher probabilities at temperature T for the rows ``soft_rows`` (a LongTensor of
     row indices; None = every row). ``targets`` ``(n,)``: the token ids at the masked positions (no ignored rows).
@@ -129,7 +130,8 @@ def soft_target_kl_and_mlm(
         raise ValueError(f"temperature must be positive, got {temperature}")
     rows = student_logits.shape[0] if soft_rows is None else soft_rows.shape[0]
     if soft.shape != (rows, student_logits.shape[-1]):
-        raise ValueError(f"soft targets {tuple(soft.shape)} do not match {rows} rows of {student_logits.shape[-1]} logits")
+        raise ValueError(f"soft targets {tuple(soft.shape)} do not match {rows} rows of "
+                         f"{student_logits.shape[-1]} logits")
     if targets.shape != student_logits.shape[:1]:
         raise ValueError(f"targets {tuple(targets.shape)} do not match logits {tuple(student_logits.shape)}")
     return _SoftTargetKLAndMLM.apply(student_logits, soft, soft_rows, targets, temperature)

@@ -117,7 +117,8 @@ def mlm_accuracy(model, tokenizer, lines: Sequence[str], *, baseline: UnigramBas
             continue
         labels = input_ids[mask]
         input_ids[mask] = tokenizer.mask_token_id
-        logits = masked_logits(model, input_ids.to(device), enc["attention_mask"].to(device), mask.to(device), precision)
+        logits = masked_logits(model, input_ids.to(device), enc["attention_mask"].to(device), mask.to(device),
+                               precision)
         correct += int((logits.argmax(-1).cpu() == labels).sum())
         total += int(labels.numel())
         if baseline is not None:
@@ -148,7 +149,8 @@ def pseudo_perplexity(model, tokenizer, lines: Sequence[str], *, baseline: Unigr
             pos[torch.arange(len(chunk)), torch.tensor(chunk)] = True
             labels = batch[pos]
             batch[pos] = tokenizer.mask_token_id
-            logits = masked_logits(model, batch.to(device), torch.ones_like(batch).to(device), pos.to(device), precision)
+            logits = masked_logits(model, batch.to(device), torch.ones_like(batch).to(device), pos.to(device),
+                                   precision)
             logp = torch.log_softmax(logits, -1).cpu()
             nll -= float(logp[torch.arange(len(chunk)), labels].sum())
             correct += int((logp.argmax(-1) == labels).sum())
@@ -192,7 +194,8 @@ def whole_word_pseudo_perplexity(model, tokenizer, lines: Sequence[str], *, max_
                 pos[r, positions] = True
             labels = batch[pos]
             batch[pos] = tokenizer.mask_token_id
-            logits = masked_logits(model, batch.to(device), torch.ones_like(batch).to(device), pos.to(device), precision)
+            logits = masked_logits(model, batch.to(device), torch.ones_like(batch).to(device), pos.to(device),
+                                   precision)
             nll -= float(torch.log_softmax(logits, -1).cpu()[torch.arange(labels.numel()), labels].sum())
             n += int(labels.numel())
     return {"whole_word_pseudo_perplexity": math.exp(nll / n) if n else float("nan"), "whole_word_pppl_tokens": n}
@@ -202,13 +205,14 @@ def measure_quality(model, tokenizer, heldout_lines: Sequence[str], train_lines:
                     pppl_lines: int = 100, max_length: int = 128, mlm_probability: float = 0.15, seed: int = 0,
                     precision=None) -> dict:
     """MLM accuracy on ``heldout_lines`` and pseudo-perplexity on the first ``pppl_lines`` of them, each
-    next to the unigram baseline estimated on ``train_lines`` (same tokenizer). ``precision``: see :func:`masked_logits`."""
+    next to the unigram baseline estimated on ``train_lines`` (same tokenizer).
+    ``precision``: see :func:`masked_logits`."""
     baseline = UnigramBaseline(unigram_counts(tokenizer, train_lines, max_length), len(tokenizer))
     out = {"heldout_lines": len(heldout_lines), "unigram_train_tokens": baseline.total}
     out.update(mlm_accuracy(model, tokenizer, heldout_lines, baseline=baseline, mlm_probability=mlm_probability,
                             max_length=max_length, seed=seed, precision=precision))
-    out.update(pseudo_perplexity(model, tokenizer, list(heldout_lines[:pppl_lines]), baseline=baseline, max_length=max_length,
-                                 precision=precision))
+    out.update(pseudo_perplexity(model, tokenizer, list(heldout_lines[:pppl_lines]), baseline=baseline,
+                                 max_length=max_length, precision=precision))
     # The same subwords as the PPPL above, so the unigram PPPL is its baseline too.
     out.update(whole_word_pseudo_perplexity(model, tokenizer, list(heldout_lines[:pppl_lines]), max_length=max_length,
                                             precision=precision))

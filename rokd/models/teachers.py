@@ -282,7 +282,7 @@ def _build_locked(prof: Profile, key: str, folder: Path, build: TeacherBuild, tr
 
     quality = measure_quality(model, tokenizer, heldout, train_lines, pppl_lines=cfg.pppl_lines,
                               max_length=cfg.max_length, mlm_probability=cfg.mlm_probability, seed=cfg.seed,
-                              precision=resolve_mixed_precision(cfg.precision, cpu=True))  # the model is on the CPU here
+                              precision=resolve_mixed_precision(cfg.precision, cpu=True))  # the model is on the CPU
     quality.update(key=key, profile=prof.name, parameters=n_params, train_wall_s=round(train_s, 1),
                    build_wall_s=round(time.perf_counter() - t0, 1), device=device,
                    torch_threads=threads)

@@ -5,10 +5,14 @@ Protocol (every model sees the same thing):
 - Train / validation / test subsets are chosen by a hash of the example id
   (:func:`rokd.tasks.encode.stable_subset`), independent of the seed and of the model, capped by
   ``EvalConfig.max_train_examples`` / ``max_eval_examples``.
-- A fixed budget per profile: ``epochs`` x the training subset, AdamW with linear warm-up/decay.
+- A fixed budget per profile: ``epochs`` x the training subset, trained by the shared loop
+  (:func:`rokd.trainer.train`: AdamW with no decay on biases/LayerNorms, linear warm-up/decay, clipping at
+  ``max_grad_norm``, the precision policy, the NaN guard, checkpoints and exact resume). Batches are grouped
+  by length (:class:`TaskBatches`, a resumable stream).
 - The model is scored on validation ``evals_per_epoch`` times per epoch with the task's headline
-  metric (``rokd.paper.HEADLINE_METRIC``); the best state is kept in memory and only it is run on
-  the test split, once.
+  metric (``rokd.paper.HEADLINE_METRIC``) through the trainer's ``evaluate`` hook
+  (:class:`ModelSelection`); the best state is kept (on disk, so a killed run resumes with it) and only
+  it is run on the test split, once; with ``evaluate.variants`` also its int8 / bf16 copies.
 - Tagging: ``AutoModelForTokenClassification``, one label per word on its first sub-word.
   Classification: ``AutoModelForSequenceClassification``. STS: the same with ``num_labels=1`` and
   ``problem_type="regression"`` (MSE loss on the raw 0-5 score).
@@ -16,7 +20,9 @@ Protocol (every model sees the same thing):
 Outputs of a model x task x seed (all under ``results/<profile>/``):
 ``scores.csv`` rows, ``predictions/<model>/<task>/seed<k>.npz`` (format in
 :mod:`rokd.tasks.predictions`), and beside it ``seed<k>.run.json`` (resolved config, split sizes and
-provenance, truncation, validation history, metrics, wall time, hardware) and ``seed<k>.config.json``.
+provenance, truncation, validation history, metrics, wall time, hardware, precision and threads) and
+``seed<k>.config.json``. While a run trains, its checkpoints live in ``results/<profile>/.work/`` (removed
+when it is done; a killed run continues from them when called again with the same config).
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from rokd.tasks.predictions import Predictions, predictions_path, save_predictio
 from rokd.tasks.scores import merge_scores, scores_path
 
 # Bump when the protocol changes so that earlier outputs are recomputed instead of reused.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: trained through rokd.trainer (fused AdamW, eps 1e-8, resumable)
 
 
 # ----------------------------------------------------------------------------------------- models
@@ -348,7 +354,8 @@ class ModelSelection:
         step = self.batches.drawn
         if not self._restored:
             self._restore(step)
-        value = _score(model, self.val, self.task, self.label_names, self.batch_size, model.device, self.precision)[self.metric]
+        scores = _score(model, self.val, self.task, self.label_names, self.batch_size, model.device, self.precision)
+        value = scores[self.metric]
         if _better(value, self.best):
             self.best = value
             _save_best(model, self.work, step, value)
@@ -424,8 +431,8 @@ def train_and_select(model, train: Encoded, val: Encoded, task: str, label_names
         cpu=device == "cpu", progress=False,
     )
     precision = trainer.resolve_mixed_precision(cfg.precision, tcfg.cpu)
-    batches = TaskBatches(train, cfg.batch_size, seed, model.config.pad_token_id or 0, _input_names(model, train.features),
-                          tagging, regression)
+    batches = TaskBatches(train, cfg.batch_size, seed, model.config.pad_token_id or 0,
+                          _input_names(model, train.features), tagging, regression)
     select = ModelSelection(val, task, label_names, cfg.batch_size * 2, precision, batches, work, total_steps, log)
     result = trainer.train(model, _task_step, batches, tcfg, resume=resume, max_steps_this_run=max_steps_this_run,
                    evaluate=select, eval_every=eval_every)
@@ -436,8 +443,8 @@ def train_and_select(model, train: Encoded, val: Encoded, task: str, label_names
         best = max((h for h in history if h.get("best")), key=lambda h: h["step"])
         saved = json.loads((work / "best.json").read_text(encoding="utf-8"))
         if saved["step"] != best["step"]:
-            raise RuntimeError(f"{work}: the saved best state is from step {saved['step']}, the log's best scoring is at "
-                               f"step {best['step']}; delete {work} and rerun")
+            raise RuntimeError(f"{work}: the saved best state is from step {saved['step']}, the log's best scoring "
+                               f"is at step {best['step']}; delete {work} and rerun")
         load_model(result.module, work / "best.safetensors", strict=True)
     return FitResult(history, precision, result.threads, result.resumed_from, result.completed)
 
@@ -465,10 +472,12 @@ def run_paths(results: Path, model: str, task: str, seed: int) -> dict[str, Path
 
 
 # EvalConfig fields that change how fast a run goes or where it keeps checkpoints, never its outputs.
-_BOOKKEEPING_FIELDS = ("tasks", "seeds", "threads", "checkpoint_every", "speed_batch_size", "speed_seq_length", "speed_rounds")
+_BOOKKEEPING_FIELDS = ("tasks", "seeds", "threads", "checkpoint_every", "speed_batch_size", "speed_seq_length",
+                       "speed_rounds")
 
 
-def resolved_run_config(profile: Profile, resolved: ResolvedModel, task: str, seed: int, precision: str = "fp32") -> dict:
+def resolved_run_config(profile: Profile, resolved: ResolvedModel, task: str, seed: int,
+                        precision: str = "fp32") -> dict:
     """Everything that determines a run's outputs (compared for idempotence); ``precision`` is the resolved one."""
     ev = to_dict(profile.evaluate)
     for k in _BOOKKEEPING_FIELDS:
@@ -523,7 +532,8 @@ def evaluate_model(
     with threads_for(cfg.threads) as threads:
         precision = resolve_mixed_precision(cfg.precision, cpu=device.type == "cpu")
         run_config = resolved_run_config(prof, resolved, task, seed, precision.name)
-        variants_done = all(predictions_path(results, variant_name(resolved.name, v), task, seed).exists() for v in cfg.variants)
+        variants_done = all(predictions_path(results, variant_name(resolved.name, v), task, seed).exists()
+                            for v in cfg.variants)
         if not force and paths["run"].exists() and paths["predictions"].exists() and variants_done:
             previous = json.loads(paths["run"].read_text(encoding="utf-8"))
             if previous.get("config") == run_config:
@@ -572,8 +582,8 @@ def evaluate_model(
         t_train = time.perf_counter() - t0 - t_data
         record = _test_and_write(
             RunOutputs(prof, resolved, task, seed, dd, label_names, train, val, test, paths, run_config, results),
-            task_model, fit, info, {"data": round(t_data, 2), "train_and_select": round(t_train, 2)}, runtime_record(precision),
-            log,
+            task_model, fit, info, {"data": round(t_data, 2), "train_and_select": round(t_train, 2)},
+            runtime_record(precision), log,
         )
         shutil.rmtree(work, ignore_errors=True)
         for parent in work.parents:  # empty model / task folders of the work tree, up to results/.work
@@ -654,8 +664,8 @@ def _test_and_write(out: RunOutputs, model, fit: "FitResult", info, timing: dict
     merge_scores(scores_path(out.results), out.resolved.name, task, out.seed, metrics)
     if log:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-        log(f"{out.resolved.name} / {task} / seed {out.seed}: {shown} ({info.wall_time_s:.1f} s, {runtime['precision']}, "
-            f"{runtime['torch_threads']} thread(s))")
+        log(f"{out.resolved.name} / {task} / seed {out.seed}: {shown} ({info.wall_time_s:.1f} s, "
+            f"{runtime['precision']}, {runtime['torch_threads']} thread(s))")
     return record
 
 

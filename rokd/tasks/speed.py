@@ -145,13 +145,15 @@ def precision_speed_table(speed, cost=None, pairs: Mapping[str, str] | None = No
     table = speed[["model", "variant", "params", "seq_per_s", "vs_fp32"]].copy()
     if pairs:
         fp32 = speed[speed["variant"] == "fp32"].set_index("model")["seq_per_s"]
+        teacher_of = [pairs.get(m, m) for m in table["model"]]
         table["vs teacher fp32"] = [
-            row.seq_per_s / fp32[pairs.get(row.model, row.model)] if pairs.get(row.model, row.model) in fp32 else math.nan
-            for row in table.itertuples()
+            s / fp32[t] if t in fp32 else math.nan for s, t in zip(table["seq_per_s"], teacher_of)
         ]
     if cost is not None:
         table = table.merge(cost.reset_index(), on=["model", "variant"], how="left")
-        table.loc[table["variant"] == "fp32", ["change", "label_loyalty", "prob_loyalty", "regression_loyalty"]] = [0.0, 100.0, 100.0, 100.0]
+        fp32_rows = table["variant"] == "fp32"  # a model is its own fp32 self: no change, full loyalty
+        cost_columns = ["change", "label_loyalty", "prob_loyalty", "regression_loyalty"]
+        table.loc[fp32_rows, cost_columns] = [0.0, 100.0, 100.0, 100.0]
     table["params"] = (table["params"] / 1e6).round(1)
     return table.rename(columns={"params": "params (M)", "seq_per_s": "seq/s", "vs_fp32": "vs own fp32",
                                  "change": "score change (points)", "label_loyalty": "L-L to fp32 (%)",

@@ -1,22 +1,29 @@
 """Throughput of rokd's distillation step against a reference step written the way the Hugging Face
 DistilBERT research distiller (``examples/research_projects/distillation/distiller.py``) does it.
 
-Same student, teachers, batches, optimizer and machine for both; only the step differs:
+Same student, teachers, batches and machine for every step kind; only the step differs:
 
 - **reference**: the student and the teacher compute logits over the full vocabulary at every position,
   which are then masked (``masked_select``) for the KL term, while the MLM cross-entropy runs over the full
-  ``(batch*length, vocab)`` logits; fp32; eager attention; teacher under ``no_grad``.
-- **rokd**: :func:`rokd.distill.distiller.make_step_fn`: logits only at masked positions for student and
-  teacher, teacher in ``inference_mode``, SDPA attention, bf16 autocast on CUDA.
+  ``(batch*length, vocab)`` logits; fp32; eager attention; teacher under ``no_grad``; torch's default AdamW.
+- **rokd**: :func:`rokd.distill.distiller.make_step_fn` plus the trainer's optimizer
+  (:func:`rokd.trainer.make_optimizer`) and clipping: logits only at masked positions for student and
+  teacher, teacher in ``inference_mode``, SDPA attention, the KL and MLM terms from one fused pass over the
+  masked logits, a single teacher's distribution used as is; in a given precision (autocast).
 
-Both steps are timed alternately (reference, rokd, rokd multi-teacher) on the same batch in each of
-several rounds; the reported ratios are medians of the per-round ratios. Batches are collated beforehand (collation is measured separately and printed). Models have
-the ``mini`` profile's teacher shapes (random weights: the cost does not depend on the values), tokenizers
-are trained on the first lines of the smoke corpus with the ``mini`` vocabulary sizes.
+rokd runs at **fp32** (the like-for-like comparison) and at **auto** (:func:`rokd.precision.resolve_precision`:
+bf16 where the CPU has AMX and a probe shows it faster, or on a GPU; fp32 elsewhere -- then the auto
+rows repeat the fp32 ones). All step kinds are timed alternately on the same batch in each of several
+rounds; the reported ratios are medians of the per-round ratios, so machine load falls on all alike.
+Batches are collated beforehand (collation is timed separately and printed). Models have the ``mini``
+profile's teacher shapes (random weights: the cost does not depend on the values); tokenizers are trained
+on the first lines of the corpus with the ``mini`` vocabulary sizes. ``--breakdown`` also prints where the
+time of one rokd step and one reference step goes.
 
-    python benchmarks/distill_throughput.py [--batch-size 16] [--rounds 5] [--device cpu|cuda]
+    python benchmarks/distill_throughput.py [--batch-size 32] [--rounds 7] [--device cpu|cuda] [--threads N]
 
-The last line is ``speedup: X.XX`` (reference step time / rokd single-teacher step time).
+The last three lines are ``speedup fp32: X.XX``, ``speedup auto: Y.YY`` and ``speedup: Y.YY``
+(reference step time / rokd single-teacher step time; the last one is rokd's own setting, auto).
 """
 
 from __future__ import annotations
@@ -71,8 +78,9 @@ def reference_step(student, teacher, batch, optimizer, temperature=2.0, alphas=(
     return float(loss.detach())
 
 
-def rokd_step(net, step_fn, batch, optimizer, autocast, max_grad_norm=5.0):
-    with autocast():
+def rokd_step(net, step_fn, batch, optimizer, precision, max_grad_norm=5.0):
+    """One rokd optimizer step as :func:`rokd.trainer.train` takes it (autocast, backward, clipping, AdamW)."""
+    with precision.autocast():
         terms = step_fn(net, batch)
     terms["loss"].backward()
     torch.nn.utils.clip_grad_norm_(net.parameters(), max_grad_norm)
@@ -93,6 +101,7 @@ def main(argv=None) -> int:
     from rokd.models.tokenizers import train_wordpiece
     from rokd.paths import artifacts_dir
     from rokd.profiles import load_profile
+    from rokd.runinfo import hardware
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="mini", help="profile whose teacher shapes are used")
@@ -104,11 +113,13 @@ def main(argv=None) -> int:
     ap.add_argument("--steps-per-round", type=int, default=1)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--breakdown", action="store_true", help="also time the phases of one rokd and one reference step")
     ap.add_argument("--save", action="store_true", help="also write results/<profile>/distill_throughput.json (read by the distillation chapter)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from rokd.precision import set_threads
+
+    set_threads(args.threads or 0)  # --threads, else ROKD_THREADS, else torch's default
     torch.manual_seed(0)
 
     prof = load_profile(args.profile)
@@ -164,15 +175,19 @@ def main(argv=None) -> int:
     ref_student.train()
     ref_opt = torch.optim.AdamW(ref_student.parameters(), lr=1e-4)
 
-    amp = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    from rokd.precision import resolve_precision
+    from rokd.trainer import TrainerConfig, make_optimizer
 
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if amp else torch.autocast(device.type, enabled=False)
-
+    fp32 = resolve_precision("fp32", device.type)
+    auto = resolve_precision("auto", device.type)
     kinds = {}
-    for name, setup, run in (("rokd single", single, single_run), ("rokd multi", multi, multi_run)):
+    for label, setup, run in (("single", single, single_run), ("multi", multi, multi_run)):
         setup.net.to(device).train()
-        kinds[name] = (setup.net, make_step_fn(setup.adaptors, run), torch.optim.AdamW(setup.net.parameters(), lr=1e-4))
+        fn = make_step_fn(setup.adaptors, run)
+        opt = make_optimizer(setup.net, TrainerConfig(lr=1e-4, weight_decay=0.0, steps=1))
+        kinds[f"rokd {label} fp32"] = (setup.net, fn, opt, fp32)
+        if auto.name != "fp32":
+            kinds[f"rokd {label} auto"] = (setup.net, fn, opt, auto)
 
     def timed(kind, batch):
         sync(device)
@@ -180,12 +195,12 @@ def main(argv=None) -> int:
         if kind == "reference":
             reference_step(ref_student, ref_teacher, batch, ref_opt)
         else:
-            net, fn, opt = kinds[kind]
-            rokd_step(net, fn, batch, opt, autocast)
+            net, fn, opt, prec = kinds[kind]
+            rokd_step(net, fn, batch, opt, prec)
         sync(device)
         return time.perf_counter() - t
 
-    order = ["reference", "rokd single", "rokd multi"]
+    order = ["reference", *kinds]
     for kind in order:  # warm-up (allocator, kernels)
         timed(kind, batches[-1])
     times = {k: [] for k in order}
@@ -198,44 +213,95 @@ def main(argv=None) -> int:
                 times[kind].append(dt)
                 tok[kind].append(tokens[i] / dt)
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {times[k][-1]:.3f} s" for k in order), flush=True)
+    if auto.name == "fp32":  # auto resolved to fp32 here: the auto step is the fp32 step
+        for label in ("single", "multi"):
+            times[f"rokd {label} auto"] = times[f"rokd {label} fp32"]
+            tok[f"rokd {label} auto"] = tok[f"rokd {label} fp32"]
 
     med = {k: statistics.median(v) for k, v in times.items()}
     med_tok = {k: statistics.median(v) for k, v in tok.items()}
-    # Ratios within a round compare the same batch under the same machine load; their median is reported.
-    speedup = statistics.median(r / s for r, s in zip(times["reference"], times["rokd single"]))
-    multi_over_single = statistics.median(m / s for m, s in zip(times["rokd multi"], times["rokd single"]))
-    print(f"device: {device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}); "
-          f"rokd precision: {'bf16 autocast' if amp else 'fp32'}; reference: fp32, eager attention")
+
+    def ratio(num, den):  # median of per-round ratios: same batch, same machine load
+        return statistics.median(a / b for a, b in zip(times[num], times[den]))
+
+    speedup = {p: ratio("reference", f"rokd single {p}") for p in ("fp32", "auto")}
+    multi_over_single = {p: ratio(f"rokd multi {p}", f"rokd single {p}") for p in ("fp32", "auto")}
+    threads = torch.get_num_threads()
+    where = torch.cuda.get_device_name(0) if device.type == "cuda" else f"{hardware()}, {threads} threads"
+    print(f"device: {device} ({where}); reference: fp32, eager attention")
+    print(f"rokd auto precision: {auto.name} ({auto.reason})")
     print(f"shapes: profile {prof.name}, teacher {shapes['bert-base-ro'].num_hidden_layers} layers x {shapes['bert-base-ro'].hidden_size}, "
           f"student {single.net.student.model.config.n_layers} layers; vocab {len(toks['bert-base-ro'])} / {len(toks['robert-base'])}; "
           f"batch {args.batch_size} x <= {max_length} tokens (mean {statistics.mean(tokens):.0f} non-pad tokens)")
-    for k in order:
-        print(f"{k:12s}: median step {med[k]:.3f} s, {med_tok[k]:,.0f} tokens/s")
+    for k in times:
+        print(f"{k:17s}: median step {med[k]:.3f} s, {med_tok[k]:,.0f} tokens/s")
     print(f"collation (outside the step): single {collate_single * 1000:.1f} ms, multi {collate_multi * 1000:.1f} ms per batch")
-    print(f"multi/single step time (median of per-round ratios): {multi_over_single:.2f}")
+    for p in ("fp32", "auto"):
+        print(f"multi/single step time {p} (median of per-round ratios): {multi_over_single[p]:.2f}")
+    if args.breakdown:
+        reference = (ref_student, ref_teacher, ref_opt)
+        print_breakdown(kinds["rokd single fp32"], single.adaptors, reference, batches, device)
     if args.save:
         import json
 
         from rokd.distill.report import BENCHMARK_FILE
         from rokd.paths import results_dir
-        from rokd.runinfo import hardware
 
         out = results_dir(prof.name) / BENCHMARK_FILE
         out.parent.mkdir(parents=True, exist_ok=True)
         record = {
-            "hardware": hardware(), "device": str(device), "threads": torch.get_num_threads(), "rokd_precision": "bf16" if amp else "fp32",
+            "hardware": hardware(), "device": str(device), "threads": torch.get_num_threads(),
+            "rokd_precision": auto.name,
+            "rokd_precision_reason": auto.reason,
             "profile_shapes": prof.name, "vocab_sizes": [len(toks["bert-base-ro"]), len(toks["robert-base"])],
             "teacher_layers": shapes["bert-base-ro"].num_hidden_layers, "hidden_size": shapes["bert-base-ro"].hidden_size,
             "batch_size": args.batch_size, "max_length": max_length, "rounds": args.rounds,
-            "steps": {k: {"median_step_s": med[k], "median_tokens_per_s": med_tok[k]} for k in order},
-            "speedup": speedup, "multi_over_single": multi_over_single,
+            "steps": {k: {"median_step_s": med[k], "median_tokens_per_s": med_tok[k]} for k in times},
+            "speedup": speedup["auto"], "speedup_fp32": speedup["fp32"], "speedup_auto": speedup["auto"],
+            "multi_over_single": multi_over_single["auto"], "multi_over_single_fp32": multi_over_single["fp32"],
         }
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         tmp.replace(out)
         print(f"saved {out}")
-    print(f"speedup: {speedup:.2f}")
+    print(f"speedup fp32: {speedup['fp32']:.2f}")
+    print(f"speedup auto: {speedup['auto']:.2f}")
+    print(f"speedup: {speedup['auto']:.2f}")
     return 0
+
+
+def print_breakdown(rokd_kind, adaptors, reference, batches, device, repeats: int = 3) -> None:
+    """Where the time of one step goes: median ms of each phase over a few batches (fp32)."""
+    from rokd.distill.distiller import teacher_targets
+
+    net, fn, opt, prec = rokd_kind
+    student, teacher, ref_opt = reference
+    phases: dict[str, list[float]] = {}
+
+    def clock(name, f):
+        sync(device)
+        t = time.perf_counter()
+        out = f()
+        sync(device)
+        phases.setdefault(name, []).append((time.perf_counter() - t) * 1000)
+        return out
+
+    for batch in batches[:repeats]:
+        if adaptors:
+            clock("rokd: teachers (inference, masked logits, soft target)",
+                  lambda: teacher_targets(adaptors, batch, 2.0))
+        terms = clock("rokd: whole forward (teachers + student + losses)", lambda: fn(net, batch))
+        clock("rokd: backward", lambda: terms["loss"].backward())
+        clock("rokd: clip + AdamW",
+              lambda: (torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0), opt.step(), opt.zero_grad()))
+        with torch.no_grad():
+            clock("reference: teacher forward (full-vocabulary logits)",
+                  lambda: teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                  output_hidden_states=True))
+        clock("reference: whole step", lambda: reference_step(student, teacher, batch, ref_opt))
+    print("breakdown (median ms over %d batches):" % repeats)
+    for name, values in phases.items():
+        print(f"  {name:58s} {statistics.median(values):8.1f}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,10 @@ The pieces, from text to logits:
    ``mere.`` is one word) does not; :mod:`rokd.distill.batching` therefore maps the other tokenization's
    tokens onto the student's words by ``char_spans``.)
 4. :class:`BatchStream` = dataset + sampler + collator, an endless iterator of ready batches with one
-   ``state_dict()`` (sampler cursor + collator generator). ``rokd.trainer.train`` checkpoints it.
+   ``state_dict()`` (sampler cursor + collator generator). ``rokd.trainer.train`` checkpoints it. With
+   ``num_workers`` > 0 (a GPU run) it collates and masks in DataLoader worker processes; the collator then
+   masks batch ``n`` with a seed derived from ``(seed, n)`` (``per_batch_seed=True``), so the state stays
+   a cursor and resume stays exact.
 5. :class:`SparseMLM` wraps a ``*ForMaskedLM`` model: encoder forward, then the MLM head **only at masked
    positions** (``labels != -100``). Head adaptors (:func:`bert_mlm_head`, :func:`distilbert_mlm_head`,
    :func:`roberta_mlm_head`) are looked up by ``config.model_type`` in :data:`MLM_HEADS`, so callers
@@ -497,6 +500,9 @@ class WholeWordMaskCollator:
 
     ``token_weights`` (vocab-sized, see :func:`smoothed_token_weights`) switches on frequency-smoothed
     word choice; off by default. ``seed`` seeds the collator's own generator; ``state_dict()`` holds it.
+    ``per_batch_seed=True``: the generator is reseeded for every batch from ``(seed, batch number)``
+    (:meth:`reseed_for`, called by :class:`BatchStream`), so batches can be masked in any order, in
+    DataLoader workers; the masks differ from the default continuous stream's (same distribution).
     """
 
     def __init__(
@@ -509,6 +515,7 @@ class WholeWordMaskCollator:
         mask_prob: float = 0.8,
         random_prob: float = 0.1,
         token_weights: torch.Tensor | None = None,
+        per_batch_seed: bool = False,
     ):
         if not 0.0 < mlm_probability < 1.0:
             raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}")
@@ -528,7 +535,12 @@ class WholeWordMaskCollator:
         self.token_weights = token_weights
         self.mlm_probability, self.max_length = mlm_probability, max_length
         self.mask_prob, self.random_prob = mask_prob, random_prob
+        self.seed, self.per_batch_seed = seed, per_batch_seed
         self.generator = torch.Generator().manual_seed(seed)
+
+    def reseed_for(self, batch_number: int) -> None:
+        """Per-batch mode: seed the generator from ``(seed, batch_number)`` alone (see :func:`batch_seed`)."""
+        self.generator.manual_seed(batch_seed(self.seed, batch_number))
 
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = pad_examples(examples, self.pad_token_id, self.max_length)
@@ -555,36 +567,98 @@ class WholeWordMaskCollator:
 # --------------------------------------------------------------------------------------------------
 
 
+def batch_seed(seed: int, batch_number: int) -> int:
+    """The masking seed of batch ``batch_number`` in per-batch mode: a hash of ``(seed, batch_number)``."""
+    digest = hashlib.sha256(f"rokd-mask:{int(seed)}:{int(batch_number)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+class _NumberedBatches(torch.utils.data.Dataset):
+    """DataLoader view of a stream: item ``(number, indices, cursor)`` -> ``(cursor, collated batch)``."""
+
+    def __init__(self, dataset: Any, collate_fn: Callable):
+        self.dataset, self.collate_fn = dataset, collate_fn
+
+    def __len__(self) -> int:  # endless; DataLoader only needs the items the sampler names
+        return 2**62
+
+    def __getitem__(self, job):
+        number, idx, cursor = job
+        self.collate_fn.reseed_for(number)
+        return cursor, self.collate_fn([self.dataset[i] for i in idx])
+
+
 class BatchStream:
     """Endless iterator of collated batches: ``collate([dataset[i] for i in batch_indices])``.
 
-    ``state_dict()`` holds the sampler cursor and (when it has one) the collator's state, so that a
-    resumed run continues with exactly the batches -- and masks -- an uninterrupted run would draw.
-    Batches are produced synchronously (no worker processes), which keeps that guarantee simple.
+    ``state_dict()`` holds the sampler cursor, the number of batches drawn and (in the default continuous
+    mode) the collator's generator, so that a resumed run continues with exactly the batches -- and masks --
+    an uninterrupted run would draw.
+
+    ``num_workers`` > 0 collates and masks in that many ``torch.utils.data.DataLoader`` worker processes
+    (prefetching ``prefetch`` batches each) -- what keeps a GPU fed. It needs a collator in per-batch mode
+    (``per_batch_seed=True``: batch ``n`` is masked with a generator seeded from ``(seed, n)``, see
+    :func:`batch_seed`), so no generator state has to travel between processes: the state is the cursor of
+    the last batch handed out and the batch count, and a resumed run (with or without workers) draws the
+    same batches. With ``num_workers=0`` and the default continuous collator, batches are produced in the
+    training process exactly as before per-batch mode existed (the published runs' stream).
     """
 
-    def __init__(self, dataset: Any, batch_sampler: Any, collate_fn: Callable[[list[Any]], dict[str, torch.Tensor]]):
+    def __init__(self, dataset: Any, batch_sampler: Any, collate_fn: Callable[[list[Any]], dict[str, torch.Tensor]],
+                 *, num_workers: int = 0, prefetch: int = 2):
         self.dataset, self.batch_sampler, self.collate_fn = dataset, batch_sampler, collate_fn
+        self.per_batch = bool(getattr(collate_fn, "per_batch_seed", False))
+        if num_workers > 0 and not self.per_batch:
+            raise ValueError("DataLoader workers need a collator in per-batch mode (per_batch_seed=True): a continuous "
+                             "generator cannot be shared between processes")
+        self.num_workers, self.prefetch = num_workers, prefetch
+        self.drawn = 0  # batches handed out so far (the next batch's number)
+        self._cursor = batch_sampler.state_dict() if hasattr(batch_sampler, "state_dict") else None
         self._indices: Iterator[list[int]] | None = None
+        self._loader: Iterator | None = None
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         return self
 
+    def _jobs(self) -> Iterator[tuple[int, list[int], Any]]:
+        number = self.drawn
+        for idx in self.batch_sampler:
+            cursor = self.batch_sampler.state_dict() if hasattr(self.batch_sampler, "state_dict") else None
+            yield number, idx, cursor
+            number += 1
+
     def __next__(self) -> dict[str, torch.Tensor]:
-        if self._indices is None:
-            self._indices = iter(self.batch_sampler)
-        idx = next(self._indices)
-        return self.collate_fn([self.dataset[i] for i in idx])
+        if self.num_workers > 0:
+            if self._loader is None:
+                loader = torch.utils.data.DataLoader(
+                    _NumberedBatches(self.dataset, self.collate_fn), sampler=self._jobs(), batch_size=None,
+                    num_workers=self.num_workers, prefetch_factor=self.prefetch, persistent_workers=False,
+                    pin_memory=torch.cuda.is_available())
+                self._loader = iter(loader)
+            cursor, batch = next(self._loader)
+        else:
+            if self._indices is None:
+                self._indices = self._jobs()
+            number, idx, cursor = next(self._indices)
+            if self.per_batch:
+                self.collate_fn.reseed_for(number)
+            batch = self.collate_fn([self.dataset[i] for i in idx])
+        self._cursor = cursor
+        self.drawn += 1
+        return batch
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"sampler": self.batch_sampler.state_dict()}
-        if hasattr(self.collate_fn, "state_dict"):
+        cursor = self._cursor if self._cursor is not None else self.batch_sampler.state_dict()
+        state: dict[str, Any] = {"sampler": cursor, "drawn": self.drawn}
+        if hasattr(self.collate_fn, "state_dict") and not self.per_batch:
             state["collator"] = self.collate_fn.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.batch_sampler.load_state_dict(state["sampler"])
-        self._indices = None  # restart the generator from the restored cursor
+        self._cursor = state["sampler"]
+        self.drawn = int(state.get("drawn", 0))
+        self._indices = self._loader = None  # restart from the restored cursor (workers are started afresh)
         if "collator" in state:
             if not hasattr(self.collate_fn, "load_state_dict"):
                 raise ValueError("saved stream state has a collator state but this collate_fn cannot load one")
@@ -709,6 +783,7 @@ __all__ = [
     "pad_examples",
     "WholeWordMaskCollator",
     "BatchStream",
+    "batch_seed",
     "bert_mlm_head",
     "distilbert_mlm_head",
     "roberta_mlm_head",

@@ -110,8 +110,31 @@ def cpu_bf16_speedup(threads: int) -> float:
         return _time_step(None) / _time_step(torch.bfloat16)
 
 
+# What this process has computed in and with how many threads (read by rokd.runinfo for the chapters'
+# "Produced by" line): every resolve_precision / set_threads call adds to it.
+_SEEN: dict[str, set] = {"precision": set(), "threads": set()}
+
+
+def process_runtime() -> dict[str, str]:
+    """``{"precision": "fp32" | "bf16" | "bf16+fp32" ..., "threads": "2" | "1-2"}`` for this process so far.
+
+    Precision: every precision a run in this process resolved to (``fp32`` when none was resolved: nothing
+    asked for reduced precision). Threads: the counts set, plus the current one.
+    """
+    names = sorted(_SEEN["precision"]) or ["fp32"]
+    counts = sorted(_SEEN["threads"] | {torch.get_num_threads()})
+    threads = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return {"precision": "+".join(names), "threads": threads}
+
+
 def resolve_precision(setting: str = "auto", device: str | torch.device = "cpu") -> Precision:
     """Turn a precision setting into what a run on ``device`` will compute in (see the module docstring)."""
+    resolved = _resolve(setting, device)
+    _SEEN["precision"].add(resolved.name)
+    return resolved
+
+
+def _resolve(setting: str, device: str | torch.device) -> Precision:
     check_precision(setting)
     dev = torch.device(device).type
     env = os.environ.get("ROKD_PRECISION")
@@ -157,6 +180,7 @@ def set_threads(threads: int = 0) -> int:
             raise ValueError(f"ROKD_THREADS must be a whole number of threads, got {env!r}") from e
     if threads > 0 and threads != torch.get_num_threads():
         torch.set_num_threads(threads)
+    _SEEN["threads"].add(torch.get_num_threads())
     return torch.get_num_threads()
 
 
@@ -177,4 +201,4 @@ def runtime_record(precision: Precision) -> dict:
 
 
 __all__ = ["PRECISIONS", "Precision", "check_precision", "cpu_bf16_instructions", "cpu_bf16_speedup",
-           "resolve_precision", "set_threads", "threads_for", "runtime_record"]
+           "resolve_precision", "set_threads", "threads_for", "runtime_record", "process_runtime"]

@@ -118,6 +118,9 @@ class DistillConfig:
     replicas: dict[str, int] = field(default_factory=dict)
     precision: str = field(default="auto", metadata=_PRECISION)  # rokd.precision: auto | fp32 | bf16 | fp16
     threads: int = 0  # torch CPU threads (0 = ROKD_THREADS, else torch's default)
+    # DataLoader worker processes that collate and mask batches (a GPU run: 2-4). > 0 switches masking to
+    # per-batch seeds (rokd.mlm.BatchStream): other masks than the in-process stream's, same distribution.
+    data_workers: int = 0
 
 
 @dataclass
@@ -132,12 +135,17 @@ class EvalConfig:
     lr: float = 5e-5
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
+    max_grad_norm: float = 1.0  # gradient clipping (0 = none)
+    checkpoint_every: int = 0  # optimizer steps between resumable checkpoints of a fine-tuning run (0 = at the end)
     # Validation scorings per epoch; the best one (task's headline metric) is the state scored on test.
     evals_per_epoch: int = 1
     # torch CPU threads while fine-tuning (0 = torch's default). Tiny models run faster on 1 thread:
     # their matrices are too small to split, and a busy machine makes extra threads wait on each other.
     threads: int = 0
     precision: str = field(default="auto", metadata=_PRECISION)  # rokd.precision: auto | fp32 | bf16 | fp16
+    # Inference variants of the selected model also run on the test split ("int8", "bf16"; CPU), written as
+    # predictions of "<model>@<variant>": what they cost in score and loyalty (rokd.precision_cost).
+    variants: list[str] = field(default_factory=list)
     # Inference-speed table of the results chapter (rokd.report): batch x sequence length, timed rounds.
     speed_batch_size: int = 8
     speed_seq_length: int = 128

@@ -102,3 +102,27 @@ def test_soft_targets_masked_or_at_every_token_hand_computed():
     assert soft_target_kl(student[every], teacher[every], temperature=1.0).item() == pytest.approx(k / 2, abs=1e-6)
     with pytest.raises(ValueError, match="soft_targets"):
         soft_target_positions(labels, attention, "unmasked")
+
+
+@pytest.mark.parametrize("subset", [False, True])
+def test_fused_kl_and_mlm_equal_the_separate_terms_in_value_and_gradient(subset):
+    from rokd.distill.losses import soft_target_kl_and_mlm
+
+    g = torch.Generator().manual_seed(0)
+    logits = (3 * torch.randn(7, 11, generator=g, dtype=torch.float64)).requires_grad_()
+    rows = torch.tensor([0, 2, 3, 6]) if subset else None
+    n_soft = 4 if subset else 7
+    soft = torch.softmax(torch.randn(n_soft, 11, generator=g, dtype=torch.float64), -1)
+    soft[0, :5] = 0.0  # a vocabulary-mapped row with zero mass on some tokens...
+    soft[0] /= soft[0].sum()
+    soft[1] *= 0.5  # ...and one whose mapped mass is not 1
+    targets = torch.randint(11, (7,), generator=g)
+    kl, ce = soft_target_kl_and_mlm(logits, soft, targets, 2.0, rows)
+    (0.7 * kl + 1.3 * ce).backward()
+    fused_grad = logits.grad.clone()
+    logits.grad = None
+    ref_kl = soft_target_kl(logits[rows] if subset else logits, soft, 2.0, teacher_is_probs=True)
+    ref_ce = mlm_cross_entropy(logits, targets)
+    (0.7 * ref_kl + 1.3 * ref_ce).backward()
+    assert kl.item() == pytest.approx(ref_kl.item(), rel=1e-6) and ce.item() == pytest.approx(ref_ce.item(), rel=1e-6)
+    assert torch.allclose(fused_grad.float(), logits.grad.float(), atol=1e-6)

@@ -269,3 +269,88 @@ def test_upos_test_tag_unseen_in_training_counts_as_an_error(tiny_models, tmp_pa
     base = load_predictions(predictions_path(tmp_path, "baseline-lexical", "upos", 1))
     assert base.ids.tolist() == preds.ids.tolist() and base.gold.tolist() == preds.gold.tolist()
     assert (base.pred[sym] != 2).all()  # "oras" is unseen: the most frequent tag
+
+
+# ------------------------------------------------------------------ fine-tuning through rokd.trainer
+
+
+def _encoded_ner(tok, dd):
+    from rokd.tasks.finetune import encode_split
+
+    return encode_split(dd["train"], "ner", tok, 12, 30), encode_split(dd["validation"], "ner", tok, 12, 10)
+
+
+def _fresh_ner_model(path, seed=0):
+    torch.manual_seed(seed)  # the new head's initialisation
+    return build_task_model(str(path), "ner", ["O", "B-PERSON", "I-PERSON", "B-GPE", "I-GPE"])
+
+
+def test_task_batches_resume_from_their_state():
+    from rokd.tasks.encode import Encoded
+    from rokd.tasks.finetune import TaskBatches
+
+    feats = [{"input_ids": [2] + [5] * n + [3], "attention_mask": [1] * (n + 2), "labels": 0} for n in range(1, 12)]
+    enc = Encoded(features=feats, row_ids=[str(i) for i in range(11)], gold=np.zeros(11), n_examples=11)
+    names = ("input_ids", "attention_mask")
+    stream = TaskBatches(enc, 4, seed=3, pad_id=0, input_names=names, tagging=False, regression=False)
+    seen = [next(stream)["input_ids"] for _ in range(5)]  # 3 batches per epoch: crosses into the second epoch
+    state = stream.state_dict()
+    rest = [next(stream)["input_ids"] for _ in range(4)]
+    again = TaskBatches(enc, 4, seed=3, pad_id=0, input_names=names, tagging=False, regression=False)
+    again.load_state_dict(state)
+    assert again.drawn == 5
+    assert all(torch.equal(a, next(again)["input_ids"]) for a in rest)
+    # every example once per epoch, in the order of length_grouped_batches consumed from its end
+    first_epoch = length_grouped_batches(enc.lengths, 4, random.Random(3))[::-1]
+    assert [b.shape[0] for b in seen[:3]] == [len(b) for b in first_epoch]
+    with pytest.raises(ValueError, match="seed"):
+        other_seed = TaskBatches(enc, 4, seed=4, pad_id=0, input_names=names, tagging=False, regression=False)
+        other_seed.load_state_dict(state)
+
+
+def test_fine_tuning_resumes_bit_for_bit(tiny_models, tmp_path, one_thread):
+    """Kill after 3 of 8 steps (checkpoints every 2), resume in fresh objects: the selected weights are
+    torch.equal to an uninterrupted run's, and so is the validation history (dropout is on)."""
+    from transformers import AutoTokenizer
+
+    from rokd.tasks.finetune import train_and_select
+
+    tok = AutoTokenizer.from_pretrained(tiny_models["tiny-distil"])
+    train, val = _encoded_ner(tok, _tagging_dataset())
+    cfg = EvalConfig(epochs=2, batch_size=8, lr=1e-3, evals_per_epoch=2, checkpoint_every=2, precision="fp32")
+    labels = ["O", "B-PERSON", "I-PERSON", "B-GPE", "I-GPE"]
+    ref_model = _fresh_ner_model(tiny_models["tiny-distil"])
+    ref = train_and_select(ref_model, train, val, "ner", labels, cfg, 1, tmp_path / "ref", device="cpu")
+    assert ref.completed and ref.precision.name == "fp32" and len(ref.history) == 4  # 4 steps/epoch, 2 scorings/epoch
+
+    part = train_and_select(_fresh_ner_model(tiny_models["tiny-distil"]), train, val, "ner", labels, cfg, 1,
+                            tmp_path / "run", device="cpu", max_steps_this_run=3)
+    assert not part.completed and [h["step"] for h in part.history] == [2]
+    resumed_model = _fresh_ner_model(tiny_models["tiny-distil"], seed=99)  # other weights: the checkpoint must win
+    resumed = train_and_select(resumed_model, train, val, "ner", labels, cfg, 1, tmp_path / "run", device="cpu")
+    assert resumed.resumed_from == 3 and resumed.completed
+    assert resumed.history == [{**h, "elapsed_s": r["elapsed_s"]} for h, r in zip(ref.history, resumed.history)]
+    sa, sb = ref_model.state_dict(), resumed_model.state_dict()
+    assert not [k for k in sa if not torch.equal(sa[k], sb[k])]
+    # the selected state is the best scoring's, not simply the last one
+    best = max((h for h in ref.history if h.get("best")), key=lambda h: h["step"])
+    assert json.loads((tmp_path / "run" / "best.json").read_text())["step"] == best["step"]
+
+
+def test_fine_tuning_records_precision_and_cleans_up(tiny_models, tmp_path, one_thread):
+    prof = _profile()
+    metrics = evaluate_model(prof, str(tiny_models["tiny-distil"]), "ner", 1, dataset=_tagging_dataset(),
+                             results_dir=tmp_path, log=None)
+    run = json.loads(predictions_path(tmp_path, "tiny-distil", "ner", 1).with_suffix(".run.json").read_text())
+    assert run["runtime"]["precision"] in ("fp32", "bf16") and run["runtime"]["torch_threads"] >= 1
+    assert run["config"]["precision"] == run["runtime"]["precision"] and run["metrics"] == metrics
+    assert "threads" not in run["config"]["evaluate"]  # bookkeeping, not part of what decides the outputs
+    assert not (tmp_path / ".work").exists()  # checkpoints are removed once the run is written
+    # a run stopped early returns None and leaves a checkpoint that the next call continues from
+    model = str(tiny_models["tiny-distil"])
+    stopped = evaluate_model(prof, model, "ner", 2, dataset=_tagging_dataset(), results_dir=tmp_path,
+                             max_steps_this_run=2, log=None)
+    assert stopped is None
+    done = evaluate_model(prof, model, "ner", 2, dataset=_tagging_dataset(), results_dir=tmp_path, log=None)
+    again = json.loads(predictions_path(tmp_path, "tiny-distil", "ner", 2).with_suffix(".run.json").read_text())
+    assert again["resumed_from"] == 2 and again["metrics"] == done

@@ -57,6 +57,7 @@ class TeacherTargets:
     student_unit: torch.Tensor
     stats: dict[str, torch.Tensor] = field(default_factory=dict)
     own_probs: torch.Tensor | None = None
+    units_are_tokens: bool = False  # every non-pad student position is its own unit, in order (pooling = selecting)
 
 
 @dataclass
@@ -82,9 +83,15 @@ def token_units(attention_mask: torch.Tensor) -> torch.Tensor:
     return torch.where(flat, flat.long().cumsum(0) - 1, torch.full_like(flat, -1, dtype=torch.long))
 
 
-def pool_units(hidden: torch.Tensor, unit: torch.Tensor, n_units: int) -> torch.Tensor:
-    """Mean of the rows of ``hidden`` ``(batch, L, H)`` over each unit (``unit``: ``(batch*L,)``, -1 ignored)."""
+def pool_units(hidden: torch.Tensor, unit: torch.Tensor, n_units: int, units_are_tokens: bool = False) -> torch.Tensor:
+    """Mean of the rows of ``hidden`` ``(batch, L, H)`` over each unit (``unit``: ``(batch*L,)``, -1 ignored).
+
+    ``units_are_tokens``: each unit is one position, numbered in order (:func:`token_units`); the mean of
+    one row is the row, so the rows are selected instead (the same values, without the scatter).
+    """
     flat = hidden.reshape(-1, hidden.shape[-1])
+    if units_are_tokens:
+        return flat[unit >= 0]
     keep = unit >= 0
     out = torch.zeros(n_units, flat.shape[-1], dtype=flat.dtype, device=flat.device)
     out.index_add_(0, unit[keep], flat[keep])
@@ -96,7 +103,7 @@ def same_vocab_fn(model: nn.Module, batch: dict[str, torch.Tensor], temperature:
     """Teacher reads the student's own masked input: token-level targets at every soft-target position."""
     enc = mlm.encoder_hidden_states(model, batch["input_ids"], batch["attention_mask"], output_hidden_states=False)
     logits = mlm.mlm_head(model)(enc.last_hidden_state[soft_positions(batch)])
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    probs = torch.softmax(logits.float().div_(temperature), dim=-1)  # in place: inference tensors, used once
     mask = batch["attention_mask"].reshape(-1).bool()
     hidden = enc.last_hidden_state.reshape(-1, enc.last_hidden_state.shape[-1])[mask]
     n = probs.shape[0]
@@ -105,6 +112,7 @@ def same_vocab_fn(model: nn.Module, batch: dict[str, torch.Tensor], temperature:
         covered=torch.ones(n, dtype=torch.bool, device=probs.device),
         hidden=hidden,
         student_unit=token_units(batch["attention_mask"]),
+        units_are_tokens=True,
     )
 
 

@@ -226,6 +226,14 @@ class DistillCollator:
             batch.update(view(examples, [ex["others"][view.name] for ex in examples], batch, self.student_collator.generator))
         return batch
 
+    @property
+    def per_batch_seed(self) -> bool:
+        return self.student_collator.per_batch_seed
+
+    def reseed_for(self, batch_number: int) -> None:
+        """Per-batch mode (see :class:`rokd.mlm.BatchStream`): the student's masks and the teachers' random tokens."""
+        self.student_collator.reseed_for(batch_number)
+
     def state_dict(self) -> dict[str, Any]:
         return self.student_collator.state_dict()
 

@@ -115,6 +115,10 @@ def register(subparsers) -> None:
     _add_own_student_arguments(p)
     p.set_defaults(func=_run)
 
+    from rokd.distill.export import register as register_export
+
+    register_export(subparsers)  # `rokd export`: int8 / bf16 students for CPU users
+
 
 # --------------------------------------------------------------------------------------------------
 # A student of your own (issue 16): teachers as folders or hub IDs, any tokenizer family, your corpus.

@@ -279,7 +279,7 @@ def resolve_run(
         seed=int(o.seed if o.seed is not None else d.seed + replica - 1),
         corpus_sha256=corpus_sha256,
         soft_targets=o.soft_targets or d.soft_targets,
-        extra=extra,
+        extra={**extra, **({"masking_seeds": "per-batch"} if d.data_workers > 0 else {})},  # other masks: another run
     )
     if run.batch_size < 1 or run.grad_accum < 1 or run.max_length < 3:
         raise ConfigError("batch_size and grad_accum must be >= 1 and max_length >= 3 "
@@ -332,18 +332,27 @@ class DistillNet(nn.Module):
         out = self.student(batch["input_ids"], batch["attention_mask"], torch.where(positions, 0, mlm.IGNORE_INDEX))
         masked = (labels != mlm.IGNORE_INDEX)[positions]  # which of those rows are masked positions
         terms: dict[str, torch.Tensor] = {}
-        if weights.alpha_ce and strategy_step is not None and strategy_step.ce is not None:
+        mlm_targets = labels[labels != mlm.IGNORE_INDEX]
+        own_ce = bool(weights.alpha_ce) and strategy_step is not None and strategy_step.ce is not None
+        if own_ce:
             terms["ce"] = strategy_step.ce(out.logits)  # a strategy with a loss of its own (rokd.distill.strategies)
-        elif weights.alpha_ce:
-            terms["ce"] = L.soft_target_kl(out.logits[soft_valid], soft[soft_valid], weights.temperature, teacher_is_probs=True)
-        if weights.alpha_mlm:
-            terms["mlm"] = L.mlm_cross_entropy(out.logits[masked], labels[labels != mlm.IGNORE_INDEX])
+        if weights.alpha_ce and weights.alpha_mlm and not own_ce and bool(masked.all()):
+            # Soft targets at the masked positions only: both vocabulary terms from one pass over the logits.
+            rows = None if bool(soft_valid.all()) else soft_valid.nonzero().squeeze(1)
+            terms["ce"], terms["mlm"] = L.soft_target_kl_and_mlm(
+                out.logits, soft if rows is None else soft[rows], mlm_targets, weights.temperature, rows)
+        else:
+            if weights.alpha_ce and not own_ce:
+                terms["ce"] = L.soft_target_kl(out.logits[soft_valid], soft[soft_valid], weights.temperature,
+                                               teacher_is_probs=True)
+            if weights.alpha_mlm:
+                terms["mlm"] = L.mlm_cross_entropy(out.logits[masked], mlm_targets)
         if weights.alpha_cos:
             total_w = sum(cos_weights.values())
             cos = None
             for name, w in cos_weights.items():
                 t = targets[name]
-                student_vecs = pool_units(out.last_hidden_state, t.student_unit, t.hidden.shape[0])
+                student_vecs = pool_units(out.last_hidden_state, t.student_unit, t.hidden.shape[0], t.units_are_tokens)
                 term = L.cosine_alignment(self.projections[name](student_vecs), t.hidden)
                 terms[f"cos.{name}"] = term
                 cos = w / total_w * term if cos is None else cos + w / total_w * term
@@ -503,8 +512,13 @@ def build_setup(
     cache_dir: Path | None = None,
     num_shards: int = 1,
     shard_index: int = 0,
+    num_workers: int = 0,
 ) -> DistillSetup:
-    """Student initialised from the first teacher, adaptors, and the endless batch stream."""
+    """Student initialised from the first teacher, adaptors, and the endless batch stream.
+
+    ``num_workers`` > 0: batches are collated and masked in that many DataLoader workers, with per-batch
+    masking seeds (:class:`rokd.mlm.BatchStream`; ``run.extra["masking_seeds"]`` says so).
+    """
     first = run.teachers[0]
     student_tok = teacher_tokenizers[first]
     try:
@@ -547,9 +561,11 @@ def build_setup(
     if run.smoothed_masking:
         counts = mlm.token_counts(corpus, len(student_tok))
         token_weights = mlm.smoothed_token_weights(counts, student_tok.all_special_ids)
-    student_collator = mlm.WholeWordMaskCollator(student_tok, run.mlm_probability, seed=run.seed, token_weights=token_weights)
+    per_batch = num_workers > 0 or run.extra.get("masking_seeds") == "per-batch"
+    student_collator = mlm.WholeWordMaskCollator(student_tok, run.mlm_probability, seed=run.seed,
+                                                 token_weights=token_weights, per_batch_seed=per_batch)
     sampler = mlm.LengthGroupedBatchSampler(dataset.lengths, run.batch_size, seed=run.seed, num_shards=num_shards, shard_index=shard_index)
-    batches = mlm.BatchStream(dataset, sampler, DistillCollator(student_collator, views))
+    batches = mlm.BatchStream(dataset, sampler, DistillCollator(student_collator, views), num_workers=num_workers)
     return DistillSetup(
         net=net,
         adaptors=adaptors,
@@ -561,10 +577,13 @@ def build_setup(
 
 
 def trainer_config(run: DistillRun, output_dir: Path, device: str = "auto", checkpoint_every: int = 0,
-                   progress: bool = True, allow_lr_change: bool = False):
+                   progress: bool = True, allow_lr_change: bool = False, precision: str = "auto"):
+    """The :class:`rokd.trainer.TrainerConfig` of a distillation run; ``precision``: the profile's
+    ``distill.precision``."""
     from rokd.trainer import TrainerConfig
 
     return TrainerConfig(
+        mixed_precision=precision,
         output_dir=str(output_dir),
         steps=run.steps,
         lr=run.lr,
@@ -730,7 +749,8 @@ def _distill_locked(prof: Profile, student_key: str, overrides: DistillOverrides
                     progress: bool, log, resume_lr: bool, corpus: tuple[str | Path, str | Path] | None) -> Path:
     from rokd.models.quality import mlm_accuracy, read_lines
     from rokd.models.teachers import build_teachers, corpus_files
-    from rokd.trainer import make_accelerator, train
+    from rokd.precision import runtime_record, set_threads
+    from rokd.trainer import make_accelerator, resolve_mixed_precision, train
 
     sources = teacher_sources(resolve_run(prof, student_key, overrides))
     teacher_keys = list(sources)
@@ -762,9 +782,13 @@ def _distill_locked(prof: Profile, student_key: str, overrides: DistillOverrides
     t0 = time.perf_counter()
     models = {k: load_model(sources[k], "mlm", prof) for k in teacher_keys}
     toks = {k: load_tokenizer(sources[k], prof) for k in teacher_keys}
-    tcfg = trainer_config(run, work, prof.device, prof.distill.checkpoint_every, progress, allow_lr_change=resume_lr)
+    threads = set_threads(prof.distill.threads)
+    tcfg = trainer_config(run, work, prof.device, prof.distill.checkpoint_every, progress, allow_lr_change=resume_lr,
+                          precision=prof.distill.precision)
     acc = make_accelerator(tcfg)
-    setup = build_setup(run, models, toks, train_txt, cache_dir=work, num_shards=acc.num_processes, shard_index=acc.process_index)
+    precision = resolve_mixed_precision(tcfg.mixed_precision, tcfg.cpu)
+    setup = build_setup(run, models, toks, train_txt, cache_dir=work, num_shards=acc.num_processes,
+                        shard_index=acc.process_index, num_workers=prof.distill.data_workers)
     log(f"student {student_key}: distilling from {', '.join(teacher_keys)} ({run.strategy}, {run.steps} steps) into {out}")
     for a in setup.adaptors:
         if a.vocab_map is not None:
@@ -779,7 +803,8 @@ def _distill_locked(prof: Profile, student_key: str, overrides: DistillOverrides
 
         def evaluate(net):
             return {"heldout_mlm_accuracy": mlm_accuracy(net.student.model, setup.student_tokenizer, curve_lines,
-                                                         max_length=run.max_length, seed=run.seed)["mlm_accuracy"]}
+                                                         max_length=run.max_length, seed=run.seed,
+                                                         precision=precision)["mlm_accuracy"]}
 
     result = train(
         setup.net, make_step_fn(setup.adaptors, run), setup.batches, tcfg,
@@ -794,15 +819,18 @@ def _distill_locked(prof: Profile, student_key: str, overrides: DistillOverrides
     # Held-out MLM accuracy: the student and each teacher, same lines, same masking seed (identical
     # masks for a teacher that shares the student's tokenizer; its own tokenization otherwise).
     lines = read_lines(heldout_txt, limit=run.eval_lines, seed=run.seed)
-    heldout = {student_key: mlm_accuracy(student, setup.student_tokenizer, lines, max_length=run.max_length, seed=run.seed)["mlm_accuracy"]}
+    heldout = {student_key: mlm_accuracy(student, setup.student_tokenizer, lines, max_length=run.max_length,
+                                         seed=run.seed, precision=precision)["mlm_accuracy"]}
     for k in teacher_keys:
-        heldout[k] = mlm_accuracy(models[k].to(student.device), toks[k], lines, max_length=run.max_length, seed=run.seed)["mlm_accuracy"]
+        heldout[k] = mlm_accuracy(models[k].to(student.device), toks[k], lines, max_length=run.max_length,
+                                  seed=run.seed, precision=precision)["mlm_accuracy"]
     wall = result.wall_time_s
 
     stage = io.make_stage(out, STUDENT_WHAT)
     try:
+        runtime = {**runtime_record(precision), "torch_threads": threads}  # what training and the measures ran in
         _write_student(stage, prof, student_key, run, setup, student, models, teacher_keys, work, train_log, result,
-                       heldout, lines, wall, t0)
+                       heldout, lines, wall, t0, runtime)
         io.replace_dir(stage, out, f"{STUDENT_WHAT} ({student_key})", legacy=(CONFIG_FILE,))
     finally:
         if stage.exists():
@@ -819,7 +847,8 @@ def _distill_locked(prof: Profile, student_key: str, overrides: DistillOverrides
 
 
 def _write_student(stage: Path, prof: Profile, student_key: str, run: DistillRun, setup: DistillSetup, student, models,
-                   teacher_keys, work: Path, train_log, result, heldout, lines, wall: float, t0: float) -> None:
+                   teacher_keys, work: Path, train_log, result, heldout, lines, wall: float, t0: float,
+                   runtime: dict) -> None:
     student.config.rokd_teacher_layers = setup.teacher_layers
     save_student(student.to("cpu"), setup.student_tokenizer, stage)
     io.write_weights_sha256(stage)
@@ -856,6 +885,7 @@ def _write_student(stage: Path, prof: Profile, student_key: str, run: DistillRun
         "coverage": coverage_summary(train_log, setup.adaptors),
         "heldout_mlm_accuracy": heldout,
         "heldout_lines": len(lines),
+        "runtime": runtime,
     }
     io.atomic_write_text(stage / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
 

@@ -71,13 +71,17 @@ def ensemble_soft_targets(
     cov = torch.stack(
         [torch.ones(n, dtype=torch.bool, device=device) if c is None else c.to(device).bool() for c in (covered or [None] * k)]
     )  # (k, n)
+    if k == 1:  # one teacher: its own distribution where it covers a row (no weighted sum to build)
+        p = teacher_probs[0].float()
+        all_covered = bool(cov[0].all())
+        return (p if all_covered else p * cov[0, :, None]), cov[0]
     row_w = w.to(device)[:, None] * cov.float()  # (k, n)
     total = row_w.sum(0)
     any_cov = total > 0
     row_w = row_w / total.clamp_min(1e-12)
     out = torch.zeros(shape, dtype=torch.float32, device=device)
     for i, p in enumerate(teacher_probs):
-        out += row_w[i][:, None] * p.float()
+        out.addcmul_(row_w[i][:, None], p.float())
     return out, any_cov
 
 

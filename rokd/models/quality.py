@@ -21,6 +21,7 @@ is not comparable across tokenizers with different vocabularies.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from collections import Counter
@@ -45,15 +46,19 @@ def _special_ids(tokenizer) -> set[int]:
     return set(tokenizer.all_special_ids)
 
 
-def masked_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+def masked_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor,
+                  precision=None) -> torch.Tensor:
     """Vocabulary logits only at ``positions`` (a bool mask shaped like ``input_ids``): (n_masked, vocab).
 
     Encoder, then the model's MLM head (found by ``rokd.mlm.mlm_head``) on the selected states only.
+    ``precision`` (:class:`rokd.precision.Precision`, None = fp32): the forward runs under its autocast;
+    the logits come back as float32.
     """
     from rokd.mlm import encoder_hidden_states, mlm_head
 
-    hidden = encoder_hidden_states(model, input_ids, attention_mask, output_hidden_states=False).last_hidden_state
-    return mlm_head(model)(hidden[positions])
+    with precision.autocast() if precision is not None else contextlib.nullcontext():
+        hidden = encoder_hidden_states(model, input_ids, attention_mask, output_hidden_states=False).last_hidden_state
+        return mlm_head(model)(hidden[positions]).float()
 
 
 def unigram_counts(tokenizer, lines: Sequence[str], max_length: int = 128) -> Counter:
@@ -93,7 +98,8 @@ def _whole_word_mask(word_ids: list[int | None], special: list[bool], prob: floa
 
 @torch.no_grad()
 def mlm_accuracy(model, tokenizer, lines: Sequence[str], *, baseline: UnigramBaseline | None = None,
-                 mlm_probability: float = 0.15, max_length: int = 128, batch_size: int = 32, seed: int = 0) -> dict:
+                 mlm_probability: float = 0.15, max_length: int = 128, batch_size: int = 32, seed: int = 0,
+                 precision=None) -> dict:
     """Whole-word-masked top-1 accuracy (all chosen subwords -> ``[MASK]``); baseline on the same masks."""
     model.eval()
     device = next(model.parameters()).device
@@ -111,7 +117,8 @@ def mlm_accuracy(model, tokenizer, lines: Sequence[str], *, baseline: UnigramBas
             continue
         labels = input_ids[mask]
         input_ids[mask] = tokenizer.mask_token_id
-        logits = masked_logits(model, input_ids.to(device), enc["attention_mask"].to(device), mask.to(device))
+        logits = masked_logits(model, input_ids.to(device), enc["attention_mask"].to(device), mask.to(device),
+                               precision)
         correct += int((logits.argmax(-1).cpu() == labels).sum())
         total += int(labels.numel())
         if baseline is not None:
@@ -124,7 +131,7 @@ def mlm_accuracy(model, tokenizer, lines: Sequence[str], *, baseline: UnigramBas
 
 @torch.no_grad()
 def pseudo_perplexity(model, tokenizer, lines: Sequence[str], *, baseline: UnigramBaseline | None = None,
-                      max_length: int = 128, batch_size: int = 64) -> dict:
+                      max_length: int = 128, batch_size: int = 64, precision=None) -> dict:
     """Pseudo-perplexity (Salazar et al. 2020): every token masked alone, in turn; single-mask accuracy too."""
     model.eval()
     device = next(model.parameters()).device
@@ -142,7 +149,8 @@ def pseudo_perplexity(model, tokenizer, lines: Sequence[str], *, baseline: Unigr
             pos[torch.arange(len(chunk)), torch.tensor(chunk)] = True
             labels = batch[pos]
             batch[pos] = tokenizer.mask_token_id
-            logits = masked_logits(model, batch.to(device), torch.ones_like(batch).to(device), pos.to(device)).float()
+            logits = masked_logits(model, batch.to(device), torch.ones_like(batch).to(device), pos.to(device),
+                                   precision)
             logp = torch.log_softmax(logits, -1).cpu()
             nll -= float(logp[torch.arange(len(chunk)), labels].sum())
             correct += int((logp.argmax(-1) == labels).sum())
@@ -164,7 +172,7 @@ def pseudo_perplexity(model, tokenizer, lines: Sequence[str], *, baseline: Unigr
 
 @torch.no_grad()
 def whole_word_pseudo_perplexity(model, tokenizer, lines: Sequence[str], *, max_length: int = 128,
-                                 batch_size: int = 64) -> dict:
+                                 batch_size: int = 64, precision=None) -> dict:
     """Pseudo-perplexity with each word (all its subwords) masked in turn; per subword, like :func:`pseudo_perplexity`."""
     model.eval()
     device = next(model.parameters()).device
@@ -186,21 +194,26 @@ def whole_word_pseudo_perplexity(model, tokenizer, lines: Sequence[str], *, max_
                 pos[r, positions] = True
             labels = batch[pos]
             batch[pos] = tokenizer.mask_token_id
-            logits = masked_logits(model, batch.to(device), torch.ones_like(batch).to(device), pos.to(device)).float()
+            logits = masked_logits(model, batch.to(device), torch.ones_like(batch).to(device), pos.to(device),
+                                   precision)
             nll -= float(torch.log_softmax(logits, -1).cpu()[torch.arange(labels.numel()), labels].sum())
             n += int(labels.numel())
     return {"whole_word_pseudo_perplexity": math.exp(nll / n) if n else float("nan"), "whole_word_pppl_tokens": n}
 
 
 def measure_quality(model, tokenizer, heldout_lines: Sequence[str], train_lines: Sequence[str], *,
-                    pppl_lines: int = 100, max_length: int = 128, mlm_probability: float = 0.15, seed: int = 0) -> dict:
+                    pppl_lines: int = 100, max_length: int = 128, mlm_probability: float = 0.15, seed: int = 0,
+                    precision=None) -> dict:
     """MLM accuracy on ``heldout_lines`` and pseudo-perplexity on the first ``pppl_lines`` of them, each
-    next to the unigram baseline estimated on ``train_lines`` (same tokenizer)."""
+    next to the unigram baseline estimated on ``train_lines`` (same tokenizer).
+    ``precision``: see :func:`masked_logits`."""
     baseline = UnigramBaseline(unigram_counts(tokenizer, train_lines, max_length), len(tokenizer))
     out = {"heldout_lines": len(heldout_lines), "unigram_train_tokens": baseline.total}
     out.update(mlm_accuracy(model, tokenizer, heldout_lines, baseline=baseline, mlm_probability=mlm_probability,
-                            max_length=max_length, seed=seed))
-    out.update(pseudo_perplexity(model, tokenizer, list(heldout_lines[:pppl_lines]), baseline=baseline, max_length=max_length))
+                            max_length=max_length, seed=seed, precision=precision))
+    out.update(pseudo_perplexity(model, tokenizer, list(heldout_lines[:pppl_lines]), baseline=baseline,
+                                 max_length=max_length, precision=precision))
     # The same subwords as the PPPL above, so the unigram PPPL is its baseline too.
-    out.update(whole_word_pseudo_perplexity(model, tokenizer, list(heldout_lines[:pppl_lines]), max_length=max_length))
+    out.update(whole_word_pseudo_perplexity(model, tokenizer, list(heldout_lines[:pppl_lines]), max_length=max_length,
+                                            precision=precision))
     return out

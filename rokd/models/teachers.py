@@ -142,9 +142,12 @@ def pretrain_mlm(model, tokenizer, train_txt: str | Path, cfg: TeachersConfig, w
 
         heldout = read_lines(heldout_txt, limit=cfg.curve_lines, seed=cfg.seed)
 
+        precision = trainer.resolve_mixed_precision(cfg.precision, cpu=device == "cpu")
+
         def evaluate(net):  # the learning curve: same lines, same masks at every point
             return {"heldout_mlm_accuracy": mlm_accuracy(net.model, tokenizer, heldout, max_length=cfg.max_length,
-                                                         mlm_probability=cfg.mlm_probability, seed=cfg.seed)["mlm_accuracy"]}
+                                                         mlm_probability=cfg.mlm_probability, seed=cfg.seed,
+                                                         precision=precision)["mlm_accuracy"]}
 
     tcfg = trainer.TrainerConfig(
         output_dir=str(work_dir / "run"),
@@ -283,8 +286,11 @@ def _build_locked(prof: Profile, key: str, folder: Path, build: TeacherBuild, tr
     log(f"[teachers] {key}: measuring quality on held-out text")
     heldout = read_lines(heldout_txt, limit=cfg.eval_lines, seed=cfg.seed)
     train_lines = read_lines(train_txt)
+    from rokd.trainer import resolve_mixed_precision
+
     quality = measure_quality(model, tokenizer, heldout, train_lines, pppl_lines=cfg.pppl_lines,
-                              max_length=cfg.max_length, mlm_probability=cfg.mlm_probability, seed=cfg.seed)
+                              max_length=cfg.max_length, mlm_probability=cfg.mlm_probability, seed=cfg.seed,
+                              precision=resolve_mixed_precision(cfg.precision, cpu=True))  # the model is on the CPU
     quality.update(key=key, profile=prof.name, parameters=n_params, train_wall_s=round(train_s, 1),
                    build_wall_s=round(time.perf_counter() - t0, 1), device=device,
                    torch_threads=threads)

@@ -5,10 +5,14 @@ Protocol (every model sees the same thing):
 - Train / validation / test subsets are chosen by a hash of the example id
   (:func:`rokd.tasks.encode.stable_subset`), independent of the seed and of the model, capped by
   ``EvalConfig.max_train_examples`` / ``max_eval_examples``.
-- A fixed budget per profile: ``epochs`` x the training subset, AdamW with linear warm-up/decay.
+- A fixed budget per profile: ``epochs`` x the training subset, trained by the shared loop
+  (:func:`rokd.trainer.train`: AdamW with no decay on biases/LayerNorms, linear warm-up/decay, clipping at
+  ``max_grad_norm``, the precision policy, the NaN guard, checkpoints and exact resume). Batches are grouped
+  by length (:class:`TaskBatches`, a resumable stream).
 - The model is scored on validation ``evals_per_epoch`` times per epoch with the task's headline
-  metric (``rokd.paper.HEADLINE_METRIC``); the best state is kept in memory and only it is run on
-  the test split, once.
+  metric (``rokd.paper.HEADLINE_METRIC``) through the trainer's ``evaluate`` hook
+  (:class:`ModelSelection`); the best state is kept (on disk, so a killed run resumes with it) and only
+  it is run on the test split, once; with ``evaluate.variants`` also its int8 / bf16 copies.
 - Tagging: ``AutoModelForTokenClassification``, one label per word on its first sub-word.
   Classification: ``AutoModelForSequenceClassification``. STS: the same with ``num_labels=1`` and
   ``problem_type="regression"`` (MSE loss on the raw 0-5 score).
@@ -16,7 +20,9 @@ Protocol (every model sees the same thing):
 Outputs of a model x task x seed (all under ``results/<profile>/``):
 ``scores.csv`` rows, ``predictions/<model>/<task>/seed<k>.npz`` (format in
 :mod:`rokd.tasks.predictions`), and beside it ``seed<k>.run.json`` (resolved config, split sizes and
-provenance, truncation, validation history, metrics, wall time, hardware) and ``seed<k>.config.json``.
+provenance, truncation, validation history, metrics, wall time, hardware, precision and threads) and
+``seed<k>.config.json``. While a run trains, its checkpoints live in ``results/<profile>/.work/`` (removed
+when it is done; a killed run continues from them when called again with the same config).
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ import hashlib
 import inspect
 import json
 import math
+import os
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +51,8 @@ from rokd.tasks.predictions import Predictions, predictions_path, save_predictio
 from rokd.tasks.scores import merge_scores, scores_path
 
 # Bump when the protocol changes so that earlier outputs are recomputed instead of reused.
-# 2: UPOS / XPOS select checkpoints by accuracy and have only the train + validation tags as classes.
+# 2: trained through rokd.trainer (fused AdamW, eps 1e-8, resumable); UPOS / XPOS select checkpoints by
+#    accuracy and have only the train + validation tags as classes; per-task budgets (evaluate.per_task).
 PROTOCOL_VERSION = 2
 
 
@@ -229,8 +238,12 @@ def _input_names(model, features: list[dict]) -> tuple[str, ...]:
     return tuple(n for n in ("input_ids", "attention_mask", "token_type_ids") if n in present and n in accepted)
 
 
-def predict(model, enc: Encoded, task: str, batch_size: int, device) -> np.ndarray:
-    """Outputs per scored row: logits (N, C) for classification/tagging, scores (N,) for STS."""
+def predict(model, enc: Encoded, task: str, batch_size: int, device, precision=None) -> np.ndarray:
+    """Outputs per scored row: logits (N, C) for classification/tagging, scores (N,) for STS.
+
+    ``precision`` (a :class:`rokd.precision.Precision`): the forward runs under its autocast (bf16 when
+    the policy chose it; outputs are returned as float32 either way).
+    """
     import torch
 
     tagging = task in TAGGING_TASKS
@@ -240,7 +253,8 @@ def predict(model, enc: Encoded, task: str, batch_size: int, device) -> np.ndarr
     order = sorted(range(len(enc.features)), key=lambda i: len(enc.features[i]["input_ids"]))
     per_feature: list[np.ndarray | None] = [None] * len(enc.features)
     model.eval()
-    with torch.inference_mode():
+    autocast = precision.autocast() if precision is not None else contextlib.nullcontext()
+    with torch.inference_mode(), autocast:
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
             batch = _collate([enc.features[i] for i in idx], pad_id, names, tagging, regression)
@@ -272,8 +286,8 @@ def outputs_to_predictions(outputs: np.ndarray, task: str) -> tuple[np.ndarray, 
     return probs.argmax(axis=-1).astype(np.int64), probs
 
 
-def _score(model, enc: Encoded, task: str, label_names, batch_size: int, device) -> dict[str, float]:
-    pred, _ = outputs_to_predictions(predict(model, enc, task, batch_size, device), task)
+def _score(model, enc: Encoded, task: str, label_names, batch_size: int, device, precision=None) -> dict[str, float]:
+    pred, _ = outputs_to_predictions(predict(model, enc, task, batch_size, device, precision), task)
     return compute_metrics(task, enc.gold, pred, label_names, enc.row_ids)
 
 
@@ -283,82 +297,181 @@ def _better(value: float, best: float | None) -> bool:
     return best is None or math.isnan(best) or value > best
 
 
-def train_and_select(
-    model,
-    train: Encoded,
-    val: Encoded,
-    task: str,
-    label_names: list[str] | None,
-    cfg: EvalConfig,
-    seed: int,
-    device,
-    log: Callable[[str], None] | None = None,
-) -> tuple[dict, list[dict]]:
-    """Fine-tune; return the best validation state (CPU tensors) and the validation history."""
-    import torch
-    from transformers import get_linear_schedule_with_warmup
+class TaskBatches:
+    """Endless length-grouped training batches of one task: the checkpointable stream :func:`rokd.trainer.train` reads.
 
-    tagging = task in TAGGING_TASKS
-    regression = task in REGRESSION_TASKS
-    metric = headline_metric(task)
-    names = _input_names(model, train.features)
-    pad_id = model.config.pad_token_id or 0
-    rng = random.Random(seed)
+    Epoch ``e`` is the ``e``-th call of :func:`length_grouped_batches` on one ``random.Random(seed)``,
+    consumed from its end (the order of the loop this replaced). The state is the cursor
+    ``(epoch, position)``: loading it replays the shuffles, so a resumed run sees the same batches.
+    ``drawn`` counts batches handed out in total (= optimizer steps, with no gradient accumulation).
+    """
+
+    def __init__(self, enc: Encoded, batch_size: int, seed: int, pad_id: int, input_names: tuple[str, ...],
+                 tagging: bool, regression: bool):
+        self.enc, self.batch_size, self.seed = enc, batch_size, seed
+        self._collate_args = (pad_id, input_names, tagging, regression)
+        self.drawn = 0
+        self._seek(0, 0)
+
+    def _seek(self, epoch: int, position: int) -> None:
+        rng = random.Random(self.seed)
+        for _ in range(epoch + 1):
+            batches = length_grouped_batches(self.enc.lengths, self.batch_size, rng)
+        self._rng, self._batches, self.epoch, self.position = rng, batches, epoch, position
+
+    def __iter__(self) -> "TaskBatches":
+        return self
+
+    def __next__(self) -> dict:
+        if self.position >= len(self._batches):
+            self._batches = length_grouped_batches(self.enc.lengths, self.batch_size, self._rng)
+            self.epoch, self.position = self.epoch + 1, 0
+        idx = self._batches[len(self._batches) - 1 - self.position]
+        self.position += 1
+        self.drawn += 1
+        return _collate([self.enc.features[i] for i in idx], *self._collate_args)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position, "drawn": self.drawn, "seed": self.seed,
+                "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if int(state["seed"]) != self.seed or int(state["batch_size"]) != self.batch_size:
+            raise ValueError(f"batch state saved with seed {state['seed']} / batch size {state['batch_size']}, "
+                             f"this stream has {self.seed} / {self.batch_size}")
+        self.drawn = int(state["drawn"])
+        self._seek(int(state["epoch"]), int(state["position"]))
+
+
+def _task_step(model, batch: dict) -> dict:
+    """The trainer's ``step_fn``: the task head's own loss (cross-entropy, or MSE for STS)."""
+    return {"loss": model(**batch).loss}
+
+
+class ModelSelection:
+    """The trainer's ``evaluate`` hook: score validation, keep the best state (task's headline metric).
+
+    The best state is written to ``<work>/best.safetensors`` (+ ``best.json``, step and value) when a
+    scoring beats every earlier one; on resume the earlier scorings are read back from the trainer's log.
+    A kill between a best-state write and the next checkpoint is harmless: the resumed run recomputes
+    that step bit for bit and writes the same state again.
+    """
+
+    def __init__(self, val: Encoded, task: str, label_names, batch_size: int, precision, batches: TaskBatches,
+                 work: Path, total_steps: int, log: Callable[[str], None] | None):
+        self.val, self.task, self.label_names, self.batch_size = val, task, label_names, batch_size
+        self.precision, self.batches, self.work, self.total_steps, self.log = precision, batches, work, total_steps, log
+        self.metric = headline_metric(task)
+        self.best: float | None = None
+        self._restored = False
+
+    def _restore(self, step: int) -> None:
+        """Best value among the scorings logged before ``step`` (a resumed run's earlier steps)."""
+        for rec in _read_jsonl(self.work / "train_log.jsonl"):
+            value = rec.get("eval_" + self.metric, "absent")
+            if rec["step"] < step and value != "absent":
+                value = math.nan if value is None else float(value)
+                if _better(value, self.best):
+                    self.best = value
+        self._restored = True
+
+    def __call__(self, model) -> dict[str, float]:
+        step = self.batches.drawn
+        if not self._restored:
+            self._restore(step)
+        scores = _score(model, self.val, self.task, self.label_names, self.batch_size, model.device, self.precision)
+        value = scores[self.metric]
+        if _better(value, self.best):
+            self.best = value
+            _save_best(model, self.work, step, value)
+        if self.log:
+            self.log(f"  step {step}/{self.total_steps} val {self.metric} {value:.4f}")
+        return {self.metric: value}
+
+
+def _save_best(model, work: Path, step: int, value: float) -> None:
+    from safetensors.torch import save_model
+
+    tmp = work / ".best.tmp.safetensors"
+    save_model(model, str(tmp))
+    os.replace(tmp, work / "best.safetensors")
+    (work / ".best.tmp.json").write_text(json.dumps({"step": step, "value": None if math.isnan(value) else value}))
+    os.replace(work / ".best.tmp.json", work / "best.json")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def selection_history(train_log: list[dict], metric: str, steps_per_epoch: int) -> list[dict]:
+    """The validation history of a run from the trainer's log: one record per scoring, with the mean
+    training loss since the previous scoring and ``best`` where the scoring beat all earlier ones."""
+    history, running, best = [], [], None
+    for rec in train_log:
+        running.append(rec["loss"])
+        if "eval_" + metric not in rec:
+            continue
+        value = math.nan if rec["eval_" + metric] is None else float(rec["eval_" + metric])
+        entry = {"step": rec["step"], "epoch": round(rec["step"] / steps_per_epoch, 3),
+                 "train_loss": float(np.mean(running)), "val_" + metric: value, "elapsed_s": round(rec["elapsed_s"], 2)}
+        running = []
+        if _better(value, best):
+            best = value
+            entry["best"] = True
+        history.append(entry)
+    return history
+
+
+@dataclass
+class FitResult:
+    history: list[dict]  # validation scorings (see selection_history)
+    precision: Any  # rokd.precision.Precision the run computed in
+    threads: int
+    resumed_from: int | None  # step of the checkpoint this call continued from
+    completed: bool  # False when max_steps_this_run stopped it early
+
+
+def train_and_select(model, train: Encoded, val: Encoded, task: str, label_names: list[str] | None, cfg: EvalConfig,
+                     seed: int, work: Path, *, device: str = "auto", resume: bool = True,
+                     max_steps_this_run: int | None = None, log: Callable[[str], None] | None = None) -> FitResult:
+    """Fine-tune ``model`` with :func:`rokd.trainer.train`; load the best validation state into it.
+
+    The budget: ``cfg.epochs`` x the training batches, AdamW (eps 1e-8) with linear warm-up
+    (``cfg.warmup_ratio``) and decay, clipping at ``cfg.max_grad_norm``, the precision policy
+    (``cfg.precision``); validation is scored ``cfg.evals_per_epoch`` times per epoch and at the end.
+    Checkpoints, the log and the best state live in ``work`` (``resume=True`` continues a killed run).
+    """
+    from rokd import trainer
+
+    tagging, regression = task in TAGGING_TASKS, task in REGRESSION_TASKS
     steps_per_epoch = max(1, math.ceil(len(train.features) / cfg.batch_size))
     total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
     eval_every = max(1, steps_per_epoch // max(1, cfg.evals_per_epoch))
-    eval_steps = sorted({s for s in range(eval_every, total_steps + 1, eval_every)} | {total_steps})
+    tcfg = trainer.TrainerConfig(
+        output_dir=str(work), steps=total_steps, lr=cfg.lr, warmup_steps=int(cfg.warmup_ratio * total_steps),
+        weight_decay=cfg.weight_decay, adam_eps=1e-8, max_grad_norm=cfg.max_grad_norm,
+        checkpoint_every=cfg.checkpoint_every, keep_checkpoints=1, seed=seed, mixed_precision=cfg.precision,
+        cpu=device == "cpu", progress=False,
+    )
+    precision = trainer.resolve_mixed_precision(cfg.precision, tcfg.cpu)
+    batches = TaskBatches(train, cfg.batch_size, seed, model.config.pad_token_id or 0,
+                          _input_names(model, train.features), tagging, regression)
+    select = ModelSelection(val, task, label_names, cfg.batch_size * 2, precision, batches, work, total_steps, log)
+    result = trainer.train(model, _task_step, batches, tcfg, resume=resume, max_steps_this_run=max_steps_this_run,
+                   evaluate=select, eval_every=eval_every)
+    history = selection_history(_read_jsonl(work / "train_log.jsonl"), select.metric, steps_per_epoch)
+    if result.completed:
+        from safetensors.torch import load_model
 
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optim = torch.optim.AdamW(groups, lr=cfg.lr)
-    sched = get_linear_schedule_with_warmup(optim, int(cfg.warmup_ratio * total_steps), total_steps)
-
-    history: list[dict] = []
-    best_state: dict | None = None
-    best_value: float | None = None
-    step = 0
-    batches: list[list[int]] = []
-    t0 = time.perf_counter()
-    running = []
-    while step < total_steps:
-        if not batches:
-            batches = length_grouped_batches(train.lengths, cfg.batch_size, rng)
-        model.train()
-        idx = batches.pop()
-        batch = _collate([train.features[i] for i in idx], pad_id, names, tagging, regression)
-        out = model(**{k: v.to(device) for k, v in batch.items()})
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optim.step()
-        sched.step()
-        optim.zero_grad(set_to_none=True)
-        running.append(float(out.loss.detach()))
-        step += 1
-        if step in eval_steps:
-            scores = _score(model, val, task, label_names, cfg.batch_size * 2, device)
-            value = scores[metric]
-            rec = {
-                "step": step,
-                "epoch": round(step / steps_per_epoch, 3),
-                "train_loss": float(np.mean(running)),
-                "val_" + metric: value,
-                "elapsed_s": round(time.perf_counter() - t0, 2),
-            }
-            running = []
-            if _better(value, best_value):
-                best_value = value
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-                rec["best"] = True
-            history.append(rec)
-            if log:
-                log(f"  step {step}/{total_steps} loss {rec['train_loss']:.4f} val {metric} {value:.4f}")
-    assert best_state is not None  # at least one evaluation happens (total_steps is an eval step)
-    return best_state, history
-
+        best = max((h for h in history if h.get("best")), key=lambda h: h["step"])
+        saved = json.loads((work / "best.json").read_text(encoding="utf-8"))
+        if saved["step"] != best["step"]:
+            raise RuntimeError(f"{work}: the saved best state is from step {saved['step']}, the log's best scoring "
+                               f"is at step {best['step']}; delete {work} and rerun")
+        load_model(result.module, work / "best.safetensors", strict=True)
+    return FitResult(history, precision, result.threads, result.resumed_from, result.completed)
 
 # ------------------------------------------------------------------------------------ entry point
 def _device(profile: Profile):
@@ -371,16 +484,31 @@ def _device(profile: Profile):
     return torch.device("cpu")
 
 
+def variant_name(model: str, variant: str) -> str:
+    """The results name of an inference variant of ``model`` (its predictions folder): ``<model>@<variant>``."""
+    return f"{model}@{variant}"
+
+
 def run_paths(results: Path, model: str, task: str, seed: int) -> dict[str, Path]:
     npz = predictions_path(results, model, task, seed)
-    return {"predictions": npz, "run": npz.with_suffix(".run.json"), "config": npz.with_suffix(".config.json")}
+    return {"predictions": npz, "run": npz.with_suffix(".run.json"), "config": npz.with_suffix(".config.json"),
+            # checkpoints, training log and best state while training (git-ignored; removed when the run is done)
+            "work": results / ".work" / "finetune" / model / task / f"seed{seed}"}
 
 
-def resolved_run_config(profile: Profile, resolved: ResolvedModel, task: str, seed: int) -> dict:
-    """Everything that determines a run's outputs (compared for idempotence)."""
-    ev = to_dict(profile.evaluate)
-    for k in ("tasks", "seeds"):  # which tasks/seeds run does not change any one run
+# EvalConfig fields that change how fast a run goes or where it keeps checkpoints, never its outputs.
+_BOOKKEEPING_FIELDS = ("tasks", "seeds", "threads", "checkpoint_every", "speed_batch_size", "speed_seq_length",
+                       "speed_rounds")
+
+
+def resolved_run_config(profile: Profile, resolved: ResolvedModel, task: str, seed: int,
+                        precision: str = "fp32") -> dict:
+    """Everything that determines a run's outputs (compared for idempotence); ``precision`` is the resolved one."""
+    ev = to_dict(profile.evaluate.for_task(task))  # this task's budget only: another task's edit keeps this run
+    ev.pop("per_task", None)
+    for k in _BOOKKEEPING_FIELDS:
         ev.pop(k, None)
+    ev.pop("precision", None)  # the setting ("auto") is replaced by what it resolved to on this machine
     return {
         "protocol_version": PROTOCOL_VERSION,
         "profile": profile.name,
@@ -389,6 +517,7 @@ def resolved_run_config(profile: Profile, resolved: ResolvedModel, task: str, se
         "model_fingerprint": resolved.fingerprint,
         "task": task,
         "seed": int(seed),
+        "precision": precision,
         "evaluate": ev,
     }
 
@@ -403,11 +532,10 @@ def evaluate_model(
     results_dir: str | Path | None = None,
     wait: bool = False,
     **kwargs,
-) -> dict[str, float]:
+) -> dict[str, float] | None:
     """:func:`_evaluate_model` holding the lock of its outputs: one run per model/task/seed at a time (a second
     one waits with ``wait``, else stops naming the holder). ``name`` must be a plain name (no path)."""
     from rokd import io
-
     from rokd.errors import CorruptFileError
 
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
@@ -434,129 +562,201 @@ def _evaluate_model(
     dataset=None,
     results_dir: str | Path | None = None,
     force: bool = False,
+    max_steps_this_run: int | None = None,
     log: Callable[[str], None] | None = print,
-) -> dict[str, float]:
+) -> dict[str, float] | None:
     """Fine-tune ``model`` (registry key or local HF dir) on ``task`` with ``seed``; return TEST metrics.
 
     Idempotent: when the outputs exist with the same resolved config they are reused (and their rows
-    re-merged into ``scores.csv``). ``dataset`` (a DatasetDict in the ``rokd.data`` layout) and
-    ``results_dir`` override the data layer and ``results/<profile>`` (tests use both).
+    re-merged into ``scores.csv``). A run that was killed continues from its last checkpoint (in the
+    ``work`` folder of :func:`run_paths`) when called again with the same config. ``dataset`` (a
+    DatasetDict in the ``rokd.data`` layout) and ``results_dir`` override the data layer and
+    ``results/<profile>`` (tests use both). ``max_steps_this_run`` stops after that many training steps
+    with a checkpoint and returns None (time-boxed runs; the resume test).
     """
-    import torch
+    from rokd.precision import runtime_record, threads_for
+    from rokd.trainer import resolve_mixed_precision
 
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
     if task not in ALL_TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {list(ALL_TASKS)}")
-    cfg = prof.evaluate
+    cfg = prof.evaluate.for_task(task)  # the task's budget (evaluate.per_task)
     resolved = resolve_model(model, prof, name)
     results = Path(results_dir) if results_dir is not None else default_results_dir(prof.name)
     paths = run_paths(results, resolved.name, task, seed)
-    run_config = resolved_run_config(prof, resolved, task, seed)
-
-    if not force and paths["run"].exists() and paths["predictions"].exists():
-        previous = json.loads(paths["run"].read_text(encoding="utf-8"))
-        if previous.get("config") == run_config:
-            merge_scores(scores_path(results), resolved.name, task, seed, previous["metrics"])
-            if log:
-                log(f"{resolved.name} / {task} / seed {seed}: up to date (reusing {paths['run'].name})")
-            return previous["metrics"]
-
-    from rokd.runinfo import RunInfo
-
-    info = RunInfo(profile=prof.name, step=f"evaluate {resolved.name} {task}", seed=int(seed))
-    t0 = time.perf_counter()
-    dd = dataset if dataset is not None else load_task_cached(task)
-    for split in ("train", "validation", "test"):
-        if split not in dd:
-            raise ValueError(f"task {task!r}: the data has no {split!r} split (has {list(dd)})")
-    inventory = label_inventory(dd, task, cfg)
-    tokenizer = load_tokenizer(resolved)
-    train = encode_split(dd["train"], task, tokenizer, cfg.max_length, cfg.max_train_examples, inventory)
-    val = encode_split(dd["validation"], task, tokenizer, cfg.max_length, cfg.max_eval_examples, inventory)
-    test = encode_split(dd["test"], task, tokenizer, cfg.max_length, cfg.max_eval_examples)
-    if not train.features or not val.features or not test.features:
-        raise ValueError(f"task {task!r}: an empty split after selection (train {len(train.features)}, "
-                         f"validation {len(val.features)}, test {len(test.features)})")
-    t_data = time.perf_counter() - t0
-
     device = _device(prof)
-    threads_before = torch.get_num_threads()
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    try:
-        return _fit_and_write(prof, resolved, task, seed, dd, inventory, train, val, test, t0, t_data,
-                              device, info, paths, run_config, results, log)
-    finally:
-        torch.set_num_threads(threads_before)
+    with threads_for(cfg.threads) as threads:
+        precision = resolve_mixed_precision(cfg.precision, cpu=device.type == "cpu")
+        run_config = resolved_run_config(prof, resolved, task, seed, precision.name)
+        variants_done = all(predictions_path(results, variant_name(resolved.name, v), task, seed).exists()
+                            for v in cfg.variants)
+        if not force and paths["run"].exists() and paths["predictions"].exists() and variants_done:
+            previous = json.loads(paths["run"].read_text(encoding="utf-8"))
+            if previous.get("config") == run_config:
+                merge_scores(scores_path(results), resolved.name, task, seed, previous["metrics"])
+                if log:
+                    log(f"{resolved.name} / {task} / seed {seed}: up to date (reusing {paths['run'].name})")
+                return previous["metrics"]
+
+        from rokd.runinfo import RunInfo
+
+        info = RunInfo(profile=prof.name, step=f"evaluate {resolved.name} {task}", seed=int(seed),
+                       precision=precision.name, threads=threads)
+        t0 = time.perf_counter()
+        dd = dataset if dataset is not None else load_task_cached(task)
+        for split in ("train", "validation", "test"):
+            if split not in dd:
+                raise ValueError(f"task {task!r}: the data has no {split!r} split (has {list(dd)})")
+        inventory = label_inventory(dd, task, cfg)
+        model_names = inventory.model_names if inventory is not None else None  # the task head's classes
+        tokenizer = load_tokenizer(resolved)
+        train = encode_split(dd["train"], task, tokenizer, cfg.max_length, cfg.max_train_examples, inventory)
+        val = encode_split(dd["validation"], task, tokenizer, cfg.max_length, cfg.max_eval_examples, inventory)
+        test = encode_split(dd["test"], task, tokenizer, cfg.max_length, cfg.max_eval_examples)
+        if not train.features or not val.features or not test.features:
+            raise ValueError(f"task {task!r}: an empty split after selection (train {len(train.features)}, "
+                             f"validation {len(val.features)}, test {len(test.features)})")
+        t_data = time.perf_counter() - t0
+
+        work = paths["work"]
+        if work.exists():
+            saved = work / "run_config.json"
+            if force or not saved.is_file() or json.loads(saved.read_text(encoding="utf-8")) != run_config:
+                shutil.rmtree(work)  # checkpoints of another config (or a forced rerun): start afresh
+        work.mkdir(parents=True, exist_ok=True)
+        save_config(run_config, work / "run_config.json")
+        random.seed(seed)
+        np.random.seed(seed)
+        import torch
+
+        torch.manual_seed(seed)  # the new head's initialisation depends on the seed
+        task_model = build_task_model(resolved.name_or_path, task, model_names)
+        fit = train_and_select(task_model, train, val, task, model_names, cfg, seed, work,
+                               device="cpu" if device.type == "cpu" else "auto", resume=True,
+                               max_steps_this_run=max_steps_this_run, log=log)
+        if not fit.completed:  # stopped by max_steps_this_run: the checkpoint in `work` continues it
+            return None
+        t_train = time.perf_counter() - t0 - t_data
+        record = _test_and_write(
+            RunOutputs(prof, cfg, resolved, task, seed, dd, inventory, train, val, test, paths, run_config, results),
+            task_model, fit, info, {"data": round(t_data, 2), "train_and_select": round(t_train, 2)},
+            runtime_record(precision), log,
+        )
+        shutil.rmtree(work, ignore_errors=True)
+        for parent in work.parents:  # empty model / task folders of the work tree, up to results/.work
+            if parent == results or not parent.is_dir() or any(parent.iterdir()):
+                break
+            parent.rmdir()
+        return record["metrics"]
 
 
-def _fit_and_write(prof, resolved, task, seed, dd, inventory, train, val, test, t0, t_data, device, info, paths,
-                   run_config, results, log) -> dict[str, float]:
-    import torch
+@dataclass
+class RunOutputs:
+    """Where one model x task x seed run writes, and what it was given (for :func:`_test_and_write`)."""
 
-    cfg = prof.evaluate
-    model_names = inventory.model_names if inventory is not None else None  # the task head's classes
-    label_names = list(inventory.source_names) if inventory is not None else None  # the dataset's labels
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # the new head's initialisation depends on the seed
-    task_model = build_task_model(resolved.name_or_path, task, model_names).to(device)
-    best_state, history = train_and_select(task_model, train, val, task, model_names, cfg, seed, device, log=log)
-    task_model.load_state_dict(best_state)
-    t_train = time.perf_counter() - t0 - t_data
+    profile: Profile
+    config: EvalConfig  # the task's budget: profile.evaluate.for_task(task)
+    resolved: ResolvedModel
+    task: str
+    seed: int
+    dataset: Any
+    inventory: LabelInventory | None  # the model's classes -> the dataset's labels (None: regression)
 
-    # The test split is run exactly once, with the selected state.
-    outputs = predict(task_model, test, task, cfg.batch_size * 2, device)
+    @property
+    def label_names(self) -> list[str] | None:
+        """The dataset's label names: predictions are written and scored in them."""
+        return list(self.inventory.source_names) if self.inventory is not None else None
+    train: Encoded
+    val: Encoded
+    test: Encoded
+    paths: dict[str, Path]
+    run_config: dict
+    results: Path
+
+
+def _test_and_write(out: RunOutputs, model, fit: "FitResult", info, timing: dict, runtime: dict, log) -> dict:
+    """Score the test split once with the selected state; write predictions, run record and score rows."""
+    cfg, task = out.config, out.task
+    outputs = predict(model, out.test, task, cfg.batch_size * 2, model.device, fit.precision)
     pred, probs = outputs_to_predictions(outputs, task)
-    if inventory is not None:
-        pred, probs = inventory.to_source(pred, probs)  # dataset ids: a tag outside the inventory is an error
-    metrics = compute_metrics(task, test.gold, pred, label_names, test.row_ids)
+    if out.inventory is not None:
+        pred, probs = out.inventory.to_source(pred, probs)  # dataset ids: a tag outside the inventory is an error
+    metrics = compute_metrics(task, out.test.gold, pred, out.label_names, out.test.row_ids)
     info.finish()
-
     meta = {
-        "model": resolved.name,
-        "name_or_path": resolved.name_or_path,
+        "model": out.resolved.name,
+        "name_or_path": out.resolved.name_or_path,
         "task": task,
-        "seed": int(seed),
-        "profile": prof.name,
+        "seed": int(out.seed),
+        "profile": out.profile.name,
         "label_scheme": "BIO2" if task == "ner" else ("score 0-5" if task in REGRESSION_TASKS else "class ids"),
         "rows": "one per word, predicted at its first sub-word" if task in TAGGING_TASKS else "one per example",
         "max_length": cfg.max_length,
     }
     save_predictions(
-        Predictions(ids=np.asarray(test.row_ids), gold=test.gold, pred=pred, probs=probs,
-                    label_names=label_names if probs is not None else None, meta=meta),
-        paths["predictions"],
+        Predictions(ids=np.asarray(out.test.row_ids), gold=out.test.gold, pred=pred, probs=probs,
+                    label_names=out.label_names if probs is not None else None, meta=meta),
+        out.paths["predictions"],
     )
-    best = max((h for h in history if h.get("best")), key=lambda h: h["step"])
+    metric = headline_metric(task)
+    best = max((h for h in fit.history if h.get("best")), key=lambda h: h["step"])
+    splits = (("train", out.train), ("validation", out.val), ("test", out.test))
     record = {
-        "config": run_config,
+        "config": out.run_config,
         "metrics": metrics,
-        "headline_metric": headline_metric(task),
-        "selected": {"step": best["step"], "epoch": best["epoch"], "val_" + headline_metric(task): best["val_" + headline_metric(task)]},
-        "history": history,
+        "headline_metric": metric,
+        "selected": {"step": best["step"], "epoch": best["epoch"], "val_" + metric: best["val_" + metric]},
+        "history": fit.history,
         "max_length": cfg.max_length,
-        "labels": inventory.record(test.gold) if inventory is not None else None,
+        "labels": out.inventory.record(out.test.gold) if out.inventory is not None else None,
         "sizes": {
             s: {"examples": e.n_examples, "rows": len(e.row_ids), "features": len(e.features),
-                "truncated_or_split": e.n_truncated, "available": len(dd[k])}
-            for s, e, k in (("train", train, "train"), ("validation", val, "validation"), ("test", test, "test"))
+                "truncated_or_split": e.n_truncated, "available": len(out.dataset[s])}
+            for s, e in splits
         },
-        "provenance": _provenance(dd),
-        "timing_s": {"data": round(t_data, 2), "train_and_select": round(t_train, 2), "total": info.wall_time_s},
-        "device": str(device),
-        "torch_threads": torch.get_num_threads(),
+        "provenance": _provenance(out.dataset),
+        "timing_s": {**timing, "total": info.wall_time_s},
+        "device": str(model.device),
+        "torch_threads": runtime["torch_threads"],
+        "runtime": runtime,  # precision (and why), device, threads: rokd.precision.runtime_record
+        "resumed_from": fit.resumed_from,
         "runinfo": info.to_dict(),
     }
-    save_config(run_config, paths["config"])
-    tmp = paths["run"].with_name(paths["run"].name + ".tmp")
+    record["variants"] = _test_variants(out, model, meta, metrics)
+    save_config(out.run_config, out.paths["config"])
+    tmp = out.paths["run"].with_name(out.paths["run"].name + ".tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(paths["run"])
-    merge_scores(scores_path(results), resolved.name, task, seed, metrics)
+    tmp.replace(out.paths["run"])
+    merge_scores(scores_path(out.results), out.resolved.name, task, out.seed, metrics)
     if log:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-        log(f"{resolved.name} / {task} / seed {seed}: {shown} ({info.wall_time_s:.1f} s)")
-    return metrics
+        log(f"{out.resolved.name} / {task} / seed {out.seed}: {shown} ({info.wall_time_s:.1f} s, "
+            f"{runtime['precision']}, {runtime['torch_threads']} thread(s))")
+    return record
+
+
+def _test_variants(out: RunOutputs, model, meta: dict, fp32_metrics: dict) -> dict:
+    """Run the test split with each of ``evaluate.variants`` (int8 / bf16 copies of the selected model, on the
+    CPU); write their predictions as ``<model>@<variant>``; return their metrics and timings."""
+    from rokd.distill.export import make_variant
+
+    cfg, task, done = out.config, out.task, {}
+    for variant in cfg.variants:
+        t0 = time.perf_counter()
+        copy = make_variant(model.cpu(), variant)
+        outputs = predict(copy, out.test, task, cfg.batch_size * 2, "cpu")
+        pred, probs = outputs_to_predictions(outputs, task)
+        if out.inventory is not None:
+            pred, probs = out.inventory.to_source(pred, probs)
+        metrics = compute_metrics(task, out.test.gold, pred, out.label_names, out.test.row_ids)
+        name = variant_name(out.resolved.name, variant)
+        save_predictions(Predictions(ids=np.asarray(out.test.row_ids), gold=out.test.gold, pred=pred, probs=probs,
+                                     label_names=out.label_names if probs is not None else None,
+                                     meta={**meta, "model": name, "variant": variant, "variant_of": out.resolved.name}),
+                         predictions_path(out.results, name, task, out.seed))
+        done[variant] = {"metrics": metrics, "test_s": round(time.perf_counter() - t0, 2),
+                         "change": {k: metrics[k] - fp32_metrics[k] for k in metrics}}
+    return done
 
 
 def evaluate_all(

@@ -92,3 +92,69 @@ def compare_throughput(
 
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def variant_throughput(
+    models: Mapping[str, object],
+    variants: tuple[str, ...] = ("fp32", "bf16", "int8"),
+    batch_size: int = 8,
+    seq_length: int = 128,
+    rounds: int = 5,
+    device="cpu",
+    min_round_s: float = 1.0,
+):
+    """Throughput of every model in every inference variant, all timed in alternation in one run.
+
+    Variants (:func:`rokd.distill.export.make_variant`): ``fp32``; ``bf16`` (weights cast to bfloat16);
+    ``int8`` (dynamic quantisation of the Linear layers; CPU only, skipped on a GPU). Returns a DataFrame:
+    ``model``, ``variant``, ``seq_per_s``, ``vs_fp32`` (the same model's fp32 throughput), ``params``,
+    ``batch_size``, ``seq_length``, ``device``, ``threads``.
+    """
+    import pandas as pd
+    import torch
+
+    from rokd.distill.export import make_variant
+
+    timed = {}
+    for name, model in models.items():
+        model = model.eval()
+        for variant in variants:
+            if variant == "int8" and str(device).startswith("cuda"):
+                continue
+            timed[f"{name}\t{variant}"] = make_variant(model.to("cpu") if variant == "int8" else model, variant)
+    speed = compare_throughput(timed, batch_size, seq_length, rounds=rounds, device=device, min_round_s=min_round_s)
+    rows = []
+    for key, res in speed.items():
+        name, variant = key.split("\t")
+        fp32 = speed.get(f"{name}\tfp32", {}).get("seq_per_s")
+        rows.append({"model": name, "variant": variant, "seq_per_s": res["seq_per_s"],
+                     "vs_fp32": res["seq_per_s"] / fp32 if fp32 else math.nan, "params": count_parameters(models[name]),
+                     "batch_size": batch_size, "seq_length": seq_length, "device": str(device),
+                     "threads": torch.get_num_threads()})
+    return pd.DataFrame(rows)
+
+
+def precision_speed_table(speed, cost=None, pairs: Mapping[str, str] | None = None):
+    """The results chapter's table: seq/s of teacher and student in fp32 / bf16 / int8, with the cost.
+
+    ``speed``: :func:`variant_throughput`'s frame. ``pairs``: student -> teacher, to add ``vs teacher fp32``
+    (the speed-up a CPU user gets by switching from the fp32 teacher). ``cost``: the summary of
+    :func:`rokd.precision_cost.cost_summary` (score change in points, loyalty to fp32 in %), joined on
+    model x variant; fp32 rows show no change by definition.
+    """
+    table = speed[["model", "variant", "params", "seq_per_s", "vs_fp32"]].copy()
+    if pairs:
+        fp32 = speed[speed["variant"] == "fp32"].set_index("model")["seq_per_s"]
+        teacher_of = [pairs.get(m, m) for m in table["model"]]
+        table["vs teacher fp32"] = [
+            s / fp32[t] if t in fp32 else math.nan for s, t in zip(table["seq_per_s"], teacher_of)
+        ]
+    if cost is not None:
+        table = table.merge(cost.reset_index(), on=["model", "variant"], how="left")
+        fp32_rows = table["variant"] == "fp32"  # a model is its own fp32 self: no change, full loyalty
+        cost_columns = ["change", "label_loyalty", "prob_loyalty", "regression_loyalty"]
+        table.loc[fp32_rows, cost_columns] = [0.0, 100.0, 100.0, 100.0]
+    table["params"] = (table["params"] / 1e6).round(1)
+    return table.rename(columns={"params": "params (M)", "seq_per_s": "seq/s", "vs_fp32": "vs own fp32",
+                                 "change": "score change (points)", "label_loyalty": "L-L to fp32 (%)",
+                                 "prob_loyalty": "P-L to fp32 (%)", "regression_loyalty": "R-L to fp32 (%)"})

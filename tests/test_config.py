@@ -50,3 +50,17 @@ def test_per_task_budget_overrides_one_task_only():
     assert cfg.for_task("di").per_task == {}  # a resolved budget carries no further overrides
     with pytest.raises(ConfigError, match=r"per_task\.di: unknown field\(s\) \['maxlen'\]"):
         from_dict(EvalConfig, {"per_task": {"di": {"maxlen": 256}}})
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_teacher_training_settings_stay_byte_identical(name):
+    """The build stamp of the teachers (``teacher_config.json``'s ``training``) must not change with the code's
+    shape: a teacher pretrained for hours stays "up to date" only while it equals what its build wrote."""
+    import json
+    from pathlib import Path
+
+    from rokd.models.teachers import training_settings
+
+    golden = json.loads((Path(__file__).parent / "golden" / "teacher_settings.json").read_text(encoding="utf-8"))
+    settings = training_settings(load_profile(name).teachers)
+    assert json.dumps(settings, sort_keys=True) == json.dumps(golden[name], sort_keys=True)

@@ -37,8 +37,7 @@ from rokd.models.registry import STUDENTS, TEACHERS
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rokd.distill.distiller import DistillOverrides, distill_student
-
+    from rokd.distill.distiller import OWN_STUDENT_ONLY, OVERRIDABLE, DistillOverrides, distill_student
     from rokd.errors import UsageError
 
     if args.teacher or args.spec:
@@ -46,16 +45,12 @@ def _run(args: argparse.Namespace) -> int:
     if not args.student:
         raise UsageError("give --student (a paper student, <student>@d<k>, or 'all'), or --teacher ... --corpus ... "
                          "--output-dir ... for a student of your own, or --spec FILE")
-    for flag in ("corpus", "student_layers", "student_depth", "batch_size", "grad_accum", "max_length"):
+    for flag in ("corpus", *OWN_STUDENT_ONLY):
         if getattr(args, flag) is not None:
             raise UsageError(f"--{flag.replace('_', '-')} is for a student of your own (with --teacher or --spec)")
     args.profile = args.profile or "smoke"
 
-    overrides = DistillOverrides(
-        teachers=args.teachers, strategy=args.strategy, teacher_weights=args.teacher_weights, temperature=args.temperature,
-        alpha_ce=args.alpha_ce, alpha_mlm=args.alpha_mlm, alpha_cos=args.alpha_cos, steps=args.steps, seed=args.seed,
-        soft_targets=args.soft_targets, lr=args.lr,
-    )
+    overrides = DistillOverrides(teachers=args.teachers, **{k: getattr(args, k) for k in OVERRIDABLE})
     from rokd.models.registry import split_replica, student_models
 
     if args.student == "all":
@@ -78,7 +73,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add the ``distill`` sub-command."""
-    from rokd.distill.distiller import STRATEGIES
+    from rokd.config import add_arguments
+    from rokd.distill.distiller import OWN_STUDENT_ONLY, OVERRIDABLE, DistillOverrides
 
     p = subparsers.add_parser(
         "distill",
@@ -92,20 +88,12 @@ def register(subparsers) -> None:
     p.add_argument("--student", metavar="{" + ",".join(STUDENTS) + ",all}",
                    help="a paper student's key, <student>@d<k> (the k-th distillation seed: seed + k - 1), or 'all' "
                         "(every student and the profile's distill.replicas)")
-    p.add_argument("--teachers", nargs="+", choices=TEACHERS, help="teacher keys (default: the registry's; the first gives the tokenizer)")
-    p.add_argument("--strategy", choices=[*STRATEGIES, "ensemble"],
-                   help="how a teacher with another vocabulary enters the objective (rokd.distill.strategies; "
-                        "'ensemble' = 'span-map'; default: the profile's)")
-    p.add_argument("--teacher-weights", type=float, nargs="+", help="ensemble weights, one per teacher (default uniform)")
-    p.add_argument("--temperature", type=float, help="softmax temperature T of the soft targets")
-    p.add_argument("--alpha-ce", type=float, help="weight of the soft-target KL term")
-    p.add_argument("--alpha-mlm", type=float, help="weight of the MLM cross-entropy term")
-    p.add_argument("--alpha-cos", type=float, help="weight of the cosine hidden-state term")
-    p.add_argument("--steps", type=int, help="optimizer steps (default: the profile's)")
-    p.add_argument("--seed", type=int, help="distillation seed: masking, batch order, projections (default: the profile's)")
-    p.add_argument("--soft-targets", choices=("masked", "all"),
-                   help="where the soft-target KL is computed: masked positions, or every token (HF recipe)")
-    p.add_argument("--lr", type=float, help="peak learning rate (default: the profile's)")
+    p.add_argument("--teachers", nargs="+", choices=TEACHERS,
+                   help="teacher keys (default: the registry's; the first gives the tokenizer)")
+    # One flag per overridable field of the objective and the budget (rokd.distill.distiller.OVERRIDABLE),
+    # its type, choices and help from the profile's dataclasses; not given = the profile's value.
+    add_arguments(p, DistillOverrides, [k for k in OVERRIDABLE if k not in OWN_STUDENT_ONLY],
+                  {"seed": {"help": "distillation seed: masking, batch order, projections"}})
     p.add_argument("--output-dir", help="where to write the student (default artifacts/<profile>/students/<key>); "
                    "must be new, empty or made by rokd")
     p.add_argument("--no-resume", action="store_true", help="start afresh even when checkpoints of the same config exist")
@@ -133,18 +121,17 @@ def _layer_list(text: str) -> list[int]:
 
 
 def _add_own_student_arguments(p: argparse.ArgumentParser) -> None:
+    from rokd.config import add_arguments
+    from rokd.distill.distiller import OWN_STUDENT_ONLY, DistillOverrides
+
     own = p.add_argument_group("a student of your own (instead of --student)")
     own.add_argument("--teacher", action="append", metavar="PATH_OR_HUB_ID",
                      help="a teacher: local folder (save_pretrained) or hub ID; repeat for several; "
                           "the first gives the student its tokenizer and weights")
     own.add_argument("--corpus", action="append", metavar="FILE_OR_DIR",
                      help="one-sentence-per-line text file, or a folder of .txt files; repeatable")
-    own.add_argument("--student-layers", type=_layer_list, metavar="0,2,4,7,9,11",
-                     help="teacher layers the student keeps")
-    own.add_argument("--student-depth", type=int, metavar="N", help="or only how many (default: half the teacher's)")
-    own.add_argument("--batch-size", type=int, metavar="N", help="sequences per batch")
-    own.add_argument("--grad-accum", type=int, metavar="N", help="batches per optimizer step")
-    own.add_argument("--max-length", type=int, metavar="N", help="tokens per sequence (student's tokenizer)")
+    add_arguments(own, DistillOverrides, OWN_STUDENT_ONLY,
+                  {"student_layers": {"type": _layer_list, "nargs": None, "metavar": "0,2,4,7,9,11"}})
     own.add_argument("--heldout-lines", type=int, metavar="N",
                      help="corpus lines held out for the MLM accuracy (default 1000)")
     own.add_argument("--spec", metavar="FILE",
@@ -153,13 +140,13 @@ def _add_own_student_arguments(p: argparse.ArgumentParser) -> None:
 
 def _run_own(args: argparse.Namespace) -> int:
     """``rokd distill --teacher ... --corpus ... --output-dir ...`` or ``--spec FILE``."""
+    import dataclasses
+
     from rokd.config import ConfigError
     from rokd.distill.api import DistillSpec, distill, load_spec
 
-    same_name = ("corpus", "output_dir", "teacher_weights", "student_layers", "student_depth", "steps", "batch_size",
-                 "grad_accum", "max_length", "strategy", "temperature", "alpha_ce", "alpha_mlm", "alpha_cos", "profile",
-                 "heldout_lines")
-    given = {"teachers": args.teacher, **{k: getattr(args, k) for k in same_name}}
+    given = {"teachers": args.teacher, **{f.name: getattr(args, f.name, None) for f in dataclasses.fields(DistillSpec)
+                                          if f.name != "teachers"}}
     given = {k: v for k, v in given.items() if v is not None}
     if args.student:
         raise ConfigError("--student names a paper student; with --teacher / --spec the student is your own: "
@@ -169,7 +156,7 @@ def _run_own(args: argparse.Namespace) -> int:
                           "repeat --teacher")
     if args.spec:
         spec = load_spec(args.spec)
-        spec = DistillSpec(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__}, **given})
+        spec = dataclasses.replace(spec, **given)
     else:
         needed = (("--corpus", "corpus"), ("--output-dir", "output_dir"))
         missing = [flag for flag, key in needed if key not in given]

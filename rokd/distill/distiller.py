@@ -44,11 +44,12 @@ build`` and pass the file as ``--profile``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ import torch
 from torch import nn
 
 from rokd import io, mlm
-from rokd.config import ConfigError, save_config, to_dict
+from rokd.config import ConfigError, about, command_flags, from_dict, optional_fields, save_config, to_dict
 from rokd.distill import losses as L
 from rokd.distill.adaptors import (
     SOFT_POSITIONS,
@@ -74,7 +75,7 @@ from rokd.models.registry import (
     STUDENT_TEACHERS, STUDENTS, TEACHERS, load_model, load_tokenizer, resolve, split_replica,
 )
 from rokd.paths import artifacts_dir
-from rokd.profiles import Profile, load_profile
+from rokd.profiles import DistillConfig, DistillObjective, Profile, resolve_profile
 
 STRATEGIES = tuple(S.STRATEGIES)  # rokd.distill.strategies; the alias "ensemble" = "span-map" is accepted too
 CONFIG_FILE = "distill_config.json"
@@ -83,20 +84,15 @@ LOG_FILE = "train_log.jsonl"
 FORMAT_VERSION = 1
 
 
-@dataclass
-class DistillRun:
-    """The resolved config of one distillation run (written as ``distill_config.json``)."""
+@dataclass(kw_only=True)
+class DistillRun(DistillObjective):
+    """The resolved config of one distillation run (written as ``distill_config.json``): the objective
+    (:class:`~rokd.profiles.DistillObjective`, its ``teacher_weights`` normalised, one per teacher) and the budget."""
 
     profile: str
     student: str
     teachers: list[str]
-    teacher_weights: list[float]
     teacher_fingerprints: dict[str, str]
-    strategy: str
-    temperature: float
-    alpha_ce: float
-    alpha_mlm: float
-    alpha_cos: float
     steps: int
     batch_size: int
     grad_accum: int
@@ -110,45 +106,37 @@ class DistillRun:
     eval_lines: int
     seed: int
     corpus_sha256: str
-    soft_targets: str = "masked"  # where the KL is computed: losses.SOFT_TARGETS
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# The fields of the profile's ``distill:`` section a run records (besides the objective).
+_RUN_SETTINGS = ("steps", "batch_size", "grad_accum", "max_length", "lr", "warmup_steps", "weight_decay", "max_grad_norm",
+                 "mlm_probability", "smoothed_masking", "eval_lines", "seed")
+
 # Strategies whose soft-target rows may be every token (``soft_targets: all``), not only the masked ones.
 ALL_TOKENS_STRATEGIES = ("span-map", "hidden-only", "cased-only")
 
+#: What a user may vary per distillation run: the whole objective and these fields of the budget.
+OVERRIDABLE = (*(f.name for f in fields(DistillObjective)), "steps", "seed", "lr", "batch_size", "grad_accum",
+               "max_length")
 
-@dataclass
-class DistillOverrides:
-    """Per-run changes to a profile's ``distill:`` section; ``None`` keeps the profile's value.
-
-    The one list of what a user may vary per distillation: the CLI, the notebook and ablations build
-    one and pass it to :func:`distill_student` / :func:`resolve_run`.
-    """
-
+DistillOverrides = make_dataclass("DistillOverrides", [
     # Registry keys for the paper's students; for a student of one's own (a name that is not a paper key),
     # local folders or hub IDs too. The first teacher gives the student its tokenizer and initial weights.
-    teachers: list[str] | None = None
-    strategy: str | None = None
-    teacher_weights: list[float] | None = None
-    temperature: float | None = None
-    alpha_ce: float | None = None
-    alpha_mlm: float | None = None
-    alpha_cos: float | None = None
-    steps: int | None = None
-    seed: int | None = None  # masking / batch order / initialisation seed (distillation seeds of a study)
-    soft_targets: str | None = None  # "masked" | "all"
-    lr: float | None = None  # peak learning rate (e.g. lowered after a NaN; see distill_student's resume_lr)
-    batch_size: int | None = None
-    grad_accum: int | None = None
-    max_length: int | None = None
-    student_layers: list[int] | None = None  # teacher layers the student keeps (default: half, student.layer_map)
-    student_depth: int | None = None  # or only how many (chosen by layer_map)
+    ("teachers", list[str] | None, field(default=None)),
+    *optional_fields(DistillConfig, OVERRIDABLE),
+    ("student_layers", list[int] | None, field(default=None, metadata=about("teacher layers the student keeps"))),
+    ("student_depth", int | None, field(default=None, metadata=about("or only how many (default: half the teacher's)"))),
+])
+DistillOverrides.__module__ = __name__
+DistillOverrides.__doc__ = """Per-run changes to a profile's ``distill:`` section; ``None`` keeps the profile's value.
 
-
-def _profile(profile: str | Profile) -> Profile:
-    return profile if isinstance(profile, Profile) else load_profile(profile)
+The one list of what a user may vary per distillation (:data:`OVERRIDABLE`, generated from the profile's
+dataclasses): the CLI, the notebook, ``DistillSpec`` and ablations build one and pass it to
+:func:`distill_student` / :func:`resolve_run`. Also ``teachers`` and the student's layers (``student_layers``,
+the teacher layers it keeps, or ``student_depth``, how many).
+"""
 
 
 def _teacher_fingerprint(prof: Profile, key: str) -> str:
@@ -196,13 +184,14 @@ def resolve_run(
     fingerprints: dict[str, str] | None = None,
 ) -> DistillRun:
     """The profile's ``distill:`` settings with ``overrides`` applied; validated."""
-    prof = _profile(profile)
-    d = prof.distill
+    prof = resolve_profile(profile)
     o = overrides or DistillOverrides()
-    teachers, strategy, teacher_weights, steps = o.teachers, o.strategy, o.teacher_weights, o.steps
     if o.lr is not None and not o.lr > 0:
         raise ConfigError(f"lr must be > 0, got {o.lr}")
-    temperature, alpha_ce, alpha_mlm, alpha_cos = o.temperature, o.alpha_ce, o.alpha_mlm, o.alpha_cos
+    given = {k: getattr(o, k) for k in OVERRIDABLE if getattr(o, k) is not None}
+    # The profile's section with the overrides applied, converted and checked like a profile's YAML.
+    d = from_dict(DistillConfig, to_dict(dataclasses.replace(prof.distill, **given)), where="distill")
+    teachers = o.teachers
     extra: dict[str, Any] = {}
     base, replica = split_replica(student_key)  # "<student>@d<k>": the k-th distillation, seed + k - 1
     if base not in STUDENTS:
@@ -241,51 +230,32 @@ def resolve_run(
         if int(o.student_depth) < 1:
             raise ConfigError(f"student_depth must be >= 1, got {o.student_depth}")
         extra["student_depth"] = int(o.student_depth)
-    strategy = strategy or d.strategy
-    if S.ALIASES.get(strategy, strategy) not in STRATEGIES:
-        raise ConfigError(f"strategy must be one of {list(STRATEGIES)} (or the alias 'ensemble'), got {strategy!r}")
-    strategy = S.canonical_name(strategy)
-    if teacher_weights is not None:
-        weights = [float(w) for w in teacher_weights]
+    if o.teacher_weights is not None:
+        weights = [float(w) for w in o.teacher_weights]
     elif d.teacher_weights is not None:  # the profile's weights are for the first teachers, in order
         weights = [float(w) for w in d.teacher_weights][: len(teachers)]
     else:
         weights = [1.0] * len(teachers)
     if len(weights) != len(teachers) or any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise ConfigError(f"teacher_weights: need {len(teachers)} non-negative numbers, not all zero; got {teacher_weights or d.teacher_weights}")
+        raise ConfigError(f"teacher_weights: need {len(teachers)} non-negative numbers, not all zero; got {d.teacher_weights}")
     total = sum(weights)
+    objective = {f.name: getattr(d, f.name) for f in fields(DistillObjective)}
     run = DistillRun(
+        **{**objective, "strategy": S.canonical_name(d.strategy), "teacher_weights": [w / total for w in weights]},
+        **{k: getattr(d, k) for k in _RUN_SETTINGS},
         profile=prof.name,
         student=student_key,
         teachers=teachers,
-        teacher_weights=[w / total for w in weights],
         teacher_fingerprints=dict(fingerprints or {}),
-        strategy=strategy,
-        temperature=float(temperature if temperature is not None else d.temperature),
-        alpha_ce=float(alpha_ce if alpha_ce is not None else d.alpha_ce),
-        alpha_mlm=float(alpha_mlm if alpha_mlm is not None else d.alpha_mlm),
-        alpha_cos=float(alpha_cos if alpha_cos is not None else d.alpha_cos),
-        steps=int(steps if steps is not None else d.steps),
-        batch_size=int(o.batch_size if o.batch_size is not None else d.batch_size),
-        grad_accum=int(o.grad_accum if o.grad_accum is not None else d.grad_accum),
-        max_length=int(o.max_length if o.max_length is not None else d.max_length),
-        lr=float(o.lr if o.lr is not None else d.lr),
-        warmup_steps=min(d.warmup_steps, int(steps if steps is not None else d.steps)),
-        weight_decay=d.weight_decay,
-        max_grad_norm=d.max_grad_norm,
-        mlm_probability=d.mlm_probability,
-        smoothed_masking=d.smoothed_masking,
-        eval_lines=d.eval_lines,
-        seed=int(o.seed if o.seed is not None else d.seed + replica - 1),
         corpus_sha256=corpus_sha256,
-        soft_targets=o.soft_targets or d.soft_targets,
         extra={**extra, **({"masking_seeds": "per-batch"} if d.data_workers > 0 else {})},  # other masks: another run
     )
+    run.warmup_steps = min(run.warmup_steps, run.steps)
+    if "seed" not in given:  # "<student>@d<k>": the k-th distillation, seed + k - 1
+        run.seed += replica - 1
     if run.batch_size < 1 or run.grad_accum < 1 or run.max_length < 3:
         raise ConfigError("batch_size and grad_accum must be >= 1 and max_length >= 3 "
                           f"(got {run.batch_size}, {run.grad_accum}, {run.max_length})")
-    if run.soft_targets not in L.SOFT_TARGETS:
-        raise ConfigError(f"distill.soft_targets must be one of {list(L.SOFT_TARGETS)}, got {run.soft_targets!r}")
     if run.soft_targets == "all" and len(run.teachers) > 1 and S.get_strategy(run.strategy).name not in ALL_TOKENS_STRATEGIES:
         # The other strategies pair the student's *masked* rows with the other tokenizer's rows.
         raise ConfigError(f"distill.soft_targets 'all' works with the strategies {list(ALL_TOKENS_STRATEGIES)} only "
@@ -322,7 +292,7 @@ class DistillNet(nn.Module):
         soft: torch.Tensor,
         soft_valid: torch.Tensor,
         cos_weights: dict[str, float],
-        weights: L.LossWeights,
+        weights: DistillObjective,
         strategy_step: S.StrategyStep | None = None,
     ) -> dict[str, torch.Tensor]:
         labels = batch["labels"]
@@ -357,7 +327,7 @@ class DistillNet(nn.Module):
                 terms[f"cos.{name}"] = term
                 cos = w / total_w * term if cos is None else cos + w / total_w * term
             terms["cos"] = cos
-        terms["loss"] = L.combine({k: v for k, v in terms.items() if k in ("ce", "mlm", "cos")}, weights)
+        terms["loss"] = L.combine({k: v for k, v in terms.items() if hasattr(weights, f"alpha_{k}")}, weights)
         if strategy_step is not None:
             with torch.no_grad():
                 terms.update(strategy_step.stats(out.logits.detach()))
@@ -466,7 +436,6 @@ def make_step_fn(adaptors: list[TeacherAdaptor], run: DistillRun):
     diagnostics (:func:`rokd.distill.strategies.step_diagnostics`). The strategy (``run.strategy``) decides
     how a teacher with another vocabulary enters the soft-target term (:mod:`rokd.distill.strategies`).
     """
-    weights = L.LossWeights(run.alpha_ce, run.alpha_mlm, run.alpha_cos, run.temperature)
     strategy = S.get_strategy(run.strategy)
     soft_names = [a.name for a in adaptors if strategy.name == "span-map" or not a.needs_reference]
     cos_weights = {a.name: a.weight for a in adaptors if strategy.in_cosine or not a.needs_reference}
@@ -477,7 +446,7 @@ def make_step_fn(adaptors: list[TeacherAdaptor], run: DistillRun):
         batch = {**batch, SOFT_POSITIONS: where}
         targets, soft, valid = teacher_targets(adaptors, batch, run.temperature, soft_names)
         step, soft, valid = strategy_step(strategy, adaptors, contexts, batch, targets, soft, valid, run.temperature)
-        terms = net(batch, targets, soft, valid, cos_weights, weights, step)
+        terms = net(batch, targets, soft, valid, cos_weights, run, step)
         for t in targets.values():
             terms.update({k: v.detach().float() for k, v in t.stats.items()})
         terms["stat_soft_rows"] = valid.float().mean() if valid.numel() else torch.zeros((), device=valid.device)
@@ -654,7 +623,7 @@ def count_params(model: nn.Module) -> int:
 
 
 def student_dir(profile: str | Profile, student_key: str) -> Path:
-    return artifacts_dir(_profile(profile).name) / "students" / student_key
+    return artifacts_dir(resolve_profile(profile).name) / "students" / student_key
 
 
 STUDENT_WHAT = "a distilled student"
@@ -673,22 +642,17 @@ def _same_run(saved: dict | None, run: DistillRun, ignore_lr: bool = False) -> b
     return saved == now
 
 
+# Overrides the command line takes only for a student of one's own (a paper student keeps the profile's).
+OWN_STUDENT_ONLY = ("batch_size", "grad_accum", "max_length", "student_layers", "student_depth")
+
+
 def distill_command(profile: str | Profile, student_key: str, overrides: DistillOverrides | None,
                     output_dir: str | Path | None, lr: str = "{lr}", resume_lr: bool = True) -> str:
     """The ``rokd distill`` command line that repeats a run (with ``lr``; resuming with it if ``resume_lr``)."""
     o = overrides or DistillOverrides()
     prof_arg = profile.name if isinstance(profile, Profile) else str(profile)
     parts = ["rokd", "distill", "--profile", prof_arg, "--student", student_key]
-    if o.teachers:
-        parts += ["--teachers", *o.teachers]
-    if o.strategy:
-        parts += ["--strategy", o.strategy]
-    if o.teacher_weights:
-        parts += ["--teacher-weights", *(f"{w:g}" for w in o.teacher_weights)]
-    for flag, value in (("--temperature", o.temperature), ("--alpha-ce", o.alpha_ce), ("--alpha-mlm", o.alpha_mlm),
-                        ("--alpha-cos", o.alpha_cos), ("--steps", o.steps)):
-        if value is not None:
-            parts += [flag, f"{value:g}"]
+    parts += command_flags(o, ["teachers", *(k for k in OVERRIDABLE if k not in OWN_STUDENT_ONLY and k != "lr")])
     if output_dir is not None:
         parts += ["--output-dir", str(output_dir)]
     parts += ["--lr", lr] + (["--resume-lr"] if resume_lr else [])
@@ -720,7 +684,7 @@ def distill_student(
     instead of stopping. ``resume_lr``: resume the kept checkpoints although ``overrides.lr`` changed the
     learning rate.
     """
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     if prof.distill.source == "hub":
         raise ConfigError(
             f"profile {prof.name!r} uses the authors' released students (distill.source: hub); nothing to distil. "

@@ -35,10 +35,11 @@ def soft_target_positions(labels: torch.Tensor, attention_mask: torch.Tensor, mo
 
 @dataclass
 class LossWeights:
+    """The weights of the paper's three terms (the distiller passes its run, whose objective has them too)."""
+
     alpha_ce: float = 5.0
     alpha_mlm: float = 2.0
     alpha_cos: float = 1.0
-    temperature: float = 2.0
 
 
 def soft_target_kl(
@@ -175,16 +176,17 @@ def cosine_alignment(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor,
     return (1.0 - F.cosine_similarity(s, t, dim=-1, eps=1e-8)).mean()
 
 
-def combine(terms: dict[str, torch.Tensor], weights: LossWeights) -> torch.Tensor:
-    """Weighted sum of the terms present: keys ``ce`` (soft-target KL), ``mlm``, ``cos``."""
-    alpha = {"ce": weights.alpha_ce, "mlm": weights.alpha_mlm, "cos": weights.alpha_cos}
+def combine(terms: dict[str, torch.Tensor], weights) -> torch.Tensor:
+    """Weighted sum of the terms present: term ``x`` weighs ``weights.alpha_x`` (``ce``: soft-target KL, ``mlm``,
+    ``cos``; ``weights``: a :class:`LossWeights`, or a run's objective). A term of weight 0 is left out."""
     total = None
     for name, value in terms.items():
-        if name not in alpha:
-            raise KeyError(f"unknown loss term {name!r}; expected one of {sorted(alpha)}")
-        if alpha[name] == 0:
+        alpha = getattr(weights, f"alpha_{name}", None)
+        if alpha is None:
+            raise KeyError(f"unknown loss term {name!r}: {type(weights).__name__} has no weight alpha_{name}")
+        if alpha == 0:
             continue
-        total = alpha[name] * value if total is None else total + alpha[name] * value
+        total = alpha * value if total is None else total + alpha * value
     if total is None:
         raise ValueError("every loss weight is zero: nothing to train")
     return total

@@ -36,7 +36,7 @@ from rokd.config import save_config, to_dict
 from rokd.io import file_sha256
 from rokd.models.registry import TEACHER_SHAPE, TEACHERS, resolve
 from rokd.paths import artifacts_dir
-from rokd.profiles import BertShape, Profile, TeachersConfig, load_profile
+from rokd.profiles import BertShape, Profile, TeachersConfig, resolve_profile
 
 TEACHER_CONFIG_FILE = "teacher_config.json"
 QUALITY_FILE = "quality.json"
@@ -58,15 +58,11 @@ class TeacherBuild:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _profile(profile: str | Profile) -> Profile:
-    return profile if isinstance(profile, Profile) else load_profile(profile)
-
-
 def corpus_files(profile: str | Profile) -> tuple[Path, Path]:
     """``(train.txt, heldout.txt)`` of the profile's corpus, built by ``rokd.data`` when missing."""
     from rokd.data.corpus import ensure_corpus
 
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     out = Path(ensure_corpus(prof))
     folder = out if out.is_dir() else out.parent
     train, heldout = folder / "train.txt", folder / "heldout.txt"
@@ -76,10 +72,16 @@ def corpus_files(profile: str | Profile) -> tuple[Path, Path]:
     return train, heldout
 
 
+# Settings added after teachers were first built, with the value those builds trained with: left out of the
+# build stamp at that value, so a teacher built before the setting existed stays up to date.
+_UNSTAMPED_DEFAULTS = {"max_grad_norm": 1.0}
+
+
 def training_settings(cfg: TeachersConfig) -> dict[str, Any]:
     """The fields of the teachers section that change training (not the shapes, not the hub IDs)."""
     skip = {"source", "cased", "uncased", "hub_cased", "hub_uncased"}
-    return {k: v for k, v in to_dict(cfg).items() if k not in skip}
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in skip}
+    return {k: v for k, v in settings.items() if not (k in _UNSTAMPED_DEFAULTS and v == _UNSTAMPED_DEFAULTS[k])}
 
 
 def teacher_shape(cfg: TeachersConfig, key: str) -> BertShape:
@@ -149,21 +151,9 @@ def pretrain_mlm(model, tokenizer, train_txt: str | Path, cfg: TeachersConfig, w
                                                          mlm_probability=cfg.mlm_probability, seed=cfg.seed,
                                                          precision=precision)["mlm_accuracy"]}
 
-    tcfg = trainer.TrainerConfig(
-        output_dir=str(work_dir / "run"),
-        steps=cfg.steps,
-        warmup_steps=cfg.warmup_steps,
-        grad_accum=cfg.grad_accum,
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        checkpoint_every=cfg.checkpoint_every,
-        log_every=max(1, cfg.steps // 300),
-        seed=cfg.seed,
-        cpu=device == "cpu",
-        progress=False,
-        mixed_precision=cfg.precision,
-        allow_lr_change=allow_lr_change,
-    )
+    tcfg = trainer.TrainerConfig(output_dir=str(work_dir / "run"), **cfg.trainer_settings(),
+                                 log_every=max(1, cfg.steps // 300), cpu=device == "cpu", progress=False,
+                                 allow_lr_change=allow_lr_change)
     trainer.train(net, step_fn, stream, tcfg, resume=resume, count_tokens=mlm.count_tokens,
                   evaluate=evaluate, eval_every=cfg.curve_every)
     return Path(tcfg.output_dir) / TRAIN_LOG_FILE
@@ -192,7 +182,7 @@ def build_teacher(profile: str | Profile, key: str, *, force: bool = False, devi
     (``wait=False``: it stops instead, naming the holder). ``resume_lr``: resume the interrupted run's
     checkpoints although ``teachers.lr`` changed (after a NaN loss).
     """
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     cfg = prof.teachers
     if key not in TEACHERS:
         raise ValueError(f"unknown teacher key {key!r}; teachers are {list(TEACHERS)}")
@@ -346,7 +336,7 @@ def build_teachers(profile: str | Profile, keys: list[str] | tuple[str, ...] | N
     Under a hub profile (``teachers.source: hub``) nothing is built and the hub IDs are returned as paths
     of their :class:`~rokd.models.registry.ModelRef` (``name_or_path``).
     """
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     keys = tuple(keys or TEACHERS)
     if prof.teachers.source == "hub":
         return {k: Path(resolve(k, prof).name_or_path) for k in keys}
@@ -369,7 +359,7 @@ QUALITY_KEYS = ("mlm_accuracy", "pseudo_perplexity", "whole_word_pseudo_perplexi
 
 def ensure_quality(profile: str | Profile, key: str) -> dict:
     """A teacher's quality: its ``quality.json`` when complete, else measured now (and written)."""
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     ref = resolve(key, prof)
     path = ref.path / QUALITY_FILE if ref.source == "local" else None
     if path is not None and path.exists():
@@ -390,7 +380,7 @@ def teacher_quality(profile: str | Profile, key: str, *, write: bool = True) -> 
     from rokd.models.registry import load_model, load_tokenizer
     from rokd.paths import results_dir
 
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     cfg = prof.teachers
     ref = resolve(key, prof)
     model = load_model(ref, head="mlm").to(_device(prof))  # first: an unreachable hub fails fast

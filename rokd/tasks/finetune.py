@@ -44,7 +44,7 @@ import numpy as np
 
 from rokd.config import save_config, to_dict
 from rokd.paths import results_dir as default_results_dir
-from rokd.profiles import EvalConfig, Profile, load_profile
+from rokd.profiles import EvalConfig, Profile, resolve_profile
 from rokd.tasks.encode import IGNORE_INDEX, Encoded, LabelInventory, encode_sentences, encode_tagging, select_split
 from rokd.tasks.metrics import ALL_TASKS, REGRESSION_TASKS, TAGGING_TASKS, compute_metrics, headline_metric
 from rokd.tasks.predictions import Predictions, predictions_path, save_predictions
@@ -450,10 +450,8 @@ def train_and_select(model, train: Encoded, val: Encoded, task: str, label_names
     total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
     eval_every = max(1, steps_per_epoch // max(1, cfg.evals_per_epoch))
     tcfg = trainer.TrainerConfig(
-        output_dir=str(work), steps=total_steps, lr=cfg.lr, warmup_steps=int(cfg.warmup_ratio * total_steps),
-        weight_decay=cfg.weight_decay, adam_eps=1e-8, max_grad_norm=cfg.max_grad_norm,
-        checkpoint_every=cfg.checkpoint_every, keep_checkpoints=1, seed=seed, mixed_precision=cfg.precision,
-        cpu=device == "cpu", progress=False,
+        output_dir=str(work), **cfg.trainer_settings(), steps=total_steps, warmup_steps=int(cfg.warmup_ratio * total_steps),
+        adam_eps=1e-8, keep_checkpoints=1, seed=seed, cpu=device == "cpu", progress=False,
     )
     precision = trainer.resolve_mixed_precision(cfg.precision, tcfg.cpu)
     batches = TaskBatches(train, cfg.batch_size, seed, model.config.pad_token_id or 0,
@@ -538,7 +536,7 @@ def evaluate_model(
     from rokd import io
     from rokd.errors import CorruptFileError
 
-    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    prof = resolve_profile(profile)
     resolved = resolve_model(model, prof, name)
     local = Path(resolved.name_or_path)
     problem = io.weights_problem(local) if (local / "model.safetensors").is_file() else None
@@ -577,7 +575,7 @@ def _evaluate_model(
     from rokd.precision import runtime_record, threads_for
     from rokd.trainer import resolve_mixed_precision
 
-    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    prof = resolve_profile(profile)
     if task not in ALL_TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {list(ALL_TASKS)}")
     cfg = prof.evaluate.for_task(task)  # the task's budget (evaluate.per_task)
@@ -769,7 +767,7 @@ def evaluate_all(
     """Every task x seed of ``model`` (defaults: the profile's); a DataFrame of the TEST metrics."""
     import pandas as pd
 
-    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    prof = resolve_profile(profile)
     tasks = list(tasks or prof.evaluate.tasks)
     seeds = list(seeds or prof.evaluate.seeds)
     rows = []

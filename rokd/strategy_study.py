@@ -43,7 +43,7 @@ import pandas as pd
 from rokd.distill.strategies import STRATEGIES, canonical_name
 from rokd.paper import HEADLINE_METRIC
 from rokd.paths import artifacts_dir, results_dir
-from rokd.profiles import Profile, load_profile
+from rokd.profiles import Profile, load_profile, resolve_profile
 
 STUDENT = "distilmulti-bert-base-ro"
 STUDY_TASKS = ("ner", "upos", "sts")
@@ -65,12 +65,8 @@ class StudyConfig:
     heldout_lines: int = 0
 
 
-def _profile(profile: str | Profile) -> Profile:
-    return profile if isinstance(profile, Profile) else load_profile(profile)
-
-
 def student_path(profile: str | Profile, strategy: str, seed: int) -> Path:
-    return artifacts_dir(_profile(profile).name) / "strategies" / canonical_name(strategy) / f"seed{seed}"
+    return artifacts_dir(resolve_profile(profile).name) / "strategies" / canonical_name(strategy) / f"seed{seed}"
 
 
 def model_name(strategy: str, seed: int) -> str:
@@ -79,7 +75,7 @@ def model_name(strategy: str, seed: int) -> str:
 
 
 def study_results(profile: str | Profile) -> Path:
-    return results_dir(_profile(profile).name) / "strategies"
+    return results_dir(resolve_profile(profile).name) / "strategies"
 
 
 # --- the four measurements of one student ----------------------------------------------------------
@@ -88,7 +84,7 @@ def study_results(profile: str | Profile) -> Path:
 def distill_one(profile: str | Profile, strategy: str, seed: int, steps: int | None = None, log=print) -> Path:
     from rokd.distill.distiller import DistillOverrides, distill_student
 
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     overrides = DistillOverrides(strategy=canonical_name(strategy), seed=seed, steps=steps)
     return distill_student(prof, STUDENT, overrides, output_dir=student_path(prof, strategy, seed), progress=False,
                            log=log)
@@ -120,7 +116,7 @@ def heldout_rows(profile: str | Profile, path: str | Path, strategy: str, seed: 
     from rokd.distill.heldout import heldout_diagnostics
     from rokd.models.registry import STUDENT_TEACHERS, load_model, load_tokenizer
 
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     cfg = json.loads((Path(path) / "distill_config.json").read_text(encoding="utf-8"))
     student = AutoModelForMaskedLM.from_pretrained(path)
     tok = AutoTokenizer.from_pretrained(path)
@@ -141,7 +137,7 @@ def task_rows(profile: str | Profile, path: str | Path, strategy: str, seed: int
     """Rows ``task = <task>``: the student's test metrics (fine-tuned with ``finetune_seed``)."""
     from rokd.tasks.finetune import evaluate_model
 
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     rows = []
     for task in tasks:
         metrics = evaluate_model(prof, str(path), task, finetune_seed, name=model_name(strategy, seed),
@@ -159,7 +155,7 @@ def loyalty_rows(profile: str | Profile, strategy: str, seed: int, tasks: Sequen
     from rokd.tasks.finetune import evaluate_model
     from rokd.tasks.predictions import load_predictions, predictions_path
 
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     main_results = results_dir(prof.name)
     rows = []
     for task in tasks:
@@ -186,7 +182,7 @@ def _row(strategy: str, seed: int, task: str, metric: str, value: float) -> dict
 
 
 def csv_path(profile: str | Profile) -> Path:
-    return results_dir(_profile(profile).name) / CSV_NAME
+    return results_dir(resolve_profile(profile).name) / CSV_NAME
 
 
 def run_study(
@@ -215,7 +211,7 @@ def run_study(
     from rokd.models.quality import read_lines
     from rokd.models.teachers import corpus_files
 
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     strategies = [canonical_name(s) for s in (strategies or list(STRATEGIES))]
     finetune_seed = int(finetune_seed if finetune_seed is not None else prof.evaluate.seeds[0])
     n_lines = int(heldout_lines if heldout_lines is not None else prof.distill.eval_lines)
@@ -248,7 +244,7 @@ def read_study(profile: str | Profile, path: str | Path | None = None) -> pd.Dat
     """``strategies.csv`` as a DataFrame; a clear error if it is missing or malformed."""
     p = Path(path) if path is not None else csv_path(profile)
     if not p.is_file():
-        name = _profile(profile).name
+        name = resolve_profile(profile).name
         raise FileNotFoundError(f"{p} not found; produce it with `python -m rokd.strategy_study --profile {name}`")
     df = pd.read_csv(p)
     if tuple(df.columns) != COLUMNS:

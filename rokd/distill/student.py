@@ -265,9 +265,9 @@ def build_init_only_control(profile, *, force: bool = False, log=print) -> Path:
     """
     from rokd.models.controls import FORMAT_VERSION, is_current, save_control, source_fingerprint
     from rokd.models.registry import CONTROL_OF, STUDENT_TEACHERS, load_model, load_tokenizer, resolve
-    from rokd.profiles import Profile, load_profile
+    from rokd.profiles import resolve_profile
 
-    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    prof = resolve_profile(profile)
     key = "control-init-only"
     student = CONTROL_OF[key]
     teacher = STUDENT_TEACHERS[student][0]

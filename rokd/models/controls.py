@@ -27,12 +27,6 @@ CONTROL_FILE = "control.json"
 FORMAT_VERSION = 1
 
 
-def _profile(profile: Any):
-    from rokd.profiles import Profile, load_profile
-
-    return profile if isinstance(profile, Profile) else load_profile(profile)
-
-
 def source_fingerprint(profile: Any, key: str, files: tuple[str, ...]) -> str:
     """``hub:<id>`` for a hub model; else the sha256 of the given files of its folder (those that exist)."""
     from rokd.models.teachers import file_sha256
@@ -87,7 +81,9 @@ def build_random_init_control(profile: Any, *, force: bool = False, log: Callabl
     """``artifacts/<profile>/controls/control-random-init``: the cased teacher's architecture, random weights."""
     from transformers import AutoConfig
 
-    prof = _profile(profile)
+    from rokd.profiles import resolve_profile
+
+    prof = resolve_profile(profile)
     key = "control-random-init"
     teacher = CONTROL_OF[key]
     out = Path(resolve(key, prof).name_or_path)

@@ -88,7 +88,9 @@ def replica_key(student: str, replica: int) -> str:
 
 def student_models(profile: Any) -> list[str]:
     """Every student of ``profile`` with its distillation replicas (``distill.replicas``), in pipeline order."""
-    prof = _profile_obj(profile)
+    from rokd.profiles import resolve_profile
+
+    prof = resolve_profile(profile)
     bad = {k: n for k, n in prof.distill.replicas.items() if k not in STUDENTS or not isinstance(n, int) or n < 1}
     if bad:
         from rokd.config import ConfigError
@@ -152,12 +154,6 @@ class ModelRef:
         return Path(self.name_or_path)
 
 
-def _profile_obj(profile: Any):
-    from rokd.profiles import Profile, load_profile
-
-    return profile if isinstance(profile, Profile) else load_profile(profile)
-
-
 def resolve(key_or_path: str | os.PathLike, profile: Any = "smoke") -> ModelRef:
     """Resolve a model key, a local folder or a hub ID to a :class:`ModelRef`.
 
@@ -172,7 +168,9 @@ def resolve(key_or_path: str | os.PathLike, profile: Any = "smoke") -> ModelRef:
     """
     from rokd.paths import artifacts_dir
 
-    prof = _profile_obj(profile)
+    from rokd.profiles import resolve_profile
+
+    prof = resolve_profile(profile)
     name = os.fspath(key_or_path)
     if name in TEACHERS:
         if prof.teachers.source == "hub":

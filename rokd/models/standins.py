@@ -214,9 +214,9 @@ def profile_standin(profile, kind: str, steps: int | None = None, log=print) -> 
 
     from rokd.models.teachers import _device, corpus_files
     from rokd.paths import artifacts_dir
-    from rokd.profiles import Profile, load_profile
+    from rokd.profiles import resolve_profile
 
-    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    prof = resolve_profile(profile)
     cfg = prof.teachers
     steps = cfg.steps if steps is None else int(steps)
     pretrain = dataclasses.replace(cfg, steps=steps, warmup_steps=min(cfg.warmup_steps, steps // 10),

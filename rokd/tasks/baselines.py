@@ -329,11 +329,11 @@ def score_baseline(
     ``results/<profile>`` (tests use both). ``commit``: the git commit to record (default: now).
     """
     from rokd.paths import results_dir as default_results_dir
-    from rokd.profiles import Profile, load_profile
+    from rokd.profiles import resolve_profile
     from rokd.runinfo import RunInfo
     from rokd.tasks.finetune import load_task_cached, run_paths
 
-    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    prof = resolve_profile(profile)
     seeds = [int(s) for s in (seeds or prof.evaluate.seeds)]
     results = Path(results_dir) if results_dir is not None else default_results_dir(prof.name)
     configs = {s: baseline_run_config(prof, name, task, s) for s in seeds}
@@ -391,11 +391,11 @@ def score_baselines(profile, names: Sequence[str] = BASELINES, tasks: Sequence[s
     """Every baseline x task (default: the profile's tasks); a DataFrame of the TEST metrics."""
     import pandas as pd
 
-    from rokd.profiles import Profile, load_profile
+    from rokd.profiles import resolve_profile
 
     from rokd.runinfo import git_commit
 
-    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    prof = resolve_profile(profile)
     # The commit is read once, before the first run writes into results/: a committed results folder that
     # is being rewritten would otherwise make every later record say "+dirty".
     kwargs.setdefault("commit", git_commit())

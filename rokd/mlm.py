@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +67,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from rokd import io
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput, ModelOutput
 from transformers.trainer_pt_utils import get_length_grouped_indices
@@ -122,20 +123,10 @@ class TokenizedLines:
 
     def save(self, path: str | Path, fingerprint: str = "") -> Path:
         """Write as ``.npz`` (temp file, then rename). Loaded again without pickle."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp-{os.getpid()}.npz")
-        np.savez(
-            tmp,
-            input_ids=self.input_ids,
-            word_ids=self.word_ids,
-            char_spans=self.char_spans,
-            offsets=self.offsets,
-            line_index=self.line_index,
-            fingerprint=np.array(fingerprint),
-        )
-        tmp.replace(path)
-        return path
+        with io.atomic_path(path, ".npz") as tmp:
+            np.savez(tmp, input_ids=self.input_ids, word_ids=self.word_ids, char_spans=self.char_spans,
+                     offsets=self.offsets, line_index=self.line_index, fingerprint=np.array(fingerprint))
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | Path) -> tuple[TokenizedLines, str]:

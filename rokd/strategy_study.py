@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rokd import io
 from rokd.distill.strategies import STRATEGIES, canonical_name
 from rokd.paper import HEADLINE_METRIC
 from rokd.paths import artifacts_dir, results_dir
@@ -230,10 +230,8 @@ def run_study(
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     if write:
         out = csv_path(prof)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        df.to_csv(tmp, index=False, float_format="%.10g")
-        tmp.replace(out)
+        with io.atomic_path(out) as tmp:
+            df.to_csv(tmp, index=False, float_format="%.10g")
         cfg = StudyConfig(prof.name, strategies, [int(s) for s in seeds], list(tasks), finetune_seed, steps, n_lines)
         save_config(cfg,
                     out.with_name("strategies_config.json"))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from rokd import io
 from rokd import paths
 from rokd.data import TASK_DATASET, TASKS, is_tagging, label_names, load_task, split_provenance
 from rokd.data.normalize import COMMA_LETTERS, CEDILLA_LETTERS, diacritic_style
@@ -114,7 +115,5 @@ def save_summary(profile: str, data_dir=None, source: str = "auto") -> Path:
     table = split_table(data_dir, source)
     out = paths.results_dir(profile) / "data_summary.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(table.to_dict(orient="records"), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(out)
+    io.atomic_write_json(out, table.to_dict(orient="records"), ensure_ascii=False)
     return out

@@ -39,6 +39,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from rokd import io
 from rokd.config import ConfigError, command_flags, load_config, save_config
 from rokd.distill.distiller import DistillOverrides
 
@@ -125,9 +126,7 @@ def prepare_corpus(
     folder.mkdir(parents=True, exist_ok=True)
     for path, chosen in ((heldout, [ln for i, ln in enumerate(lines) if i in held]),
                          (train, [ln for i, ln in enumerate(lines) if i not in held])):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("\n".join(chosen) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        io.atomic_write_text(path, "\n".join(chosen) + "\n")
     return train, heldout
 
 
@@ -175,7 +174,6 @@ def distill(
     teachers = [str(Path(t).expanduser().resolve()) if Path(t).expanduser().is_dir() else str(t) for t in spec.teachers]
     prof = spec_profile(spec)
     out = Path(spec.output_dir).expanduser()
-    from rokd import io
     from rokd.distill.distiller import CONFIG_FILE, STUDENT_WHAT
 
     io.check_replaceable(out, STUDENT_WHAT, legacy=(CONFIG_FILE,))  # before the corpus is prepared (distill_student re-checks)

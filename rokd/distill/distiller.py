@@ -568,12 +568,7 @@ def trainer_config(run: DistillRun, output_dir: Path, device: str = "auto", chec
     )
 
 
-def read_log(path: str | Path) -> list[dict]:
-    """The JSONL training log as a list of records."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no training log at {path}")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+read_log = io.read_jsonl  # the JSONL training log as a list of records
 
 
 def coverage_summary(log: list[dict], adaptors: list[TeacherAdaptor]) -> dict[str, dict[str, float]]:
@@ -603,16 +598,6 @@ def coverage_summary(log: list[dict], adaptors: list[TeacherAdaptor]) -> dict[st
 
 def folder_size_mb(path: Path, pattern: str = "*.safetensors") -> float:
     return sum(f.stat().st_size for f in Path(path).glob(pattern)) / 2**20
-
-
-def count_params(model: nn.Module) -> int:
-    """Distinct parameters (tied weights counted once)."""
-    seen, total = set(), 0
-    for p in model.parameters():
-        if id(p) not in seen:
-            seen.add(id(p))
-            total += p.numel()
-    return total
 
 
 # --------------------------------------------------------------------------------------------------
@@ -804,7 +789,7 @@ def _distill_locked(prof: Profile, student_key: str, overrides: DistillOverrides
         log(f"student {student_key}: {name} covered {cov['masked_positions_covered']:.1%} of the masked positions "
             f"(its token mapped onto the student's at {cov['masked_positions_label_mapped']:.1%}), "
             f"mapped probability mass {cov['mapped_probability_mass']:.1%}")
-    s_params = count_params(student)
+    s_params = io.count_params(student)
     log(f"student {student_key}: saved to {out} ({s_params / 1e6:.2f} M params, "
         f"held-out MLM accuracy {heldout[student_key]:.3f})")
     return out
@@ -824,10 +809,10 @@ def _write_student(stage: Path, prof: Profile, student_key: str, run: DistillRun
     for k in teacher_keys:
         ref = resolve(sources[k], prof)
         teacher_sizes[k] = {
-            "params": count_params(models[k]),
+            "params": io.count_params(models[k]),
             "disk_mb": folder_size_mb(Path(ref.name_or_path)) if ref.source == "local" else None,
         }
-    s_params = count_params(student)
+    s_params = io.count_params(student)
     summary = {
         "student": student_key,
         "profile": prof.name,
@@ -839,7 +824,7 @@ def _write_student(stage: Path, prof: Profile, student_key: str, run: DistillRun
         "params": s_params,
         "disk_mb": folder_size_mb(stage),
         "teacher_sizes": teacher_sizes,
-        "params_ratio_to_first_teacher": s_params / count_params(first),
+        "params_ratio_to_first_teacher": s_params / io.count_params(first),
         "wall_time_s": round(time.perf_counter() - t0, 1),
         "train_time_s": round(wall, 1),
         "steps": result.final_step,

@@ -17,13 +17,13 @@ per-example files exist they are compacted first (and the compact copy written),
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from rokd import io
 from rokd.loyalty.measures import ENSEMBLE, LoyaltyAlignmentError, check_aligned, ensemble_predictions, pair_loyalty
 from rokd.loyalty.measures import probability_loyalty
 from rokd.models.registry import CONTROL_TEACHER, CONTROLS, DISPLAY_NAMES, STUDENT_TEACHERS, TEACHERS
@@ -249,10 +249,8 @@ def compute_loyalty(
     if write:
         source.write_compact()
         out = res / "loyalty.csv"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        df.to_csv(tmp, index=False, float_format="%.10g")
-        tmp.replace(out)  # never leave a half-written table
+        with io.atomic_path(out) as tmp:  # never leave a half-written table
+            df.to_csv(tmp, index=False, float_format="%.10g")
         cfg = LoyaltyConfig(prof.name, tasks, seeds, [list(p) for p in loyalty_pairs()], [list(p) for p in controls],
                             absent, top_k=top_k, compact_bytes=C.compact_size(res),
                             prob_loyalty_compaction_error=float(max(errors)) if errors else None)

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rokd import io
+
 WORD_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
@@ -32,9 +34,9 @@ def split_words(text: str) -> list[str]:
 
 # --- sizes -----------------------------------------------------------------------------------------------
 
-def count_parameters(model) -> dict:
+def parameter_shares(model) -> dict:
     """Total parameters, the input embeddings' share, and the non-embedding rest (shared weights once)."""
-    total = sum(p.numel() for p in model.parameters())
+    total = io.count_params(model)
     emb = model.get_input_embeddings().weight.numel()
     return {"parameters": total, "embedding_parameters": emb, "embedding_share": emb / total}
 
@@ -64,8 +66,7 @@ def student_size_ratio(vocab_size: int, hidden_size: int, num_hidden_layers: int
         student = DistilBertModel(DistilBertConfig(vocab_size=vocab_size, dim=hidden_size, n_layers=num_hidden_layers // 2,
                                                    n_heads=num_attention_heads, hidden_dim=intermediate_size,
                                                    max_position_embeddings=max_position_embeddings))
-    t = sum(p.numel() for p in teacher.parameters())
-    s = sum(p.numel() for p in student.parameters())
+    t, s = io.count_params(teacher), io.count_params(student)
     return {
         "teacher_parameters": t,
         "student_parameters": s,
@@ -350,7 +351,7 @@ def parameter_table(models: dict[str, object], refs: dict[str, object]) -> "pand
     rows = []
     for name, model in models.items():
         ref = refs[name]
-        row = {"model": name, "source": ref.name_or_path, **count_parameters(model),
+        row = {"model": name, "source": ref.name_or_path, **parameter_shares(model),
                "vocab_size": model.config.vocab_size, "layers": model.config.num_hidden_layers,
                "hidden": model.config.hidden_size}
         if ref.source == "local":
@@ -373,8 +374,7 @@ def train_log_frame(folders: dict[str, str | Path]) -> "pandas.DataFrame":  # no
     for name, folder in folders.items():
         path = Path(folder) / "train_log.jsonl"
         if path.exists():
-            recs = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-            frames.append(pd.DataFrame(recs).assign(model=name))
+            frames.append(pd.DataFrame(io.read_jsonl(path)).assign(model=name))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

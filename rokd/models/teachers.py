@@ -159,9 +159,7 @@ def pretrain_mlm(model, tokenizer, train_txt: str | Path, cfg: TeachersConfig, w
     return Path(tcfg.output_dir) / TRAIN_LOG_FILE
 
 
-def read_train_log(path: str | Path) -> list[dict]:
-    """Records of a ``train_log.jsonl``."""
-    return [json.loads(ln) for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+read_train_log = io.read_jsonl  # records of a ``train_log.jsonl``
 
 
 def is_built(folder: Path, build: TeacherBuild) -> bool:
@@ -265,7 +263,7 @@ def _build_locked(prof: Profile, key: str, folder: Path, build: TeacherBuild, tr
                                     model_max_length=shape.max_position_embeddings)
         save_tokenizer(tokenizer, tok_dir)
     model = new_teacher(shape, tokenizer, seed=cfg.seed)
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = io.count_params(model)
     log(f"[teachers] {key}: pretraining BertForMaskedLM ({n_params / 1e6:.2f} M parameters, {cfg.steps} steps) on {device}")
     t_train = time.perf_counter()
     log_path = pretrain_mlm(model, tokenizer, train_txt, cfg, work, device=device, heldout_txt=heldout_txt,
@@ -389,7 +387,7 @@ def teacher_quality(profile: str | Profile, key: str, *, write: bool = True) -> 
     quality = measure_quality(model, tokenizer, read_lines(heldout_txt, limit=cfg.eval_lines, seed=cfg.seed),
                               read_lines(train_txt), pppl_lines=cfg.pppl_lines, max_length=cfg.max_length,
                               mlm_probability=cfg.mlm_probability, seed=cfg.seed)
-    quality.update(key=key, profile=prof.name, parameters=sum(p.numel() for p in model.parameters()))
+    quality.update(key=key, profile=prof.name, parameters=io.count_params(model))
     if write:
         if ref.source == "local":
             path = ref.path / QUALITY_FILE

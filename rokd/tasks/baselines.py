@@ -47,6 +47,7 @@ from typing import Callable
 
 import numpy as np
 
+from rokd import io
 from rokd.config import save_config
 from rokd.models.registry import BASELINES
 from rokd.tasks.encode import LabelInventory, select_split
@@ -377,9 +378,7 @@ def score_baseline(
             "runinfo": info.to_dict(),
         }
         save_config(configs[s], paths[s]["config"])
-        tmp = paths[s]["run"].with_name(paths[s]["run"].name + ".tmp")
-        tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
-        tmp.replace(paths[s]["run"])
+        io.atomic_write_json(paths[s]["run"], record, default=str)
         merge_scores(scores_path(results), name, task, s, metrics)
     if log:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from rokd import io
 from rokd.tasks.predictions import Predictions
 
 FORMAT = "rokd-compact-predictions"
@@ -132,10 +132,8 @@ def _write(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     """Write ``arrays`` unless the file already holds exactly them (no churn in a committed folder)."""
     if _arrays_equal(path, arrays):
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    with io.atomic_path(path, ".npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
     return path
 
 

@@ -32,7 +32,6 @@ import hashlib
 import inspect
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -42,6 +41,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from rokd import io
 from rokd.config import save_config, to_dict
 from rokd.paths import results_dir as default_results_dir
 from rokd.profiles import EvalConfig, Profile, resolve_profile
@@ -367,7 +367,7 @@ class ModelSelection:
 
     def _restore(self, step: int) -> None:
         """Best value among the scorings logged before ``step`` (a resumed run's earlier steps)."""
-        for rec in _read_jsonl(self.work / "train_log.jsonl"):
+        for rec in io.read_jsonl(self.work / "train_log.jsonl", missing_ok=True):
             value = rec.get("eval_" + self.metric, "absent")
             if rec["step"] < step and value != "absent":
                 value = math.nan if value is None else float(value)
@@ -392,17 +392,9 @@ class ModelSelection:
 def _save_best(model, work: Path, step: int, value: float) -> None:
     from safetensors.torch import save_model
 
-    tmp = work / ".best.tmp.safetensors"
-    save_model(model, str(tmp))
-    os.replace(tmp, work / "best.safetensors")
-    (work / ".best.tmp.json").write_text(json.dumps({"step": step, "value": None if math.isnan(value) else value}))
-    os.replace(work / ".best.tmp.json", work / "best.json")
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    with io.atomic_path(work / "best.safetensors") as tmp:
+        save_model(model, str(tmp))
+    io.atomic_write_json(work / "best.json", {"step": step, "value": None if math.isnan(value) else value}, indent=None)
 
 
 def selection_history(train_log: list[dict], metric: str, steps_per_epoch: int) -> list[dict]:
@@ -459,7 +451,7 @@ def train_and_select(model, train: Encoded, val: Encoded, task: str, label_names
     select = ModelSelection(val, task, label_names, cfg.batch_size * 2, precision, batches, work, total_steps, log)
     result = trainer.train(model, _task_step, batches, tcfg, resume=resume, max_steps_this_run=max_steps_this_run,
                    evaluate=select, eval_every=eval_every)
-    history = selection_history(_read_jsonl(work / "train_log.jsonl"), select.metric, steps_per_epoch)
+    history = selection_history(io.read_jsonl(work / "train_log.jsonl", missing_ok=True), select.metric, steps_per_epoch)
     if result.completed:
         from safetensors.torch import load_model
 
@@ -533,7 +525,6 @@ def evaluate_model(
 ) -> dict[str, float] | None:
     """:func:`_evaluate_model` holding the lock of its outputs: one run per model/task/seed at a time (a second
     one waits with ``wait``, else stops naming the holder). ``name`` must be a plain name (no path)."""
-    from rokd import io
     from rokd.errors import CorruptFileError
 
     prof = resolve_profile(profile)
@@ -722,9 +713,7 @@ def _test_and_write(out: RunOutputs, model, fit: "FitResult", info, timing: dict
     }
     record["variants"] = _test_variants(out, model, meta, metrics)
     save_config(out.run_config, out.paths["config"])
-    tmp = out.paths["run"].with_name(out.paths["run"].name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(out.paths["run"])
+    io.atomic_write_json(out.paths["run"], record, default=str)
     merge_scores(scores_path(out.results), out.resolved.name, task, out.seed, metrics)
     if log:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from rokd import io
+
 
 @dataclass
 class Predictions:
@@ -76,9 +78,8 @@ def save_predictions(preds: Predictions, path: str | Path) -> Path:
     if preds.probs is not None:
         arrays["probs"] = np.asarray(preds.probs, dtype=np.float32)
         arrays["label_names"] = np.asarray(preds.label_names if preds.label_names is not None else [], dtype=str)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)  # never leave a half-written predictions file
+    with io.atomic_path(path, ".npz") as tmp:  # never leave a half-written predictions file
+        np.savez_compressed(tmp, **arrays)
     return path
 
 

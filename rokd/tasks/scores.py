@@ -11,9 +11,10 @@ import contextlib
 import csv
 import fcntl
 import math
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+from rokd import io
 
 SCORE_COLUMNS = ("model", "task", "metric", "seed", "value")
 
@@ -81,12 +82,10 @@ def merge_scores(path: str | Path, model: str, task: str, seed: int, metrics: Ma
             for name, value in sorted(metrics.items())
         ]
         rows.sort(key=lambda r: (r["model"], r["task"], r["seed"], r["metric"]))
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+        with io.atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=SCORE_COLUMNS)
             writer.writeheader()
             for r in rows:
                 v = r["value"]
                 writer.writerow({**r, "value": "nan" if math.isnan(v) else repr(v)})
-        tmp.replace(path)
     return path

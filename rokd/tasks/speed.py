@@ -12,6 +12,8 @@ import statistics
 import time
 from collections.abc import Mapping
 
+from rokd import io
+
 
 def _sync(device) -> None:
     import torch
@@ -90,10 +92,6 @@ def compare_throughput(
     }
 
 
-def count_parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def variant_throughput(
     models: Mapping[str, object],
     variants: tuple[str, ...] = ("fp32", "bf16", "int8"),
@@ -128,7 +126,7 @@ def variant_throughput(
         name, variant = key.split("\t")
         fp32 = speed.get(f"{name}\tfp32", {}).get("seq_per_s")
         rows.append({"model": name, "variant": variant, "seq_per_s": res["seq_per_s"],
-                     "vs_fp32": res["seq_per_s"] / fp32 if fp32 else math.nan, "params": count_parameters(models[name]),
+                     "vs_fp32": res["seq_per_s"] / fp32 if fp32 else math.nan, "params": io.count_params(models[name]),
                      "batch_size": batch_size, "seq_length": seq_length, "device": str(device),
                      "threads": torch.get_num_threads()})
     return pd.DataFrame(rows)

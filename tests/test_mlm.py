@@ -394,3 +394,20 @@ def test_sparse_mlm_registers_no_duplicate_parameters(tokenizer):
     model = _tiny_bert(len(tokenizer))
     sparse = mlm.SparseMLM(model)
     assert set(sparse.state_dict()) == {f"model.{k}" for k in model.state_dict()}
+
+
+def test_evaluation_mask_masks_whole_words_only_and_uses_the_training_choice():
+    """The held-out masking is the training masker with every chosen word fully [MASK]ed: 10 words at p = 0.15
+    -> round(1.5) = 2 words, all their sub-words masked, special tokens and padding never."""
+    from rokd.mlm import choose_word_actions, evaluation_mask
+
+    # [CLS] w0 w0 w1 w2 w3 w3 w4 w5 w6 w7 w8 w9 [SEP] [PAD]
+    words = torch.tensor([[-1, 0, 0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 9, -1, -1]])
+    ids = torch.arange(100, 115).unsqueeze(0)
+    masked, labels = evaluation_mask(words, ids, 4, torch.Generator().manual_seed(3), 0.15)
+    chosen = choose_word_actions(words, ids, torch.Generator().manual_seed(3), 0.15)[0].nonzero().flatten().tolist()
+    assert len(chosen) == 2
+    expected = torch.isin(words, torch.tensor(chosen))
+    assert torch.equal(labels != -100, expected)
+    assert torch.equal(masked[expected], torch.full((int(expected.sum()),), 4))
+    assert torch.equal(masked[~expected], ids[~expected]) and torch.equal(labels[expected], ids[expected])

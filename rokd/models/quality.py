@@ -30,6 +30,8 @@ from pathlib import Path
 
 import torch
 
+from rokd.mlm import IGNORE_INDEX, evaluation_mask
+
 
 def read_lines(path: str | Path, limit: int | None = None, seed: int = 0) -> list[str]:
     """Non-empty lines of a text file; a seeded random sample of ``limit`` of them when given."""
@@ -87,15 +89,6 @@ class UnigramBaseline:
         return math.log((self.counts.get(token_id, 0) + 1) / (self.total + self.vocab_size))
 
 
-def _whole_word_mask(word_ids: list[int | None], special: list[bool], prob: float, rng: random.Random) -> list[bool]:
-    words = sorted({w for w, s in zip(word_ids, special) if w is not None and not s})
-    if not words:
-        return [False] * len(word_ids)
-    n = max(1, round(prob * len(words)))
-    chosen = set(rng.sample(words, min(n, len(words))))
-    return [w in chosen and not s for w, s in zip(word_ids, special)]
-
-
 @torch.no_grad()
 def mlm_accuracy(model, tokenizer, lines: Sequence[str], *, baseline: UnigramBaseline | None = None,
                  mlm_probability: float = 0.15, max_length: int = 128, batch_size: int = 32, seed: int = 0,
@@ -103,20 +96,18 @@ def mlm_accuracy(model, tokenizer, lines: Sequence[str], *, baseline: UnigramBas
     """Whole-word-masked top-1 accuracy (all chosen subwords -> ``[MASK]``); baseline on the same masks."""
     model.eval()
     device = next(model.parameters()).device
-    rng = random.Random(seed)
+    generator = torch.Generator().manual_seed(seed)
     correct = total = base_correct = 0
     for i in range(0, len(lines), batch_size):
         enc = tokenizer(list(lines[i : i + batch_size]), truncation=True, max_length=max_length, padding=True,
                         return_tensors="pt", return_special_tokens_mask=True)
-        input_ids = enc["input_ids"].clone()
-        mask = torch.zeros_like(input_ids, dtype=torch.bool)
-        for b in range(input_ids.shape[0]):
-            special = [bool(x) or not bool(a) for x, a in zip(enc["special_tokens_mask"][b].tolist(), enc["attention_mask"][b].tolist())]
-            mask[b] = torch.tensor(_whole_word_mask(enc.word_ids(b), special, mlm_probability, rng))
+        words = torch.tensor([[-1 if w is None else w for w in enc.word_ids(b)] for b in range(len(enc["input_ids"]))])
+        words[enc["special_tokens_mask"].bool() | ~enc["attention_mask"].bool()] = -1
+        input_ids, targets = evaluation_mask(words, enc["input_ids"], tokenizer.mask_token_id, generator, mlm_probability)
+        mask = targets != IGNORE_INDEX
         if not mask.any():
             continue
-        labels = input_ids[mask]
-        input_ids[mask] = tokenizer.mask_token_id
+        labels = targets[mask]
         logits = masked_logits(model, input_ids.to(device), enc["attention_mask"].to(device), mask.to(device),
                                precision)
         correct += int((logits.argmax(-1).cpu() == labels).sum())

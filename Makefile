@@ -49,7 +49,7 @@ unit: venv
 # notebook (smoke), a fresh book build, internal link check and a headless-Chromium render check, then
 # the same book build + checks from the committed mini results. Prints the time of each stage.
 test: venv browser
-	$(BIN)/python -m rokd.checks all --profile smoke
+	$(BIN)/rokd check --profile smoke
 
 clean:
 	rm -rf _build book/chapters runs results/smoke

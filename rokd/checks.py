@@ -11,7 +11,6 @@ Also hosts the HTML link checker and the Chromium helpers used by the stage-4 te
 
 from __future__ import annotations
 
-import argparse
 import html.parser
 import os
 import shutil
@@ -152,19 +151,3 @@ def run_all(profile: str) -> int:
         return 1
     return 0
 
-
-def _cmd(args: argparse.Namespace) -> int:
-    return run_all(args.profile)
-
-
-def register(sub) -> None:
-    p = sub.add_parser("check", help="the whole test suite (unit, pipeline, book, rendered book), timed")
-    p.add_argument("--profile", default="smoke")
-    p.set_defaults(func=_cmd)
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m rokd.checks")
-    parser.add_argument("what", choices=["all"])
-    parser.add_argument("--profile", default="smoke")
-    sys.exit(run_all(parser.parse_args().profile))

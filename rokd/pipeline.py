@@ -24,7 +24,6 @@ therefore re-runs the step that makes it. One pipeline per profile runs at a tim
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -321,16 +320,3 @@ def _run_locked(name, prof, steps, only, force, out, notebook_dir, nb_dir, stamp
           f"{sum(r['status'] == 'cached' for r in records)} cached, total {_fmt(total)}", file=out, flush=True)
     return records
 
-
-def _cmd_pipeline(args: argparse.Namespace) -> int:
-    run(args.profile, only=args.only, force=args.force, wait=args.wait)
-    return 0
-
-
-def register(sub) -> None:
-    p = sub.add_parser("pipeline", help="run every chapter notebook of a profile (cached)")
-    p.add_argument("--profile", default="smoke", help="profile name (smoke, mini, paper) or YAML path")
-    p.add_argument("--only", nargs="*", help="run only these steps (names or notebook stems)")
-    p.add_argument("--force", action="store_true", help="ignore the cache")
-    p.add_argument("--wait", action="store_true", help="if another run of this profile is going, wait for it")
-    p.set_defaults(func=_cmd_pipeline)

@@ -43,7 +43,7 @@ from rokd import io
 from rokd.distill.strategies import STRATEGIES, canonical_name
 from rokd.paper import HEADLINE_METRIC
 from rokd.paths import artifacts_dir, results_dir
-from rokd.profiles import Profile, load_profile, resolve_profile
+from rokd.profiles import Profile, resolve_profile
 
 STUDENT = "distilmulti-bert-base-ro"
 STUDY_TASKS = ("ner", "upos", "sts")

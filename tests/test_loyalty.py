@@ -239,7 +239,7 @@ def test_compute_loyalty_writes_every_pair_task_seed(tmp_path, monkeypatch):
 
 
 def test_cli_writes_loyalty_csv(tmp_path, monkeypatch, capsys):
-    from rokd import loyalty_cli
+    from rokd.loyalty import cli as loyalty_cli
 
     monkeypatch.setenv("ROKD_RESULTS_DIR", str(tmp_path))
     write_synthetic_predictions(tmp_path / "smoke", tasks=("sar", "sts"), seeds=(1,), n=10)
@@ -529,7 +529,7 @@ def test_loyalty_vs_score_needs_score_columns():
 
 
 def test_cli_reports_missing_predictions_without_traceback(tmp_path, monkeypatch, capsys):
-    from rokd import loyalty_cli
+    from rokd.loyalty import cli as loyalty_cli
 
     monkeypatch.setenv("ROKD_RESULTS_DIR", str(tmp_path))
     parser = argparse.ArgumentParser()

@@ -2,7 +2,7 @@
 
 The book's published chapters are rendered from ``results/mini/`` (committed, produced by one
 ``rokd pipeline --profile mini`` run). These tests read only those files, so they are fast; the
-book build from them is a stage of ``make test`` (``rokd.checks``).
+book build from them is a stage of ``make test`` (``rokd check``).
 """
 
 from __future__ import annotations

@@ -42,3 +42,17 @@ def test_evaluate_command_scores_a_baseline_like_a_model(tmp_path, monkeypatch):
     assert {(r["model"], r["task"], r["seed"], r["metric"]) for r in rows} == {
         ("baseline-majority", "sapn", 4, "accuracy"), ("baseline-majority", "sapn", 4, "macro_f1")}
     assert (tmp_path / "smoke" / "predictions" / "baseline-majority" / "sapn" / "seed4.run.json").is_file()
+
+
+def test_every_step_command_is_named_like_its_package_and_keeps_its_old_name():
+    """``rokd.cli`` adds one command per step package (``rokd/<package>/cli.py``), named like the package;
+    ``teachers`` and ``evaluate`` still parse to the same commands."""
+    from rokd.cli import STEP_CLIS, build_parser
+
+    parser = build_parser()
+    names = set(parser._subparsers._group_actions[0].choices)
+    packages = [m.split(".")[1] for m in STEP_CLIS]
+    assert all(m == f"rokd.{p}.cli" for m, p in zip(STEP_CLIS, packages))
+    assert set(packages) <= names and {"teachers", "evaluate"} <= names
+    assert parser.parse_args(["teachers", "build"]).func is parser.parse_args(["models", "build"]).func
+    assert parser.parse_args(["evaluate", "--model", "m"]).func is parser.parse_args(["tasks", "--model", "m"]).func

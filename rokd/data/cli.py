@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 
 
 def summary(data_dir=None, source: str = "auto") -> dict:
@@ -63,13 +61,3 @@ def register(subparsers) -> None:
     c.add_argument("--profile", default="smoke", help="profile name or YAML path")
     c.set_defaults(func=_cmd_corpus)
 
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="rokd")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,6 @@ All counts are subword-free (whitespace words and characters), so they do not de
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 

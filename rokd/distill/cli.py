@@ -103,9 +103,47 @@ def register(subparsers) -> None:
     _add_own_student_arguments(p)
     p.set_defaults(func=_run)
 
-    from rokd.distill.export import register as register_export
+    _register_export(subparsers)  # `rokd export`: int8 / bf16 students for CPU users
 
-    register_export(subparsers)  # `rokd export`: int8 / bf16 students for CPU users
+
+def _run_export(args: argparse.Namespace) -> int:
+    try:
+        from rokd.distill.export import export_model
+
+        out = export_model(args.model, args.to, args.output_dir)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        if getattr(args, "debug", False):
+            raise
+        raise SystemExit(f"rokd export: {e}") from None
+    print(out)
+    return 0
+
+
+def _register_export(subparsers) -> None:
+    """Add the ``export`` sub-command."""
+    from rokd.distill import export
+    p = subparsers.add_parser(
+        "export",
+        help="export a model as int8 or bf16 for CPU inference",
+        description=export.__doc__.split("\n\n")[0] + "\n\n" + export.__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--model",
+        "--student",
+        dest="model",
+        required=True,
+        help="a Hugging Face model folder (a student, a teacher...)",
+    )
+    p.add_argument(
+        "--to",
+        required=True,
+        choices=["int8", "bf16"],
+        help="int8: dynamic quantisation of the Linear layers; bf16: weights cast",
+    )
+    p.add_argument("--output-dir", required=True, help="folder to write (replaced only if it is an earlier export)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=_run_export)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """``rokd loyalty --profile P``: loyalty of every student to its teacher(s) -> results/<P>/loyalty.csv.
 
 Also writes the compact predictions it is computed from (``results/<P>/predictions-compact/``) and
-``loyalty_config.json``. The command is registered by :mod:`rokd.loyalty_cli` (kept for ``rokd.cli``).
+``loyalty_config.json``.
 """
 
 from __future__ import annotations

@@ -366,7 +366,6 @@ def parameter_table(models: dict[str, object], refs: dict[str, object]) -> "pand
 
 def train_log_frame(folders: dict[str, str | Path]) -> "pandas.DataFrame":  # noqa: F821
     """The ``train_log.jsonl`` of each built teacher as one long frame (column ``model``)."""
-    import json
 
     import pandas as pd
 

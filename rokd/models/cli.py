@@ -38,10 +38,11 @@ def _cmd_quality(args) -> int:
 
 
 def register(subparsers) -> None:
-    """Add ``rokd teachers build`` and ``rokd teachers quality``."""
+    """Add ``rokd models build`` and ``rokd models quality`` (also spelled ``rokd teachers ...``)."""
     from rokd.models.registry import TEACHERS
 
-    p = subparsers.add_parser("teachers", help="miniature teachers: build them, measure their quality")
+    p = subparsers.add_parser("models", aliases=["teachers"],
+                              help="miniature teachers: build them, measure their quality")
     sub = p.add_subparsers(dest="teachers_command", required=True)
     b = sub.add_parser("build", help="train the profile's tokenizers and teachers (skipped when up to date)")
     b.add_argument("--profile", default="smoke", help="profile name or YAML path (default: smoke)")

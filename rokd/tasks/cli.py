@@ -30,7 +30,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "evaluate",
+        "tasks", aliases=["evaluate"],
         help="fine-tune a model on task(s) and score the test split (scores.csv + per-example predictions)",
         description="Fine-tune MODEL on each TASK x SEED (defaults: the profile's), select the best validation "
         "checkpoint, score the test split once; writes results/<profile>/scores.csv and "

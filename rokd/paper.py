@@ -6,22 +6,14 @@ values shown beside ours, never used as results.
 
 from __future__ import annotations
 
-TASK_COLUMNS = ("upos", "xpos", "ner", "sapn", "sar", "di", "sts")
-COLUMN_TITLES = {"upos": "UPOS", "xpos": "XPOS", "ner": "NER", "sapn": "SAPN", "sar": "SAR", "di": "DI", "sts": "STS"}
+import math
 
-# The headline metric of each task column (also the metric fine-tuning selects checkpoints by). The paper
-# does not publish its exact metric: its UPOS / XPOS numbers (98.00 / 96.46) are accuracy-level, which
-# macro-F1 over XPOS's hundreds of mostly rare MSD tags cannot reach, so UPOS / XPOS use token accuracy
-# (macro-F1 is stored beside it).
-HEADLINE_METRIC = {
-    "upos": "accuracy",
-    "xpos": "accuracy",
-    "ner": "macro_f1",
-    "sapn": "accuracy",
-    "sar": "macro_f1",
-    "di": "macro_f1",
-    "sts": "pearson",
-}
+from rokd.spec import TASKS
+
+# The task columns of the paper's tables, their titles and headline metrics (defined in rokd.spec).
+TASK_COLUMNS = tuple(TASKS)
+COLUMN_TITLES = {k: t.title for k, t in TASKS.items()}
+HEADLINE_METRIC = {k: t.headline_metric for k, t in TASKS.items()}
 
 # Scores in percent (STS: Pearson x 100).
 PAPER_SCORES: dict[str, dict[str, float]] = {
@@ -48,3 +40,13 @@ PAPER_LOYALTY: list[dict[str, object]] = [
     {"student": "distilmulti-bert-base-ro", "teacher": "robert-base", "label_loyalty": 84.63, "prob_loyalty": 71.95, "regression_loyalty": 92.24},
     {"student": "distil-bert-base-ro", "teacher": "bert-base-ro", "label_loyalty": 89.75, "prob_loyalty": 73.23, "regression_loyalty": 94.64},
 ]
+
+
+def paper_score(model: str, task: str) -> float:
+    """The paper's score of ``model`` on ``task`` (percent), NaN for a model or task it did not publish."""
+    return PAPER_SCORES.get(model, {}).get(task, math.nan)
+
+
+def paper_text(value: float, fmt: str = ".1f", suffix: str = "") -> str:
+    """A paper number for a table cell: ``n/a`` where the paper has none (a model of one's own)."""
+    return "n/a" if math.isnan(value) else f"{value:{fmt}}{suffix}"

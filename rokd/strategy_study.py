@@ -39,13 +39,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rokd.spec import MODELS, MULTI_STUDENT
 from rokd import io
 from rokd.distill.strategies import STRATEGIES, canonical_name
 from rokd.paper import HEADLINE_METRIC
 from rokd.paths import artifacts_dir, results_dir
 from rokd.profiles import Profile, resolve_profile
 
-STUDENT = "distilmulti-bert-base-ro"
+STUDENT = MULTI_STUDENT
+SAME_TEACHER, OTHER_TEACHER = MODELS[STUDENT].teachers  # the teacher whose vocabulary it has, and the other
 STUDY_TASKS = ("ner", "upos", "sts")
 COLUMNS = ("strategy", "seed", "task", "metric", "value")
 CSV_NAME = "strategies.csv"
@@ -253,8 +255,8 @@ def read_study(profile: str | Profile, path: str | Path | None = None) -> pd.Dat
 # --- tables and the statistics rule ------------------------------------------------------------------
 
 
-def headline_metrics(tasks: Sequence[str] = STUDY_TASKS, other: str = "robert-base",
-                     same: str = "bert-base-ro") -> list[tuple[str, str]]:
+def headline_metrics(tasks: Sequence[str] = STUDY_TASKS, other: str = OTHER_TEACHER,
+                     same: str = SAME_TEACHER) -> list[tuple[str, str]]:
     """The (task, metric) pairs of the chapter's main table, in order."""
     out = [("heldout", "mlm_accuracy"), ("heldout", f"strategy_coverage.{other}"),
            ("heldout", f"strategy_mass.{other}"),
@@ -350,7 +352,7 @@ if __name__ == "__main__":
 DOWNSTREAM = {"ner": "NER", "upos": "UPOS", "sts": "STS"}
 
 
-def conclusion(df: pd.DataFrame, baseline: str = BASELINE, other: str = "robert-base",
+def conclusion(df: pd.DataFrame, baseline: str = BASELINE, other: str = OTHER_TEACHER,
                tasks: Sequence[str] = STUDY_TASKS) -> str:
     """Markdown: the measured suppression under ``baseline`` and the best alternative, and the recommendation
     that :func:`compare_to_baseline`'s verdicts support (nothing else decides the wording).

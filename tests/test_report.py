@@ -380,3 +380,51 @@ def test_replicas_are_pooled_with_their_student(tmp_path):
     assert set(pooled["model"]) == {"distil-bert-base-ro"}
     assert sorted(pooled["seed"]) == [1, 2, 1001, 1002]
     assert set(load_scores("x", tmp_path, pool_replicas=False)["model"]) == {"distil-bert-base-ro", "distil-bert-base-ro@d2"}
+
+
+def test_task_and_model_metadata_are_defined_once_in_the_spec():
+    """rokd.spec is the one definition: the registry, the paper's column order, fine-tuning's task kinds and the
+    loyalty measures' task lists are derived from it (the issue found eight partial copies, one of them wrong)."""
+    from rokd import paper, spec
+    from rokd.loyalty.measures import LABEL_TASKS
+    from rokd.models import registry
+    from rokd.tasks import metrics
+
+    assert paper.TASK_COLUMNS == tuple(spec.TASKS) == metrics.ALL_TASKS
+    assert metrics.CLASSIFICATION_TASKS == ("sapn", "sar", "di") and metrics.REGRESSION_TASKS == ("sts",)
+    assert set(LABEL_TASKS) == set(spec.TASKS) - {"sts"}
+    assert registry.STUDENT_TEACHERS[spec.MULTI_STUDENT] == ("bert-base-ro", "robert-base")
+    assert registry.STUDENT_TEACHERS[spec.SINGLE_STUDENT] == ("bert-base-ro",)
+    assert registry.CONTROL_OF == {spec.RANDOM_INIT_CONTROL: "bert-base-ro", spec.INIT_ONLY_CONTROL: spec.SINGLE_STUDENT}
+
+
+def test_a_model_without_paper_numbers_is_shown_without_them():
+    import math
+
+    from rokd.paper import paper_score, paper_text
+
+    assert paper_score("bert-base-ro", "ner") == 85.88
+    assert math.isnan(paper_score("my-own-student", "ner")) and paper_text(paper_score("my-own-student", "ner")) == "n/a"
+
+
+def test_no_model_key_is_written_outside_the_spec_and_the_papers_numbers():
+    """grep for the paper's model keys in rokd's code (docstrings and comments aside): only rokd/spec.py and
+    rokd/paper.py name them."""
+    import ast
+    from pathlib import Path
+
+    from rokd.spec import MODELS
+
+    root = Path(__file__).resolve().parents[1] / "rokd"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name in ("spec.py", "paper.py"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docs = {id(n.body[0].value) for n in ast.walk(tree)
+                if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef)) and n.body
+                and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        found += [f"{path.relative_to(root)}:{n.lineno} {n.value}" for n in ast.walk(tree)
+                  if isinstance(n, ast.Constant) and id(n) not in docs and isinstance(n.value, str)
+                  and n.value in MODELS]
+    assert found == []

@@ -42,6 +42,8 @@ from rokd.data.errors import ChecksumError, DataError, DataFormatError, MissingD
 from rokd.data.loaders import DATASET_IO, DI_NAMES, NER_TAGS, SAPN_NAMES, SAR_NAMES, SPLITS, UPOS_TAGS, SplitData
 from rokd.data.normalize import normalize_diacritics
 from rokd.data.sources import Fetcher
+from rokd.spec import TASKS as TASK_SPECS
+from rokd.spec import tasks_of_kind
 
 __all__ = [
     "TASKS", "DATASETS", "TASK_DATASET", "SPLITS", "PROVENANCE_KINDS", "load_task", "split_provenance",
@@ -49,10 +51,10 @@ __all__ = [
     "DataFormatError",
 ]
 
-TASKS = ("upos", "xpos", "ner", "sapn", "sar", "di", "sts")
+TASKS = tuple(TASK_SPECS)
 DATASETS = ("rrt", "ronec", "laroseda", "moroco", "rosts")
-TASK_DATASET = {"upos": "rrt", "xpos": "rrt", "ner": "ronec", "sapn": "laroseda", "sar": "laroseda", "di": "moroco", "sts": "rosts"}
-TAGGING_TASKS = ("upos", "xpos", "ner")
+TASK_DATASET = {k: t.dataset for k, t in TASK_SPECS.items()}
+TAGGING_TASKS = tasks_of_kind("tagging")
 PROVENANCE_KINDS = ("official", "rebuilt", "substitute")
 
 # Bump when a loader's output changes, so cached DatasetDicts are rebuilt.

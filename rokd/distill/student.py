@@ -266,9 +266,10 @@ def build_init_only_control(profile, *, force: bool = False, log=print) -> Path:
     from rokd.models.controls import FORMAT_VERSION, is_current, save_control, source_fingerprint
     from rokd.models.registry import CONTROL_OF, STUDENT_TEACHERS, load_model, load_tokenizer, resolve
     from rokd.profiles import resolve_profile
+    from rokd.spec import INIT_ONLY_CONTROL
 
     prof = resolve_profile(profile)
-    key = "control-init-only"
+    key = INIT_ONLY_CONTROL
     student = CONTROL_OF[key]
     teacher = STUDENT_TEACHERS[student][0]
     out = Path(resolve(key, prof).name_or_path)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from rokd.spec import INIT_ONLY_CONTROL, RANDOM_INIT_CONTROL
 from rokd import io
 from rokd.loyalty.measures import ENSEMBLE, LoyaltyAlignmentError, check_aligned, ensemble_predictions, pair_loyalty
 from rokd.loyalty.measures import probability_loyalty
@@ -51,8 +52,8 @@ def control_pairs() -> list[tuple[str, str]]:
     cased, uncased = TEACHERS
     pairs = [(uncased, cased)]  # the two teachers: symmetric measures, one row
     pairs += [(s, t) for s, ts in STUDENT_TEACHERS.items() if len(ts) == 1 for t in TEACHERS if t not in ts]
-    pairs += [("control-init-only", t) for t in TEACHERS]
-    pairs.append(("control-random-init", CONTROL_TEACHER))
+    pairs += [(INIT_ONLY_CONTROL, t) for t in TEACHERS]
+    pairs.append((RANDOM_INIT_CONTROL, CONTROL_TEACHER))
     return pairs
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from rokd.spec import INIT_ONLY_CONTROL, MULTI_STUDENT, RANDOM_INIT_CONTROL, SINGLE_STUDENT
 from rokd import stats
 from rokd.loyalty.compute import control_pairs, loyalty_pairs, pair_label
 from rokd.loyalty.measures import (
@@ -180,8 +181,8 @@ def references_table(loyalty: pd.DataFrame) -> pd.DataFrame:
 
 # --- the orderings, task by task ------------------------------------------------------------------
 
-MULTI, SINGLE = "distilmulti-bert-base-ro", "distil-bert-base-ro"
-INIT_ONLY, RANDOM_INIT = "control-init-only", "control-random-init"
+MULTI, SINGLE = MULTI_STUDENT, SINGLE_STUDENT
+INIT_ONLY, RANDOM_INIT = INIT_ONLY_CONTROL, RANDOM_INIT_CONTROL
 CASED, UNCASED = TEACHERS
 
 LOYALTY_CLAIMS: dict[str, stats.Claim] = {c.id: c for c in (

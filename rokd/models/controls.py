@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from rokd.spec import RANDOM_INIT_CONTROL
 from rokd.models.registry import CONTROL_OF, load_tokenizer, resolve
 
 CONTROL_FILE = "control.json"
@@ -84,7 +85,7 @@ def build_random_init_control(profile: Any, *, force: bool = False, log: Callabl
     from rokd.profiles import resolve_profile
 
     prof = resolve_profile(profile)
-    key = "control-random-init"
+    key = RANDOM_INIT_CONTROL
     teacher = CONTROL_OF[key]
     out = Path(resolve(key, prof).name_or_path)
     tref = resolve(teacher, prof)

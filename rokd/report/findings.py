@@ -15,10 +15,11 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from rokd.spec import MULTI_STUDENT, SINGLE_STUDENT
 from rokd import stats
 from rokd.stats import Claim
 from rokd.models.registry import CONTROL_TEACHER, CONTROLS, MODEL_KEYS, STUDENT_TEACHERS
-from rokd.paper import COLUMN_TITLES, PAPER_PARAMS_M, PAPER_SCORES, TASK_COLUMNS
+from rokd.paper import COLUMN_TITLES, PAPER_PARAMS_M, TASK_COLUMNS, paper_score, paper_text
 from rokd.report.tables import (
     INIT_FROM_CONTROL_TEACHER,
     INIT_ONLY,
@@ -35,18 +36,18 @@ from rokd.report.tables import (
 
 # Reasons of the rows a claim could not be tested on (gated, or a reference missing from the folder).
 UNTESTABLE = "cannot test|cannot be tested|scores in this results folder"
-MULTI, SINGLE = "distilmulti-bert-base-ro", "distil-bert-base-ro"
+MULTI, SINGLE = MULTI_STUDENT, SINGLE_STUDENT
 RETENTION_SHARE = 0.97  # the paper's students keep 97-101 % of their teachers' scores on every task
 SECOND_TEACHER_MARGIN = 1.0  # points; the paper's DistilMulti - Distil-BERT-base-ro lies in [-0.74, +0.10]
 
 
 def _paper_retention() -> str:
-    r = [100 * PAPER_SCORES[s][t] / PAPER_SCORES[te][t] for s, te in RETENTION_PAIRS for t in TASK_COLUMNS]
+    r = [100 * paper_score(s, t) / paper_score(te, t) for s, te in RETENTION_PAIRS for t in TASK_COLUMNS]
     return f"{min(r):.1f}–{max(r):.1f} % per task"
 
 
 def _paper_second_teacher() -> str:
-    d = [PAPER_SCORES[MULTI][t] - PAPER_SCORES[SINGLE][t] for t in TASK_COLUMNS]
+    d = [paper_score(MULTI, t) - paper_score(SINGLE, t) for t in TASK_COLUMNS]
     return f"{min(d):+.2f} to {max(d):+.2f} points per task"
 
 
@@ -116,7 +117,7 @@ def seeded_findings(scores: pd.DataFrame) -> pd.DataFrame:
             share = {s: RETENTION_SHARE * v for s, v in b.items()}
             ratio = 100 * _mean(a) / _mean(b) if a and b and _mean(b) > 0 else math.nan
             ours = "n/a" if math.isnan(ratio) else f"{ratio:.1f} %"
-            paper = f"{100 * PAPER_SCORES[student][t] / PAPER_SCORES[teacher][t]:.1f} %"
+            paper = paper_text(100 * paper_score(student, t) / paper_score(teacher, t), suffix=" %")
             rows.append(_seeded_row(c, f"{display(student)} / {display(teacher)}", t, a, share, ours, paper,
                                     gate(gains, (teacher,), t)))
     c = CLAIMS["distillation-beats-init-only"]
@@ -131,7 +132,7 @@ def seeded_findings(scores: pd.DataFrame) -> pd.DataFrame:
         a, b = per_seed(scores, MULTI, t), per_seed(scores, SINGLE, t)
         d = _mean(a) - _mean(b)
         ours = "n/a" if math.isnan(d) else f"{d:+.2f}"
-        paper = f"{PAPER_SCORES[MULTI][t] - PAPER_SCORES[SINGLE][t]:+.2f}"
+        paper = paper_text(paper_score(MULTI, t) - paper_score(SINGLE, t), "+.2f")
         rows.append(_seeded_row(c, f"{display(MULTI)} − {display(SINGLE)}", t, a, b, ours, paper,
                                 gate(gains, STUDENT_TEACHERS[MULTI], t)))
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rokd.spec import INIT_ONLY_CONTROL, LEXICAL_BASELINE, MAJORITY_BASELINE, MULTI_STUDENT, RANDOM_INIT_CONTROL, SINGLE_STUDENT
 from rokd import stats
 from rokd.models.registry import (
     BASELINES, CONTROL_TEACHER, CONTROLS, DISPLAY_NAMES, MODEL_KEYS, STUDENT_TEACHERS, split_replica,
 )
-from rokd.paper import COLUMN_TITLES, PAPER_SCORES, TASK_COLUMNS
+from rokd.paper import COLUMN_TITLES, PAPER_SCORES, TASK_COLUMNS, paper_score, paper_text
 from rokd.paths import results_dir
 from rokd.tasks.metrics import headline_metric
 from rokd.tasks.scores import read_scores, scores_path
@@ -34,8 +35,8 @@ from rokd.tasks.scores import read_scores, scores_path
 RETENTION_PAIRS = tuple((s, t) for s, ts in STUDENT_TEACHERS.items() for t in ts)
 # Rows of the main table, in order: what a trivial method reaches, the paper's models, the controls.
 TABLE_KEYS = BASELINES + MODEL_KEYS + CONTROLS
-RANDOM_INIT, INIT_ONLY = "control-random-init", "control-init-only"
-LEXICAL, MAJORITY = "baseline-lexical", "baseline-majority"
+RANDOM_INIT, INIT_ONLY = RANDOM_INIT_CONTROL, INIT_ONLY_CONTROL
+LEXICAL, MAJORITY = LEXICAL_BASELINE, MAJORITY_BASELINE
 # Students initialised from the cased teacher's layers: control-init-only is their "no distillation" control.
 INIT_FROM_CONTROL_TEACHER = tuple(s for s, ts in STUDENT_TEACHERS.items() if ts[0] == CONTROL_TEACHER)
 NO_GAIN = "teacher gained nothing measurable"
@@ -161,7 +162,7 @@ def results_table(scores: pd.DataFrame, all_models: bool = True) -> pd.DataFrame
 def paper_table() -> pd.DataFrame:
     """The paper's own table (percent), same layout."""
     return pd.DataFrame.from_dict(
-        {DISPLAY_NAMES[m]: {COLUMN_TITLES[t]: PAPER_SCORES[m][t] for t in TASK_COLUMNS} for m in MODEL_KEYS}, orient="index"
+        {DISPLAY_NAMES[m]: {COLUMN_TITLES[t]: paper_score(m, t) for t in TASK_COLUMNS} for m in MODEL_KEYS if m in PAPER_SCORES}, orient="index"
     )
 
 
@@ -251,7 +252,7 @@ def retention_table(scores: pd.DataFrame, gains: pd.DataFrame | None = None) -> 
                 gained, note = 100 * (s_ - c_) / (t_ - c_), ""
             rows.append({"student": student, "teacher": teacher, "task": t, "ratio": ratio,
                          "retained_gain": gained, "gain_note": note,
-                         "paper": 100 * PAPER_SCORES[student][t] / PAPER_SCORES[teacher][t]})
+                         "paper": 100 * paper_score(student, t) / paper_score(teacher, t)})
     return pd.DataFrame(rows)
 
 
@@ -266,7 +267,7 @@ def retention_wide(scores: pd.DataFrame, gains: pd.DataFrame | None = None) -> p
     for (student, teacher), g in r.groupby(["student", "teacher"], sort=False):
         label = f"{display(student)} / {display(teacher)}"
         out[(label, "ratio")] = {COLUMN_TITLES[row.task]: ("n/a" if math.isnan(row.ratio) else f"{row.ratio:.1f}")
-                                 + f" ({row.paper:.1f})" for row in g.itertuples()}
+                                 + f" ({paper_text(row.paper)})" for row in g.itertuples()}
         out[(label, "retained gain")] = {COLUMN_TITLES[row.task]: (row.gain_note or f"{row.retained_gain:.0f}")
                                          for row in g.itertuples()}
     frame = pd.DataFrame.from_dict(out, orient="index")
@@ -276,11 +277,11 @@ def retention_wide(scores: pd.DataFrame, gains: pd.DataFrame | None = None) -> p
 
 def ablation_table(scores: pd.DataFrame) -> pd.DataFrame:
     """DistilMulti-BERT-base-ro minus Distil-BERT-base-ro per task (points): ours with its SE, and the paper's."""
-    multi, single = "distilmulti-bert-base-ro", "distil-bert-base-ro"
+    multi, single = MULTI_STUDENT, SINGLE_STUDENT
     rows = {}
     for t in TASK_COLUMNS:
         d = stats.difference(per_seed(scores, multi, t), per_seed(scores, single, t))
-        rows[COLUMN_TITLES[t]] = {"ours": d.diff, "se": d.se, "paper": PAPER_SCORES[multi][t] - PAPER_SCORES[single][t]}
+        rows[COLUMN_TITLES[t]] = {"ours": d.diff, "se": d.se, "paper": paper_score(multi, t) - paper_score(single, t)}
     return pd.DataFrame(rows).T
 
 

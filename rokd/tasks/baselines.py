@@ -50,6 +50,7 @@ import numpy as np
 from rokd import io
 from rokd.config import save_config
 from rokd.models.registry import BASELINES
+from rokd.spec import LEXICAL_BASELINE, MAJORITY_BASELINE, TASKS
 from rokd.tasks.encode import LabelInventory, select_split
 from rokd.tasks.metrics import (
     ALL_TASKS,
@@ -225,7 +226,7 @@ def run_baseline(name: str, task: str, dd, max_train_examples: int | None,
         ids = np.asarray([f"{i}#{w}" for i, sent in zip(test["id"], test_tokens) for w in range(len(sent))])
         gold = np.asarray([int(x) for labs in test["labels"] for x in labs], dtype=np.int64)
         train_labels = list(train["labels"])
-        if name == "baseline-majority":
+        if name == MAJORITY_BASELINE:
             tag, freq = majority([x for labs in train_labels for x in labs], len(names))
             pred = np.full(len(gold), tag, dtype=np.int64)
             probs = np.tile(freq, (len(gold), 1))
@@ -249,7 +250,7 @@ def run_baseline(name: str, task: str, dd, max_train_examples: int | None,
     if task in CLASSIFICATION_TASKS:
         y_train = np.asarray(train["label"], dtype=np.int64)
         gold = np.asarray(test["label"], dtype=np.int64)
-        if name == "baseline-majority":
+        if name == MAJORITY_BASELINE:
             cls, freq = majority(y_train, len(names))
             pred = np.full(len(gold), cls, dtype=np.int64)
             probs = np.tile(freq, (len(gold), 1))
@@ -262,7 +263,7 @@ def run_baseline(name: str, task: str, dd, max_train_examples: int | None,
 
     # STS
     gold = np.asarray(test["label"], dtype=np.float32)
-    if name == "baseline-majority":
+    if name == MAJORITY_BASELINE:
         mean = float(np.mean(np.asarray(train["label"], dtype=np.float64)))
         pred = np.full(len(gold), mean, dtype=np.float32)
         details = {"method": "mean training score", "score": mean,
@@ -284,7 +285,7 @@ def run_baseline(name: str, task: str, dd, max_train_examples: int | None,
 
 def baseline_metrics(name: str, task: str, run: BaselineRun) -> dict[str, float]:
     metrics = compute_metrics(task, run.gold, run.pred, run.label_names, list(run.ids))
-    if task in REGRESSION_TASKS and name == "baseline-majority":
+    if task in REGRESSION_TASKS and name == MAJORITY_BASELINE:
         metrics = {k: 0.0 if math.isnan(v) else v for k, v in metrics.items()}  # see the module doc
     return metrics
 
@@ -305,7 +306,7 @@ def baseline_run_config(profile, name: str, task: str, seed: int) -> dict:
     cfg = {"baseline_version": BASELINE_VERSION, "profile": profile.name, "model": name, "task": task,
            "seed": int(seed),
            "evaluate": {"max_train_examples": ev.max_train_examples, "max_eval_examples": ev.max_eval_examples}}
-    if name == "baseline-lexical" and task in CLASSIFICATION_TASKS:
+    if name == LEXICAL_BASELINE and task in CLASSIFICATION_TASKS:
         tfidf = {k: list(v) if isinstance(v, tuple) else v for k, v in TFIDF.items()}
         cfg["method"] = {"C_grid": list(C_GRID), "tfidf": tfidf}
     return cfg
@@ -359,7 +360,7 @@ def score_baseline(
                        **({"git_commit": commit} if commit else {}))
         info.wall_time_s = round(wall, 4)  # not rounded to 0.1 s: a majority baseline takes milliseconds
         meta = {"model": name, "task": task, "seed": s, "profile": prof.name, "baseline": True,
-                "label_scheme": "BIO2" if task == "ner" else ("score 0-5" if task in REGRESSION_TASKS else "class ids"),
+                "label_scheme": TASKS[task].label_scheme,
                 "rows": "one per word" if task in TAGGING_TASKS else "one per example", "max_length": None}
         save_predictions(Predictions(ids=run.ids, gold=run.gold, pred=run.pred, probs=run.probs,
                                      label_names=run.label_names if run.probs is not None else None, meta=meta),

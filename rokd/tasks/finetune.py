@@ -45,6 +45,7 @@ from rokd import io
 from rokd.config import save_config, to_dict
 from rokd.paths import results_dir as default_results_dir
 from rokd.profiles import EvalConfig, Profile, resolve_profile
+from rokd.spec import TASKS
 from rokd.tasks.encode import IGNORE_INDEX, Encoded, LabelInventory, encode_sentences, encode_tagging, select_split
 from rokd.tasks.metrics import ALL_TASKS, REGRESSION_TASKS, TAGGING_TASKS, compute_metrics, headline_metric
 from rokd.tasks.predictions import Predictions, predictions_path, save_predictions
@@ -81,8 +82,9 @@ def resolve_model(model: str, profile: Profile, name: str | None = None) -> Reso
     if ref.key in registry.CONTROLS:  # cheap and deterministic: built (once) where it is first needed
         from rokd.distill.student import build_init_only_control
         from rokd.models.controls import build_random_init_control
+        from rokd.spec import RANDOM_INIT_CONTROL
 
-        build = build_random_init_control if ref.key == "control-random-init" else build_init_only_control
+        build = build_random_init_control if ref.key == RANDOM_INIT_CONTROL else build_init_only_control
         build(profile, log=None)
     default_name = ref.key or (Path(ref.name_or_path).name if ref.source == "local" else ref.name_or_path.replace("/", "__"))
     if ref.source == "local":
@@ -678,7 +680,7 @@ def _test_and_write(out: RunOutputs, model, fit: "FitResult", info, timing: dict
         "task": task,
         "seed": int(out.seed),
         "profile": out.profile.name,
-        "label_scheme": "BIO2" if task == "ner" else ("score 0-5" if task in REGRESSION_TASKS else "class ids"),
+        "label_scheme": TASKS[task].label_scheme,
         "rows": "one per word, predicted at its first sub-word" if task in TAGGING_TASKS else "one per example",
         "max_length": cfg.max_length,
     }

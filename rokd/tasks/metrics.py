@@ -32,10 +32,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from rokd.paper import HEADLINE_METRIC
+from rokd.spec import tasks_of_kind
 
-TAGGING_TASKS = ("upos", "xpos", "ner")
-CLASSIFICATION_TASKS = ("sapn", "sar", "di")
-REGRESSION_TASKS = ("sts",)
+TAGGING_TASKS = tasks_of_kind("tagging")
+CLASSIFICATION_TASKS = tasks_of_kind("classification")
+REGRESSION_TASKS = tasks_of_kind("regression")
 ALL_TASKS = TAGGING_TASKS + CLASSIFICATION_TASKS + REGRESSION_TASKS
 
 

@@ -203,3 +203,27 @@ def test_prepare_corpus_holds_out_lines_by_seed(tmp_path):
     assert again[1].read_text(encoding="utf-8").split("\n")[:-1] == held  # the seed decides
     other = prepare_corpus([folder], heldout_lines=100, seed=2, cache=tmp_path / "cache3")
     assert other[1].read_text(encoding="utf-8").split("\n")[:-1] != held
+
+
+def test_heldout_comparison_reads_the_ablation_only_between_students_of_the_same_teacher(tmp_path):
+    """The 02 chapter's ablation decision (now rokd.distill.report.heldout_comparison): a row and a sentence
+    for the one-teacher student only when both were distilled from the same teacher weights."""
+    import json
+
+    from rokd.distill.report import heldout_comparison
+    from rokd.spec import MULTI_STUDENT, SINGLE_STUDENT
+
+    multi = {"heldout_mlm_accuracy": {MULTI_STUDENT: 0.5, "bert-base-ro": 0.6, "robert-base": 0.55}}
+    single = {"heldout_mlm_accuracy": {SINGLE_STUDENT: 0.45, "bert-base-ro": 0.6}}
+    table, note = heldout_comparison("p", tmp_path, MULTI_STUDENT, multi)
+    assert len(table) == 3 and "not been distilled" in note
+    for key, summary, fingerprint in ((MULTI_STUDENT, multi, "sha256:a"), (SINGLE_STUDENT, single, "sha256:b")):
+        (tmp_path / key).mkdir()
+        (tmp_path / key / "summary.json").write_text(json.dumps(summary))
+        (tmp_path / key / "distill_config.json").write_text(json.dumps({"teacher_fingerprints": {"bert-base-ro": fingerprint}}))
+    table, note = heldout_comparison("p", tmp_path, MULTI_STUDENT, multi)
+    assert len(table) == 3 and "rebuilt since" in note
+    (tmp_path / SINGLE_STUDENT / "distill_config.json").write_text(json.dumps({"teacher_fingerprints": {"bert-base-ro": "sha256:a"}}))
+    table, note = heldout_comparison("p", tmp_path, MULTI_STUDENT, multi)
+    assert len(table) == 5 and "**0.5000**" in note and "**0.4500**" in note and "+0.0500" in note
+    assert heldout_comparison("p", tmp_path, SINGLE_STUDENT, single)[1] is None

@@ -9,6 +9,7 @@ import pandas as pd
 
 from rokd.models.registry import DISPLAY_NAMES, STUDENTS
 from rokd.paths import results_dir
+from rokd.spec import MODELS, MULTI_STUDENT, SINGLE_STUDENT
 
 LOSS_TERMS = {"loss": "total", "ce": "soft-target KL x T²", "mlm": "MLM cross-entropy", "cos": "cosine (all teachers)"}
 BENCHMARK_FILE = "distill_throughput.json"
@@ -158,3 +159,24 @@ def shares_teacher(students_root: Path, student_a: str, student_b: str, teacher:
             return False
         prints.append(json.loads(path.read_text(encoding="utf-8")).get("teacher_fingerprints", {}).get(teacher))
     return prints[0] is not None and prints[0] == prints[1]
+
+
+def heldout_comparison(profile: str, students_root: Path, student: str, summary: dict) -> tuple[pd.DataFrame, str | None]:
+    """The held-out MLM accuracy table of ``student`` (and its teachers) beside its one-teacher ablation where
+    it has one (:data:`rokd.spec.SINGLE_STUDENT` for :data:`rokd.spec.MULTI_STUDENT`, same tokenizer, same masks),
+    and the sentence that reads the ablation (None for a student without one)."""
+    summaries = {**available_summaries(profile, students_root), student: summary}
+    single, first = SINGLE_STUDENT, MODELS[MULTI_STUDENT].teachers[0]
+    comparable = (student == MULTI_STUDENT and single in summaries
+                  and shares_teacher(students_root, student, single, first))
+    table = heldout_table({k: v for k, v in summaries.items() if k == student or (comparable and k == single)})
+    if student != MULTI_STUDENT:
+        return table, None
+    if single not in summaries:
+        return table, "The cased-teacher-only student has not been distilled under this profile yet: no ablation row."
+    if not comparable:
+        return table, ("The cased-teacher-only student was distilled from other BERT-base-ro weights "
+                       "(the teacher was rebuilt since): no ablation until it is distilled again.")
+    multi, one = summary["heldout_mlm_accuracy"][student], summaries[single]["heldout_mlm_accuracy"][single]
+    return table, (f"Ablation: the two-teacher student scores **{multi:.4f}**, the cased-teacher-only student "
+                   f"**{one:.4f}** (difference {multi - one:+.4f}) on the same masks.")

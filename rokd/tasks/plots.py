@@ -128,3 +128,21 @@ def tasks_below(scores: pd.DataFrame, model: str, reference: str, tasks) -> list
     stats = headline_means(scores, [model, reference], tasks)
     return [COLUMN_TITLES[t] for t in COLUMN_TITLES if t in set(tasks) and (model, t) in stats.index
             and (reference, t) in stats.index and stats.loc[(model, t), "mean"] < stats.loc[(reference, t), "mean"]]
+
+
+def run_table(profile: str, model: str, tasks, seeds, results: str | Path | None = None) -> pd.DataFrame:
+    """What each fine-tuning run of ``model`` used: examples per split (after the hash-based selection), test
+    rows scored, truncated / split training examples, ``max_length``, the selected epoch and the wall time."""
+    rows = []
+    for task in tasks:
+        for seed in seeds:
+            rec = load_run(profile, model, task, seed, results)
+            sz = rec["sizes"]
+            rows.append({
+                "task": task, "seed": seed,
+                "train": sz["train"]["examples"], "validation": sz["validation"]["examples"],
+                "test": sz["test"]["examples"], "test rows scored": sz["test"]["rows"],
+                "train truncated/split": sz["train"]["truncated_or_split"], "max_length": rec["max_length"],
+                "selected epoch": rec["selected"]["epoch"], "wall time (s)": rec["timing_s"]["total"],
+            })
+    return pd.DataFrame(rows).set_index(["task", "seed"])

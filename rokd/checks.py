@@ -1,10 +1,13 @@
 """The whole test suite behind ``make test``, stage by stage, with the time of each stage.
 
-1. unit tests (pytest, fast, offline);
-2. the pipeline on the ``smoke`` profile: a papermill run of every notebook (fails if a cell raises);
-3. a fresh book build (Jupyter Book, warnings are errors);
-4. rendered-book checks: internal links of the HTML, and headless Chromium rendering the index and
-   the results page with their tables, figures and math (pytest ``-m slow``).
+1. lint: ``ruff check`` (pyflakes, line length 120, import order; ``[tool.ruff]`` in pyproject.toml);
+2. unit tests (pytest ``-m "not slow"``: fast; the ``mirror`` ones need ``ROKD_DATA_DIR``), then the
+   end-to-end tests (``-m "slow and not book"``: DDP, the real shapes), each once;
+3. the pipeline on the ``smoke`` profile: a papermill run of every notebook (fails if a cell raises);
+4. a fresh book build (Jupyter Book, warnings are errors);
+5. rendered-book checks: internal links of the HTML, and headless Chromium rendering the index and
+   the results page with their tables, figures and math (pytest ``-m book``), for smoke and for the
+   published mini results.
 
 Also hosts the HTML link checker and the Chromium helpers used by the stage-4 tests.
 """
@@ -116,17 +119,21 @@ def stages(profile: str) -> list[tuple[str, list[str], dict[str, str]]]:
     py = sys.executable
     rokd = [py, "-m", "rokd.cli"]
     out = [
-        ("unit tests", [py, "-m", "pytest", "-q", "-m", "not slow"], {}),
+        ("lint: ruff check (pyflakes, line length 120, import order)", [py, "-m", "ruff", "check", "rokd", "tests",
+                                                                        "benchmarks"], {}),
+        ("unit tests (and the data mirror's)", [py, "-m", "pytest", "-q", "-m", "not slow"], {}),
+        ("end-to-end tests (DDP, real shapes, ...)", [py, "-m", "pytest", "-q", "-m", "slow and not book"], {}),
         (f"pipeline: papermill run of every notebook ({profile})", [*rokd, "pipeline", "--profile", profile], {}),
         ("fresh book build", [*rokd, "book", "--profile", profile, "--fresh"], {}),
-        ("rendered book: links + headless Chromium", [py, "-m", "pytest", "-q", "-m", "slow"], {"ROKD_CHECK_PROFILE": profile}),
+        ("rendered book: links + headless Chromium", [py, "-m", "pytest", "-q", "-m", "book"], {"ROKD_CHECK_PROFILE": profile}),
     ]
     if profile != PUBLISHED_PROFILE:  # the published results must still render with the current code
         published = {"ROKD_CHECK_PROFILE": PUBLISHED_PROFILE}
         out += [
             (f"published book ({PUBLISHED_PROFILE}): fresh build from the committed results",
              [*rokd, "book", "--profile", PUBLISHED_PROFILE, "--fresh"], published),
-            (f"published book ({PUBLISHED_PROFILE}): links + headless Chromium", [py, "-m", "pytest", "-q", "-m", "slow"], published),
+            (f"published book ({PUBLISHED_PROFILE}): links + headless Chromium", [py, "-m", "pytest", "-q", "-m", "book"],
+             published),
         ]
     return out
 

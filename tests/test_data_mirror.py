@@ -12,6 +12,8 @@ import pytest
 
 from rokd.data import TASKS, label_names, load_task, split_provenance
 
+pytestmark = pytest.mark.mirror
+
 
 @pytest.fixture(scope="module")
 def mirror() -> Path:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loyalty_fixtures import write_synthetic_predictions, write_synthetic_scores
+from loyalty_fixtures import write_synthetic_predictions
 from rokd.loyalty import (
     LOYALTY_COLUMNS,
     control_pairs,
@@ -498,13 +498,6 @@ def test_agreement_matrix_top_k_pools_the_rest():
     np.testing.assert_allclose(top.loc["A"].to_numpy(), [0.75, 0.25, 0.0])
     np.testing.assert_allclose(top.loc["B"].to_numpy(), [0.5, 0.5, 0.0])
     np.testing.assert_allclose(top.loc["(other)"].to_numpy(), [0.0, 0.0, 1.0])  # C<->D swaps stay "other"
-
-
-def test_synthetic_scores_fixture_uses_real_metrics(tmp_path):
-    write_synthetic_predictions(tmp_path, tasks=("ner", "sts"), seeds=(1,), n=16)
-    path = write_synthetic_scores(tmp_path, tasks=("ner", "sts"), seeds=(1,))
-    sc = pd.read_csv(path)
-    assert set(sc.metric) >= {"macro_f1", "pearson"} and sc.value.notna().any()
 
 
 def test_loyalty_score_correlation_ranks():

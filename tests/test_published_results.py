@@ -22,6 +22,8 @@ from rokd.report import load_scores, pipeline_record, run_records
 from rokd.tasks.compact import COMPACT_DIR, compact_size
 from rokd.tasks.metrics import CLASSIFICATION_TASKS, REGRESSION_TASKS, TAGGING_TASKS
 
+pytestmark = pytest.mark.published
+
 PUBLISHED = "mini"
 RESULTS = REPO_ROOT / "results" / PUBLISHED
 MIN_SEEDS = 3

@@ -15,7 +15,7 @@ from rokd.checks import check_internal_links, chromium
 from rokd.paths import build_dir
 from rokd.models.registry import DISPLAY_NAMES
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.book]
 
 HTML = build_dir() / "html"
 SHOTS = build_dir() / "screenshots"

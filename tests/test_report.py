@@ -109,10 +109,23 @@ def test_retained_gain_only_where_the_teacher_beats_the_control(synthetic):
     assert math.isnan(row.retained_gain) and row.gain_note == NO_GAIN
 
 
-def test_plots_have_labels(synthetic):
+def test_plots_draw_the_numbers_of_the_tables(synthetic):
+    """The figures show the tables' values: one bar per model and task at its mean headline score (x100), and
+    one retention bar per pair and task at student / teacher in percent, the paper's ratio ticked beside it."""
+    import matplotlib.pyplot as plt
+
     scores = load_scores("unit", synthetic)
-    for ax in (plot_scores(scores), plot_retention(scores)):
-        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+    ax = plot_scores(scores)
+    heights = [round(b.get_height(), 6) for b in ax.patches]
+    assert heights == [round(100 * v, 6) for v in (0.80, 0.90, 0.72, 0.81, 0.76) for _ in TASK_COLUMNS]
+    plt.close(ax.figure)
+    ax = plot_retention(scores)
+    heights = [round(b.get_height(), 4) for b in ax.patches]
+    assert heights[:len(TASK_COLUMNS)] == [round(100 * 0.72 / 0.80, 4)] * len(TASK_COLUMNS)  # Distil-BERT / BERT
+    ticks = list(ax.collections[0].get_offsets()[:, 1])
+    assert ticks == pytest.approx([100 * PAPER_SCORES["distil-bert-base-ro"][t] / PAPER_SCORES["bert-base-ro"][t]
+                                   for t in TASK_COLUMNS])
+    plt.close(ax.figure)
 
 
 def test_provenance_table_empty_without_runs(tmp_path):

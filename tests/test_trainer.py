@@ -456,6 +456,7 @@ with open(f"{root}/result-{acc.process_index}.json", "w") as f:  # files, not st
 
 
 @pytest.mark.slow
+@pytest.mark.ddp
 def test_two_process_ddp_resume_is_exact(tmp_path):
     """Two CPU processes (gloo) under torchrun: DDP wrapping, per-rank data shards/RNG, exact resumption."""
     import subprocess

@@ -39,12 +39,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rokd.spec import MODELS, MULTI_STUDENT
 from rokd import io
 from rokd.distill.strategies import STRATEGIES, canonical_name
 from rokd.paper import HEADLINE_METRIC
 from rokd.paths import artifacts_dir, results_dir
 from rokd.profiles import Profile, resolve_profile
+from rokd.spec import MODELS, MULTI_STUDENT
 
 STUDENT = MULTI_STUDENT
 SAME_TEACHER, OTHER_TEACHER = MODELS[STUDENT].teachers  # the teacher whose vocabulary it has, and the other

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-
 ROMANIAN_TEXT = """Ana are mere și pere, iar Ion are prune.
 Casa mare din București este veche și frumoasă.
 Mașinile noi au fost vândute ieri la târg.

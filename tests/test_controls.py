@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-
 from distill_fixtures import tiny_bert, tokenizers
 
 from rokd.models.registry import CONTROLS, resolve

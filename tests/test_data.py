@@ -10,15 +10,24 @@ import json
 import threading
 from pathlib import Path
 
+import data_fixtures as fx
 import datasets
 import pytest
 
-import data_fixtures as fx
 from rokd.data import (
-    DATASETS, TASK_DATASET, TASKS, ChecksumError, DataError, DataFormatError, MissingDataError, is_tagging,
-    label_names, load_task, split_provenance,
+    DATASETS,
+    TASK_DATASET,
+    TASKS,
+    ChecksumError,
+    DataError,
+    DataFormatError,
+    MissingDataError,
+    is_tagging,
+    label_names,
+    load_task,
+    sources,
+    split_provenance,
 )
-from rokd.data import sources
 from rokd.data.normalize import diacritic_style, normalize_diacritics
 from rokd.data.splits import stratified_split
 
@@ -378,15 +387,15 @@ def test_corpus_has_no_validation_or_test_text(mirror, tmp_path):
                 texts = [" ".join(ex["tokens"])] if "tokens" in ex else [ex["text"], ex["text_pair"]]
                 for t in texts:
                     eval_keys |= {line_key(s) for s in split_sentences(t)} | {line_key(t)}
-    assert not {line_key(l) for l in out} & eval_keys
+    assert not {line_key(ln) for ln in out} & eval_keys
     assert fx.ROSTS_TEST_SENTENCE not in out and "O femeie taie o ceapă." not in out
     assert stats["dropped"]["blocked_eval_sentences"] >= 3
     # train text of the tasks is in, the corpus files' text is in, normalized; README/INDEX/metadata are not
     assert "Un avion este în curs de decolare." in out and "Ea știe ." in out
     assert "Era o zi frumoasă și caldă de vară." in out and "Bucuresci era un oraș mare și vechi." in out
     assert out.count("Era o zi frumoasă și caldă de vară.") == 1 and stats["dropped"]["duplicates"] >= 1
-    assert not any("README" in l or "index file" in l or "metadata" in l or l.startswith("TITLE:") for l in out)
-    assert not any(c in l for l in out for c in "şţŞŢĭ")
+    assert not any("README" in ln or "index file" in ln or "metadata" in ln or ln.startswith("TITLE:") for ln in out)
+    assert not any(c in ln for ln in out for c in "şţŞŢĭ")
 
 
 def test_corpus_is_deterministic_and_capped(mirror, tmp_path):

@@ -4,9 +4,8 @@ loading, summary with coverage, idempotence, and the CLI."""
 import json
 
 import pytest
-from transformers import AutoModelForMaskedLM, AutoTokenizer
-
 from distill_fixtures import SENTENCES, tiny_bert, tokenizers
+from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -3,7 +3,6 @@ word and sub-word alignment between two tokenizations of the same text."""
 
 import pytest
 import torch
-
 from distill_fixtures import tokenizers
 
 from rokd import mlm

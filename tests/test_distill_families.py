@@ -7,12 +7,16 @@ import itertools
 import numpy as np
 import pytest
 import torch
-
 from family_fixtures import HELDOUT, KINDS, ROMANIAN_TEXT, family_tokenizers, tiny_teacher
 
 from rokd import mlm
 from rokd.distill.batching import (
-    CrossTokenizerView, DistillCollator, PairedLines, assign_student_words, one_to_one_rows, unique_spans,
+    CrossTokenizerView,
+    DistillCollator,
+    PairedLines,
+    assign_student_words,
+    one_to_one_rows,
+    unique_spans,
 )
 from rokd.distill.ensemble import VocabularyMap
 from rokd.distill.vocab import WORDPIECE, TokenizerFamily, TokenizerFamilyError, surface_form, tokenizer_family

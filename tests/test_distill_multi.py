@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-
 from distill_fixtures import SENTENCES, run_config, tiny_bert, tokenizers
 
 from rokd.distill.distiller import build_setup, make_step_fn, trainer_config

@@ -6,9 +6,8 @@ import json
 import shutil
 
 import pytest
-from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
-
 from family_fixtures import ROMANIAN_TEXT, save_teacher
+from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
 
 from rokd.config import ConfigError, save_config
 from rokd.distill.api import DistillSpec, corpus_sources, distill, load_spec, prepare_corpus

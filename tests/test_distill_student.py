@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
-
 from distill_fixtures import tiny_bert, tokenizers
+from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
 from rokd.distill.student import init_student_from_teacher, layer_map, save_student, weight_correspondence
 

@@ -8,15 +8,15 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from loyalty_fixtures import write_synthetic_predictions
+
 from rokd.loyalty import (
     LOYALTY_COLUMNS,
-    control_pairs,
     LoyaltyAlignmentError,
     agreement_matrix,
     check_aligned,
     compute_loyalty,
+    control_pairs,
     ensemble_predictions,
     label_loyalty,
     load_pair,

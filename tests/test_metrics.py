@@ -14,11 +14,11 @@ from rokd.tasks.metrics import (
     headline_metric,
     ner_metrics,
     regression_metrics,
+    score_predictions,
     sentence_groups,
     tagging_metrics,
 )
 from rokd.tasks.predictions import Predictions
-from rokd.tasks.metrics import score_predictions
 
 
 def test_tagging_accuracy_and_macro_f1():

@@ -277,8 +277,9 @@ def test_a_users_folder_in_the_teachers_place_is_refused(tiny_corpus, tmp_path):
 
 
 def test_a_second_teacher_build_stops_or_waits(tiny_corpus, tmp_path):
-    from rokd.errors import LockedError
     from test_reliability import held_lock
+
+    from rokd.errors import LockedError
 
     lock = tmp_path / "artifacts" / "locktest" / "teachers" / ".robert-base.lock"
     with held_lock(lock) as pid:

@@ -13,7 +13,7 @@ import math
 import pandas as pd
 import pytest
 
-from rokd.loyalty import FORMAT_VERSION, ENSEMBLE, compute_loyalty, loyalty_pairs, read_loyalty, read_loyalty_config
+from rokd.loyalty import ENSEMBLE, FORMAT_VERSION, compute_loyalty, loyalty_pairs, read_loyalty, read_loyalty_config
 from rokd.models.registry import MODEL_KEYS
 from rokd.paper import HEADLINE_METRIC, TASK_COLUMNS
 from rokd.paths import REPO_ROOT

@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 
 import pytest
+from test_pipeline import PARAMS, write_notebook
 
 from rokd import io
 from rokd.cli import main
 from rokd.config import ConfigError
 from rokd.errors import CorruptFileError, LockedError, OutputDirError, UsageError
 from rokd.pipeline import STATE_DIR, Step, StepFailed, not_done_reason, plan, run
-from test_pipeline import PARAMS, write_notebook
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,8 +12,8 @@ import re
 import pytest
 
 from rokd.checks import check_internal_links, chromium
-from rokd.paths import build_dir
 from rokd.models.registry import DISPLAY_NAMES
+from rokd.paths import build_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.book]
 

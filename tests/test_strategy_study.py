@@ -7,7 +7,6 @@ import random
 import numpy as np
 import pandas as pd
 import pytest
-
 from distill_fixtures import SENTENCES, tiny_bert, tokenizers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -95,8 +94,15 @@ def study_world(tmp_path, monkeypatch):
 
 
 def test_study_writes_every_row_and_compares(study_world):
-    from rokd.strategy_study import (COLUMNS, compare_to_baseline, read_study, run_study, student_path, summary_table,
-                                     wide_table)
+    from rokd.strategy_study import (
+        COLUMNS,
+        compare_to_baseline,
+        read_study,
+        run_study,
+        student_path,
+        summary_table,
+        wide_table,
+    )
 
     profile, root = study_world
     data = {"ner": _ner(), "sts": _sts()}

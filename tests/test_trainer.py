@@ -370,10 +370,9 @@ def test_non_scalar_loss_term_is_an_error(tmp_path):
 
 def test_accelerator_with_other_settings_in_the_same_process():
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     from rokd.trainer import make_accelerator
-
-    from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(reset_partial_state=True)  # whatever earlier tests set up
     Accelerator(mixed_precision="bf16", cpu=True)  # e.g. an earlier cell of the same notebook
@@ -459,11 +458,10 @@ with open(f"{root}/result-{acc.process_index}.json", "w") as f:  # files, not st
 @pytest.mark.ddp
 def test_two_process_ddp_resume_is_exact(tmp_path):
     """Two CPU processes (gloo) under torchrun: DDP wrapping, per-rank data shards/RNG, exact resumption."""
+    import socket
     import subprocess
     import sys
     from pathlib import Path
-
-    import socket
 
     with socket.socket() as sock:  # a free port for the rendezvous
         sock.bind(("127.0.0.1", 0))

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from rokd import io
-from rokd import paths
+from rokd import io, paths
 from rokd.data import TASK_DATASET, TASKS, is_tagging, label_names, load_task, split_provenance
-from rokd.data.normalize import COMMA_LETTERS, CEDILLA_LETTERS, diacritic_style
+from rokd.data.normalize import CEDILLA_LETTERS, COMMA_LETTERS, diacritic_style
 
 # The task whose DatasetDict stands for each data set in per-data-set tables.
 DATASET_TASK = {"rrt": "upos", "ronec": "ner", "laroseda": "sar", "moroco": "di", "rosts": "sts"}

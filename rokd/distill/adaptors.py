@@ -37,7 +37,6 @@ from torch import nn
 from rokd import mlm
 from rokd.distill.ensemble import VocabularyMap
 
-
 # Batch key (``(batch, L)`` bool) set by the distiller when soft targets are wanted at other positions
 # than the masked ones (``distill.soft_targets: all``); absent: the masked positions.
 SOFT_POSITIONS = "soft_positions"

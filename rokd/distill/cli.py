@@ -37,7 +37,7 @@ from rokd.models.registry import STUDENTS, TEACHERS
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rokd.distill.distiller import OWN_STUDENT_ONLY, OVERRIDABLE, DistillOverrides, distill_student
+    from rokd.distill.distiller import OVERRIDABLE, OWN_STUDENT_ONLY, DistillOverrides, distill_student
     from rokd.errors import UsageError
 
     if args.teacher or args.spec:
@@ -74,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     """Add the ``distill`` sub-command."""
     from rokd.config import add_arguments
-    from rokd.distill.distiller import OWN_STUDENT_ONLY, OVERRIDABLE, DistillOverrides
+    from rokd.distill.distiller import OVERRIDABLE, OWN_STUDENT_ONLY, DistillOverrides
 
     p = subparsers.add_parser(
         "distill",

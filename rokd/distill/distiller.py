@@ -59,6 +59,7 @@ from torch import nn
 from rokd import io, mlm
 from rokd.config import ConfigError, about, command_flags, from_dict, optional_fields, save_config, to_dict
 from rokd.distill import losses as L
+from rokd.distill import strategies as S
 from rokd.distill.adaptors import (
     SOFT_POSITIONS,
     TeacherAdaptor,
@@ -68,11 +69,16 @@ from rokd.distill.adaptors import (
     soft_positions,
 )
 from rokd.distill.batching import CrossTokenizerView, DistillCollator, PairedLines
-from rokd.distill import strategies as S
 from rokd.distill.ensemble import ensemble_soft_targets
 from rokd.distill.student import make_student, max_input_tokens, save_student
 from rokd.models.registry import (
-    STUDENT_TEACHERS, STUDENTS, TEACHERS, load_model, load_tokenizer, resolve, split_replica,
+    STUDENT_TEACHERS,
+    STUDENTS,
+    TEACHERS,
+    load_model,
+    load_tokenizer,
+    resolve,
+    split_replica,
 )
 from rokd.paths import artifacts_dir
 from rokd.profiles import DistillConfig, DistillObjective, Profile, resolve_profile

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-
 SOFT_TARGETS = ("masked", "all")
 
 

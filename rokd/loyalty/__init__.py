@@ -60,6 +60,7 @@ from rokd.loyalty.tables import (
 )
 
 __all__ = [
+    "pair_loyalty",
     "ENSEMBLE", "FORMAT_VERSION", "LABEL_TASKS", "LOYALTY_CLAIMS", "LOYALTY_COLUMNS", "METRICS", "METRIC_TITLES",
     "REFERENCES", "REFERENCE_TITLES", "REGRESSION_TASKS", "LoyaltyAlignmentError", "LoyaltyConfig",
     "agreement_floor", "agreement_matrix", "available", "chance_agreement", "check_aligned", "compute_loyalty",

@@ -23,12 +23,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from rokd.spec import INIT_ONLY_CONTROL, RANDOM_INIT_CONTROL
 from rokd import io
-from rokd.loyalty.measures import ENSEMBLE, LoyaltyAlignmentError, check_aligned, ensemble_predictions, pair_loyalty
-from rokd.loyalty.measures import probability_loyalty
+from rokd.loyalty.measures import (
+    ENSEMBLE,
+    LoyaltyAlignmentError,
+    check_aligned,
+    ensemble_predictions,
+    pair_loyalty,
+    probability_loyalty,
+)
 from rokd.models.registry import CONTROL_TEACHER, CONTROLS, DISPLAY_NAMES, STUDENT_TEACHERS, TEACHERS
 from rokd.paths import results_dir
+from rokd.spec import INIT_ONLY_CONTROL, RANDOM_INIT_CONTROL
 from rokd.tasks import compact as C
 from rokd.tasks.predictions import Predictions, load_predictions, predictions_path
 

@@ -13,7 +13,6 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from rokd.spec import INIT_ONLY_CONTROL, MULTI_STUDENT, RANDOM_INIT_CONTROL, SINGLE_STUDENT
 from rokd import stats
 from rokd.loyalty.compute import control_pairs, loyalty_pairs, pair_label
 from rokd.loyalty.measures import (
@@ -26,6 +25,7 @@ from rokd.loyalty.measures import (
     REGRESSION_TASKS,
 )
 from rokd.models.registry import CONTROL_TEACHER, DISPLAY_NAMES, STUDENT_TEACHERS, TEACHERS
+from rokd.spec import INIT_ONLY_CONTROL, MULTI_STUDENT, RANDOM_INIT_CONTROL, SINGLE_STUDENT
 from rokd.tasks.metrics import headline_metric
 
 

@@ -11,7 +11,6 @@ import torch
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 
-
 class LengthGroupedBatchSampler:
     """Endless batches of example indices of similar length, reshuffled each epoch.
 

@@ -279,7 +279,7 @@ def teacher_cka(model_a, tok_a, model_b, tok_b, texts: Sequence[str], *, max_len
     ia, ib = align_words(ka, kb)
     if len(ia) < 2:
         raise ValueError("fewer than two words aligned between the two models; give more text")
-    return cka_matrix([l[ia] for l in la], [l[ib] for l in lb]), len(ia)
+    return cka_matrix([layer[ia] for layer in la], [layer[ib] for layer in lb]), len(ia)
 
 
 # --- throughput -----------------------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from rokd.spec import RANDOM_INIT_CONTROL
 from rokd.models.registry import CONTROL_OF, load_tokenizer, resolve
+from rokd.spec import RANDOM_INIT_CONTROL
 
 CONTROL_FILE = "control.json"
 FORMAT_VERSION = 1

@@ -23,6 +23,7 @@ from typing import Any
 from rokd.errors import RokdError
 from rokd.spec import MODELS, RANDOM_INIT_CONTROL, models_of_role
 
+
 class _WithReplicas(dict):
     """A per-model table in which ``<student>@d<k>`` (a distillation replica) reads its student's entry."""
 
@@ -144,7 +145,6 @@ def resolve(key_or_path: str | os.PathLike, profile: Any = "smoke") -> ModelRef:
     Resolution never touches the network; :func:`load_model` / :func:`load_tokenizer` do.
     """
     from rokd.paths import artifacts_dir
-
     from rokd.profiles import resolve_profile
 
     prof = resolve_profile(profile)

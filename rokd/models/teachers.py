@@ -233,7 +233,6 @@ def _same_build(saved, build: TeacherBuild, ignore_lr: bool) -> bool:
 
 def _build_locked(prof: Profile, key: str, folder: Path, build: TeacherBuild, train_txt: Path, heldout_txt: Path,
                   device: str, log, force: bool = False, resume_lr: bool = False) -> Path:
-    import torch
 
     from rokd.models.quality import measure_quality, read_lines
     from rokd.models.tokenizers import save_tokenizer, train_wordpiece

@@ -15,9 +15,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from rokd.spec import MULTI_STUDENT, SINGLE_STUDENT
 from rokd import stats
-from rokd.stats import Claim
 from rokd.models.registry import CONTROL_TEACHER, CONTROLS, MODEL_KEYS, STUDENT_TEACHERS
 from rokd.paper import COLUMN_TITLES, PAPER_PARAMS_M, TASK_COLUMNS, paper_score, paper_text
 from rokd.report.tables import (
@@ -33,6 +31,8 @@ from rokd.report.tables import (
     per_seed,
     teacher_gains,
 )
+from rokd.spec import MULTI_STUDENT, SINGLE_STUDENT
+from rokd.stats import Claim
 
 # Reasons of the rows a claim could not be tested on (gated, or a reference missing from the folder).
 UNTESTABLE = "cannot test|cannot be tested|scores in this results folder"

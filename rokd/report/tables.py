@@ -21,13 +21,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rokd.spec import INIT_ONLY_CONTROL, LEXICAL_BASELINE, MAJORITY_BASELINE, MULTI_STUDENT, RANDOM_INIT_CONTROL, SINGLE_STUDENT
 from rokd import stats
 from rokd.models.registry import (
-    BASELINES, CONTROL_TEACHER, CONTROLS, DISPLAY_NAMES, MODEL_KEYS, STUDENT_TEACHERS, split_replica,
+    BASELINES,
+    CONTROL_TEACHER,
+    CONTROLS,
+    DISPLAY_NAMES,
+    MODEL_KEYS,
+    STUDENT_TEACHERS,
+    split_replica,
 )
 from rokd.paper import COLUMN_TITLES, PAPER_SCORES, TASK_COLUMNS, paper_score, paper_text
 from rokd.paths import results_dir
+from rokd.spec import (
+    INIT_ONLY_CONTROL,
+    LEXICAL_BASELINE,
+    MAJORITY_BASELINE,
+    MULTI_STUDENT,
+    RANDOM_INIT_CONTROL,
+    SINGLE_STUDENT,
+)
 from rokd.tasks.metrics import headline_metric
 from rokd.tasks.scores import read_scores, scores_path
 

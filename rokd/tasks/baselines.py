@@ -39,7 +39,6 @@ import math
 import re
 import sys
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -392,7 +391,6 @@ def score_baselines(profile, names: Sequence[str] = BASELINES, tasks: Sequence[s
     import pandas as pd
 
     from rokd.profiles import resolve_profile
-
     from rokd.runinfo import git_commit
 
     prof = resolve_profile(profile)

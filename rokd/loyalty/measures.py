@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from rokd.tasks.metrics import CLASSIFICATION_TASKS, TAGGING_TASKS
+from rokd.tasks.metrics import CLASSIFICATION_TASKS, REGRESSION_TASKS, TAGGING_TASKS  # noqa: F401 (REGRESSION_TASKS: re-exported)
 from rokd.tasks.predictions import Predictions
 
 ENSEMBLE = "ensemble"  # the teacher name of a multi-teacher student's averaged teachers

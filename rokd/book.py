@@ -139,8 +139,16 @@ def prepare_chapters(profile: str, wait: bool = False) -> list[Path]:
 def _jupyter_book_command(out: Path) -> tuple[list[str], Path | None]:
     """The jupyter-book command that writes to ``out`` (it always writes to ``<path-output>/_build``)."""
     jb = Path(sys.executable).with_name("jupyter-book")  # `python -m jupyter_book` has no entry point
-    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(REPO_ROOT), "--builder", "html",
-           "--warningiserror", "--nitpick", "--keep-going"]
+    cmd = [
+        str(jb) if jb.exists() else "jupyter-book",
+        "build",
+        str(REPO_ROOT),
+        "--builder",
+        "html",
+        "--warningiserror",
+        "--nitpick",
+        "--keep-going",
+    ]
     if out == REPO_ROOT / "_build":
         return cmd, None
     if out.name == "_build":
@@ -160,8 +168,9 @@ def build(profile: str, fresh: bool = False, wait: bool = False) -> Path:
     name = load_profile(profile).name
     out = build_dir()
     io.check_replaceable(out, "the rendered book (ROKD_BUILD_DIR)", _LEGACY_BUILD_FILES)
-    with io.lock(out.parent / f".{out.name}.lock", f"the book build folder {out}", wait=wait,
-                 hint=", or rerun with --wait"):
+    with io.lock(
+        out.parent / f".{out.name}.lock", f"the book build folder {out}", wait=wait, hint=", or rerun with --wait"
+    ):
         prepare_chapters(profile, wait=wait)
         previous = (out / "PROFILE").read_text().strip() if (out / "PROFILE").exists() else None
         if fresh or (previous and previous != name):
@@ -181,4 +190,3 @@ def build(profile: str, fresh: bool = False, wait: bool = False) -> Path:
     index = out / "html" / "index.html"
     print(f"book built: {index}", flush=True)
     return index
-

@@ -79,9 +79,16 @@ def check_internal_links(html_dir: Path) -> list[str]:
 
 # --- headless Chromium ---------------------------------------------------------------------------
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--hide-scrollbars", "--virtual-time-budget=8000",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--virtual-time-budget=8000",
 ]
 
 
@@ -93,7 +100,9 @@ def chromium_binary() -> str:
     raise RuntimeError("Chromium not found: install it (Debian: apt-get install chromium); `make test` does this")
 
 
-def chromium(page: Path, *, dump_dom: bool = False, screenshot: Path | None = None, width: int = 1280, height: int = 2400) -> str:
+def chromium(
+    page: Path, *, dump_dom: bool = False, screenshot: Path | None = None, width: int = 1280, height: int = 2400
+) -> str:
     """Render a local page in headless Chromium; returns the DOM after scripts ran (or "")."""
     with tempfile.TemporaryDirectory() as profile_dir:
         cmd = [chromium_binary(), *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", f"--window-size={width},{height}"]
@@ -119,21 +128,34 @@ def stages(profile: str) -> list[tuple[str, list[str], dict[str, str]]]:
     py = sys.executable
     rokd = [py, "-m", "rokd.cli"]
     out = [
-        ("lint: ruff check (pyflakes, line length 120, import order)", [py, "-m", "ruff", "check", "rokd", "tests",
-                                                                        "benchmarks"], {}),
+        (
+            "lint: ruff check (pyflakes, line length 120, import order)",
+            [py, "-m", "ruff", "check", "rokd", "tests", "benchmarks"],
+            {},
+        ),
         ("unit tests (and the data mirror's)", [py, "-m", "pytest", "-q", "-m", "not slow"], {}),
         ("end-to-end tests (DDP, real shapes, ...)", [py, "-m", "pytest", "-q", "-m", "slow and not book"], {}),
         (f"pipeline: papermill run of every notebook ({profile})", [*rokd, "pipeline", "--profile", profile], {}),
         ("fresh book build", [*rokd, "book", "--profile", profile, "--fresh"], {}),
-        ("rendered book: links + headless Chromium", [py, "-m", "pytest", "-q", "-m", "book"], {"ROKD_CHECK_PROFILE": profile}),
+        (
+            "rendered book: links + headless Chromium",
+            [py, "-m", "pytest", "-q", "-m", "book"],
+            {"ROKD_CHECK_PROFILE": profile},
+        ),
     ]
     if profile != PUBLISHED_PROFILE:  # the published results must still render with the current code
         published = {"ROKD_CHECK_PROFILE": PUBLISHED_PROFILE}
         out += [
-            (f"published book ({PUBLISHED_PROFILE}): fresh build from the committed results",
-             [*rokd, "book", "--profile", PUBLISHED_PROFILE, "--fresh"], published),
-            (f"published book ({PUBLISHED_PROFILE}): links + headless Chromium", [py, "-m", "pytest", "-q", "-m", "book"],
-             published),
+            (
+                f"published book ({PUBLISHED_PROFILE}): fresh build from the committed results",
+                [*rokd, "book", "--profile", PUBLISHED_PROFILE, "--fresh"],
+                published,
+            ),
+            (
+                f"published book ({PUBLISHED_PROFILE}): links + headless Chromium",
+                [py, "-m", "pytest", "-q", "-m", "book"],
+                published,
+            ),
         ]
     return out
 
@@ -157,4 +179,3 @@ def run_all(profile: str) -> int:
         print(f"FAILED at stage: {failed}", file=sys.stderr)
         return 1
     return 0
-

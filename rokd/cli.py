@@ -70,10 +70,12 @@ def register_tools(sub) -> None:
     p.set_defaults(func=_cmd_pipeline)
     p = sub.add_parser("book", help="build the Jupyter Book from a profile's executed notebooks")
     p.add_argument("--profile", default="smoke")
-    p.add_argument("--fresh", action="store_true",
-                   help="delete the build folder (ROKD_BUILD_DIR, default _build) first")
-    p.add_argument("--wait", action="store_true",
-                   help="if another book build or this profile's pipeline is going, wait")
+    p.add_argument(
+        "--fresh", action="store_true", help="delete the build folder (ROKD_BUILD_DIR, default _build) first"
+    )
+    p.add_argument(
+        "--wait", action="store_true", help="if another book build or this profile's pipeline is going, wait"
+    )
     p.set_defaults(func=_cmd_book)
     p = sub.add_parser("notebooks", help="notebook utilities")
     nsub = p.add_subparsers(dest="notebooks_command", required=True)
@@ -87,8 +89,11 @@ def register_tools(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rokd", description="Distil Romanian BERTs with multiple teachers.")
-    parser.add_argument("--debug", action="store_true",
-                        help="print the traceback of errors too (also ROKD_DEBUG=1; accepted anywhere on the line)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the traceback of errors too (also ROKD_DEBUG=1; accepted anywhere on the line)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in STEP_CLIS:
         try:

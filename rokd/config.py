@@ -141,15 +141,18 @@ def optional_fields(cls: type, names: typing.Iterable[str]) -> list[tuple[str, A
     the fields of an overrides class (``dataclasses.make_dataclass``) in which ``None`` means "not given"."""
     hints = typing.get_type_hints(cls)
     by_name = {f.name: f for f in dataclasses.fields(cls)}
-    return [(n, _without_none(hints[n]) | None, dataclasses.field(default=None, metadata=by_name[n].metadata))
-            for n in names]
+    return [
+        (n, _without_none(hints[n]) | None, dataclasses.field(default=None, metadata=by_name[n].metadata))
+        for n in names
+    ]
 
 
 _METAVARS = {int: "N", float: "X"}
 
 
-def add_arguments(parser: Any, cls: type, names: typing.Iterable[str] | None = None,
-                  special: dict[str, dict[str, Any]] | None = None) -> None:
+def add_arguments(
+    parser: Any, cls: type, names: typing.Iterable[str] | None = None, special: dict[str, dict[str, Any]] | None = None
+) -> None:
     """One flag per field of dataclass ``cls`` (``alpha_ce`` -> ``--alpha-ce``; all fields when ``names`` is None),
     its default None ("not given"), its type, choices and help taken from the field: a list takes several values,
     a bool is ``--x`` / ``--no-x``. ``special[name]`` replaces any of those argparse keywords for one flag."""
@@ -202,7 +205,9 @@ def save_config(cfg: Any, path: str | Path) -> Path:
 
     path = Path(path)
     data = to_dict(cfg)
-    text = json.dumps(data, indent=2, sort_keys=True) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
+    text = (
+        json.dumps(data, indent=2, sort_keys=True) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
+    )
     return atomic_write_text(path, text)
 
 

@@ -132,8 +132,9 @@ def lock_holder(path: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def lock(path: str | Path, what: str, *, wait: bool = False, hint: str = "",
-         log: Callable[[str], None] | None = None) -> Iterator[Path]:
+def lock(
+    path: str | Path, what: str, *, wait: bool = False, hint: str = "", log: Callable[[str], None] | None = None
+) -> Iterator[Path]:
     """Hold an exclusive lock on ``path`` (created if needed) for the ``with`` block.
 
     Taken: the holder's pid, start time and command are written into the file. Busy: with ``wait`` it
@@ -150,14 +151,18 @@ def lock(path: str | Path, what: str, *, wait: bool = False, hint: str = "",
             holder = lock_holder(path)
             if not wait:
                 raise LockedError(
-                    f"{what} is in use by another rokd run ({holder}; lock file {path}); "
-                    f"wait for it to finish{hint}"
+                    f"{what} is in use by another rokd run ({holder}; lock file {path}); wait for it to finish{hint}"
                 ) from None
             if log:
                 log(f"waiting for {what}: in use by {holder}")
             fcntl.flock(fd, fcntl.LOCK_EX)
-        record = {"pid": os.getpid(), "started": _now(), "command": " ".join(["rokd", *sys.argv[1:]])
-                  if Path(sys.argv[0]).name in {"rokd", "cli.py", "__main__.py"} else " ".join(sys.argv)}
+        record = {
+            "pid": os.getpid(),
+            "started": _now(),
+            "command": " ".join(["rokd", *sys.argv[1:]])
+            if Path(sys.argv[0]).name in {"rokd", "cli.py", "__main__.py"}
+            else " ".join(sys.argv),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(record).encode(), 0)
         yield path
@@ -302,8 +307,24 @@ def weights_problem(folder: str | Path, weights: str = "model.safetensors") -> s
 
 
 __all__ = [
-    "OUTPUT_MARKER", "WEIGHTS_SHA_FILE", "temp_sibling", "atomic_write_bytes", "atomic_write_text",
-    "atomic_write_json", "file_sha256", "read_json", "lock", "lock_holder", "mark_output", "is_rokd_output",
-    "check_replaceable", "make_stage", "replace_dir", "remove_dir", "safetensors_problem",
-    "write_weights_sha256", "read_weights_sha256", "weights_problem",
+    "OUTPUT_MARKER",
+    "WEIGHTS_SHA_FILE",
+    "temp_sibling",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "file_sha256",
+    "read_json",
+    "lock",
+    "lock_holder",
+    "mark_output",
+    "is_rokd_output",
+    "check_replaceable",
+    "make_stage",
+    "replace_dir",
+    "remove_dir",
+    "safetensors_problem",
+    "write_weights_sha256",
+    "read_weights_sha256",
+    "weights_problem",
 ]

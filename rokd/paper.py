@@ -17,11 +17,43 @@ HEADLINE_METRIC = {k: t.headline_metric for k, t in TASKS.items()}
 
 # Scores in percent (STS: Pearson x 100).
 PAPER_SCORES: dict[str, dict[str, float]] = {
-    "bert-base-ro": {"upos": 98.00, "xpos": 96.46, "ner": 85.88, "sapn": 97.94, "sar": 79.61, "di": 95.41, "sts": 79.94},
+    "bert-base-ro": {
+        "upos": 98.00,
+        "xpos": 96.46,
+        "ner": 85.88,
+        "sapn": 97.94,
+        "sar": 79.61,
+        "di": 95.41,
+        "sts": 79.94,
+    },
     "robert-base": {"upos": 98.02, "xpos": 97.15, "ner": 85.14, "sapn": 98.20, "sar": 79.40, "di": 96.17, "sts": 81.18},
-    "distil-bert-base-ro": {"upos": 97.97, "xpos": 97.08, "ner": 83.35, "sapn": 98.12, "sar": 80.51, "di": 96.31, "sts": 80.57},
-    "distil-robert-base": {"upos": 97.12, "xpos": 95.79, "ner": 83.11, "sapn": 97.61, "sar": 79.58, "di": 96.11, "sts": 79.80},
-    "distilmulti-bert-base-ro": {"upos": 98.07, "xpos": 96.93, "ner": 83.22, "sapn": 97.74, "sar": 79.77, "di": 96.18, "sts": 80.66},
+    "distil-bert-base-ro": {
+        "upos": 97.97,
+        "xpos": 97.08,
+        "ner": 83.35,
+        "sapn": 98.12,
+        "sar": 80.51,
+        "di": 96.31,
+        "sts": 80.57,
+    },
+    "distil-robert-base": {
+        "upos": 97.12,
+        "xpos": 95.79,
+        "ner": 83.11,
+        "sapn": 97.61,
+        "sar": 79.58,
+        "di": 96.11,
+        "sts": 79.80,
+    },
+    "distilmulti-bert-base-ro": {
+        "upos": 98.07,
+        "xpos": 96.93,
+        "ner": 83.22,
+        "sapn": 97.74,
+        "sar": 79.77,
+        "di": 96.18,
+        "sts": 80.66,
+    },
 }
 
 # Parameter counts from the paper (millions).
@@ -36,9 +68,27 @@ PAPER_PARAMS_M = {
 # Loyalty rows of the poster (percent). The poster does not say which pair each row measures; our
 # reading (see notes): DistilMulti vs each teacher, then Distil-BERT-base-ro vs its teacher.
 PAPER_LOYALTY: list[dict[str, object]] = [
-    {"student": "distilmulti-bert-base-ro", "teacher": "bert-base-ro", "label_loyalty": 87.80, "prob_loyalty": 74.76, "regression_loyalty": 94.96},
-    {"student": "distilmulti-bert-base-ro", "teacher": "robert-base", "label_loyalty": 84.63, "prob_loyalty": 71.95, "regression_loyalty": 92.24},
-    {"student": "distil-bert-base-ro", "teacher": "bert-base-ro", "label_loyalty": 89.75, "prob_loyalty": 73.23, "regression_loyalty": 94.64},
+    {
+        "student": "distilmulti-bert-base-ro",
+        "teacher": "bert-base-ro",
+        "label_loyalty": 87.80,
+        "prob_loyalty": 74.76,
+        "regression_loyalty": 94.96,
+    },
+    {
+        "student": "distilmulti-bert-base-ro",
+        "teacher": "robert-base",
+        "label_loyalty": 84.63,
+        "prob_loyalty": 71.95,
+        "regression_loyalty": 92.24,
+    },
+    {
+        "student": "distil-bert-base-ro",
+        "teacher": "bert-base-ro",
+        "label_loyalty": 89.75,
+        "prob_loyalty": 73.23,
+        "regression_loyalty": 94.64,
+    },
 ]
 
 

@@ -25,7 +25,16 @@ DEVICES = ("auto", "cpu", "cuda")
 SOURCES = ("build", "hub")  # build the models locally, or take them from the Hugging Face hub
 # Multi-teacher strategies of rokd.distill (see DistillConfig.strategy).
 # The names of rokd.distill.strategies.STRATEGIES (a test keeps them equal), plus the old alias "ensemble".
-DISTILL_STRATEGIES = ("span-map", "uld", "gold-hybrid", "projection", "min-edit", "hidden-only", "cased-only", "ensemble")
+DISTILL_STRATEGIES = (
+    "span-map",
+    "uld",
+    "gold-hybrid",
+    "projection",
+    "min-edit",
+    "hidden-only",
+    "cased-only",
+    "ensemble",
+)
 _PRECISION = choices(*PRECISIONS)
 
 
@@ -76,8 +85,13 @@ class TrainingBudget:
 
     def trainer_settings(self) -> dict[str, Any]:
         """The :class:`rokd.trainer.TrainerConfig` fields this budget decides."""
-        return {"lr": self.lr, "weight_decay": self.weight_decay, "max_grad_norm": self.max_grad_norm,
-                "checkpoint_every": self.checkpoint_every, "mixed_precision": self.precision}
+        return {
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "max_grad_norm": self.max_grad_norm,
+            "checkpoint_every": self.checkpoint_every,
+            "mixed_precision": self.precision,
+        }
 
 
 @dataclass
@@ -90,8 +104,13 @@ class StepBudget(TrainingBudget):
     seed: int = field(default=13, metadata=about("seed of masking, batch order and initialisation"))
 
     def trainer_settings(self) -> dict[str, Any]:
-        return {**super().trainer_settings(), "steps": self.steps, "grad_accum": self.grad_accum,
-                "warmup_steps": min(self.warmup_steps, self.steps), "seed": self.seed}
+        return {
+            **super().trainer_settings(),
+            "steps": self.steps,
+            "grad_accum": self.grad_accum,
+            "warmup_steps": min(self.warmup_steps, self.steps),
+            "seed": self.seed,
+        }
 
 
 @dataclass
@@ -102,21 +121,30 @@ class DistillObjective:
     """
 
     # How a teacher with another vocabulary enters the objective (rokd.distill.strategies).
-    strategy: str = field(default="span-map", metadata={
-        **choices(*DISTILL_STRATEGIES),
-        "help": "how a teacher with another vocabulary enters the objective (rokd.distill.strategies; "
-                "'ensemble' = 'span-map')"})
-    teacher_weights: list[float] | None = field(default=None, metadata=about(
-        "ensemble weights, one per teacher (default uniform)"))
+    strategy: str = field(
+        default="span-map",
+        metadata={
+            **choices(*DISTILL_STRATEGIES),
+            "help": "how a teacher with another vocabulary enters the objective (rokd.distill.strategies; "
+            "'ensemble' = 'span-map')",
+        },
+    )
+    teacher_weights: list[float] | None = field(
+        default=None, metadata=about("ensemble weights, one per teacher (default uniform)")
+    )
     temperature: float = field(default=2.0, metadata=about("softmax temperature T of the soft targets"))
     alpha_ce: float = field(default=5.0, metadata=about("weight of the soft-target KL term"))
     alpha_mlm: float = field(default=2.0, metadata=about("weight of the MLM cross-entropy term"))
     alpha_cos: float = field(default=1.0, metadata=about("weight of the cosine hidden-state term"))
     # Where the soft-target KL is computed: "masked" positions only (default, this project's choice) or
     # "all" non-pad tokens (the Hugging Face DistilBERT recipe); see rokd.distill.distiller.
-    soft_targets: str = field(default="masked", metadata={
-        **choices("masked", "all"),
-        "help": "where the soft-target KL is computed: masked positions, or every token (HF recipe)"})
+    soft_targets: str = field(
+        default="masked",
+        metadata={
+            **choices("masked", "all"),
+            "help": "where the soft-target KL is computed: masked positions, or every token (HF recipe)",
+        },
+    )
 
 
 @dataclass
@@ -219,7 +247,9 @@ def profile_file(name_or_path: str | Path) -> Path:
     if not path.suffix:
         path = PROFILE_DIR / f"{name_or_path}.yaml"
         if not path.exists():
-            raise ConfigError(f"unknown profile {str(name_or_path)!r}; choose one of {list(PROFILES)} or give a YAML path")
+            raise ConfigError(
+                f"unknown profile {str(name_or_path)!r}; choose one of {list(PROFILES)} or give a YAML path"
+            )
     if not path.exists():
         raise ConfigError(f"profile file not found: {path}")
     return path

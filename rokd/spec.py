@@ -43,15 +43,18 @@ class TaskSpec:
 # The paper does not publish its exact metrics: its UPOS / XPOS numbers (98.00 / 96.46) are accuracy-level,
 # which macro-F1 over XPOS's hundreds of mostly rare MSD tags cannot reach, so UPOS / XPOS use token accuracy
 # (macro-F1 is stored beside it).
-TASKS: dict[str, TaskSpec] = {t.key: t for t in (
-    TaskSpec("upos", "UPOS", "tagging", "rrt", "accuracy", "class ids"),
-    TaskSpec("xpos", "XPOS", "tagging", "rrt", "accuracy", "class ids"),
-    TaskSpec("ner", "NER", "tagging", "ronec", "macro_f1", "BIO2"),
-    TaskSpec("sapn", "SAPN", "classification", "laroseda", "accuracy", "class ids"),
-    TaskSpec("sar", "SAR", "classification", "laroseda", "macro_f1", "class ids"),
-    TaskSpec("di", "DI", "classification", "moroco", "macro_f1", "class ids"),
-    TaskSpec("sts", "STS", "regression", "rosts", "pearson", "score 0-5"),
-)}
+TASKS: dict[str, TaskSpec] = {
+    t.key: t
+    for t in (
+        TaskSpec("upos", "UPOS", "tagging", "rrt", "accuracy", "class ids"),
+        TaskSpec("xpos", "XPOS", "tagging", "rrt", "accuracy", "class ids"),
+        TaskSpec("ner", "NER", "tagging", "ronec", "macro_f1", "BIO2"),
+        TaskSpec("sapn", "SAPN", "classification", "laroseda", "accuracy", "class ids"),
+        TaskSpec("sar", "SAR", "classification", "laroseda", "macro_f1", "class ids"),
+        TaskSpec("di", "DI", "classification", "moroco", "macro_f1", "class ids"),
+        TaskSpec("sts", "STS", "regression", "rosts", "pearson", "score 0-5"),
+    )
+}
 
 
 def tasks_of_kind(*kinds: str) -> tuple[str, ...]:
@@ -74,23 +77,39 @@ class ModelSpec:
     control_of: str | None = None  # the model a control is read against (same architecture and tokenizer)
 
 
-MODELS: dict[str, ModelSpec] = {m.key: m for m in (
-    ModelSpec("bert-base-ro", "teacher", "BERT-base-ro", cased=True,
-              hub_id="dumitrescustefan/bert-base-romanian-cased-v1", shape="cased"),
-    ModelSpec("robert-base", "teacher", "RoBERT-base", cased=False, hub_id="readerbench/RoBERT-base", shape="uncased"),
-    ModelSpec("distil-bert-base-ro", "student", "Distil-BERT-base-ro", cased=True, teachers=("bert-base-ro",)),
-    ModelSpec("distil-robert-base", "student", "Distil-RoBERT-base", cased=False, teachers=("robert-base",)),
-    ModelSpec("distilmulti-bert-base-ro", "student", "DistilMulti-BERT-base-ro", cased=True,
-              teachers=("bert-base-ro", "robert-base")),
-    # The cased teacher's architecture and tokenizer with random weights: teacher minus control is what
-    # pretraining gave.
-    ModelSpec("control-random-init", "control", "Control: random init", cased=True, control_of="bert-base-ro"),
-    # The cased student initialised from its teacher's layers and not distilled: student minus control is
-    # what distillation added beyond the initialisation.
-    ModelSpec("control-init-only", "control", "Control: init only", cased=True, control_of="distil-bert-base-ro"),
-    ModelSpec("baseline-majority", "baseline", "Baseline: majority"),
-    ModelSpec("baseline-lexical", "baseline", "Baseline: lexical"),
-)}
+MODELS: dict[str, ModelSpec] = {
+    m.key: m
+    for m in (
+        ModelSpec(
+            "bert-base-ro",
+            "teacher",
+            "BERT-base-ro",
+            cased=True,
+            hub_id="dumitrescustefan/bert-base-romanian-cased-v1",
+            shape="cased",
+        ),
+        ModelSpec(
+            "robert-base", "teacher", "RoBERT-base", cased=False, hub_id="readerbench/RoBERT-base", shape="uncased"
+        ),
+        ModelSpec("distil-bert-base-ro", "student", "Distil-BERT-base-ro", cased=True, teachers=("bert-base-ro",)),
+        ModelSpec("distil-robert-base", "student", "Distil-RoBERT-base", cased=False, teachers=("robert-base",)),
+        ModelSpec(
+            "distilmulti-bert-base-ro",
+            "student",
+            "DistilMulti-BERT-base-ro",
+            cased=True,
+            teachers=("bert-base-ro", "robert-base"),
+        ),
+        # The cased teacher's architecture and tokenizer with random weights: teacher minus control is what
+        # pretraining gave.
+        ModelSpec("control-random-init", "control", "Control: random init", cased=True, control_of="bert-base-ro"),
+        # The cased student initialised from its teacher's layers and not distilled: student minus control is
+        # what distillation added beyond the initialisation.
+        ModelSpec("control-init-only", "control", "Control: init only", cased=True, control_of="distil-bert-base-ro"),
+        ModelSpec("baseline-majority", "baseline", "Baseline: majority"),
+        ModelSpec("baseline-lexical", "baseline", "Baseline: lexical"),
+    )
+}
 
 
 def models_of_role(role: str) -> tuple[str, ...]:
@@ -103,7 +122,11 @@ def models_of_role(role: str) -> tuple[str, ...]:
 # The comparisons the paper's claims are about, named by what the models are, not by their keys.
 MULTI_STUDENT = next(k for k, m in MODELS.items() if m.role == "student" and len(m.teachers) > 1)
 # The one-teacher ablation of the multi-teacher student: the student of its first teacher alone.
-SINGLE_STUDENT = next(k for k, m in MODELS.items() if m.role == "student" and m.teachers == MODELS[MULTI_STUDENT].teachers[:1])
-RANDOM_INIT_CONTROL = next(k for k, m in MODELS.items() if m.role == "control" and MODELS[m.control_of].role == "teacher")
+SINGLE_STUDENT = next(
+    k for k, m in MODELS.items() if m.role == "student" and m.teachers == MODELS[MULTI_STUDENT].teachers[:1]
+)
+RANDOM_INIT_CONTROL = next(
+    k for k, m in MODELS.items() if m.role == "control" and MODELS[m.control_of].role == "teacher"
+)
 INIT_ONLY_CONTROL = next(k for k, m in MODELS.items() if m.role == "control" and MODELS[m.control_of].role == "student")
 MAJORITY_BASELINE, LEXICAL_BASELINE = models_of_role("baseline")  # the most frequent label; bag-of-words

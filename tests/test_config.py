@@ -83,9 +83,17 @@ def test_sections_share_one_budget_and_one_objective():
     assert issubclass(EvalConfig, TrainingBudget) and not issubclass(EvalConfig, StepBudget)
     assert issubclass(DistillConfig, DistillObjective)
     d = DistillConfig(steps=10, warmup_steps=50, lr=1e-3, max_grad_norm=2.0, precision="fp32")
-    assert d.trainer_settings() == {"lr": 1e-3, "weight_decay": 0.01, "max_grad_norm": 2.0, "checkpoint_every": 200,
-                                    "mixed_precision": "fp32", "steps": 10, "grad_accum": 1, "warmup_steps": 10,
-                                    "seed": 13}
+    assert d.trainer_settings() == {
+        "lr": 1e-3,
+        "weight_decay": 0.01,
+        "max_grad_norm": 2.0,
+        "checkpoint_every": 200,
+        "mixed_precision": "fp32",
+        "steps": 10,
+        "grad_accum": 1,
+        "warmup_steps": 10,
+        "seed": 13,
+    }
 
 
 def test_every_overridable_distillation_field_is_one_flag_and_back():
@@ -99,8 +107,17 @@ def test_every_overridable_distillation_field_is_one_flag_and_back():
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
-    given = DistillOverrides(strategy="uld", teacher_weights=[2.0, 1.0], temperature=3.0, alpha_ce=1.5, alpha_mlm=0.0,
-                             alpha_cos=0.5, soft_targets="all", steps=7, seed=4)
+    given = DistillOverrides(
+        strategy="uld",
+        teacher_weights=[2.0, 1.0],
+        temperature=3.0,
+        alpha_ce=1.5,
+        alpha_mlm=0.0,
+        alpha_cos=0.5,
+        soft_targets="all",
+        steps=7,
+        seed=4,
+    )
     command = distill_command("smoke", "distilmulti-bert-base-ro", given, None, lr="0.001", resume_lr=False)
     args = parser.parse_args(shlex.split(command)[1:])
     parsed = DistillOverrides(teachers=args.teachers, **{k: getattr(args, k) for k in OVERRIDABLE})
@@ -120,6 +137,9 @@ def test_temperature_is_declared_once():
     for path in sorted(root.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ClassDef):
-                declared += [f"{path.relative_to(root).as_posix()}:{node.name}" for item in node.body
-                             if isinstance(item, ast.AnnAssign) and getattr(item.target, "id", "") == "temperature"]
+                declared += [
+                    f"{path.relative_to(root).as_posix()}:{node.name}"
+                    for item in node.body
+                    if isinstance(item, ast.AnnAssign) and getattr(item.target, "id", "") == "temperature"
+                ]
     assert declared == ["profiles.py:DistillObjective"]

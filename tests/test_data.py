@@ -47,6 +47,7 @@ def mirror(tmp_path, monkeypatch) -> Path:
 
 # ------------------------------------------------------------------ constants and normalizer
 
+
 def test_contract_constants():
     assert TASKS == ("upos", "xpos", "ner", "sapn", "sar", "di", "sts")
     assert DATASETS == ("rrt", "ronec", "laroseda", "moroco", "rosts")
@@ -75,6 +76,7 @@ def test_stratified_split_is_deterministic_and_proportional():
 
 
 # ------------------------------------------------------------------ loaders
+
 
 def test_rrt_upos_xpos(mirror):
     up, xp = load_task("upos", data_dir=mirror), load_task("xpos", data_dir=mirror)
@@ -122,12 +124,20 @@ def test_laroseda_sapn_sar(mirror):
     assert len(sapn["test"]) == 4 and len(sapn["train"]) + len(sapn["validation"]) == 36
     assert not set(sapn["test"]["id"]) & (set(sapn["train"]["id"]) | set(sapn["validation"]["id"]))
     row = sar["test"][0]
-    assert row["id"] == "laroseda-1" and row["text"] == "Titlu 1. produsul numărul 1 este ok sau nu" and row["text_pair"] == ""
+    assert (
+        row["id"] == "laroseda-1"
+        and row["text"] == "Titlu 1. produsul numărul 1 este ok sau nu"
+        and row["text_pair"] == ""
+    )
     # SAPN and SAR agree: stars 1,2 -> negative, 4,5 -> positive
     for a, b in zip(sapn["train"], sar["train"]):
         assert a["id"] == b["id"] and a["label"] == (1 if label_names(sar)[b["label"]] in ("4", "5") else 0)
     prov = split_provenance(sapn)
-    assert (prov["train"]["kind"], prov["validation"]["kind"], prov["test"]["kind"]) == ("rebuilt", "substitute", "official")
+    assert (prov["train"]["kind"], prov["validation"]["kind"], prov["test"]["kind"]) == (
+        "rebuilt",
+        "substitute",
+        "official",
+    )
     assert len(set(sar["validation"]["label"])) == 4  # stratified by star: every star in the dev split
 
 
@@ -188,13 +198,20 @@ def test_summary_cli_json(mirror, capsys):
     assert main(["data", "summary", "--json", "--data-dir", str(mirror)]) == 0
     table = json.loads(capsys.readouterr().out)
     assert set(table) == set(TASKS)
-    assert table["sts"]["test"] == {"dataset": "rosts", "n": 2, "kind": "official", "source": "mirror:rosts/RO-STS.test.tsv", "note": ""}
+    assert table["sts"]["test"] == {
+        "dataset": "rosts",
+        "n": 2,
+        "kind": "official",
+        "source": "mirror:rosts/RO-STS.test.tsv",
+        "note": "",
+    }
     assert table["ner"]["train"]["kind"] == "substitute"
     assert main(["data", "summary", "--data-dir", str(mirror)]) == 0
     assert "substitute" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------ bad input
+
 
 def test_missing_file_names_path_env_and_fix(mirror):
     (mirror / "rosts/RO-STS.test.tsv").unlink()
@@ -268,6 +285,7 @@ def test_malformed_tsv_names_file_and_line(mirror, monkeypatch):
 
 
 # ------------------------------------------------------------------ download path
+
 
 @pytest.fixture
 def http_root(tmp_path, monkeypatch):
@@ -368,6 +386,7 @@ def test_pinned_sizes_match_the_manifest():
 
 
 # ------------------------------------------------------------------ corpus
+
 
 def _lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines()

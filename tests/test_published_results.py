@@ -75,11 +75,20 @@ def test_every_score_has_its_run_record(scores):
 def test_loyalty_has_every_pair_task_and_seed(scores):
     loyalty = read_loyalty(PUBLISHED, RESULTS)
     seeds = sorted(scores["seed"].unique())
-    expected = {"label_loyalty": TAGGING_TASKS + CLASSIFICATION_TASKS, "prob_loyalty": TAGGING_TASKS + CLASSIFICATION_TASKS,
-                "regression_loyalty": REGRESSION_TASKS}
+    expected = {
+        "label_loyalty": TAGGING_TASKS + CLASSIFICATION_TASKS,
+        "prob_loyalty": TAGGING_TASKS + CLASSIFICATION_TASKS,
+        "regression_loyalty": REGRESSION_TASKS,
+    }
     have = set(zip(loyalty.student, loyalty.teacher, loyalty.task, loyalty.seed, loyalty.metric))
-    missing = [(s, t, task, seed, metric) for s, t in loyalty_pairs() for metric, tasks in expected.items()
-               for task in tasks for seed in seeds if (s, t, task, seed, metric) not in have]
+    missing = [
+        (s, t, task, seed, metric)
+        for s, t in loyalty_pairs()
+        for metric, tasks in expected.items()
+        for task in tasks
+        for seed in seeds
+        if (s, t, task, seed, metric) not in have
+    ]
     assert not missing, f"{len(missing)} loyalty values missing, e.g. {missing[:5]}"
     assert ("distilmulti-bert-base-ro", ENSEMBLE) in set(zip(loyalty.student, loyalty.teacher))
     assert loyalty["value"].between(-1, 1).all()
@@ -107,13 +116,22 @@ def check_loyalty_recomputes_from_compact(profile: str, results) -> str:
         return "legacy"
     assert cfg["format_version"] >= FORMAT_VERSION, (
         f"{results} was re-run after {COMPACT_SINCE}: recompute loyalty with `rokd loyalty --profile {profile}` "
-        f"and commit {results / COMPACT_DIR}")
+        f"and commit {results / COMPACT_DIR}"
+    )
     assert 0 < compact_size(results) <= COMPACT_BUDGET_BYTES
-    again = compute_loyalty(profile, tasks=cfg["tasks"], seeds=cfg["seeds"], write=False, results=results,
-                            top_k=cfg["top_k"], compact_only=True)
+    again = compute_loyalty(
+        profile,
+        tasks=cfg["tasks"],
+        seeds=cfg["seeds"],
+        write=False,
+        results=results,
+        top_k=cfg["top_k"],
+        compact_only=True,
+    )
     committed = read_loyalty(profile, results)
-    pd.testing.assert_frame_equal(again[list(committed.columns)].reset_index(drop=True), committed,
-                                  check_dtype=False, rtol=1e-9, atol=0)
+    pd.testing.assert_frame_equal(
+        again[list(committed.columns)].reset_index(drop=True), committed, check_dtype=False, rtol=1e-9, atol=0
+    )
     return "recomputed"
 
 

@@ -8,8 +8,23 @@ from rokd.cli import build_parser
 
 
 def test_evaluate_command_parses_repeatable_task_and_seed():
-    args = build_parser().parse_args(["evaluate", "--profile", "mini", "--model", "bert-base-ro",
-                                      "--task", "ner", "--task", "sts", "--seed", "1", "--seed", "2"])
+    args = build_parser().parse_args(
+        [
+            "evaluate",
+            "--profile",
+            "mini",
+            "--model",
+            "bert-base-ro",
+            "--task",
+            "ner",
+            "--task",
+            "sts",
+            "--seed",
+            "1",
+            "--seed",
+            "2",
+        ]
+    )
     assert args.profile == "mini" and args.model == "bert-base-ro"
     assert args.task == ["ner", "sts"] and args.seed == [1, 2] and not args.force
     assert callable(args.func)
@@ -40,7 +55,9 @@ def test_evaluate_command_scores_a_baseline_like_a_model(tmp_path, monkeypatch):
     assert args.func(args) == 0
     rows = read_scores(tmp_path / "smoke" / "scores.csv")
     assert {(r["model"], r["task"], r["seed"], r["metric"]) for r in rows} == {
-        ("baseline-majority", "sapn", 4, "accuracy"), ("baseline-majority", "sapn", 4, "macro_f1")}
+        ("baseline-majority", "sapn", 4, "accuracy"),
+        ("baseline-majority", "sapn", 4, "macro_f1"),
+    }
     assert (tmp_path / "smoke" / "predictions" / "baseline-majority" / "sapn" / "seed4.run.json").is_file()
 
 

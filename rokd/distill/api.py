@@ -45,6 +45,7 @@ from rokd.distill.distiller import DistillOverrides
 
 SPEC_FILE = "distill_spec.yaml"  # the spec of a run, written beside the student
 
+
 @dataclass(kw_only=True)
 class DistillSpec(DistillOverrides):
     """One student of your own (round-trips through YAML / JSON with :mod:`rokd.config`).
@@ -101,9 +102,11 @@ def prepare_corpus(
     from rokd.paths import cache_dir
 
     files = corpus_sources(corpus)
-    key = hashlib.sha256(json.dumps(
-        [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files] + [heldout_lines, seed]
-    ).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps(
+            [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files] + [heldout_lines, seed]
+        ).encode()
+    ).hexdigest()[:16]
     folder = (cache or cache_dir() / "corpora") / key
     train, heldout = folder / "train.txt", folder / "heldout.txt"
     if train.is_file() and heldout.is_file():
@@ -124,8 +127,10 @@ def prepare_corpus(
     n_heldout = max(1, min(int(heldout_lines), len(lines) // 10))
     held = set(random.Random(seed).sample(range(len(lines)), n_heldout))
     folder.mkdir(parents=True, exist_ok=True)
-    for path, chosen in ((heldout, [ln for i, ln in enumerate(lines) if i in held]),
-                         (train, [ln for i, ln in enumerate(lines) if i not in held])):
+    for path, chosen in (
+        (heldout, [ln for i, ln in enumerate(lines) if i in held]),
+        (train, [ln for i, ln in enumerate(lines) if i not in held]),
+    ):
         io.atomic_write_text(path, "\n".join(chosen) + "\n")
     return train, heldout
 
@@ -176,7 +181,9 @@ def distill(
     out = Path(spec.output_dir).expanduser()
     from rokd.distill.distiller import CONFIG_FILE, STUDENT_WHAT
 
-    io.check_replaceable(out, STUDENT_WHAT, legacy=(CONFIG_FILE,))  # before the corpus is prepared (distill_student re-checks)
+    io.check_replaceable(
+        out, STUDENT_WHAT, legacy=(CONFIG_FILE,)
+    )  # before the corpus is prepared (distill_student re-checks)
     train, heldout = prepare_corpus(list(spec.corpus), spec.heldout_lines, prof.distill.seed)
     overrides = DistillOverrides(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(DistillOverrides)})
     overrides.teachers = teachers
@@ -185,8 +192,9 @@ def distill(
     name = spec.name or out.name
     if name in STUDENTS:  # a paper student's key would select the paper's recipe and teachers
         name += "-own"
-    path = distill_student(prof, name, overrides, resume=resume, output_dir=out, corpus=(train, heldout),
-                           progress=progress, log=log)
+    path = distill_student(
+        prof, name, overrides, resume=resume, output_dir=out, corpus=(train, heldout), progress=progress, log=log
+    )
     save_config(dataclasses.replace(spec, teachers=teachers), Path(path) / SPEC_FILE)  # what the user asked for
     return path
 

@@ -43,8 +43,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.teacher or args.spec:
         return _run_own(args)
     if not args.student:
-        raise UsageError("give --student (a paper student, <student>@d<k>, or 'all'), or --teacher ... --corpus ... "
-                         "--output-dir ... for a student of your own, or --spec FILE")
+        raise UsageError(
+            "give --student (a paper student, <student>@d<k>, or 'all'), or --teacher ... --corpus ... "
+            "--output-dir ... for a student of your own, or --spec FILE"
+        )
     for flag in ("corpus", *OWN_STUDENT_ONLY):
         if getattr(args, flag) is not None:
             raise UsageError(f"--{flag.replace('_', '-')} is for a student of your own (with --teacher or --spec)")
@@ -58,15 +60,24 @@ def _run(args: argparse.Namespace) -> int:
     elif split_replica(args.student)[0] in STUDENTS:
         keys = [args.student]
     else:
-        raise UsageError(f"--student: {args.student!r} is not a student; choose one of {list(STUDENTS)}, "
-                         "<student>@d<k> (its k-th distillation seed) or 'all'")
+        raise UsageError(
+            f"--student: {args.student!r} is not a student; choose one of {list(STUDENTS)}, "
+            "<student>@d<k> (its k-th distillation seed) or 'all'"
+        )
     if args.output_dir and len(keys) > 1:
         raise UsageError("--output-dir names one student's folder; give a single --student with it")
     if args.resume_lr and args.no_resume:
         raise UsageError("--resume-lr resumes the kept checkpoints; it cannot go with --no-resume")
     for key in keys:
-        path = distill_student(args.profile, key, overrides, resume=not args.no_resume, output_dir=args.output_dir,
-                               wait=args.wait, resume_lr=args.resume_lr)
+        path = distill_student(
+            args.profile,
+            key,
+            overrides,
+            resume=not args.no_resume,
+            output_dir=args.output_dir,
+            wait=args.wait,
+            resume_lr=args.resume_lr,
+        )
         print(path)
     return 0
 
@@ -82,23 +93,45 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--profile", default=None,
-                   help="profile name (smoke, mini, paper, colab) or YAML path "
-                        "(default: smoke; for your own student: rokd's defaults)")
-    p.add_argument("--student", metavar="{" + ",".join(STUDENTS) + ",all}",
-                   help="a paper student's key, <student>@d<k> (the k-th distillation seed: seed + k - 1), or 'all' "
-                        "(every student and the profile's distill.replicas)")
-    p.add_argument("--teachers", nargs="+", choices=TEACHERS,
-                   help="teacher keys (default: the registry's; the first gives the tokenizer)")
+    p.add_argument(
+        "--profile",
+        default=None,
+        help="profile name (smoke, mini, paper, colab) or YAML path "
+        "(default: smoke; for your own student: rokd's defaults)",
+    )
+    p.add_argument(
+        "--student",
+        metavar="{" + ",".join(STUDENTS) + ",all}",
+        help="a paper student's key, <student>@d<k> (the k-th distillation seed: seed + k - 1), or 'all' "
+        "(every student and the profile's distill.replicas)",
+    )
+    p.add_argument(
+        "--teachers",
+        nargs="+",
+        choices=TEACHERS,
+        help="teacher keys (default: the registry's; the first gives the tokenizer)",
+    )
     # One flag per overridable field of the objective and the budget (rokd.distill.distiller.OVERRIDABLE),
     # its type, choices and help from the profile's dataclasses; not given = the profile's value.
-    add_arguments(p, DistillOverrides, [k for k in OVERRIDABLE if k not in OWN_STUDENT_ONLY],
-                  {"seed": {"help": "distillation seed: masking, batch order, projections"}})
-    p.add_argument("--output-dir", help="where to write the student (default artifacts/<profile>/students/<key>); "
-                   "must be new, empty or made by rokd")
-    p.add_argument("--no-resume", action="store_true", help="start afresh even when checkpoints of the same config exist")
-    p.add_argument("--resume-lr", action="store_true",
-                   help="resume the kept checkpoints although --lr changed the learning rate (after a NaN loss)")
+    add_arguments(
+        p,
+        DistillOverrides,
+        [k for k in OVERRIDABLE if k not in OWN_STUDENT_ONLY],
+        {"seed": {"help": "distillation seed: masking, batch order, projections"}},
+    )
+    p.add_argument(
+        "--output-dir",
+        help="where to write the student (default artifacts/<profile>/students/<key>); "
+        "must be new, empty or made by rokd",
+    )
+    p.add_argument(
+        "--no-resume", action="store_true", help="start afresh even when checkpoints of the same config exist"
+    )
+    p.add_argument(
+        "--resume-lr",
+        action="store_true",
+        help="resume the kept checkpoints although --lr changed the learning rate (after a NaN loss)",
+    )
     p.add_argument("--wait", action="store_true", help="if another run writes the same student folder, wait for it")
     _add_own_student_arguments(p)
     p.set_defaults(func=_run)
@@ -122,6 +155,7 @@ def _run_export(args: argparse.Namespace) -> int:
 def _register_export(subparsers) -> None:
     """Add the ``export`` sub-command."""
     from rokd.distill import export
+
     p = subparsers.add_parser(
         "export",
         help="export a model as int8 or bf16 for CPU inference",
@@ -163,17 +197,31 @@ def _add_own_student_arguments(p: argparse.ArgumentParser) -> None:
     from rokd.distill.distiller import OWN_STUDENT_ONLY, DistillOverrides
 
     own = p.add_argument_group("a student of your own (instead of --student)")
-    own.add_argument("--teacher", action="append", metavar="PATH_OR_HUB_ID",
-                     help="a teacher: local folder (save_pretrained) or hub ID; repeat for several; "
-                          "the first gives the student its tokenizer and weights")
-    own.add_argument("--corpus", action="append", metavar="FILE_OR_DIR",
-                     help="one-sentence-per-line text file, or a folder of .txt files; repeatable")
-    add_arguments(own, DistillOverrides, OWN_STUDENT_ONLY,
-                  {"student_layers": {"type": _layer_list, "nargs": None, "metavar": "0,2,4,7,9,11"}})
-    own.add_argument("--heldout-lines", type=int, metavar="N",
-                     help="corpus lines held out for the MLM accuracy (default 1000)")
-    own.add_argument("--spec", metavar="FILE",
-                     help="YAML/JSON spec of the run (rokd.distill.api.DistillSpec); options override it")
+    own.add_argument(
+        "--teacher",
+        action="append",
+        metavar="PATH_OR_HUB_ID",
+        help="a teacher: local folder (save_pretrained) or hub ID; repeat for several; "
+        "the first gives the student its tokenizer and weights",
+    )
+    own.add_argument(
+        "--corpus",
+        action="append",
+        metavar="FILE_OR_DIR",
+        help="one-sentence-per-line text file, or a folder of .txt files; repeatable",
+    )
+    add_arguments(
+        own,
+        DistillOverrides,
+        OWN_STUDENT_ONLY,
+        {"student_layers": {"type": _layer_list, "nargs": None, "metavar": "0,2,4,7,9,11"}},
+    )
+    own.add_argument(
+        "--heldout-lines", type=int, metavar="N", help="corpus lines held out for the MLM accuracy (default 1000)"
+    )
+    own.add_argument(
+        "--spec", metavar="FILE", help="YAML/JSON spec of the run (rokd.distill.api.DistillSpec); options override it"
+    )
 
 
 def _run_own(args: argparse.Namespace) -> int:
@@ -183,15 +231,17 @@ def _run_own(args: argparse.Namespace) -> int:
     from rokd.config import ConfigError
     from rokd.distill.api import DistillSpec, distill, load_spec
 
-    given = {"teachers": args.teacher, **{f.name: getattr(args, f.name, None) for f in dataclasses.fields(DistillSpec)
-                                          if f.name != "teachers"}}
+    given = {
+        "teachers": args.teacher,
+        **{f.name: getattr(args, f.name, None) for f in dataclasses.fields(DistillSpec) if f.name != "teachers"},
+    }
     given = {k: v for k, v in given.items() if v is not None}
     if args.student:
-        raise ConfigError("--student names a paper student; with --teacher / --spec the student is your own: "
-                          "drop --student")
+        raise ConfigError(
+            "--student names a paper student; with --teacher / --spec the student is your own: drop --student"
+        )
     if args.teachers:
-        raise ConfigError("--teachers takes registry keys for a paper student; for your own student "
-                          "repeat --teacher")
+        raise ConfigError("--teachers takes registry keys for a paper student; for your own student repeat --teacher")
     if args.spec:
         spec = load_spec(args.spec)
         spec = dataclasses.replace(spec, **given)

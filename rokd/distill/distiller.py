@@ -117,24 +117,50 @@ class DistillRun(DistillObjective):
 
 
 # The fields of the profile's ``distill:`` section a run records (besides the objective).
-_RUN_SETTINGS = ("steps", "batch_size", "grad_accum", "max_length", "lr", "warmup_steps", "weight_decay", "max_grad_norm",
-                 "mlm_probability", "smoothed_masking", "eval_lines", "seed")
+_RUN_SETTINGS = (
+    "steps",
+    "batch_size",
+    "grad_accum",
+    "max_length",
+    "lr",
+    "warmup_steps",
+    "weight_decay",
+    "max_grad_norm",
+    "mlm_probability",
+    "smoothed_masking",
+    "eval_lines",
+    "seed",
+)
 
 # Strategies whose soft-target rows may be every token (``soft_targets: all``), not only the masked ones.
 ALL_TOKENS_STRATEGIES = ("span-map", "hidden-only", "cased-only")
 
 #: What a user may vary per distillation run: the whole objective and these fields of the budget.
-OVERRIDABLE = (*(f.name for f in fields(DistillObjective)), "steps", "seed", "lr", "batch_size", "grad_accum",
-               "max_length")
+OVERRIDABLE = (
+    *(f.name for f in fields(DistillObjective)),
+    "steps",
+    "seed",
+    "lr",
+    "batch_size",
+    "grad_accum",
+    "max_length",
+)
 
-DistillOverrides = make_dataclass("DistillOverrides", [
-    # Registry keys for the paper's students; for a student of one's own (a name that is not a paper key),
-    # local folders or hub IDs too. The first teacher gives the student its tokenizer and initial weights.
-    ("teachers", list[str] | None, field(default=None)),
-    *optional_fields(DistillConfig, OVERRIDABLE),
-    ("student_layers", list[int] | None, field(default=None, metadata=about("teacher layers the student keeps"))),
-    ("student_depth", int | None, field(default=None, metadata=about("or only how many (default: half the teacher's)"))),
-])
+DistillOverrides = make_dataclass(
+    "DistillOverrides",
+    [
+        # Registry keys for the paper's students; for a student of one's own (a name that is not a paper key),
+        # local folders or hub IDs too. The first teacher gives the student its tokenizer and initial weights.
+        ("teachers", list[str] | None, field(default=None)),
+        *optional_fields(DistillConfig, OVERRIDABLE),
+        ("student_layers", list[int] | None, field(default=None, metadata=about("teacher layers the student keeps"))),
+        (
+            "student_depth",
+            int | None,
+            field(default=None, metadata=about("or only how many (default: half the teacher's)")),
+        ),
+    ],
+)
 DistillOverrides.__module__ = __name__
 DistillOverrides.__doc__ = """Per-run changes to a profile's ``distill:`` section; ``None`` keeps the profile's value.
 
@@ -202,9 +228,11 @@ def resolve_run(
     base, replica = split_replica(student_key)  # "<student>@d<k>": the k-th distillation, seed + k - 1
     if base not in STUDENTS:
         if not teachers:
-            raise ConfigError(f"unknown student {student_key!r}; choose one of {list(STUDENTS)} (or <student>@d<k>), "
-                              "or name its teachers (registry keys, local folders or hub IDs) to distil a student "
-                              "of your own")
+            raise ConfigError(
+                f"unknown student {student_key!r}; choose one of {list(STUDENTS)} (or <student>@d<k>), "
+                "or name its teachers (registry keys, local folders or hub IDs) to distil a student "
+                "of your own"
+            )
         # A student of one's own: teachers are keys, folders or hub IDs, named by their last path part.
         sources = [str(t) for t in teachers]
         if len(set(sources)) != len(sources):
@@ -243,7 +271,9 @@ def resolve_run(
     else:
         weights = [1.0] * len(teachers)
     if len(weights) != len(teachers) or any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise ConfigError(f"teacher_weights: need {len(teachers)} non-negative numbers, not all zero; got {d.teacher_weights}")
+        raise ConfigError(
+            f"teacher_weights: need {len(teachers)} non-negative numbers, not all zero; got {d.teacher_weights}"
+        )
     total = sum(weights)
     objective = {f.name: getattr(d, f.name) for f in fields(DistillObjective)}
     run = DistillRun(
@@ -260,15 +290,25 @@ def resolve_run(
     if "seed" not in given:  # "<student>@d<k>": the k-th distillation, seed + k - 1
         run.seed += replica - 1
     if run.batch_size < 1 or run.grad_accum < 1 or run.max_length < 3:
-        raise ConfigError("batch_size and grad_accum must be >= 1 and max_length >= 3 "
-                          f"(got {run.batch_size}, {run.grad_accum}, {run.max_length})")
-    if run.soft_targets == "all" and len(run.teachers) > 1 and S.get_strategy(run.strategy).name not in ALL_TOKENS_STRATEGIES:
+        raise ConfigError(
+            "batch_size and grad_accum must be >= 1 and max_length >= 3 "
+            f"(got {run.batch_size}, {run.grad_accum}, {run.max_length})"
+        )
+    if (
+        run.soft_targets == "all"
+        and len(run.teachers) > 1
+        and S.get_strategy(run.strategy).name not in ALL_TOKENS_STRATEGIES
+    ):
         # The other strategies pair the student's *masked* rows with the other tokenizer's rows.
-        raise ConfigError(f"distill.soft_targets 'all' works with the strategies {list(ALL_TOKENS_STRATEGIES)} only "
-                          f"(got {run.strategy!r}); use soft_targets 'masked'")
+        raise ConfigError(
+            f"distill.soft_targets 'all' works with the strategies {list(ALL_TOKENS_STRATEGIES)} only "
+            f"(got {run.strategy!r}); use soft_targets 'masked'"
+        )
     if run.temperature <= 0 or run.steps < 1 or min(run.alpha_ce, run.alpha_mlm, run.alpha_cos) < 0:
-        raise ConfigError(f"temperature must be > 0, steps >= 1 and loss weights >= 0 (got T={run.temperature}, steps={run.steps}, "
-                          f"alphas={run.alpha_ce}/{run.alpha_mlm}/{run.alpha_cos})")
+        raise ConfigError(
+            f"temperature must be > 0, steps >= 1 and loss weights >= 0 (got T={run.temperature}, steps={run.steps}, "
+            f"alphas={run.alpha_ce}/{run.alpha_mlm}/{run.alpha_cos})"
+        )
     if run.alpha_ce + run.alpha_mlm + run.alpha_cos == 0:
         raise ConfigError("alpha_ce, alpha_mlm and alpha_cos are all 0: nothing to train")
     return run
@@ -316,11 +356,13 @@ class DistillNet(nn.Module):
             # Soft targets at the masked positions only: both vocabulary terms from one pass over the logits.
             rows = None if bool(soft_valid.all()) else soft_valid.nonzero().squeeze(1)
             terms["ce"], terms["mlm"] = L.soft_target_kl_and_mlm(
-                out.logits, soft if rows is None else soft[rows], mlm_targets, weights.temperature, rows)
+                out.logits, soft if rows is None else soft[rows], mlm_targets, weights.temperature, rows
+            )
         else:
             if weights.alpha_ce and not own_ce:
-                terms["ce"] = L.soft_target_kl(out.logits[soft_valid], soft[soft_valid], weights.temperature,
-                                               teacher_is_probs=True)
+                terms["ce"] = L.soft_target_kl(
+                    out.logits[soft_valid], soft[soft_valid], weights.temperature, teacher_is_probs=True
+                )
             if weights.alpha_mlm:
                 terms["mlm"] = L.mlm_cross_entropy(out.logits[masked], mlm_targets)
         if weights.alpha_cos:
@@ -345,7 +387,10 @@ def _outside_inference(x: torch.Tensor) -> torch.Tensor:
 
 
 def teacher_targets(
-    adaptors: list[TeacherAdaptor], batch: dict[str, torch.Tensor], temperature: float, soft_names: list[str] | None = None
+    adaptors: list[TeacherAdaptor],
+    batch: dict[str, torch.Tensor],
+    temperature: float,
+    soft_names: list[str] | None = None,
 ) -> tuple[dict[str, TeacherTargets], torch.Tensor, torch.Tensor]:
     """Run every teacher's adaptor in ``inference_mode`` and build the ensemble soft target.
 
@@ -368,8 +413,9 @@ def teacher_targets(
             if a.needs_reference:
                 out[a.name] = a(batch, temperature, reference)
         chosen = [a for a in adaptors if a.name in soft_names]
-        soft, valid = ensemble_soft_targets([out[a.name].probs for a in chosen], [a.weight for a in chosen],
-                                            [out[a.name].covered for a in chosen])
+        soft, valid = ensemble_soft_targets(
+            [out[a.name].probs for a in chosen], [a.weight for a in chosen], [out[a.name].covered for a in chosen]
+        )
     for t in out.values():
         t.hidden = _outside_inference(t.hidden)
         t.student_unit = _outside_inference(t.student_unit)
@@ -385,15 +431,24 @@ def _contexts(adaptors: list[TeacherAdaptor], strategy: S.Strategy) -> dict[str,
         ctx = a.context
         if ctx is None:  # adaptors built without build_setup: the vocabulary map is enough for these strategies
             if strategy.name in ("min-edit", "projection", "gold-hybrid"):
-                raise ValueError(f"strategy {strategy.name} needs the teacher's vocabulary data: build the adaptors with build_setup")
+                raise ValueError(
+                    f"strategy {strategy.name} needs the teacher's vocabulary data: build the adaptors with build_setup"
+                )
             ctx = S.CrossContext(a.name, a.vocab_map, [], [], a.vocab_map.target.cpu() < 0)
         out[a.name] = ctx
     return out
 
 
-def strategy_step(strategy: S.Strategy, adaptors: list[TeacherAdaptor], contexts: dict[str, S.CrossContext],
-                  batch: dict[str, torch.Tensor], targets: dict[str, TeacherTargets], soft: torch.Tensor, valid: torch.Tensor,
-                  temperature: float) -> tuple[S.StrategyStep, torch.Tensor, torch.Tensor]:
+def strategy_step(
+    strategy: S.Strategy,
+    adaptors: list[TeacherAdaptor],
+    contexts: dict[str, S.CrossContext],
+    batch: dict[str, torch.Tensor],
+    targets: dict[str, TeacherTargets],
+    soft: torch.Tensor,
+    valid: torch.Tensor,
+    temperature: float,
+) -> tuple[S.StrategyStep, torch.Tensor, torch.Tensor]:
     """What ``strategy`` adds to one step: the soft-target term (or the averaged target it uses) and the diagnostics.
 
     ``soft`` / ``valid``: the averaged target of the teachers :func:`make_step_fn` put in it (all for
@@ -405,7 +460,10 @@ def strategy_step(strategy: S.Strategy, adaptors: list[TeacherAdaptor], contexts
     with torch.no_grad():
         if strategy.cross == "none":
             empty = torch.zeros(0, dtype=torch.long, device=valid.device)
-            cross = [S.CrossRows(a.name, a.weight, empty, torch.zeros(0, device=valid.device), empty.float()) for a in cross_adaptors]
+            cross = [
+                S.CrossRows(a.name, a.weight, empty, torch.zeros(0, device=valid.device), empty.float())
+                for a in cross_adaptors
+            ]
         else:
             cross = [S.cross_rows(strategy, contexts[a.name], batch, targets[a.name], a.weight) for a in cross_adaptors]
         if strategy.cross == "target" and strategy.name != "span-map":
@@ -505,8 +563,15 @@ def build_setup(
         raise ConfigError(f"max_length {run.max_length} is longer than {first} accepts ({limit} tokens)")
     strategy = S.get_strategy(run.strategy)
     adaptors = [
-        make_adaptor(k, teacher_models[k], teacher_tokenizers[k], student_tok, w, int(student.config.vocab_size),
-                     keep_own_probs=strategy.needs_own_probs)
+        make_adaptor(
+            k,
+            teacher_models[k],
+            teacher_tokenizers[k],
+            student_tok,
+            w,
+            int(student.config.vocab_size),
+            keep_own_probs=strategy.needs_own_probs,
+        )
         for k, w in zip(run.teachers, run.teacher_weights)
     ]
     for a in adaptors:
@@ -537,9 +602,12 @@ def build_setup(
         counts = mlm.token_counts(corpus, len(student_tok))
         token_weights = mlm.smoothed_token_weights(counts, student_tok.all_special_ids)
     per_batch = num_workers > 0 or run.extra.get("masking_seeds") == "per-batch"
-    student_collator = mlm.WholeWordMaskCollator(student_tok, run.mlm_probability, seed=run.seed,
-                                                 token_weights=token_weights, per_batch_seed=per_batch)
-    sampler = mlm.LengthGroupedBatchSampler(dataset.lengths, run.batch_size, seed=run.seed, num_shards=num_shards, shard_index=shard_index)
+    student_collator = mlm.WholeWordMaskCollator(
+        student_tok, run.mlm_probability, seed=run.seed, token_weights=token_weights, per_batch_seed=per_batch
+    )
+    sampler = mlm.LengthGroupedBatchSampler(
+        dataset.lengths, run.batch_size, seed=run.seed, num_shards=num_shards, shard_index=shard_index
+    )
     batches = mlm.BatchStream(dataset, sampler, DistillCollator(student_collator, views), num_workers=num_workers)
     return DistillSetup(
         net=net,
@@ -551,8 +619,15 @@ def build_setup(
     )
 
 
-def trainer_config(run: DistillRun, output_dir: Path, device: str = "auto", checkpoint_every: int = 0,
-                   progress: bool = True, allow_lr_change: bool = False, precision: str = "auto"):
+def trainer_config(
+    run: DistillRun,
+    output_dir: Path,
+    device: str = "auto",
+    checkpoint_every: int = 0,
+    progress: bool = True,
+    allow_lr_change: bool = False,
+    precision: str = "auto",
+):
     """The :class:`rokd.trainer.TrainerConfig` of a distillation run; ``precision``: the profile's
     ``distill.precision``."""
     from rokd.trainer import TrainerConfig
@@ -583,6 +658,7 @@ def coverage_summary(log: list[dict], adaptors: list[TeacherAdaptor]) -> dict[st
     for a in adaptors:
         if a.vocab_map is None:
             continue
+
         def mean(stat: str) -> float:
             values = [r[f"{stat}.{a.name}"] for r in log if f"{stat}.{a.name}" in r]
             return sum(values) / len(values) if values else float("nan")
@@ -611,8 +687,6 @@ def folder_size_mb(path: Path, pattern: str = "*.safetensors") -> float:
 # --------------------------------------------------------------------------------------------------
 
 
-
-
 def student_dir(profile: str | Profile, student_key: str) -> Path:
     return artifacts_dir(resolve_profile(profile).name) / "students" / student_key
 
@@ -637,8 +711,14 @@ def _same_run(saved: dict | None, run: DistillRun, ignore_lr: bool = False) -> b
 OWN_STUDENT_ONLY = ("batch_size", "grad_accum", "max_length", "student_layers", "student_depth")
 
 
-def distill_command(profile: str | Profile, student_key: str, overrides: DistillOverrides | None,
-                    output_dir: str | Path | None, lr: str = "{lr}", resume_lr: bool = True) -> str:
+def distill_command(
+    profile: str | Profile,
+    student_key: str,
+    overrides: DistillOverrides | None,
+    output_dir: str | Path | None,
+    lr: str = "{lr}",
+    resume_lr: bool = True,
+) -> str:
     """The ``rokd distill`` command line that repeats a run (with ``lr``; resuming with it if ``resume_lr``)."""
     o = overrides or DistillOverrides()
     prof_arg = profile.name if isinstance(profile, Profile) else str(profile)
@@ -684,24 +764,45 @@ def distill_student(
     out = Path(output_dir).expanduser().resolve() if output_dir is not None else student_dir(prof, student_key)
     resolve_run(prof, student_key, overrides)  # validates before any work
     io.check_replaceable(out, f"{STUDENT_WHAT} ({student_key})", legacy=(CONFIG_FILE,))  # before hours of training
-    with io.lock(out.parent / f".{out.name}.lock", f"the student folder {out}", wait=wait,
-                 hint=", or rerun with --wait", log=log):
+    with io.lock(
+        out.parent / f".{out.name}.lock", f"the student folder {out}", wait=wait, hint=", or rerun with --wait", log=log
+    ):
         try:
-            return _distill_locked(prof, student_key, overrides, out, resume=resume, progress=progress, log=log,
-                                   resume_lr=resume_lr, corpus=corpus)
+            return _distill_locked(
+                prof,
+                student_key,
+                overrides,
+                out,
+                resume=resume,
+                progress=progress,
+                log=log,
+                resume_lr=resume_lr,
+                corpus=corpus,
+            )
         except Exception as e:
             from rokd.trainer import NonFiniteLossError
 
             if not isinstance(e, NonFiniteLossError):
                 raise
             cmd_profile = profile if not isinstance(profile, Profile) else prof.name
-            raise e.advise(f"`{distill_command(cmd_profile, student_key, overrides, output_dir)}`",
-                           f"`{distill_command(cmd_profile, student_key, overrides, output_dir, resume_lr=False)}`"
-                           " --no-resume") from None
+            raise e.advise(
+                f"`{distill_command(cmd_profile, student_key, overrides, output_dir)}`",
+                f"`{distill_command(cmd_profile, student_key, overrides, output_dir, resume_lr=False)}` --no-resume",
+            ) from None
 
 
-def _distill_locked(prof: Profile, student_key: str, overrides: DistillOverrides | None, out: Path, *, resume: bool,
-                    progress: bool, log, resume_lr: bool, corpus: tuple[str | Path, str | Path] | None) -> Path:
+def _distill_locked(
+    prof: Profile,
+    student_key: str,
+    overrides: DistillOverrides | None,
+    out: Path,
+    *,
+    resume: bool,
+    progress: bool,
+    log,
+    resume_lr: bool,
+    corpus: tuple[str | Path, str | Path] | None,
+) -> Path:
     from rokd.models.quality import mlm_accuracy, read_lines
     from rokd.models.teachers import build_teachers, corpus_files
     from rokd.precision import runtime_record, set_threads
@@ -713,8 +814,13 @@ def _distill_locked(prof: Profile, student_key: str, overrides: DistillOverrides
     keys_to_build = [k for k in TEACHERS if k in sources.values()]
     if keys_to_build:  # the profile's miniature teachers (an empty list would mean all of them)
         build_teachers(prof, keys_to_build, log=log, wait=True)
-    run = resolve_run(prof, student_key, overrides, corpus_sha256=io.file_sha256(train_txt),
-                      fingerprints={k: _teacher_fingerprint(prof, sources[k]) for k in teacher_keys})
+    run = resolve_run(
+        prof,
+        student_key,
+        overrides,
+        corpus_sha256=io.file_sha256(train_txt),
+        fingerprints={k: _teacher_fingerprint(prof, sources[k]) for k in teacher_keys},
+    )
     if (out / SUMMARY_FILE).is_file() and _same_run(io.read_json(out / CONFIG_FILE), run):
         problem = io.weights_problem(out)
         if problem is None:
@@ -738,33 +844,66 @@ def _distill_locked(prof: Profile, student_key: str, overrides: DistillOverrides
     models = {k: load_model(sources[k], "mlm", prof) for k in teacher_keys}
     toks = {k: load_tokenizer(sources[k], prof) for k in teacher_keys}
     threads = set_threads(prof.distill.threads)
-    tcfg = trainer_config(run, work, prof.device, prof.distill.checkpoint_every, progress, allow_lr_change=resume_lr,
-                          precision=prof.distill.precision)
+    tcfg = trainer_config(
+        run,
+        work,
+        prof.device,
+        prof.distill.checkpoint_every,
+        progress,
+        allow_lr_change=resume_lr,
+        precision=prof.distill.precision,
+    )
     acc = make_accelerator(tcfg)
     precision = resolve_mixed_precision(tcfg.mixed_precision, tcfg.cpu)
-    setup = build_setup(run, models, toks, train_txt, cache_dir=work, num_shards=acc.num_processes,
-                        shard_index=acc.process_index, num_workers=prof.distill.data_workers)
-    log(f"student {student_key}: distilling from {', '.join(teacher_keys)} ({run.strategy}, {run.steps} steps) into {out}")
+    setup = build_setup(
+        run,
+        models,
+        toks,
+        train_txt,
+        cache_dir=work,
+        num_shards=acc.num_processes,
+        shard_index=acc.process_index,
+        num_workers=prof.distill.data_workers,
+    )
+    log(
+        f"student {student_key}: distilling from {', '.join(teacher_keys)} ({run.strategy}, {run.steps} steps) into "
+        f"{out}"
+    )
     for a in setup.adaptors:
         if a.vocab_map is not None:
             d = a.vocab_map.describe()
-            log(f"student {student_key}: vocabulary map {teacher_keys[0]} ({d['student_family']}) <- "
+            log(
+                f"student {student_key}: vocabulary map {teacher_keys[0]} ({d['student_family']}) <- "
                 f"{a.name} ({d['teacher_family']}): {d['student_tokens_mapped']:.1%} of the student's tokens and "
                 f"{d['teacher_tokens_mapped']:.1%} of the teacher's "
-                f"have a counterpart (case folded: {d['case_folded']})")
+                f"have a counterpart (case folded: {d['case_folded']})"
+            )
     evaluate = None
     if prof.distill.curve_every > 0:  # the learning curve: has the student's held-out MLM accuracy flattened?
         curve_lines = read_lines(heldout_txt, limit=prof.distill.curve_lines, seed=run.seed)
 
         def evaluate(net):
-            return {"heldout_mlm_accuracy": mlm_accuracy(net.student.model, setup.student_tokenizer, curve_lines,
-                                                         max_length=run.max_length, seed=run.seed,
-                                                         precision=precision)["mlm_accuracy"]}
+            return {
+                "heldout_mlm_accuracy": mlm_accuracy(
+                    net.student.model,
+                    setup.student_tokenizer,
+                    curve_lines,
+                    max_length=run.max_length,
+                    seed=run.seed,
+                    precision=precision,
+                )["mlm_accuracy"]
+            }
 
     result = train(
-        setup.net, make_step_fn(setup.adaptors, run), setup.batches, tcfg,
-        frozen_modules=[a.model for a in setup.adaptors], resume=resume, accelerator=acc,
-        evaluate=evaluate, eval_every=prof.distill.curve_every,
+        setup.net,
+        make_step_fn(setup.adaptors, run),
+        setup.batches,
+        tcfg,
+        frozen_modules=[a.model for a in setup.adaptors],
+        resume=resume,
+        accelerator=acc,
+        evaluate=evaluate,
+        eval_every=prof.distill.curve_every,
     )
     if not acc.is_main_process:
         return out
@@ -774,36 +913,75 @@ def _distill_locked(prof: Profile, student_key: str, overrides: DistillOverrides
     # Held-out MLM accuracy: the student and each teacher, same lines, same masking seed (identical
     # masks for a teacher that shares the student's tokenizer; its own tokenization otherwise).
     lines = read_lines(heldout_txt, limit=run.eval_lines, seed=run.seed)
-    heldout = {student_key: mlm_accuracy(student, setup.student_tokenizer, lines, max_length=run.max_length,
-                                         seed=run.seed, precision=precision)["mlm_accuracy"]}
+    heldout = {
+        student_key: mlm_accuracy(
+            student, setup.student_tokenizer, lines, max_length=run.max_length, seed=run.seed, precision=precision
+        )["mlm_accuracy"]
+    }
     for k in teacher_keys:
-        heldout[k] = mlm_accuracy(models[k].to(student.device), toks[k], lines, max_length=run.max_length,
-                                  seed=run.seed, precision=precision)["mlm_accuracy"]
+        heldout[k] = mlm_accuracy(
+            models[k].to(student.device), toks[k], lines, max_length=run.max_length, seed=run.seed, precision=precision
+        )["mlm_accuracy"]
     wall = result.wall_time_s
 
     stage = io.make_stage(out, STUDENT_WHAT)
     try:
         runtime = {**runtime_record(precision), "torch_threads": threads}  # what training and the measures ran in
-        _write_student(stage, prof, student_key, run, setup, student, models, teacher_keys, work, train_log, result,
-                       heldout, lines, wall, t0, runtime)
+        _write_student(
+            stage,
+            prof,
+            student_key,
+            run,
+            setup,
+            student,
+            models,
+            teacher_keys,
+            work,
+            train_log,
+            result,
+            heldout,
+            lines,
+            wall,
+            t0,
+            runtime,
+        )
         io.replace_dir(stage, out, f"{STUDENT_WHAT} ({student_key})", legacy=(CONFIG_FILE,))
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
     io.remove_dir(work, f"the checkpoints of {STUDENT_WHAT}", legacy=(CONFIG_FILE,))
     for name, cov in io.read_json(out / SUMMARY_FILE)["coverage"].items():
-        log(f"student {student_key}: {name} covered {cov['masked_positions_covered']:.1%} of the masked positions "
+        log(
+            f"student {student_key}: {name} covered {cov['masked_positions_covered']:.1%} of the masked positions "
             f"(its token mapped onto the student's at {cov['masked_positions_label_mapped']:.1%}), "
-            f"mapped probability mass {cov['mapped_probability_mass']:.1%}")
+            f"mapped probability mass {cov['mapped_probability_mass']:.1%}"
+        )
     s_params = io.count_params(student)
-    log(f"student {student_key}: saved to {out} ({s_params / 1e6:.2f} M params, "
-        f"held-out MLM accuracy {heldout[student_key]:.3f})")
+    log(
+        f"student {student_key}: saved to {out} ({s_params / 1e6:.2f} M params, "
+        f"held-out MLM accuracy {heldout[student_key]:.3f})"
+    )
     return out
 
 
-def _write_student(stage: Path, prof: Profile, student_key: str, run: DistillRun, setup: DistillSetup, student, models,
-                   teacher_keys, work: Path, train_log, result, heldout, lines, wall: float, t0: float,
-                   runtime: dict) -> None:
+def _write_student(
+    stage: Path,
+    prof: Profile,
+    student_key: str,
+    run: DistillRun,
+    setup: DistillSetup,
+    student,
+    models,
+    teacher_keys,
+    work: Path,
+    train_log,
+    result,
+    heldout,
+    lines,
+    wall: float,
+    t0: float,
+    runtime: dict,
+) -> None:
     student.config.rokd_teacher_layers = setup.teacher_layers
     save_student(student.to("cpu"), setup.student_tokenizer, stage)
     io.write_weights_sha256(stage)
@@ -849,5 +1027,7 @@ def load_summary(profile: str | Profile, student_key: str) -> dict:
     """The ``summary.json`` of a distilled student."""
     path = student_dir(profile, student_key) / SUMMARY_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no {SUMMARY_FILE} for {student_key}: distil it with `rokd distill --student {student_key}`")
+        raise FileNotFoundError(
+            f"no {SUMMARY_FILE} for {student_key}: distil it with `rokd distill --student {student_key}`"
+        )
     return json.loads(path.read_text(encoding="utf-8"))

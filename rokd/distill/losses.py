@@ -149,14 +149,17 @@ def soft_target_kl_and_mlm(
         raise ValueError(f"temperature must be positive, got {temperature}")
     rows = student_logits.shape[0] if soft_rows is None else soft_rows.shape[0]
     if soft.shape != (rows, student_logits.shape[-1]):
-        raise ValueError(f"soft targets {tuple(soft.shape)} do not match {rows} rows of "
-                         f"{student_logits.shape[-1]} logits")
+        raise ValueError(
+            f"soft targets {tuple(soft.shape)} do not match {rows} rows of {student_logits.shape[-1]} logits"
+        )
     if targets.shape != student_logits.shape[:1]:
         raise ValueError(f"targets {tuple(targets.shape)} do not match logits {tuple(student_logits.shape)}")
     return _SoftTargetKLAndMLM.apply(student_logits, soft, soft_rows, targets, temperature)
 
 
-def cosine_alignment(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def cosine_alignment(
+    student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean of ``1 - cos(student, teacher)`` over the rows selected by ``mask``.
 
     ``student_hidden`` / ``teacher_hidden``: ``(..., H)``; ``mask``: ``(...)`` bool/0-1 (non-pad
@@ -164,7 +167,9 @@ def cosine_alignment(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor,
     target 1 on the selected rows.
     """
     if student_hidden.shape != teacher_hidden.shape:
-        raise ValueError(f"student {tuple(student_hidden.shape)} and teacher {tuple(teacher_hidden.shape)} hidden shapes differ")
+        raise ValueError(
+            f"student {tuple(student_hidden.shape)} and teacher {tuple(teacher_hidden.shape)} hidden shapes differ"
+        )
     s = student_hidden.reshape(-1, student_hidden.shape[-1]).float()
     t = teacher_hidden.reshape(-1, teacher_hidden.shape[-1]).float()
     if mask is not None:

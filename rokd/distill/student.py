@@ -279,7 +279,7 @@ def build_init_only_control(profile, *, force: bool = False, log=print) -> Path:
         "profile": prof.name,
         "built_from": teacher,
         "weights": f"{student} initialised from {teacher}'s layers (rokd.distill.student.init_student_from_teacher), "
-                   "not distilled",
+        "not distilled",
         "source_fingerprint": source_fingerprint(prof, teacher, ("model.safetensors",)),
     }
     if not force and is_current(out, record):

@@ -47,7 +47,8 @@ class LengthGroupedBatchSampler:
         self._cache: tuple[int, list[list[int]]] | None = None
         if self.batches_per_epoch() == 0:
             raise ValueError(
-                f"{len(self.lengths)} examples give no batch of {batch_size} per shard ({num_shards} shards, drop_last={drop_last})"
+                f"{len(self.lengths)} examples give no batch of {batch_size} per shard ({num_shards} shards, "
+                f"drop_last={drop_last})"
             )
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
@@ -88,7 +89,9 @@ class LengthGroupedBatchSampler:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key in ("seed", "batch_size"):
             if key in state and int(state[key]) != getattr(self, key):
-                raise ValueError(f"sampler state was saved with {key}={int(state[key])}, this sampler has {getattr(self, key)}")
+                raise ValueError(
+                    f"sampler state was saved with {key}={int(state[key])}, this sampler has {getattr(self, key)}"
+                )
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
 
 
@@ -123,13 +126,22 @@ class BatchStream:
     training process exactly as before per-batch mode existed (the published runs' stream).
     """
 
-    def __init__(self, dataset: Any, batch_sampler: Any, collate_fn: Callable[[list[Any]], dict[str, torch.Tensor]],
-                 *, num_workers: int = 0, prefetch: int = 2):
+    def __init__(
+        self,
+        dataset: Any,
+        batch_sampler: Any,
+        collate_fn: Callable[[list[Any]], dict[str, torch.Tensor]],
+        *,
+        num_workers: int = 0,
+        prefetch: int = 2,
+    ):
         self.dataset, self.batch_sampler, self.collate_fn = dataset, batch_sampler, collate_fn
         self.per_batch = bool(getattr(collate_fn, "per_batch_seed", False))
         if num_workers > 0 and not self.per_batch:
-            raise ValueError("DataLoader workers need a collator in per-batch mode (per_batch_seed=True): a continuous "
-                             "generator cannot be shared between processes")
+            raise ValueError(
+                "DataLoader workers need a collator in per-batch mode (per_batch_seed=True): a continuous "
+                "generator cannot be shared between processes"
+            )
         self.num_workers, self.prefetch = num_workers, prefetch
         self.drawn = 0  # batches handed out so far (the next batch's number)
         self._cursor = batch_sampler.state_dict() if hasattr(batch_sampler, "state_dict") else None
@@ -150,9 +162,14 @@ class BatchStream:
         if self.num_workers > 0:
             if self._loader is None:
                 loader = torch.utils.data.DataLoader(
-                    _NumberedBatches(self.dataset, self.collate_fn), sampler=self._jobs(), batch_size=None,
-                    num_workers=self.num_workers, prefetch_factor=self.prefetch, persistent_workers=False,
-                    pin_memory=torch.cuda.is_available())
+                    _NumberedBatches(self.dataset, self.collate_fn),
+                    sampler=self._jobs(),
+                    batch_size=None,
+                    num_workers=self.num_workers,
+                    prefetch_factor=self.prefetch,
+                    persistent_workers=False,
+                    pin_memory=torch.cuda.is_available(),
+                )
                 self._loader = iter(loader)
             cursor, batch = next(self._loader)
         else:

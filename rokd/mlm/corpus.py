@@ -59,8 +59,15 @@ class TokenizedLines:
     def save(self, path: str | Path, fingerprint: str = "") -> Path:
         """Write as ``.npz`` (temp file, then rename). Loaded again without pickle."""
         with io.atomic_path(path, ".npz") as tmp:
-            np.savez(tmp, input_ids=self.input_ids, word_ids=self.word_ids, char_spans=self.char_spans,
-                     offsets=self.offsets, line_index=self.line_index, fingerprint=np.array(fingerprint))
+            np.savez(
+                tmp,
+                input_ids=self.input_ids,
+                word_ids=self.word_ids,
+                char_spans=self.char_spans,
+                offsets=self.offsets,
+                line_index=self.line_index,
+                fingerprint=np.array(fingerprint),
+            )
         return Path(path)
 
     @classmethod
@@ -69,7 +76,9 @@ class TokenizedLines:
         with np.load(path, allow_pickle=False) as z:
             missing = {"input_ids", "word_ids", "char_spans", "offsets", "line_index", "fingerprint"} - set(z.files)
             if missing:
-                raise ValueError(f"{path}: not a rokd tokenized corpus (missing arrays {sorted(missing)}); delete it to rebuild")
+                raise ValueError(
+                    f"{path}: not a rokd tokenized corpus (missing arrays {sorted(missing)}); delete it to rebuild"
+                )
             corpus = cls(**{k: z[k] for k in ("input_ids", "word_ids", "char_spans", "offsets", "line_index")})
             return corpus, str(z["fingerprint"])
 
@@ -196,7 +205,9 @@ def token_counts(corpus: TokenizedLines, vocab_size: int) -> np.ndarray:
     return np.bincount(corpus.input_ids, minlength=vocab_size).astype(np.int64)
 
 
-def smoothed_token_weights(counts: np.ndarray | torch.Tensor, special_ids: Sequence[int] = (), exponent: float = 0.7) -> torch.Tensor:
+def smoothed_token_weights(
+    counts: np.ndarray | torch.Tensor, special_ids: Sequence[int] = (), exponent: float = 0.7
+) -> torch.Tensor:
     """Masking weights ``max(count, 1) ** -exponent`` (HF DistilBERT recipe), 0 for special tokens.
 
     Rare tokens get chosen more often than uniform masking would choose them.

@@ -48,19 +48,27 @@ def mlm_head(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """The MLM head of a ``*ForMaskedLM`` model, found by ``config.model_type`` in :data:`MLM_HEADS`."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type not in MLM_HEADS:
-        raise KeyError(f"no MLM head adaptor for model_type {model_type!r}; known: {sorted(MLM_HEADS)} (add one to rokd.mlm.MLM_HEADS)")
+        raise KeyError(
+            f"no MLM head adaptor for model_type {model_type!r}; known: {sorted(MLM_HEADS)} (add one to "
+            "rokd.mlm.MLM_HEADS)"
+        )
     return MLM_HEADS[model_type](model)
 
 
 def encoder_hidden_states(
-    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, output_hidden_states: bool = True
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    output_hidden_states: bool = True,
 ) -> BaseModelOutput:
     """Run only the encoder (``model.base_model``) of a ``*ForMaskedLM`` model.
 
     ``last_hidden_state`` is (batch, length, hidden); ``hidden_states`` (embeddings + every layer) when
     asked for. No vocabulary projection is computed.
     """
-    return model.base_model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states, return_dict=True)
+    return model.base_model(
+        input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states, return_dict=True
+    )
 
 
 def masked_positions_logits(
@@ -72,7 +80,9 @@ def masked_positions_logits(
     the masked positions (the order of ``hidden_states[labels != -100]``).
     """
     if hidden_states.shape[:2] != labels.shape:
-        raise ValueError(f"hidden_states {tuple(hidden_states.shape)} and labels {tuple(labels.shape)} disagree on (batch, length)")
+        raise ValueError(
+            f"hidden_states {tuple(hidden_states.shape)} and labels {tuple(labels.shape)} disagree on (batch, length)"
+        )
     positions = labels != IGNORE_INDEX
     return head(hidden_states[positions]), labels[positions]
 
@@ -100,8 +110,14 @@ class SparseMLM(nn.Module):
         self._head = mlm_head(model)  # a plain function over model's own modules: nothing registered twice
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor, output_hidden_states: bool = False
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        labels: torch.Tensor,
+        output_hidden_states: bool = False,
     ) -> SparseMLMOutput:
         enc = encoder_hidden_states(self.model, input_ids, attention_mask, output_hidden_states)
         logits, targets = masked_positions_logits(enc.last_hidden_state, labels, self._head)
-        return SparseMLMOutput(logits=logits, targets=targets, last_hidden_state=enc.last_hidden_state, hidden_states=enc.hidden_states)
+        return SparseMLMOutput(
+            logits=logits, targets=targets, last_hidden_state=enc.last_hidden_state, hidden_states=enc.hidden_states
+        )

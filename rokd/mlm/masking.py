@@ -108,12 +108,19 @@ def whole_word_mask(
     special = {int(i) for i in tokenizer.all_special_ids}
     random_ids = torch.tensor([i for i in range(len(tokenizer)) if i not in special], dtype=torch.long)
     actions = choose_word_actions(word_ids, input_ids, generator, mlm_probability, token_weights=token_weights)
-    masked, labels = apply_word_actions(input_ids, word_ids, actions, int(tokenizer.mask_token_id), random_ids, generator)
+    masked, labels = apply_word_actions(
+        input_ids, word_ids, actions, int(tokenizer.mask_token_id), random_ids, generator
+    )
     return masked, labels, actions
 
 
-def evaluation_mask(word_ids: torch.Tensor, input_ids: torch.Tensor, mask_token_id: int,
-                    generator: torch.Generator, mlm_probability: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluation_mask(
+    word_ids: torch.Tensor,
+    input_ids: torch.Tensor,
+    mask_token_id: int,
+    generator: torch.Generator,
+    mlm_probability: float = 0.15,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The held-out measures' masking: the same choice of words as in training, every sub-word of a chosen
     word ``[MASK]``ed (no random or kept tokens). Returns ``(masked_input_ids, labels)``."""
     actions = choose_word_actions(word_ids, input_ids, generator, mlm_probability, mask_prob=1.0, random_prob=0.0)
@@ -121,7 +128,9 @@ def evaluation_mask(word_ids: torch.Tensor, input_ids: torch.Tensor, mask_token_
     return apply_word_actions(input_ids, word_ids, actions, mask_token_id, no_random, generator)
 
 
-def pad_examples(examples: Sequence[dict[str, Any]], pad_token_id: int, max_length: int | None = None) -> dict[str, torch.Tensor]:
+def pad_examples(
+    examples: Sequence[dict[str, Any]], pad_token_id: int, max_length: int | None = None
+) -> dict[str, torch.Tensor]:
     """Right-pad ``input_ids``/``word_ids`` of tokenized examples into tensors (+ ``attention_mask``).
 
     Examples longer than ``max_length`` are cut (keeping the final special token is the tokenizer's job
@@ -193,7 +202,9 @@ class WholeWordMaskCollator:
         if token_weights is not None:
             token_weights = torch.as_tensor(token_weights, dtype=torch.float32)
             if token_weights.numel() < vocab_size:
-                raise ValueError(f"token_weights has {token_weights.numel()} entries, the tokenizer {vocab_size} tokens")
+                raise ValueError(
+                    f"token_weights has {token_weights.numel()} entries, the tokenizer {vocab_size} tokens"
+                )
         self.token_weights = token_weights
         self.mlm_probability, self.max_length = mlm_probability, max_length
         self.mask_prob, self.random_prob = mask_prob, random_prob
@@ -207,7 +218,13 @@ class WholeWordMaskCollator:
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = pad_examples(examples, self.pad_token_id, self.max_length)
         actions = choose_word_actions(
-            batch["word_ids"], batch["input_ids"], self.generator, self.mlm_probability, self.mask_prob, self.random_prob, self.token_weights
+            batch["word_ids"],
+            batch["input_ids"],
+            self.generator,
+            self.mlm_probability,
+            self.mask_prob,
+            self.random_prob,
+            self.token_weights,
         )
         masked, labels = apply_word_actions(
             batch["input_ids"], batch["word_ids"], actions, self.mask_token_id, self.random_token_ids, self.generator

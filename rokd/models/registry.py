@@ -84,7 +84,9 @@ def student_models(profile: Any) -> list[str]:
     if bad:
         from rokd.config import ConfigError
 
-        raise ConfigError(f"distill.replicas: {bad} -- keys must be students {list(STUDENTS)}, values whole numbers >= 1")
+        raise ConfigError(
+            f"distill.replicas: {bad} -- keys must be students {list(STUDENTS)}, values whole numbers >= 1"
+        )
     return [replica_key(s, k) for s in STUDENTS for k in range(1, prof.distill.replicas.get(s, 1) + 1)]
 
 
@@ -194,7 +196,9 @@ def _load(ref: ModelRef, loader, what: str):
     if ref.source == "local":
         path = Path(ref.name_or_path)
         if not (path / "config.json").exists() and what == "model":
-            hint = "build it with `rokd teachers build --profile <profile>`" if ref.role == "teacher" else "build it first"
+            hint = (
+                "build it with `rokd teachers build --profile <profile>`" if ref.role == "teacher" else "build it first"
+            )
             raise ModelUnavailableError(f"no {what} in Hugging Face format at {path} (config.json missing); {hint}")
         try:
             return loader(str(path))
@@ -206,11 +210,17 @@ def _load(ref: ModelRef, loader, what: str):
 
             if not isinstance(e, (OSError, ValueError, RuntimeError, SafetensorError)):
                 raise
-            rebuild = {"teacher": "`rokd teachers build --profile <profile> --force`",
-                       "student": "`rokd distill --profile <profile> --student <key>`"}.get(ref.role, "")
+            rebuild = {
+                "teacher": "`rokd teachers build --profile <profile> --force`",
+                "student": "`rokd distill --profile <profile> --student <key>`",
+            }.get(ref.role, "")
             problem = weights_problem(path) if what == "model" else None
-            raise CorruptFileError(path, f"{ref.role} {what} folder", "delete it and rebuild it" +
-                                   (f" with {rebuild}" if rebuild else ""), problem or e) from None
+            raise CorruptFileError(
+                path,
+                f"{ref.role} {what} folder",
+                "delete it and rebuild it" + (f" with {rebuild}" if rebuild else ""),
+                problem or e,
+            ) from None
     try:
         return loader(ref.name_or_path)
     except (OSError, ValueError) as e:  # transformers raises OSError for unreachable hub files

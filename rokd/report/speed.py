@@ -95,13 +95,16 @@ def model_stats(
     for key, r in rows.items():
         r["seq_per_s"] = speed[key]["seq_per_s"]
         teacher = STUDENT_TEACHERS.get(key, (None,))[0]
-        r["speedup_vs_teacher"] = r["seq_per_s"] / speed[teacher]["seq_per_s"] if teacher in speed else (1.0 if key in TEACHERS else math.nan)
-        r["timing"] = (f"{device}" + (f" (threads: {torch.get_num_threads() if ev.threads <= 0 else ev.threads})" if device == "cpu" else "")
-                       + f", batch {batch_size} x {seq} tokens, median of {rounds} alternating rounds")
+        r["speedup_vs_teacher"] = (
+            r["seq_per_s"] / speed[teacher]["seq_per_s"] if teacher in speed else (1.0 if key in TEACHERS else math.nan)
+        )
+        r["timing"] = (
+            f"{device}"
+            + (f" (threads: {torch.get_num_threads() if ev.threads <= 0 else ev.threads})" if device == "cpu" else "")
+            + f", batch {batch_size} x {seq} tokens, median of {rounds} alternating rounds"
+        )
     out = pd.DataFrame(list(rows.values())).set_index("model")
     path = _results(profile, results) / "model_stats.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     io.atomic_write_text(path, out.reset_index().to_json(orient="records", indent=2))
     return out
-
-

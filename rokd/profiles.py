@@ -18,6 +18,7 @@ from typing import Any
 
 from rokd.config import ConfigError, about, choices, from_dict, load_config, to_dict
 from rokd.precision import PRECISIONS
+from rokd.spec import TASKS
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 PROFILES = ("smoke", "mini", "paper", "colab")
@@ -192,7 +193,7 @@ class DistillConfig(StepBudget, DistillObjective):
 class EvalConfig(TrainingBudget):
     """Fine-tuning and scoring: a budget in epochs of each task's training subset."""
 
-    tasks: list[str] = field(default_factory=lambda: ["upos", "xpos", "ner", "sapn", "sar", "di", "sts"])
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))  # every task of the experiment (rokd.spec)
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
     max_length: int = 128  # long documents (LaRoSeDa, MOROCO) are truncated to this many subwords
     max_train_examples: int | None = None  # None = full train split

@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 TASKS = tuple(TASK_SPECS)
-DATASETS = ("rrt", "ronec", "laroseda", "moroco", "rosts")
+DATASETS = tuple(dict.fromkeys(t.dataset for t in TASK_SPECS.values()))  # rrt, ronec, laroseda, moroco, rosts
 TASK_DATASET = {k: t.dataset for k, t in TASK_SPECS.items()}
 TAGGING_TASKS = tasks_of_kind("tagging")
 PROVENANCE_KINDS = ("official", "rebuilt", "substitute")

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rokd.paper import HEADLINE_METRIC
-from rokd.spec import tasks_of_kind
+from rokd.spec import TASKS, tasks_of_kind
 
 TAGGING_TASKS = tasks_of_kind("tagging")
 CLASSIFICATION_TASKS = tasks_of_kind("classification")
@@ -137,7 +137,7 @@ def compute_metrics(
     """
     if task in REGRESSION_TASKS:
         return regression_metrics(gold, pred)
-    if task == "ner":
+    if task in TASKS and TASKS[task].label_scheme == "BIO2":  # entity spans (NER)
         if label_names is None or ids is None:
             raise ValueError("NER metrics need label_names and row ids ('<example id>#<word index>')")
         gold = np.asarray(gold)

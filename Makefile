@@ -42,14 +42,15 @@ browser:
 	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
 	  { echo "ERROR: chromium is needed for the rendered-book check; install it (apt-get install chromium)"; exit 1; }; }
 
+# Fast and offline: no data mirror (the `mirror` tests), no end-to-end runs (`slow`).
 unit: venv
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not mirror"
 
 # Whole suite: unit tests (incl. the published mini results' completeness), a papermill run of every
 # notebook (smoke), a fresh book build, internal link check and a headless-Chromium render check, then
 # the same book build + checks from the committed mini results. Prints the time of each stage.
 test: venv browser
-	$(BIN)/python -m rokd.checks all --profile smoke
+	$(BIN)/rokd check --profile smoke
 
 clean:
 	rm -rf _build book/chapters runs results/smoke

@@ -40,7 +40,9 @@ import torch.nn.functional as F
 
 def corpus_lines(path: Path, n: int) -> list[str]:
     if not path.is_file():
-        raise SystemExit(f"corpus not found: {path}. Build it first: `rokd data corpus --profile smoke` (or pass --corpus FILE)")
+        raise SystemExit(
+            f"corpus not found: {path}. Build it first: `rokd data corpus --profile smoke` (or pass --corpus FILE)"
+        )
     lines = []
     with path.open(encoding="utf-8") as f:
         for line in f:
@@ -62,8 +64,14 @@ def reference_step(student, teacher, batch, optimizer, temperature=2.0, alphas=(
     mask = (lm_labels > -1).unsqueeze(-1).expand_as(s_logits)
     s_logits_slct = torch.masked_select(s_logits, mask).view(-1, s_logits.size(-1))
     t_logits_slct = torch.masked_select(t_logits, mask).view(-1, s_logits.size(-1))
-    loss_ce = F.kl_div(F.log_softmax(s_logits_slct / temperature, dim=-1), F.softmax(t_logits_slct / temperature, dim=-1),
-                       reduction="batchmean") * temperature**2
+    loss_ce = (
+        F.kl_div(
+            F.log_softmax(s_logits_slct / temperature, dim=-1),
+            F.softmax(t_logits_slct / temperature, dim=-1),
+            reduction="batchmean",
+        )
+        * temperature**2
+    )
     loss_mlm = F.cross_entropy(s_logits.view(-1, s_logits.size(-1)), lm_labels.view(-1), ignore_index=-100)
     hmask = attention_mask.unsqueeze(-1).expand_as(s_hidden).bool()
     dim = s_hidden.size(-1)
@@ -114,7 +122,11 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--breakdown", action="store_true", help="also time the phases of one rokd and one reference step")
-    ap.add_argument("--save", action="store_true", help="also write results/<profile>/distill_throughput.json (read by the distillation chapter)")
+    ap.add_argument(
+        "--save",
+        action="store_true",
+        help="also write results/<profile>/distill_throughput.json (read by the distillation chapter)",
+    )
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     from rokd.precision import set_threads
@@ -128,20 +140,47 @@ def main(argv=None) -> int:
     lines = corpus_lines(args.corpus, args.lines)
     t0 = time.perf_counter()
     toks = {k: train_wordpiece(lines, vocab_size=s.vocab_size, lowercase=s.lowercase) for k, s in shapes.items()}
-    print(f"tokenizers: {', '.join(f'{k} {len(t)}' for k, t in toks.items())} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    print(
+        f"tokenizers: {', '.join(f'{k} {len(t)}' for k, t in toks.items())} ({time.perf_counter() - t0:.0f} s)",
+        flush=True,
+    )
 
     def teacher(key):
         s = shapes[key]
-        cfg = BertConfig(vocab_size=len(toks[key]), hidden_size=s.hidden_size, num_hidden_layers=s.num_hidden_layers,
-                         num_attention_heads=s.num_attention_heads, intermediate_size=s.intermediate_size,
-                         max_position_embeddings=s.max_position_embeddings)
+        cfg = BertConfig(
+            vocab_size=len(toks[key]),
+            hidden_size=s.hidden_size,
+            num_hidden_layers=s.num_hidden_layers,
+            num_attention_heads=s.num_attention_heads,
+            intermediate_size=s.intermediate_size,
+            max_position_embeddings=s.max_position_embeddings,
+        )
         return BertForMaskedLM(cfg).eval()
 
     teachers = {k: teacher(k) for k in shapes}
-    common = dict(profile=prof.name, student="distilmulti-bert-base-ro", teacher_fingerprints={}, strategy="ensemble",
-                  temperature=2.0, alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, steps=1, batch_size=args.batch_size, grad_accum=1,
-                  max_length=max_length, lr=1e-4, warmup_steps=0, weight_decay=0.0, max_grad_norm=5.0, mlm_probability=0.15,
-                  smoothed_masking=True, eval_lines=0, seed=0, corpus_sha256="")
+    common = dict(
+        profile=prof.name,
+        student="distilmulti-bert-base-ro",
+        teacher_fingerprints={},
+        strategy="ensemble",
+        temperature=2.0,
+        alpha_ce=5.0,
+        alpha_mlm=2.0,
+        alpha_cos=1.0,
+        steps=1,
+        batch_size=args.batch_size,
+        grad_accum=1,
+        max_length=max_length,
+        lr=1e-4,
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_grad_norm=5.0,
+        mlm_probability=0.15,
+        smoothed_masking=True,
+        eval_lines=0,
+        seed=0,
+        corpus_sha256="",
+    )
     single_run = DistillRun(teachers=["bert-base-ro"], teacher_weights=[1.0], **common)
     multi_run = DistillRun(teachers=["bert-base-ro", "robert-base"], teacher_weights=[0.5, 0.5], **common)
     text = lines[: 40 * args.batch_size]
@@ -230,12 +269,19 @@ def main(argv=None) -> int:
     where = torch.cuda.get_device_name(0) if device.type == "cuda" else f"{hardware()}, {threads} threads"
     print(f"device: {device} ({where}); reference: fp32, eager attention")
     print(f"rokd auto precision: {auto.name} ({auto.reason})")
-    print(f"shapes: profile {prof.name}, teacher {shapes['bert-base-ro'].num_hidden_layers} layers x {shapes['bert-base-ro'].hidden_size}, "
-          f"student {single.net.student.model.config.n_layers} layers; vocab {len(toks['bert-base-ro'])} / {len(toks['robert-base'])}; "
-          f"batch {args.batch_size} x <= {max_length} tokens (mean {statistics.mean(tokens):.0f} non-pad tokens)")
+    print(
+        f"shapes: profile {prof.name}, teacher {shapes['bert-base-ro'].num_hidden_layers} layers x "
+        f"{shapes['bert-base-ro'].hidden_size}, "
+        f"student {single.net.student.model.config.n_layers} layers; vocab {len(toks['bert-base-ro'])} / "
+        f"{len(toks['robert-base'])}; "
+        f"batch {args.batch_size} x <= {max_length} tokens (mean {statistics.mean(tokens):.0f} non-pad tokens)"
+    )
     for k in times:
         print(f"{k:17s}: median step {med[k]:.3f} s, {med_tok[k]:,.0f} tokens/s")
-    print(f"collation (outside the step): single {collate_single * 1000:.1f} ms, multi {collate_multi * 1000:.1f} ms per batch")
+    print(
+        f"collation (outside the step): single {collate_single * 1000:.1f} ms, multi {collate_multi * 1000:.1f} ms "
+        "per batch"
+    )
     for p in ("fp32", "auto"):
         print(f"multi/single step time {p} (median of per-round ratios): {multi_over_single[p]:.2f}")
     if args.breakdown:
@@ -250,15 +296,24 @@ def main(argv=None) -> int:
         out = results_dir(prof.name) / BENCHMARK_FILE
         out.parent.mkdir(parents=True, exist_ok=True)
         record = {
-            "hardware": hardware(), "device": str(device), "threads": torch.get_num_threads(),
+            "hardware": hardware(),
+            "device": str(device),
+            "threads": torch.get_num_threads(),
             "rokd_precision": auto.name,
             "rokd_precision_reason": auto.reason,
-            "profile_shapes": prof.name, "vocab_sizes": [len(toks["bert-base-ro"]), len(toks["robert-base"])],
-            "teacher_layers": shapes["bert-base-ro"].num_hidden_layers, "hidden_size": shapes["bert-base-ro"].hidden_size,
-            "batch_size": args.batch_size, "max_length": max_length, "rounds": args.rounds,
+            "profile_shapes": prof.name,
+            "vocab_sizes": [len(toks["bert-base-ro"]), len(toks["robert-base"])],
+            "teacher_layers": shapes["bert-base-ro"].num_hidden_layers,
+            "hidden_size": shapes["bert-base-ro"].hidden_size,
+            "batch_size": args.batch_size,
+            "max_length": max_length,
+            "rounds": args.rounds,
             "steps": {k: {"median_step_s": med[k], "median_tokens_per_s": med_tok[k]} for k in times},
-            "speedup": speedup["auto"], "speedup_fp32": speedup["fp32"], "speedup_auto": speedup["auto"],
-            "multi_over_single": multi_over_single["auto"], "multi_over_single_fp32": multi_over_single["fp32"],
+            "speedup": speedup["auto"],
+            "speedup_fp32": speedup["fp32"],
+            "speedup_auto": speedup["auto"],
+            "multi_over_single": multi_over_single["auto"],
+            "multi_over_single_fp32": multi_over_single["fp32"],
         }
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -288,16 +343,22 @@ def print_breakdown(rokd_kind, adaptors, reference, batches, device, repeats: in
 
     for batch in batches[:repeats]:
         if adaptors:
-            clock("rokd: teachers (inference, masked logits, soft target)",
-                  lambda: teacher_targets(adaptors, batch, 2.0))
+            clock(
+                "rokd: teachers (inference, masked logits, soft target)", lambda: teacher_targets(adaptors, batch, 2.0)
+            )
         terms = clock("rokd: whole forward (teachers + student + losses)", lambda: fn(net, batch))
         clock("rokd: backward", lambda: terms["loss"].backward())
-        clock("rokd: clip + AdamW",
-              lambda: (torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0), opt.step(), opt.zero_grad()))
+        clock(
+            "rokd: clip + AdamW",
+            lambda: (torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0), opt.step(), opt.zero_grad()),
+        )
         with torch.no_grad():
-            clock("reference: teacher forward (full-vocabulary logits)",
-                  lambda: teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                  output_hidden_states=True))
+            clock(
+                "reference: teacher forward (full-vocabulary logits)",
+                lambda: teacher(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True
+                ),
+            )
         clock("reference: whole step", lambda: reference_step(student, teacher, batch, ref_opt))
     print("breakdown (median ms over %d batches):" % repeats)
     for name, values in phases.items():

@@ -55,15 +55,24 @@ def build_standins(work: Path, corpus: Path, log=print) -> dict[str, Path]:
 
     folders = {}
     for key, spec in REAL.items():
-        shape = BertShape(vocab_size=spec["vocab_size"], hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                          intermediate_size=3072, max_position_embeddings=512, lowercase=spec["kind"] == "bert-uncased")
-        folders[key] = build_standin(spec["kind"], work / "teachers" / key, files=[corpus], shape=shape, seed=13,
-                                     log=log)
+        shape = BertShape(
+            vocab_size=spec["vocab_size"],
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            max_position_embeddings=512,
+            lowercase=spec["kind"] == "bert-uncased",
+        )
+        folders[key] = build_standin(
+            spec["kind"], work / "teachers" / key, files=[corpus], shape=shape, seed=13, log=log
+        )
     return folders
 
 
-def time_collation(folders: dict[str, Path], corpus: Path, batch_size: int, max_length: int,
-                   n_batches: int = 20) -> dict:
+def time_collation(
+    folders: dict[str, Path], corpus: Path, batch_size: int, max_length: int, n_batches: int = 20
+) -> dict:
     """Seconds to prepare one batch (student masking + the other teacher's view) on this CPU, and the
     student's real and padded tokens per batch (length-grouped batches)."""
     from transformers import AutoTokenizer
@@ -86,9 +95,14 @@ def time_collation(folders: dict[str, Path], corpus: Path, batch_size: int, max_
         real.append(int(batch["attention_mask"].sum()))
         padded.append(batch["input_ids"].numel())
         teacher_padded.append(batch["t.input_ids"].numel())
-    return {"s_per_batch": (time.perf_counter() - t0) / n_batches, "batch_size": batch_size, "max_length": max_length,
-            "tokens_per_batch": statistics.mean(real), "padded_tokens_per_batch": statistics.mean(padded),
-            "teacher2_padded_tokens_per_batch": statistics.mean(teacher_padded)}
+    return {
+        "s_per_batch": (time.perf_counter() - t0) / n_batches,
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "tokens_per_batch": statistics.mean(real),
+        "padded_tokens_per_batch": statistics.mean(padded),
+        "teacher2_padded_tokens_per_batch": statistics.mean(teacher_padded),
+    }
 
 
 def run(work: Path, corpus: Path, batch_sizes: list[int], steps: int, max_length: int, log=print) -> dict:
@@ -102,20 +116,43 @@ def run(work: Path, corpus: Path, batch_sizes: list[int], steps: int, max_length
     folders = build_standins(work, corpus, log=log)
     build_s = time.perf_counter() - t0
     configs = {k: AutoConfig.from_pretrained(f) for k, f in folders.items()}
-    shapes = {k: {"layers": c.num_hidden_layers, "hidden": c.hidden_size, "heads": c.num_attention_heads,
-                  "ffn": c.intermediate_size, "vocab_size": c.vocab_size, "positions": c.max_position_embeddings,
-                  "tokenizer_vocab": len(AutoTokenizer.from_pretrained(folders[k]))}
-              for k, c in configs.items()}
+    shapes = {
+        k: {
+            "layers": c.num_hidden_layers,
+            "hidden": c.hidden_size,
+            "heads": c.num_attention_heads,
+            "ffn": c.intermediate_size,
+            "vocab_size": c.vocab_size,
+            "positions": c.max_position_embeddings,
+            "tokenizer_vocab": len(AutoTokenizer.from_pretrained(folders[k])),
+        }
+        for k, c in configs.items()
+    }
     for k, s in shapes.items():
-        log(f"{k}: {s['layers']} x {s['hidden']} ({s['heads']} heads, FFN {s['ffn']}), "
-            f"output vocabulary {s['vocab_size']:,}, tokenizer {s['tokenizer_vocab']:,} tokens")
+        log(
+            f"{k}: {s['layers']} x {s['hidden']} ({s['heads']} heads, FFN {s['ffn']}), "
+            f"output vocabulary {s['vocab_size']:,}, tokenizer {s['tokenizer_vocab']:,} tokens"
+        )
     runs = []
     for bs in batch_sizes:
         out = work / "students" / f"distilmulti-bs{bs}"
         t1 = time.perf_counter()
-        distill(teachers=[str(folders["bert-base-ro"]), str(folders["robert-base"])], corpus=[str(corpus)],
-                output_dir=out, profile="paper", batch_size=bs, grad_accum=1, steps=steps, max_length=max_length,
-                device="cpu", precision="fp32", heldout_lines=50, resume=False, progress=False, log=log)
+        distill(
+            teachers=[str(folders["bert-base-ro"]), str(folders["robert-base"])],
+            corpus=[str(corpus)],
+            output_dir=out,
+            profile="paper",
+            batch_size=bs,
+            grad_accum=1,
+            steps=steps,
+            max_length=max_length,
+            device="cpu",
+            precision="fp32",
+            heldout_lines=50,
+            resume=False,
+            progress=False,
+            log=log,
+        )
         wall = time.perf_counter() - t1
         records = read_log(out / "train_log.jsonl")
         summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
@@ -124,27 +161,37 @@ def run(work: Path, corpus: Path, batch_sizes: list[int], steps: int, max_length
         tokens = [r["tokens"] for r in records]
         cov = summary["coverage"]["robert-base"]
         row = {
-            "batch_size": bs, "grad_accum": 1, "steps": len(records),
-            "s_per_step_median": statistics.median(per_step), "first_step_s": elapsed[0],
+            "batch_size": bs,
+            "grad_accum": 1,
+            "steps": len(records),
+            "s_per_step_median": statistics.median(per_step),
+            "first_step_s": elapsed[0],
             "tokens_per_step_mean": statistics.mean(tokens) if tokens and tokens[0] is not None else None,
-            "tokens_per_s": summary["tokens_per_s"], "peak_rss_mb": max(r["peak_mem_mb"] for r in records),
-            "process_peak_rss_mb": round(peak_rss_mb(), 1), "run_wall_s": round(wall, 1),
+            "tokens_per_s": summary["tokens_per_s"],
+            "peak_rss_mb": max(r["peak_mem_mb"] for r in records),
+            "process_peak_rss_mb": round(peak_rss_mb(), 1),
+            "run_wall_s": round(wall, 1),
             "student_params": summary["params"],
             "teacher_params": {k: v["params"] for k, v in summary["teacher_sizes"].items()},
-            "coverage": cov, "final_losses": summary["final_losses"],
+            "coverage": cov,
+            "final_losses": summary["final_losses"],
             "teacher_layers_kept": summary["teacher_layers_kept"],
         }
         runs.append(row)
-        log(f"batch {bs}: {row['s_per_step_median']:.2f} s per optimizer step (median of {len(per_step)}; "
+        log(
+            f"batch {bs}: {row['s_per_step_median']:.2f} s per optimizer step (median of {len(per_step)}; "
             f"first step {row['first_step_s']:.1f} s), {row['tokens_per_step_mean']:.0f} tokens per step, "
             f"{row['tokens_per_s']:.0f} tokens/s, peak RSS {row['peak_rss_mb']:.0f} MB; robert-base covered "
             f"{cov['masked_positions_covered']:.1%} of the masked positions, mapped mass "
             f"{cov['mapped_probability_mass']:.1%}; vocabulary map reaches {cov['student_tokens_mapped']:.1%} "
-            f"of the student's tokens")
+            f"of the student's tokens"
+        )
     collate = time_collation(folders, corpus, 32, max_length)
-    log(f"batch preparation (32 sentences, <= {max_length} tokens, both tokenizations): "
+    log(
+        f"batch preparation (32 sentences, <= {max_length} tokens, both tokenizations): "
         f"{collate['s_per_batch'] * 1000:.0f} ms on this CPU; {collate['tokens_per_batch']:.0f} tokens per batch "
-        f"({collate['padded_tokens_per_batch']:.0f} with padding)")
+        f"({collate['padded_tokens_per_batch']:.0f} with padding)"
+    )
     t_cfg, s_layers = configs["bert-base-ro"], len(runs[0]["teacher_layers_kept"]) if runs else 6
     masked = 0.15
     t_flops = {k: flops_per_token(c, masked) for k, c in configs.items()}
@@ -153,29 +200,41 @@ def run(work: Path, corpus: Path, batch_sizes: list[int], steps: int, max_length
     # teachers: forward only; student: forward + backward (about 3x the forward)
     per_token = sum(v["encoder"] + v["mlm_head"] for v in t_flops.values()) + 3 * student_fwd
     achieved = [r["tokens_per_s"] * per_token for r in runs]
-    log(f"work per student token: {per_token / 1e6:.0f} MFLOP (two teachers forward, student forward + backward, "
+    log(
+        f"work per student token: {per_token / 1e6:.0f} MFLOP (two teachers forward, student forward + backward, "
         f"MLM heads at {masked:.0%} of the positions); achieved on this CPU (real tokens only): "
-        + ", ".join(f"batch {r['batch_size']} {a / 1e9:.1f} GFLOP/s" for r, a in zip(runs, achieved)))
+        + ", ".join(f"batch {r['batch_size']} {a / 1e9:.1f} GFLOP/s" for r, a in zip(runs, achieved))
+    )
     from rokd.runinfo import hardware
 
     return {
-        "hardware": hardware(), "threads": torch.get_num_threads(), "precision": "fp32", "max_length": max_length,
-        "corpus": str(corpus), "build_standins_s": round(build_s, 1), "shapes": shapes, "runs": runs,
-        "collation": collate, "flop_per_token": per_token, "achieved_flop_per_s": achieved,
+        "hardware": hardware(),
+        "threads": torch.get_num_threads(),
+        "precision": "fp32",
+        "max_length": max_length,
+        "corpus": str(corpus),
+        "build_standins_s": round(build_s, 1),
+        "shapes": shapes,
+        "runs": runs,
+        "collation": collate,
+        "flop_per_token": per_token,
+        "achieved_flop_per_s": achieved,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", type=Path,
-                    help="one-sentence-per-line text (default: the smoke corpus, built if missing)")
+    ap.add_argument(
+        "--corpus", type=Path, help="one-sentence-per-line text (default: the smoke corpus, built if missing)"
+    )
     ap.add_argument("--work", type=Path, help="folder for the stand-ins and students (default artifacts/standin)")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--out", type=Path, help="write the record as JSON here")
-    ap.add_argument("--save", action="store_true",
-                    help=f"write results/paper/{RESULT_FILE} (cited by the Reproduce chapter)")
+    ap.add_argument(
+        "--save", action="store_true", help=f"write results/paper/{RESULT_FILE} (cited by the Reproduce chapter)"
+    )
     args = ap.parse_args(argv)
     from rokd.paths import artifacts_dir, results_dir
 

@@ -13,7 +13,6 @@ the profile's pipeline lock is held, so a running ``rokd pipeline`` is never pub
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -140,8 +139,16 @@ def prepare_chapters(profile: str, wait: bool = False) -> list[Path]:
 def _jupyter_book_command(out: Path) -> tuple[list[str], Path | None]:
     """The jupyter-book command that writes to ``out`` (it always writes to ``<path-output>/_build``)."""
     jb = Path(sys.executable).with_name("jupyter-book")  # `python -m jupyter_book` has no entry point
-    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(REPO_ROOT), "--builder", "html",
-           "--warningiserror", "--nitpick", "--keep-going"]
+    cmd = [
+        str(jb) if jb.exists() else "jupyter-book",
+        "build",
+        str(REPO_ROOT),
+        "--builder",
+        "html",
+        "--warningiserror",
+        "--nitpick",
+        "--keep-going",
+    ]
     if out == REPO_ROOT / "_build":
         return cmd, None
     if out.name == "_build":
@@ -161,8 +168,9 @@ def build(profile: str, fresh: bool = False, wait: bool = False) -> Path:
     name = load_profile(profile).name
     out = build_dir()
     io.check_replaceable(out, "the rendered book (ROKD_BUILD_DIR)", _LEGACY_BUILD_FILES)
-    with io.lock(out.parent / f".{out.name}.lock", f"the book build folder {out}", wait=wait,
-                 hint=", or rerun with --wait"):
+    with io.lock(
+        out.parent / f".{out.name}.lock", f"the book build folder {out}", wait=wait, hint=", or rerun with --wait"
+    ):
         prepare_chapters(profile, wait=wait)
         previous = (out / "PROFILE").read_text().strip() if (out / "PROFILE").exists() else None
         if fresh or (previous and previous != name):
@@ -182,33 +190,3 @@ def build(profile: str, fresh: bool = False, wait: bool = False) -> Path:
     index = out / "html" / "index.html"
     print(f"book built: {index}", flush=True)
     return index
-
-
-def _cmd_book(args: argparse.Namespace) -> int:
-    build(args.profile, fresh=args.fresh, wait=args.wait)
-    return 0
-
-
-def _cmd_sync(args: argparse.Namespace) -> int:
-    stale = sync_colab_notebooks(check=args.check)
-    if args.check:
-        for path in stale:
-            print(f"out of date: {path} (run `rokd notebooks sync`)")
-        return 1 if stale else 0
-    print(f"{len(stale)} runnable notebook(s) updated in {COLAB_DIR}")
-    return 0
-
-
-def register(sub) -> None:
-    p = sub.add_parser("book", help="build the Jupyter Book from a profile's executed notebooks")
-    p.add_argument("--profile", default="smoke")
-    p.add_argument("--fresh", action="store_true",
-                   help="delete the build folder (ROKD_BUILD_DIR, default _build) first")
-    p.add_argument("--wait", action="store_true",
-                   help="if another book build or this profile's pipeline is going, wait")
-    p.set_defaults(func=_cmd_book)
-    p = sub.add_parser("notebooks", help="notebook utilities")
-    nsub = p.add_subparsers(dest="notebooks_command", required=True)
-    s = nsub.add_parser("sync", help="regenerate notebooks/colab/*.ipynb from notebooks/*.md")
-    s.add_argument("--check", action="store_true", help="only report out-of-date pairs (exit 1 if any)")
-    s.set_defaults(func=_cmd_sync)

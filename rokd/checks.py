@@ -1,17 +1,19 @@
 """The whole test suite behind ``make test``, stage by stage, with the time of each stage.
 
-1. unit tests (pytest, fast, offline);
-2. the pipeline on the ``smoke`` profile: a papermill run of every notebook (fails if a cell raises);
-3. a fresh book build (Jupyter Book, warnings are errors);
-4. rendered-book checks: internal links of the HTML, and headless Chromium rendering the index and
-   the results page with their tables, figures and math (pytest ``-m slow``).
+1. lint: ``ruff check`` (pyflakes, line length 120, import order; ``[tool.ruff]`` in pyproject.toml);
+2. unit tests (pytest ``-m "not slow"``: fast; the ``mirror`` ones need ``ROKD_DATA_DIR``), then the
+   end-to-end tests (``-m "slow and not book"``: DDP, the real shapes), each once;
+3. the pipeline on the ``smoke`` profile: a papermill run of every notebook (fails if a cell raises);
+4. a fresh book build (Jupyter Book, warnings are errors);
+5. rendered-book checks: internal links of the HTML, and headless Chromium rendering the index and
+   the results page with their tables, figures and math (pytest ``-m book``), for smoke and for the
+   published mini results.
 
 Also hosts the HTML link checker and the Chromium helpers used by the stage-4 tests.
 """
 
 from __future__ import annotations
 
-import argparse
 import html.parser
 import os
 import shutil
@@ -77,9 +79,16 @@ def check_internal_links(html_dir: Path) -> list[str]:
 
 # --- headless Chromium ---------------------------------------------------------------------------
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--hide-scrollbars", "--virtual-time-budget=8000",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--virtual-time-budget=8000",
 ]
 
 
@@ -91,7 +100,9 @@ def chromium_binary() -> str:
     raise RuntimeError("Chromium not found: install it (Debian: apt-get install chromium); `make test` does this")
 
 
-def chromium(page: Path, *, dump_dom: bool = False, screenshot: Path | None = None, width: int = 1280, height: int = 2400) -> str:
+def chromium(
+    page: Path, *, dump_dom: bool = False, screenshot: Path | None = None, width: int = 1280, height: int = 2400
+) -> str:
     """Render a local page in headless Chromium; returns the DOM after scripts ran (or "")."""
     with tempfile.TemporaryDirectory() as profile_dir:
         cmd = [chromium_binary(), *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", f"--window-size={width},{height}"]
@@ -117,17 +128,34 @@ def stages(profile: str) -> list[tuple[str, list[str], dict[str, str]]]:
     py = sys.executable
     rokd = [py, "-m", "rokd.cli"]
     out = [
-        ("unit tests", [py, "-m", "pytest", "-q", "-m", "not slow"], {}),
+        (
+            "lint: ruff check (pyflakes, line length 120, import order)",
+            [py, "-m", "ruff", "check", "rokd", "tests", "benchmarks"],
+            {},
+        ),
+        ("unit tests (and the data mirror's)", [py, "-m", "pytest", "-q", "-m", "not slow"], {}),
+        ("end-to-end tests (DDP, real shapes, ...)", [py, "-m", "pytest", "-q", "-m", "slow and not book"], {}),
         (f"pipeline: papermill run of every notebook ({profile})", [*rokd, "pipeline", "--profile", profile], {}),
         ("fresh book build", [*rokd, "book", "--profile", profile, "--fresh"], {}),
-        ("rendered book: links + headless Chromium", [py, "-m", "pytest", "-q", "-m", "slow"], {"ROKD_CHECK_PROFILE": profile}),
+        (
+            "rendered book: links + headless Chromium",
+            [py, "-m", "pytest", "-q", "-m", "book"],
+            {"ROKD_CHECK_PROFILE": profile},
+        ),
     ]
     if profile != PUBLISHED_PROFILE:  # the published results must still render with the current code
         published = {"ROKD_CHECK_PROFILE": PUBLISHED_PROFILE}
         out += [
-            (f"published book ({PUBLISHED_PROFILE}): fresh build from the committed results",
-             [*rokd, "book", "--profile", PUBLISHED_PROFILE, "--fresh"], published),
-            (f"published book ({PUBLISHED_PROFILE}): links + headless Chromium", [py, "-m", "pytest", "-q", "-m", "slow"], published),
+            (
+                f"published book ({PUBLISHED_PROFILE}): fresh build from the committed results",
+                [*rokd, "book", "--profile", PUBLISHED_PROFILE, "--fresh"],
+                published,
+            ),
+            (
+                f"published book ({PUBLISHED_PROFILE}): links + headless Chromium",
+                [py, "-m", "pytest", "-q", "-m", "book"],
+                published,
+            ),
         ]
     return out
 
@@ -151,20 +179,3 @@ def run_all(profile: str) -> int:
         print(f"FAILED at stage: {failed}", file=sys.stderr)
         return 1
     return 0
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    return run_all(args.profile)
-
-
-def register(sub) -> None:
-    p = sub.add_parser("check", help="the whole test suite (unit, pipeline, book, rendered book), timed")
-    p.add_argument("--profile", default="smoke")
-    p.set_defaults(func=_cmd)
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m rokd.checks")
-    parser.add_argument("what", choices=["all"])
-    parser.add_argument("--profile", default="smoke")
-    sys.exit(run_all(parser.parse_args().profile))

@@ -16,23 +16,84 @@ import traceback
 
 from rokd.errors import RokdError
 
-# (module, help) pairs; a module exposes ``register(subparsers)``. Order = order in ``rokd --help``.
+# The steps' command lines, in pipeline order (= order in ``rokd --help``): each ``<package>/cli.py`` exposes
+# ``register(subparsers)`` and adds a command named like its package (older names kept as aliases:
+# ``teachers`` = ``models``, ``evaluate`` = ``tasks``). The tools around the steps are registered below.
 STEP_CLIS = (
     "rokd.data.cli",
     "rokd.models.cli",
     "rokd.distill.cli",
     "rokd.tasks.cli",
-    "rokd.loyalty_cli",
-    "rokd.pipeline",
-    "rokd.book",
-    "rokd.checks",
+    "rokd.loyalty.cli",
 )
+
+
+def _cmd_pipeline(args: argparse.Namespace) -> int:
+    from rokd.pipeline import run
+
+    run(args.profile, only=args.only, force=args.force, wait=args.wait)
+    return 0
+
+
+def _cmd_book(args: argparse.Namespace) -> int:
+    from rokd.book import build
+
+    build(args.profile, fresh=args.fresh, wait=args.wait)
+    return 0
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    from rokd.book import COLAB_DIR, sync_colab_notebooks
+
+    stale = sync_colab_notebooks(check=args.check)
+    if args.check:
+        for path in stale:
+            print(f"out of date: {path} (run `rokd notebooks sync`)")
+        return 1 if stale else 0
+    print(f"{len(stale)} runnable notebook(s) updated in {COLAB_DIR}")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from rokd.checks import run_all
+
+    return run_all(args.profile)
+
+
+def register_tools(sub) -> None:
+    """``rokd pipeline``, ``rokd book``, ``rokd notebooks sync`` and ``rokd check``."""
+    p = sub.add_parser("pipeline", help="run every chapter notebook of a profile (cached)")
+    p.add_argument("--profile", default="smoke", help="profile name (smoke, mini, paper) or YAML path")
+    p.add_argument("--only", nargs="*", help="run only these steps (names or notebook stems)")
+    p.add_argument("--force", action="store_true", help="ignore the cache")
+    p.add_argument("--wait", action="store_true", help="if another run of this profile is going, wait for it")
+    p.set_defaults(func=_cmd_pipeline)
+    p = sub.add_parser("book", help="build the Jupyter Book from a profile's executed notebooks")
+    p.add_argument("--profile", default="smoke")
+    p.add_argument(
+        "--fresh", action="store_true", help="delete the build folder (ROKD_BUILD_DIR, default _build) first"
+    )
+    p.add_argument(
+        "--wait", action="store_true", help="if another book build or this profile's pipeline is going, wait"
+    )
+    p.set_defaults(func=_cmd_book)
+    p = sub.add_parser("notebooks", help="notebook utilities")
+    nsub = p.add_subparsers(dest="notebooks_command", required=True)
+    s = nsub.add_parser("sync", help="regenerate notebooks/colab/*.ipynb from notebooks/*.md")
+    s.add_argument("--check", action="store_true", help="only report out-of-date pairs (exit 1 if any)")
+    s.set_defaults(func=_cmd_sync)
+    p = sub.add_parser("check", help="the whole test suite (lint, unit, pipeline, book, rendered book), timed")
+    p.add_argument("--profile", default="smoke")
+    p.set_defaults(func=_cmd_check)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rokd", description="Distil Romanian BERTs with multiple teachers.")
-    parser.add_argument("--debug", action="store_true",
-                        help="print the traceback of errors too (also ROKD_DEBUG=1; accepted anywhere on the line)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the traceback of errors too (also ROKD_DEBUG=1; accepted anywhere on the line)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in STEP_CLIS:
         try:
@@ -42,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    register_tools(sub)
     return parser
 
 

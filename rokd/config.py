@@ -30,6 +30,11 @@ def choices(*allowed: str) -> dict[str, Any]:
     return {"choices": tuple(allowed)}
 
 
+def about(help: str) -> dict[str, Any]:
+    """Field metadata: what the field means, in a few words (command-line help of generated flags)."""
+    return {"help": help}
+
+
 def _join(where: str, key: Any) -> str:
     return f"{where}.{key}" if where else str(key)
 
@@ -115,12 +120,83 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str | None = None) -> T
     kwargs = {k: _convert(hints[k], v, _join(where, k)) for k, v in data.items()}
     for k, v in kwargs.items():
         allowed = fields[k].metadata.get("choices")
-        if allowed and v not in allowed:
+        if allowed and v is not None and v not in allowed:
             raise ConfigError(f"{_join(where, k)}: {v!r} is not allowed; choose one of {list(allowed)}")
     try:
         return cls(**kwargs)
     except TypeError as e:
         raise ConfigError(f"{where or cls.__name__}: {e}") from e
+
+
+def _without_none(tp: Any) -> Any:
+    """``X`` of ``X | None``; other types as they are."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return tp
+
+
+def optional_fields(cls: type, names: typing.Iterable[str]) -> list[tuple[str, Any, Any]]:
+    """``(name, T | None, field(default=None))`` of the fields ``names`` of dataclass ``cls``, their metadata kept:
+    the fields of an overrides class (``dataclasses.make_dataclass``) in which ``None`` means "not given"."""
+    hints = typing.get_type_hints(cls)
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    return [
+        (n, _without_none(hints[n]) | None, dataclasses.field(default=None, metadata=by_name[n].metadata))
+        for n in names
+    ]
+
+
+_METAVARS = {int: "N", float: "X"}
+
+
+def add_arguments(
+    parser: Any, cls: type, names: typing.Iterable[str] | None = None, special: dict[str, dict[str, Any]] | None = None
+) -> None:
+    """One flag per field of dataclass ``cls`` (``alpha_ce`` -> ``--alpha-ce``; all fields when ``names`` is None),
+    its default None ("not given"), its type, choices and help taken from the field: a list takes several values,
+    a bool is ``--x`` / ``--no-x``. ``special[name]`` replaces any of those argparse keywords for one flag."""
+    import argparse
+
+    hints = typing.get_type_hints(cls)
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    for name in names if names is not None else by_name:
+        tp, meta = _without_none(hints[name]), by_name[name].metadata
+        kwargs: dict[str, Any] = {"default": None, "help": meta.get("help")}
+        if typing.get_origin(tp) in (list, tuple):
+            inner = typing.get_args(tp)[0]
+            kwargs.update(nargs="+", type=inner, metavar=_METAVARS.get(inner))
+        elif tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs.update(type=tp, metavar=_METAVARS.get(tp))
+        if "choices" in meta:
+            kwargs.pop("metavar", None)
+            kwargs["choices"] = list(meta["choices"])
+        kwargs.update((special or {}).get(name, {}))
+        parser.add_argument("--" + name.replace("_", "-"), **kwargs)
+
+
+def _short(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def command_flags(cfg: Any, names: typing.Iterable[str], show: typing.Callable[[Any], str] = _short) -> list[str]:
+    """The flags of :func:`add_arguments` that give ``cfg``'s fields ``names`` their values (None fields left out);
+    ``show`` writes one value (default: numbers in their shortest form, ``2`` for 2.0)."""
+    parts: list[str] = []
+    for name in names:
+        value = getattr(cfg, name)
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, (list, tuple)):
+            parts += [flag, *(show(v) for v in value)]
+        else:
+            parts += [flag, show(value)]
+    return parts
 
 
 def save_config(cfg: Any, path: str | Path) -> Path:
@@ -129,7 +205,9 @@ def save_config(cfg: Any, path: str | Path) -> Path:
 
     path = Path(path)
     data = to_dict(cfg)
-    text = json.dumps(data, indent=2, sort_keys=True) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
+    text = (
+        json.dumps(data, indent=2, sort_keys=True) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
+    )
     return atomic_write_text(path, text)
 
 

@@ -1,7 +1,8 @@
 """File-system rules every step follows, in one place.
 
 - **Atomic writes**: :func:`atomic_write_text` / :func:`atomic_write_json` write a temp file beside the
-  target and ``os.replace`` it in, so a kill leaves the old file or the new one, never half of one.
+  target and ``os.replace`` it in, so a kill leaves the old file or the new one, never half of one;
+  :func:`atomic_path` does the same for writers that take a file name (``np.savez``, ``to_csv``).
 - **Locks**: :func:`lock` takes an exclusive ``fcntl.flock`` on a lock file and records the holder (pid,
   start time, command) in it. A second run waits (``wait=True``) or stops with a one-line
   :class:`~rokd.errors.LockedError` naming the holder. The kernel drops the lock when its holder dies.
@@ -9,6 +10,8 @@
   :func:`mark_output`). :func:`replace_dir` renames a staged folder over a target only when the target
   is absent, empty or marked; a user's folder is refused (:class:`~rokd.errors.OutputDirError`) and
   never deleted.
+- **Reading**: :func:`read_json` (None for a missing or damaged file), :func:`read_jsonl`, :func:`file_sha256`;
+  :func:`count_params` counts a model's parameters.
 - **Weights checksums**: :func:`write_weights_sha256` writes ``weights.sha256`` (``sha256sum`` format) beside
   a saved model; :func:`weights_problem` tells whether the weights are complete and unchanged.
 """
@@ -59,6 +62,21 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """A temp path beside ``path`` for a writer that takes a file name (``np.savez``, ``DataFrame.to_csv``,
+    ``save_model``): renamed onto ``path`` when the block ends, removed if it raises. ``suffix``: an ending the
+    writer insists on (``np.savez`` adds ``.npz`` to any other name)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(path, "tmp" + suffix)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     return atomic_write_bytes(path, text.encode(encoding))
 
@@ -84,6 +102,19 @@ def read_json(path: str | Path) -> Any | None:
         return None
 
 
+def read_jsonl(path: str | Path, missing_ok: bool = False) -> list[dict]:
+    """The records of a JSON-lines file (blank lines skipped); ``[]`` for a missing file when ``missing_ok``."""
+    path = Path(path)
+    if missing_ok and not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def count_params(model: Any) -> int:
+    """The parameters of a torch module (tied weights once: ``parameters()`` yields a shared tensor once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
 # ------------------------------------------------------------------------------------------ locks
 
 
@@ -101,8 +132,9 @@ def lock_holder(path: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def lock(path: str | Path, what: str, *, wait: bool = False, hint: str = "",
-         log: Callable[[str], None] | None = None) -> Iterator[Path]:
+def lock(
+    path: str | Path, what: str, *, wait: bool = False, hint: str = "", log: Callable[[str], None] | None = None
+) -> Iterator[Path]:
     """Hold an exclusive lock on ``path`` (created if needed) for the ``with`` block.
 
     Taken: the holder's pid, start time and command are written into the file. Busy: with ``wait`` it
@@ -119,14 +151,18 @@ def lock(path: str | Path, what: str, *, wait: bool = False, hint: str = "",
             holder = lock_holder(path)
             if not wait:
                 raise LockedError(
-                    f"{what} is in use by another rokd run ({holder}; lock file {path}); "
-                    f"wait for it to finish{hint}"
+                    f"{what} is in use by another rokd run ({holder}; lock file {path}); wait for it to finish{hint}"
                 ) from None
             if log:
                 log(f"waiting for {what}: in use by {holder}")
             fcntl.flock(fd, fcntl.LOCK_EX)
-        record = {"pid": os.getpid(), "started": _now(), "command": " ".join(["rokd", *sys.argv[1:]])
-                  if Path(sys.argv[0]).name in {"rokd", "cli.py", "__main__.py"} else " ".join(sys.argv)}
+        record = {
+            "pid": os.getpid(),
+            "started": _now(),
+            "command": " ".join(["rokd", *sys.argv[1:]])
+            if Path(sys.argv[0]).name in {"rokd", "cli.py", "__main__.py"}
+            else " ".join(sys.argv),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(record).encode(), 0)
         yield path
@@ -271,8 +307,24 @@ def weights_problem(folder: str | Path, weights: str = "model.safetensors") -> s
 
 
 __all__ = [
-    "OUTPUT_MARKER", "WEIGHTS_SHA_FILE", "temp_sibling", "atomic_write_bytes", "atomic_write_text",
-    "atomic_write_json", "file_sha256", "read_json", "lock", "lock_holder", "mark_output", "is_rokd_output",
-    "check_replaceable", "make_stage", "replace_dir", "remove_dir", "safetensors_problem",
-    "write_weights_sha256", "read_weights_sha256", "weights_problem",
+    "OUTPUT_MARKER",
+    "WEIGHTS_SHA_FILE",
+    "temp_sibling",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "file_sha256",
+    "read_json",
+    "lock",
+    "lock_holder",
+    "mark_output",
+    "is_rokd_output",
+    "check_replaceable",
+    "make_stage",
+    "replace_dir",
+    "remove_dir",
+    "safetensors_problem",
+    "write_weights_sha256",
+    "read_weights_sha256",
+    "weights_problem",
 ]

@@ -1,4 +1,4 @@
-"""``rokd loyalty``: kept so that ``rokd.cli`` (and older imports) find the command.
+"""``rokd loyalty``: kept for older imports.
 
 The command lives in :mod:`rokd.loyalty.cli`.
 """

@@ -10,7 +10,8 @@ Each step converts a text notebook (``notebooks/*.md``, jupytext MyST) to ``.ipy
 with papermill, injecting the profile's parameters. Executed notebooks go to
 ``results/<profile name>/notebooks/<step>.ipynb`` (the ``name:`` of the profile, also when it is given as
 a YAML path). A finished step leaves a stamp keyed by the hash of its notebook, its parameters, the
-profile's content, the ``rokd`` sources and its upstream stamps, so a re-run only executes what changed
+profile's content, the ``rokd`` code its notebook runs (:func:`step_modules`: the modules it imports,
+transitively, without docstrings) and its upstream stamps, so a re-run only executes what changed
 (the heavy work inside a step, training, is cached separately by the idempotent builders it calls). A
 failing step stops the run and names the executed notebook that holds the error.
 
@@ -24,7 +25,7 @@ therefore re-runs the step that makes it. One pipeline per profile runs at a tim
 
 from __future__ import annotations
 
-import argparse
+import ast
 import contextlib
 import hashlib
 import json
@@ -114,11 +115,83 @@ def plan(profile: str | Path, prof: Profile | None = None) -> list[Step]:
     return steps
 
 
-def _sources_digest() -> str:
-    """Hash of the package sources: a code change re-executes the chapters that show its effects."""
+# What a step depends on in rokd's code: the modules its notebook imports, followed through every import
+# statement of those modules (also imports inside functions: a superset, never fewer), hashed as their
+# syntax trees without docstrings -- so a docstring or comment edit re-runs nothing, a code change re-runs
+# the chapters that import it (directly or not), and the other chapters stay cached. rokd's data files
+# (package YAML / JSON) count for every step.
+
+
+def _module_file(name: str) -> Path | None:
+    parts = name.split(".")
+    if parts[0] != "rokd":
+        return None
+    base = REPO_ROOT.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(tree: ast.AST, module: str, is_package: bool) -> set[str]:
+    """The rokd modules an import statement in ``tree`` may load (``from rokd.x import y``: ``rokd.x`` and,
+    when ``y`` is a submodule, ``rokd.x.y``), with their parent packages."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import
+                parent = module.split(".") if is_package else module.split(".")[:-1]
+                parent = parent[: len(parent) - node.level + 1]
+                base = ".".join(parent + ([node.module] if node.module else []))
+            names.add(base)
+            names.update(f"{base}.{a.name}" for a in node.names)
+    out = set()
+    for name in names:
+        parts = name.split(".")
+        out.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return {n for n in out if _module_file(n) is not None}
+
+
+def _code_digest(path: Path) -> str:
+    """The module's syntax tree without docstrings (comments are not in it)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()
+
+
+def step_modules(notebook: Path) -> list[str]:
+    """Every rokd module a notebook's code may import, directly or through other rokd modules, sorted."""
+    import jupytext
+
+    cells = [c.source for c in jupytext.read(notebook).cells if c.cell_type == "code"]
+    code = "\n".join(line for cell in cells for line in cell.splitlines() if not line.lstrip().startswith(("%", "!")))
+    todo = sorted(_imported_modules(ast.parse(code), "__main__", False))
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = _module_file(name)
+        todo.extend(_imported_modules(ast.parse(path.read_text(encoding="utf-8")), name, path.name == "__init__.py"))
+    return sorted(seen)
+
+
+def _sources_digest(notebook: Path) -> str:
+    """Hash of the rokd code a notebook runs (:func:`step_modules`) and of rokd's data files."""
     h = hashlib.sha256()
+    for name in step_modules(notebook):
+        h.update(name.encode() + _code_digest(_module_file(name)).encode())
     for path in sorted((REPO_ROOT / "rokd").rglob("*")):
-        if path.suffix in {".py", ".yaml", ".json"} and "__pycache__" not in path.parts:
+        if path.suffix in {".yaml", ".json"} and "__pycache__" not in path.parts:
             h.update(str(path.relative_to(REPO_ROOT)).encode())
             h.update(path.read_bytes())
     return h.hexdigest()
@@ -131,13 +204,13 @@ def profile_digest(prof: Profile | None) -> str:
     return hashlib.sha256(json.dumps(to_dict(prof), sort_keys=True).encode()).hexdigest()
 
 
-def step_key(step: Step, profile_hash: str, upstream_keys: list[str], sources: str,
+def step_key(step: Step, profile_hash: str, upstream_keys: list[str], sources: str | None = None,
              notebook_dir: Path = NOTEBOOK_DIR) -> str:
     h = hashlib.sha256()
     h.update((notebook_dir / f"{step.notebook}.md").read_bytes())
     h.update(json.dumps(step.parameters, sort_keys=True).encode())
     h.update(profile_hash.encode())
-    h.update(sources.encode())
+    h.update((sources if sources is not None else _sources_digest(notebook_dir / f"{step.notebook}.md")).encode())
     for key in upstream_keys:
         h.update(key.encode())
     return h.hexdigest()[:20]
@@ -278,13 +351,15 @@ def run(
 
 
 def _run_locked(name, prof, steps, only, force, out, notebook_dir, nb_dir, stamp_dir) -> list[dict]:
-    sources = _sources_digest()
+    sources: dict[str, str] = {}  # per notebook: the digest of the rokd code it runs
     profile_hash = profile_digest(prof)
     keys: dict[str, str] = {}
     records = []
     t_start = time.perf_counter()
     for i, step in enumerate(steps, 1):
-        key = step_key(step, profile_hash, [keys[d] for d in step.depends], sources, notebook_dir)
+        if step.notebook not in sources:
+            sources[step.notebook] = _sources_digest(notebook_dir / f"{step.notebook}.md")
+        key = step_key(step, profile_hash, [keys[d] for d in step.depends], sources[step.notebook], notebook_dir)
         keys[step.name] = key
         executed = nb_dir / f"{step.name}.ipynb"
         stamp = stamp_dir / f"{step.name}.json"
@@ -321,16 +396,3 @@ def _run_locked(name, prof, steps, only, force, out, notebook_dir, nb_dir, stamp
           f"{sum(r['status'] == 'cached' for r in records)} cached, total {_fmt(total)}", file=out, flush=True)
     return records
 
-
-def _cmd_pipeline(args: argparse.Namespace) -> int:
-    run(args.profile, only=args.only, force=args.force, wait=args.wait)
-    return 0
-
-
-def register(sub) -> None:
-    p = sub.add_parser("pipeline", help="run every chapter notebook of a profile (cached)")
-    p.add_argument("--profile", default="smoke", help="profile name (smoke, mini, paper) or YAML path")
-    p.add_argument("--only", nargs="*", help="run only these steps (names or notebook stems)")
-    p.add_argument("--force", action="store_true", help="ignore the cache")
-    p.add_argument("--wait", action="store_true", help="if another run of this profile is going, wait for it")
-    p.set_defaults(func=_cmd_pipeline)

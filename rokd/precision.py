@@ -156,12 +156,16 @@ def _resolve(setting: str, device: str | torch.device) -> Precision:
     ratio = cpu_bf16_speedup(torch.get_num_threads())
     if ratio >= PROBE_MARGIN:
         return Precision("bf16", dev, f"auto: {isa} and a bf16 step {ratio:.2f}x as fast as fp32")
-    return Precision("fp32", dev, f"auto: {isa}, but a bf16 step ran {ratio:.2f}x as fast as fp32 (needs {PROBE_MARGIN}x)")
+    return Precision(
+        "fp32", dev, f"auto: {isa}, but a bf16 step ran {ratio:.2f}x as fast as fp32 (needs {PROBE_MARGIN}x)"
+    )
 
 
 def _explicit(setting: str, dev: str, why: str) -> Precision:
     if setting == "fp16" and dev != "cuda":
-        raise ValueError("precision 'fp16' needs a CUDA GPU (fp16 on a CPU is slow and needs a scaler); use 'bf16' or 'fp32'")
+        raise ValueError(
+            "precision 'fp16' needs a CUDA GPU (fp16 on a CPU is slow and needs a scaler); use 'bf16' or 'fp32'"
+        )
     if setting == "bf16" and dev == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError("precision 'bf16': this GPU has no bf16; use 'fp16' or 'auto'")
     return Precision(setting, dev, why)
@@ -196,9 +200,23 @@ def threads_for(threads: int = 0):
 
 def runtime_record(precision: Precision) -> dict:
     """What a run record stores about how it computed: precision (and why) and the thread count."""
-    return {"precision": precision.name, "precision_reason": precision.reason, "device": precision.device,
-            "torch_threads": torch.get_num_threads()}
+    return {
+        "precision": precision.name,
+        "precision_reason": precision.reason,
+        "device": precision.device,
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
-__all__ = ["PRECISIONS", "Precision", "check_precision", "cpu_bf16_instructions", "cpu_bf16_speedup",
-           "resolve_precision", "set_threads", "threads_for", "runtime_record", "process_runtime"]
+__all__ = [
+    "PRECISIONS",
+    "Precision",
+    "check_precision",
+    "cpu_bf16_instructions",
+    "cpu_bf16_speedup",
+    "resolve_precision",
+    "set_threads",
+    "threads_for",
+    "runtime_record",
+    "process_runtime",
+]

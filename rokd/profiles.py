@@ -16,8 +16,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from rokd.config import ConfigError, choices, from_dict, load_config, to_dict
+from rokd.config import ConfigError, about, choices, from_dict, load_config, to_dict
 from rokd.precision import PRECISIONS
+from rokd.spec import TASKS
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 PROFILES = ("smoke", "mini", "paper", "colab")
@@ -25,7 +26,16 @@ DEVICES = ("auto", "cpu", "cuda")
 SOURCES = ("build", "hub")  # build the models locally, or take them from the Hugging Face hub
 # Multi-teacher strategies of rokd.distill (see DistillConfig.strategy).
 # The names of rokd.distill.strategies.STRATEGIES (a test keeps them equal), plus the old alias "ensemble".
-DISTILL_STRATEGIES = ("span-map", "uld", "gold-hybrid", "projection", "min-edit", "hidden-only", "cased-only", "ensemble")
+DISTILL_STRATEGIES = (
+    "span-map",
+    "uld",
+    "gold-hybrid",
+    "projection",
+    "min-edit",
+    "hidden-only",
+    "cased-only",
+    "ensemble",
+)
 _PRECISION = choices(*PRECISIONS)
 
 
@@ -52,8 +62,94 @@ class BertShape:
     lowercase: bool = False
 
 
+# --------------------------------------------------------------------------------------------------
+# One dataclass per concern. The training sections share their budget (TrainingBudget, StepBudget) and
+# distillation its objective (DistillObjective); a section restates a field only to change its default.
+# The YAML stays flat: `distill: {steps: 500, temperature: 3}` fills the inherited fields.
+# --------------------------------------------------------------------------------------------------
+
+
 @dataclass
-class TeachersConfig:
+class TrainingBudget:
+    """What any training run of rokd spends, and how: pretraining, distillation and fine-tuning alike.
+
+    :meth:`trainer_settings` maps it onto :class:`rokd.trainer.TrainerConfig` (the one place that does).
+    """
+
+    batch_size: int = field(default=32, metadata=about("sequences per batch"))
+    lr: float = field(default=5e-4, metadata=about("peak learning rate"))
+    weight_decay: float = 0.01  # AdamW decay (none on biases and LayerNorm weights)
+    max_grad_norm: float = 1.0  # gradient clipping (0 = none)
+    checkpoint_every: int = 0  # optimizer steps between resumable checkpoints (0 = at the end only)
+    precision: str = field(default="auto", metadata=_PRECISION)  # rokd.precision: auto | fp32 | bf16 | fp16
+    threads: int = 0  # torch CPU threads (0 = ROKD_THREADS, else torch's default)
+
+    def trainer_settings(self) -> dict[str, Any]:
+        """The :class:`rokd.trainer.TrainerConfig` fields this budget decides."""
+        return {
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "max_grad_norm": self.max_grad_norm,
+            "checkpoint_every": self.checkpoint_every,
+            "mixed_precision": self.precision,
+        }
+
+
+@dataclass
+class StepBudget(TrainingBudget):
+    """A budget counted in optimizer steps (pretraining, distillation); fine-tuning counts epochs instead."""
+
+    steps: int = field(default=1000, metadata=about("optimizer steps"))
+    grad_accum: int = field(default=1, metadata=about("batches per optimizer step"))
+    warmup_steps: int = 100  # linear warm-up, then linear decay
+    seed: int = field(default=13, metadata=about("seed of masking, batch order and initialisation"))
+
+    def trainer_settings(self) -> dict[str, Any]:
+        return {
+            **super().trainer_settings(),
+            "steps": self.steps,
+            "grad_accum": self.grad_accum,
+            "warmup_steps": min(self.warmup_steps, self.steps),
+            "seed": self.seed,
+        }
+
+
+@dataclass
+class DistillObjective:
+    """What a student learns from: the loss terms, their weights, and how the teachers are combined.
+
+    ``alpha_ce * KL(teachers_T || student_T) * T^2 + alpha_mlm * CE + alpha_cos * (1 - cos)`` (rokd.distill).
+    """
+
+    # How a teacher with another vocabulary enters the objective (rokd.distill.strategies).
+    strategy: str = field(
+        default="span-map",
+        metadata={
+            **choices(*DISTILL_STRATEGIES),
+            "help": "how a teacher with another vocabulary enters the objective (rokd.distill.strategies; "
+            "'ensemble' = 'span-map')",
+        },
+    )
+    teacher_weights: list[float] | None = field(
+        default=None, metadata=about("ensemble weights, one per teacher (default uniform)")
+    )
+    temperature: float = field(default=2.0, metadata=about("softmax temperature T of the soft targets"))
+    alpha_ce: float = field(default=5.0, metadata=about("weight of the soft-target KL term"))
+    alpha_mlm: float = field(default=2.0, metadata=about("weight of the MLM cross-entropy term"))
+    alpha_cos: float = field(default=1.0, metadata=about("weight of the cosine hidden-state term"))
+    # Where the soft-target KL is computed: "masked" positions only (default, this project's choice) or
+    # "all" non-pad tokens (the Hugging Face DistilBERT recipe); see rokd.distill.distiller.
+    soft_targets: str = field(
+        default="masked",
+        metadata={
+            **choices("masked", "all"),
+            "help": "where the soft-target KL is computed: masked positions, or every token (HF recipe)",
+        },
+    )
+
+
+@dataclass
+class TeachersConfig(StepBudget):
     # Local miniature teachers are built when ``source == "build"``; ``hub`` uses the hub IDs below.
     source: str = field(default="build", metadata=choices(*SOURCES))
     cased: BertShape = field(default_factory=BertShape)
@@ -61,53 +157,25 @@ class TeachersConfig:
     hub_cased: str = "dumitrescustefan/bert-base-romanian-cased-v1"
     hub_uncased: str = "readerbench/RoBERT-base"
     max_length: int = 128
-    steps: int = 1000
-    batch_size: int = 32
-    grad_accum: int = 1
-    lr: float = 5e-4
-    warmup_steps: int = 100
-    weight_decay: float = 0.01
+    checkpoint_every: int = 500
     mlm_probability: float = 0.15
-    checkpoint_every: int = 500  # steps between resumable checkpoints of a pretraining run
     eval_lines: int = 1000  # held-out lines for MLM accuracy
     pppl_lines: int = 100  # held-out lines for pseudo-perplexity (one forward pass per token)
-    seed: int = 13
-    precision: str = field(default="auto", metadata=_PRECISION)  # rokd.precision: auto | fp32 | bf16 | fp16
-    threads: int = 0  # torch CPU threads (0 = ROKD_THREADS, else torch's default)
     # Learning curve: held-out MLM accuracy on `curve_lines` lines every `curve_every` steps (0 = off).
     curve_every: int = 0
     curve_lines: int = 500
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(StepBudget, DistillObjective):
     # Hub students released by the authors (used instead of distilling when ``source == "hub"``).
     source: str = field(default="build", metadata=choices(*SOURCES))
     hub_students: dict[str, str] = field(default_factory=dict)
-    max_length: int = 128
-    steps: int = 1000
-    batch_size: int = 32
-    grad_accum: int = 1
-    lr: float = 5e-4
-    warmup_steps: int = 100
-    weight_decay: float = 0.01
+    max_length: int = field(default=128, metadata=about("tokens per sequence (student's tokenizer)"))
     max_grad_norm: float = 5.0
-    temperature: float = 2.0
-    alpha_ce: float = 5.0
-    alpha_mlm: float = 2.0
-    alpha_cos: float = 1.0
-    mlm_probability: float = 0.15
     checkpoint_every: int = 200
-    seed: int = 13
-    # How a teacher with another vocabulary enters the objective (rokd.distill.strategies): "span-map"
-    # (probabilities mapped onto the student's vocabulary, rokd.distill.ensemble; alias "ensemble"),
-    # "uld", "gold-hybrid", "projection", "min-edit", "hidden-only" (cosine term only) or "cased-only".
-    strategy: str = field(default="span-map", metadata=choices(*DISTILL_STRATEGIES))
-    teacher_weights: list[float] | None = None  # None = uniform over the student's teachers
+    mlm_probability: float = 0.15
     smoothed_masking: bool = True  # choose words to mask with weights count**-0.7 (DistilBERT recipe)
-    # Where the soft-target KL is computed: "masked" positions only (default, this project's choice) or
-    # "all" non-pad tokens (the Hugging Face DistilBERT recipe); see rokd.distill.distiller.
-    soft_targets: str = field(default="masked", metadata=choices("masked", "all"))
     eval_lines: int = 1000  # held-out lines for the student's / teachers' MLM accuracy
     # Learning curve: the student's held-out MLM accuracy on `curve_lines` lines every `curve_every` steps (0 = off).
     curve_every: int = 0
@@ -116,33 +184,25 @@ class DistillConfig:
     # with seeds seed+1 ... seed+n-1 (rokd.models.registry.replica_key), so that comparisons of students
     # include the variance of distillation, not only that of fine-tuning.
     replicas: dict[str, int] = field(default_factory=dict)
-    precision: str = field(default="auto", metadata=_PRECISION)  # rokd.precision: auto | fp32 | bf16 | fp16
-    threads: int = 0  # torch CPU threads (0 = ROKD_THREADS, else torch's default)
     # DataLoader worker processes that collate and mask batches (a GPU run: 2-4). > 0 switches masking to
     # per-batch seeds (rokd.mlm.BatchStream): other masks than the in-process stream's, same distribution.
     data_workers: int = 0
 
 
 @dataclass
-class EvalConfig:
-    tasks: list[str] = field(default_factory=lambda: ["upos", "xpos", "ner", "sapn", "sar", "di", "sts"])
+class EvalConfig(TrainingBudget):
+    """Fine-tuning and scoring: a budget in epochs of each task's training subset."""
+
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))  # every task of the experiment (rokd.spec)
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
     max_length: int = 128  # long documents (LaRoSeDa, MOROCO) are truncated to this many subwords
     max_train_examples: int | None = None  # None = full train split
     max_eval_examples: int | None = None  # caps validation and test (None = full)
     epochs: float = 3.0
-    batch_size: int = 32
     lr: float = 5e-5
     warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0  # gradient clipping (0 = none)
-    checkpoint_every: int = 0  # optimizer steps between resumable checkpoints of a fine-tuning run (0 = at the end)
     # Validation scorings per epoch; the best one (task's headline metric) is the state scored on test.
     evals_per_epoch: int = 1
-    # torch CPU threads while fine-tuning (0 = torch's default). Tiny models run faster on 1 thread:
-    # their matrices are too small to split, and a busy machine makes extra threads wait on each other.
-    threads: int = 0
-    precision: str = field(default="auto", metadata=_PRECISION)  # rokd.precision: auto | fp32 | bf16 | fp16
     # Inference variants of the selected model also run on the test split ("int8", "bf16"; CPU), written as
     # predictions of "<model>@<variant>": what they cost in score and loyalty (rokd.precision_cost).
     variants: list[str] = field(default_factory=list)
@@ -188,7 +248,9 @@ def profile_file(name_or_path: str | Path) -> Path:
     if not path.suffix:
         path = PROFILE_DIR / f"{name_or_path}.yaml"
         if not path.exists():
-            raise ConfigError(f"unknown profile {str(name_or_path)!r}; choose one of {list(PROFILES)} or give a YAML path")
+            raise ConfigError(
+                f"unknown profile {str(name_or_path)!r}; choose one of {list(PROFILES)} or give a YAML path"
+            )
     if not path.exists():
         raise ConfigError(f"profile file not found: {path}")
     return path
@@ -206,3 +268,8 @@ def load_profile(name_or_path: str | Path) -> Profile:
     profile = load_config(Profile, path)
     check_name(profile.name, f"{path}: name")
     return profile
+
+
+def resolve_profile(profile: str | Path | Profile) -> Profile:
+    """A :class:`Profile` as it is, or the named / YAML profile loaded (what every step accepts)."""
+    return profile if isinstance(profile, Profile) else load_profile(profile)

@@ -21,7 +21,9 @@ from rokd.paths import REPO_ROOT
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        )
         commit = out.stdout.strip() or "unknown"
         # "+dirty": uncommitted changes to what produces results -- not the results themselves (a pipeline run
         # rewrites results/ as it goes; the chapters executed after the first would all look dirty).
@@ -109,10 +111,16 @@ class RunInfo:
         wall = m["wall"]
         threads = m["threads"]
         return cls(
-            profile=m["profile"], step="", seed=int(m["seed"]) if m["seed"] else None, git_commit=m["commit"],
-            hardware=m["hardware"], torch_version=m["torch"], started=m["started"],
+            profile=m["profile"],
+            step="",
+            seed=int(m["seed"]) if m["seed"] else None,
+            git_commit=m["commit"],
+            hardware=m["hardware"],
+            torch_version=m["torch"],
+            started=m["started"],
             wall_time_s=None if wall == "running" else float(wall.removesuffix(" s")),
-            precision=m["precision"], threads=int(threads) if threads and threads.isdigit() else threads,
+            precision=m["precision"],
+            threads=int(threads) if threads and threads.isdigit() else threads,
         )
 
 

@@ -147,8 +147,9 @@ def verdict(d: Difference, kind: str = "greater", margin: float = 0.0) -> tuple[
     return INCONCLUSIVE, f"{band}: inside the noise"
 
 
-def compare(a: Mapping[int, float], b: Mapping[int, float], kind: str = "greater", margin: float = 0.0,
-            paired: bool = True) -> tuple[Difference, str, str]:
+def compare(
+    a: Mapping[int, float], b: Mapping[int, float], kind: str = "greater", margin: float = 0.0, paired: bool = True
+) -> tuple[Difference, str, str]:
     """:func:`difference` then :func:`verdict`: ``(difference, verdict, reason)``."""
     d = difference(a, b, paired=paired)
     v, why = verdict(d, kind, margin)

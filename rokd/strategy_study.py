@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +39,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rokd import io
 from rokd.distill.strategies import STRATEGIES, canonical_name
 from rokd.paper import HEADLINE_METRIC
 from rokd.paths import artifacts_dir, results_dir
-from rokd.profiles import Profile, load_profile
+from rokd.profiles import Profile, resolve_profile
+from rokd.spec import MODELS, MULTI_STUDENT
 
-STUDENT = "distilmulti-bert-base-ro"
+STUDENT = MULTI_STUDENT
+SAME_TEACHER, OTHER_TEACHER = MODELS[STUDENT].teachers  # the teacher whose vocabulary it has, and the other
 STUDY_TASKS = ("ner", "upos", "sts")
 COLUMNS = ("strategy", "seed", "task", "metric", "value")
 CSV_NAME = "strategies.csv"
@@ -65,12 +67,8 @@ class StudyConfig:
     heldout_lines: int = 0
 
 
-def _profile(profile: str | Profile) -> Profile:
-    return profile if isinstance(profile, Profile) else load_profile(profile)
-
-
 def student_path(profile: str | Profile, strategy: str, seed: int) -> Path:
-    return artifacts_dir(_profile(profile).name) / "strategies" / canonical_name(strategy) / f"seed{seed}"
+    return artifacts_dir(resolve_profile(profile).name) / "strategies" / canonical_name(strategy) / f"seed{seed}"
 
 
 def model_name(strategy: str, seed: int) -> str:
@@ -79,7 +77,7 @@ def model_name(strategy: str, seed: int) -> str:
 
 
 def study_results(profile: str | Profile) -> Path:
-    return results_dir(_profile(profile).name) / "strategies"
+    return results_dir(resolve_profile(profile).name) / "strategies"
 
 
 # --- the four measurements of one student ----------------------------------------------------------
@@ -88,10 +86,11 @@ def study_results(profile: str | Profile) -> Path:
 def distill_one(profile: str | Profile, strategy: str, seed: int, steps: int | None = None, log=print) -> Path:
     from rokd.distill.distiller import DistillOverrides, distill_student
 
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     overrides = DistillOverrides(strategy=canonical_name(strategy), seed=seed, steps=steps)
-    return distill_student(prof, STUDENT, overrides, output_dir=student_path(prof, strategy, seed), progress=False,
-                           log=log)
+    return distill_student(
+        prof, STUDENT, overrides, output_dir=student_path(prof, strategy, seed), progress=False, log=log
+    )
 
 
 def distill_rows(path: str | Path, strategy: str, seed: int, tail: float = 0.25) -> list[dict]:
@@ -99,7 +98,7 @@ def distill_rows(path: str | Path, strategy: str, seed: int, tail: float = 0.25)
     from rokd.distill.distiller import read_log
 
     log = read_log(Path(path) / "train_log.jsonl")
-    last = log[-max(1, math.ceil(len(log) * tail)):]
+    last = log[-max(1, math.ceil(len(log) * tail)) :]
     keys = sorted({k for r in last for k in r if k.startswith("stat_")})
     rows = []
     for k in keys:
@@ -112,15 +111,16 @@ def distill_rows(path: str | Path, strategy: str, seed: int, tail: float = 0.25)
     return rows
 
 
-def heldout_rows(profile: str | Profile, path: str | Path, strategy: str, seed: int,
-                 lines: Sequence[str]) -> list[dict]:
+def heldout_rows(
+    profile: str | Profile, path: str | Path, strategy: str, seed: int, lines: Sequence[str]
+) -> list[dict]:
     """Rows ``task = "heldout"``: :func:`rokd.distill.heldout.heldout_diagnostics` of the student at ``path``."""
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     from rokd.distill.heldout import heldout_diagnostics
     from rokd.models.registry import STUDENT_TEACHERS, load_model, load_tokenizer
 
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     cfg = json.loads((Path(path) / "distill_config.json").read_text(encoding="utf-8"))
     student = AutoModelForMaskedLM.from_pretrained(path)
     tok = AutoTokenizer.from_pretrained(path)
@@ -128,38 +128,67 @@ def heldout_rows(profile: str | Profile, path: str | Path, strategy: str, seed: 
     teachers = {k: load_model(k, "mlm", prof) for k in keys}
     toks = {k: load_tokenizer(k, prof) for k in keys}
     # Same masks for every student (seed fixed at the profile's distillation seed), temperature 1.
-    diag = heldout_diagnostics(student, tok, teachers, toks, lines, strategy=strategy,
-                               teacher_weights=cfg.get("teacher_weights"),
-                               mlm_probability=prof.distill.mlm_probability, max_length=prof.distill.max_length,
-                               seed=prof.distill.seed)
+    diag = heldout_diagnostics(
+        student,
+        tok,
+        teachers,
+        toks,
+        lines,
+        strategy=strategy,
+        teacher_weights=cfg.get("teacher_weights"),
+        mlm_probability=prof.distill.mlm_probability,
+        max_length=prof.distill.max_length,
+        seed=prof.distill.seed,
+    )
     return [_row(strategy, seed, "heldout", k, v) for k, v in diag.items()]
 
 
-def task_rows(profile: str | Profile, path: str | Path, strategy: str, seed: int, tasks: Sequence[str],
-              finetune_seed: int,
-              dataset_for=None, log=print) -> list[dict]:
+def task_rows(
+    profile: str | Profile,
+    path: str | Path,
+    strategy: str,
+    seed: int,
+    tasks: Sequence[str],
+    finetune_seed: int,
+    dataset_for=None,
+    log=print,
+) -> list[dict]:
     """Rows ``task = <task>``: the student's test metrics (fine-tuned with ``finetune_seed``)."""
     from rokd.tasks.finetune import evaluate_model
 
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     rows = []
     for task in tasks:
-        metrics = evaluate_model(prof, str(path), task, finetune_seed, name=model_name(strategy, seed),
-                                 results_dir=study_results(prof), dataset=dataset_for(task) if dataset_for else None,
-                                 log=log)
+        metrics = evaluate_model(
+            prof,
+            str(path),
+            task,
+            finetune_seed,
+            name=model_name(strategy, seed),
+            results_dir=study_results(prof),
+            dataset=dataset_for(task) if dataset_for else None,
+            log=log,
+        )
         rows += [_row(strategy, seed, task, m, v) for m, v in metrics.items()]
     return rows
 
 
-def loyalty_rows(profile: str | Profile, strategy: str, seed: int, tasks: Sequence[str], finetune_seed: int,
-                 dataset_for=None, log=print) -> list[dict]:
+def loyalty_rows(
+    profile: str | Profile,
+    strategy: str,
+    seed: int,
+    tasks: Sequence[str],
+    finetune_seed: int,
+    dataset_for=None,
+    log=print,
+) -> list[dict]:
     """Rows ``metric = "<measure>.<teacher>"``: loyalty of the study student to each teacher and to their ensemble."""
     from rokd.loyalty import ENSEMBLE, ensemble_predictions, pair_loyalty
     from rokd.models.registry import STUDENT_TEACHERS
     from rokd.tasks.finetune import evaluate_model
     from rokd.tasks.predictions import load_predictions, predictions_path
 
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     main_results = results_dir(prof.name)
     rows = []
     for task in tasks:
@@ -168,8 +197,15 @@ def loyalty_rows(profile: str | Profile, strategy: str, seed: int, tasks: Sequen
         teachers = {}
         for t in STUDENT_TEACHERS[STUDENT]:
             # The profile's own evaluation of the teacher (reused when up to date, else run with the same protocol).
-            evaluate_model(prof, t, task, finetune_seed, results_dir=main_results,
-                           dataset=dataset_for(task) if dataset_for else None, log=log)
+            evaluate_model(
+                prof,
+                t,
+                task,
+                finetune_seed,
+                results_dir=main_results,
+                dataset=dataset_for(task) if dataset_for else None,
+                log=log,
+            )
             teachers[t] = load_predictions(predictions_path(main_results, t, task, finetune_seed))
         teachers[ENSEMBLE] = ensemble_predictions(list(teachers.values()), list(teachers))
         for t, preds in teachers.items():
@@ -186,7 +222,7 @@ def _row(strategy: str, seed: int, task: str, metric: str, value: float) -> dict
 
 
 def csv_path(profile: str | Profile) -> Path:
-    return results_dir(_profile(profile).name) / CSV_NAME
+    return results_dir(resolve_profile(profile).name) / CSV_NAME
 
 
 def run_study(
@@ -215,7 +251,7 @@ def run_study(
     from rokd.models.quality import read_lines
     from rokd.models.teachers import corpus_files
 
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     strategies = [canonical_name(s) for s in (strategies or list(STRATEGIES))]
     finetune_seed = int(finetune_seed if finetune_seed is not None else prof.evaluate.seeds[0])
     n_lines = int(heldout_lines if heldout_lines is not None else prof.distill.eval_lines)
@@ -234,13 +270,10 @@ def run_study(
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     if write:
         out = csv_path(prof)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        df.to_csv(tmp, index=False, float_format="%.10g")
-        tmp.replace(out)
+        with io.atomic_path(out) as tmp:
+            df.to_csv(tmp, index=False, float_format="%.10g")
         cfg = StudyConfig(prof.name, strategies, [int(s) for s in seeds], list(tasks), finetune_seed, steps, n_lines)
-        save_config(cfg,
-                    out.with_name("strategies_config.json"))
+        save_config(cfg, out.with_name("strategies_config.json"))
     return df
 
 
@@ -248,7 +281,7 @@ def read_study(profile: str | Profile, path: str | Path | None = None) -> pd.Dat
     """``strategies.csv`` as a DataFrame; a clear error if it is missing or malformed."""
     p = Path(path) if path is not None else csv_path(profile)
     if not p.is_file():
-        name = _profile(profile).name
+        name = resolve_profile(profile).name
         raise FileNotFoundError(f"{p} not found; produce it with `python -m rokd.strategy_study --profile {name}`")
     df = pd.read_csv(p)
     if tuple(df.columns) != COLUMNS:
@@ -259,13 +292,20 @@ def read_study(profile: str | Profile, path: str | Path | None = None) -> pd.Dat
 # --- tables and the statistics rule ------------------------------------------------------------------
 
 
-def headline_metrics(tasks: Sequence[str] = STUDY_TASKS, other: str = "robert-base",
-                     same: str = "bert-base-ro") -> list[tuple[str, str]]:
+def headline_metrics(
+    tasks: Sequence[str] = STUDY_TASKS, other: str = OTHER_TEACHER, same: str = SAME_TEACHER
+) -> list[tuple[str, str]]:
     """The (task, metric) pairs of the chapter's main table, in order."""
-    out = [("heldout", "mlm_accuracy"), ("heldout", f"strategy_coverage.{other}"),
-           ("heldout", f"strategy_mass.{other}"),
-           ("heldout", f"unmatched_student_mass.{other}"), ("heldout", f"top1_agreement.{same}"),
-           ("heldout", f"top1_agreement.{other}"), ("heldout", f"kl.{same}"), ("heldout", f"kl.{other}")]
+    out = [
+        ("heldout", "mlm_accuracy"),
+        ("heldout", f"strategy_coverage.{other}"),
+        ("heldout", f"strategy_mass.{other}"),
+        ("heldout", f"unmatched_student_mass.{other}"),
+        ("heldout", f"top1_agreement.{same}"),
+        ("heldout", f"top1_agreement.{other}"),
+        ("heldout", f"kl.{same}"),
+        ("heldout", f"kl.{other}"),
+    ]
     for task in tasks:
         out.append((task, HEADLINE_METRIC[task]))
     for task in tasks:
@@ -303,8 +343,9 @@ def wide_table(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None,
     return w.loc[[x for x in STRATEGIES if x in w.index], cols]
 
 
-def compare_to_baseline(df: pd.DataFrame, baseline: str = BASELINE,
-                        pairs: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
+def compare_to_baseline(
+    df: pd.DataFrame, baseline: str = BASELINE, pairs: Sequence[tuple[str, str]] | None = None
+) -> pd.DataFrame:
     """Each strategy against ``baseline`` on each (task, metric): the claim "<strategy> does better than <baseline>".
 
     ``difference`` = mean(strategy) - mean(baseline) over seeds; ``noise`` = sqrt((sd_a^2 + sd_b^2) / 2)
@@ -315,7 +356,7 @@ def compare_to_baseline(df: pd.DataFrame, baseline: str = BASELINE,
     s = summary_table(df, pairs).set_index(["strategy", "task", "metric"])
     rows = []
     for strategy in [x for x in STRATEGIES if x != baseline and x in s.index.get_level_values(0)]:
-        for (task, metric) in (pairs or headline_metrics()):
+        for task, metric in pairs or headline_metrics():
             if (strategy, task, metric) not in s.index or (baseline, task, metric) not in s.index:
                 continue
             a, b = s.loc[(strategy, task, metric)], s.loc[(baseline, task, metric)]
@@ -327,19 +368,30 @@ def compare_to_baseline(df: pd.DataFrame, baseline: str = BASELINE,
                 verdict = "inconclusive"
             else:
                 verdict = "holds" if better > 0 else "does not hold"
-            rows.append({"strategy": strategy, "task": task, "metric": metric, "difference": diff, "noise": noise,
-                         "seeds": int(min(a["seeds"], b["seeds"])), "verdict": verdict})
+            rows.append(
+                {
+                    "strategy": strategy,
+                    "task": task,
+                    "metric": metric,
+                    "difference": diff,
+                    "noise": noise,
+                    "seeds": int(min(a["seeds"], b["seeds"])),
+                    "verdict": verdict,
+                }
+            )
     return pd.DataFrame(rows, columns=["strategy", "task", "metric", "difference", "noise", "seeds", "verdict"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rokd.strategy_study", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m rokd.strategy_study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--profile", default="smoke", help="profile name or YAML path")
     p.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), help="default: all seven")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2], help="distillation seeds (default 1 2)")
-    p.add_argument("--tasks", nargs="+", default=list(STUDY_TASKS), choices=list(HEADLINE_METRIC),
-                   help="default: ner upos sts")
+    p.add_argument(
+        "--tasks", nargs="+", default=list(STUDY_TASKS), choices=list(HEADLINE_METRIC), help="default: ner upos sts"
+    )
     p.add_argument("--finetune-seed", type=int, help="default: the profile's first evaluation seed")
     p.add_argument("--steps", type=int, help="distillation steps (default: the profile's)")
     p.add_argument("--heldout-lines", type=int, help="default: the profile's distill.eval_lines")
@@ -356,8 +408,9 @@ if __name__ == "__main__":
 DOWNSTREAM = {"ner": "NER", "upos": "UPOS", "sts": "STS"}
 
 
-def conclusion(df: pd.DataFrame, baseline: str = BASELINE, other: str = "robert-base",
-               tasks: Sequence[str] = STUDY_TASKS) -> str:
+def conclusion(
+    df: pd.DataFrame, baseline: str = BASELINE, other: str = OTHER_TEACHER, tasks: Sequence[str] = STUDY_TASKS
+) -> str:
     """Markdown: the measured suppression under ``baseline`` and the best alternative, and the recommendation
     that :func:`compare_to_baseline`'s verdicts support (nothing else decides the wording).
 
@@ -379,9 +432,11 @@ def conclusion(df: pd.DataFrame, baseline: str = BASELINE, other: str = "robert-
     if baseline in s.index:
         alt = [x for x in s.index if x not in (baseline, "cased-only")]
         best = max(candidates)[2] if candidates else (max(alt, key=lambda x: s.loc[x, "mean"]) if alt else None)
-        line = ("- **Suppression of unmatched tokens** (the student's held-out probability mass on its tokens "
-                "without a "
-                f"counterpart in the other teacher's vocabulary): {s.loc[baseline, 'mean']:.4f} under `{baseline}`")
+        line = (
+            "- **Suppression of unmatched tokens** (the student's held-out probability mass on its tokens "
+            "without a "
+            f"counterpart in the other teacher's vocabulary): {s.loc[baseline, 'mean']:.4f} under `{baseline}`"
+        )
         if best is not None:
             label = "the recommended alternative" if candidates else "the alternative that suppresses them least"
             line += f", {s.loc[best, 'mean']:.4f} under `{best}` ({label})"
@@ -391,15 +446,20 @@ def conclusion(df: pd.DataFrame, baseline: str = BASELINE, other: str = "robert-
     if candidates:
         wins, diff, strategy = max(candidates)
         g = down[down.strategy == strategy]
-        shown = ", ".join(f"{DOWNSTREAM.get(t, t)} {d:+.4f} (noise ±{n:.4f})"
-                          for t, d, n in zip(g.task, g.difference, g.noise))
-        out.append(f"- **Recommendation: `{strategy}`.** It does better than `{baseline}` beyond the seeds' noise "
-                   f"on {wins} "
-                   f"downstream metric(s) and worse on none: {shown}.")
+        shown = ", ".join(
+            f"{DOWNSTREAM.get(t, t)} {d:+.4f} (noise ±{n:.4f})" for t, d, n in zip(g.task, g.difference, g.noise)
+        )
+        out.append(
+            f"- **Recommendation: `{strategy}`.** It does better than `{baseline}` beyond the seeds' noise "
+            f"on {wins} "
+            f"downstream metric(s) and worse on none: {shown}."
+        )
     else:
         n_seeds = int(cmp.seeds.min()) if len(cmp) else 0
-        out.append(f"- **Recommendation: keep `{baseline}`.** No strategy does better on a downstream metric "
-                   "beyond the "
-                   f"seeds' noise without doing worse on another ({n_seeds} distillation seed(s) per strategy); "
-                   "the differences are in the table above.")
+        out.append(
+            f"- **Recommendation: keep `{baseline}`.** No strategy does better on a downstream metric "
+            "beyond the "
+            f"seeds' noise without doing worse on another ({n_seeds} distillation seed(s) per strategy); "
+            "the differences are in the table above."
+        )
     return "\n".join(out)

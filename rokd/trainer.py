@@ -121,16 +121,26 @@ class NonFiniteLossError(RokdError, RuntimeError):
     the caller (a command line); the default is the library call.
     """
 
-    def __init__(self, step: int, terms: dict[str, float], last_checkpoint: Path | None, lr: float | None = None,
-                 resume_how: str | None = None, fresh_how: str | None = None):
+    def __init__(
+        self,
+        step: int,
+        terms: dict[str, float],
+        last_checkpoint: Path | None,
+        lr: float | None = None,
+        resume_how: str | None = None,
+        fresh_how: str | None = None,
+    ):
         self.step, self.terms, self.last_checkpoint, self.lr = step, terms, last_checkpoint, lr
         lower = f"{lr / 2:g}" if lr else "a lower value"
         shown = ", ".join(f"{k}={v}" for k, v in terms.items())
         if last_checkpoint is not None:
-            how = resume_how or (f"train(..., resume=True) with TrainerConfig(lr={lower}, allow_lr_change=True) and "
-                                 "the same output_dir")
-            advice = (f"kept: the last good checkpoint {last_checkpoint}; resume from it with a lower learning rate "
-                      f"(e.g. half, {lower}): {how}")
+            how = resume_how or (
+                f"train(..., resume=True) with TrainerConfig(lr={lower}, allow_lr_change=True) and the same output_dir"
+            )
+            advice = (
+                f"kept: the last good checkpoint {last_checkpoint}; resume from it with a lower learning rate "
+                f"(e.g. half, {lower}): {how}"
+            )
         else:
             how = fresh_how or f"train(...) with TrainerConfig(lr={lower})"
             advice = f"no checkpoint was written before it, so start afresh with a lower learning rate: {how}"
@@ -139,8 +149,14 @@ class NonFiniteLossError(RokdError, RuntimeError):
     def advise(self, resume_how: str, fresh_how: str) -> NonFiniteLossError:
         """The same error, its advice phrased as commands (``{lr}`` in them becomes the suggested rate)."""
         lower = f"{self.lr / 2:g}" if self.lr else "<lower>"
-        return NonFiniteLossError(self.step, self.terms, self.last_checkpoint, self.lr,
-                                  resume_how.replace("{lr}", lower), fresh_how.replace("{lr}", lower))
+        return NonFiniteLossError(
+            self.step,
+            self.terms,
+            self.last_checkpoint,
+            self.lr,
+            resume_how.replace("{lr}", lower),
+            fresh_how.replace("{lr}", lower),
+        )
 
 
 @dataclass
@@ -227,8 +243,11 @@ def make_accelerator(config: TrainerConfig):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
 
-    kwargs = dict(mixed_precision=resolve_mixed_precision(config.mixed_precision, config.cpu).accelerate_name, cpu=config.cpu,
-                  step_scheduler_with_optimizer=False)
+    kwargs = dict(
+        mixed_precision=resolve_mixed_precision(config.mixed_precision, config.cpu).accelerate_name,
+        cpu=config.cpu,
+        step_scheduler_with_optimizer=False,
+    )
     try:
         return Accelerator(**kwargs)
     except ValueError as e:
@@ -259,8 +278,9 @@ def make_optimizer(module: nn.Module, config: TrainerConfig) -> torch.optim.Adam
     device = next((p.device.type for p in module.parameters() if p.requires_grad), "cpu")
     fused = device in ("cpu", "cuda")
     groups = parameter_groups(module, config.weight_decay)
-    return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.adam_betas), eps=config.adam_eps,
-                             fused=fused or None)
+    return torch.optim.AdamW(
+        groups, lr=config.lr, betas=tuple(config.adam_betas), eps=config.adam_eps, fused=fused or None
+    )
 
 
 def rng_state() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -297,7 +317,12 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
     found = []
     for d in root.iterdir():
         suffix = d.name[len(CHECKPOINT_PREFIX) :]
-        if d.is_dir() and d.name.startswith(CHECKPOINT_PREFIX) and suffix.isdigit() and (d / "trainer_state.json").is_file():
+        if (
+            d.is_dir()
+            and d.name.startswith(CHECKPOINT_PREFIX)
+            and suffix.isdigit()
+            and (d / "trainer_state.json").is_file()
+        ):
             found.append((int(suffix), d))
     return [d for _, d in sorted(found)]
 
@@ -416,7 +441,9 @@ def train(
         if hasattr(batches, "load_state_dict"):
             data_file = ckpt / f"data-{rank}.pt"
             if not data_file.is_file():
-                raise FileNotFoundError(f"{data_file} missing: the checkpoint was written by fewer processes than this run has")
+                raise FileNotFoundError(
+                    f"{data_file} missing: the checkpoint was written by fewer processes than this run has"
+                )
             with _reading(data_file):
                 batches.load_state_dict(_load_tensors(data_file))
         with _reading(ckpt / f"rng-{rank}.pt"):
@@ -448,7 +475,9 @@ def train(
     log_file = (out / "train_log.jsonl").open("a", encoding="utf-8") if main else None
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=config.steps, initial=step, desc="train", disable=not (main and config.progress), dynamic_ncols=True)
+    bar = tqdm(
+        total=config.steps, initial=step, desc="train", disable=not (main and config.progress), dynamic_ncols=True
+    )
     tokens_this_run, train_time = 0, 0.0
     last_ckpt = latest_checkpoint(out)
     try:
@@ -460,7 +489,9 @@ def train(
                 try:
                     batch = next(batch_iter)
                 except StopIteration as e:
-                    raise RuntimeError(f"the batch iterator ran out at step {step + 1}; it must be endless (use rokd.mlm.BatchStream)") from e
+                    raise RuntimeError(
+                        f"the batch iterator ran out at step {step + 1}; it must be endless (use rokd.mlm.BatchStream)"
+                    ) from e
                 step_tokens += count_tokens(batch)
                 batch = _to_device(batch, acc.device)
                 sync = micro == config.grad_accum - 1
@@ -498,16 +529,27 @@ def train(
             step += 1
             last_losses = losses
 
-            step_tokens_all = int(acc.reduce(torch.tensor(step_tokens, device=acc.device), reduction="sum")) if acc.num_processes > 1 else step_tokens
+            step_tokens_all = (
+                int(acc.reduce(torch.tensor(step_tokens, device=acc.device), reduction="sum"))
+                if acc.num_processes > 1
+                else step_tokens
+            )
             dt = time.perf_counter() - t0
             tokens_this_run += step_tokens_all
             train_time += dt
             eval_now = evaluate is not None and eval_every > 0 and (step % eval_every == 0 or step == config.steps)
             if main and (step % config.log_every == 0 or step == stop_at or eval_now):
-                record = {"step": step, **losses, "lr": lr, "grad_norm": grad_norm, "tokens": step_tokens_all,
-                          "tokens_per_s": step_tokens_all / dt if dt > 0 else None,
-                          "elapsed_s": elapsed_before + (time.perf_counter() - t_start),
-                          "peak_mem_mb": _peak_memory_mb(acc.device), **runtime}
+                record = {
+                    "step": step,
+                    **losses,
+                    "lr": lr,
+                    "grad_norm": grad_norm,
+                    "tokens": step_tokens_all,
+                    "tokens_per_s": step_tokens_all / dt if dt > 0 else None,
+                    "elapsed_s": elapsed_before + (time.perf_counter() - t_start),
+                    "peak_mem_mb": _peak_memory_mb(acc.device),
+                    **runtime,
+                }
                 if eval_now:
                     record.update({f"eval_{k}": v for k, v in _held_out(evaluate, acc.unwrap_model(model)).items()})
                 record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
@@ -518,7 +560,13 @@ def train(
 
             if step == stop_at or (config.checkpoint_every and step % config.checkpoint_every == 0):
                 last_ckpt = _save_checkpoint(
-                    acc, model, optimizer, scheduler, batches, config, step,
+                    acc,
+                    model,
+                    optimizer,
+                    scheduler,
+                    batches,
+                    config,
+                    step,
                     tokens=tokens_total_before + tokens_this_run,
                     elapsed=elapsed_before + (time.perf_counter() - t_start),
                     losses=losses,
@@ -556,8 +604,9 @@ def _held_out(evaluate: Callable[[nn.Module], dict[str, float]], module: nn.Modu
 def _check_resume_config(saved: dict[str, Any], config: TrainerConfig, ckpt: Path) -> None:
     now = to_dict(config)
     free = _RESUME_FREE_FIELDS | ({"lr"} if config.allow_lr_change else set())
-    diffs = [f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}"
-             for k in now if k not in free and saved.get(k) != now[k]]
+    diffs = [
+        f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}" for k in now if k not in free and saved.get(k) != now[k]
+    ]
     if diffs:
         lr_changed = any(d.startswith("lr:") for d in diffs)
         lr_hint = " (a changed lr may resume with allow_lr_change=True)" if lr_changed else ""
@@ -578,8 +627,10 @@ def _rescale_lr(optimizer, scheduler, lr: float) -> None:
     inner._last_lr = [g["lr"] for g in optimizer.param_groups]
 
 
-_CHECKPOINT_FIX = ("delete that checkpoint folder to resume from the one before it (if any), or start afresh "
-                   "without resuming (e.g. --no-resume)")
+_CHECKPOINT_FIX = (
+    "delete that checkpoint folder to resume from the one before it (if any), or start afresh "
+    "without resuming (e.g. --no-resume)"
+)
 
 
 @contextlib.contextmanager
@@ -609,8 +660,11 @@ def _verify_checkpoint(ckpt: Path, state: dict[str, Any]) -> None:
         path = ckpt / name
         if not path.is_file() or io.file_sha256(path) != expected:
             problem = "is missing" if not path.is_file() else "does not match its recorded sha256"
-            raise CorruptFileError(path, "checkpoint file", f"it {problem}; " +
-                                   _CHECKPOINT_FIX.replace("that checkpoint folder", str(ckpt)))
+            raise CorruptFileError(
+                path,
+                "checkpoint file",
+                f"it {problem}; " + _CHECKPOINT_FIX.replace("that checkpoint folder", str(ckpt)),
+            )
 
 
 def _remove_checkpoints(root: Path) -> None:
@@ -618,8 +672,9 @@ def _remove_checkpoints(root: Path) -> None:
     if not root.exists():
         return
     if root.is_dir() and not io.is_rokd_output(root):
-        foreign = [p.name for p in root.iterdir()
-                   if not p.name.startswith((CHECKPOINT_PREFIX, f".tmp-{CHECKPOINT_PREFIX}"))]
+        foreign = [
+            p.name for p in root.iterdir() if not p.name.startswith((CHECKPOINT_PREFIX, f".tmp-{CHECKPOINT_PREFIX}"))
+        ]
         if foreign:
             raise OutputDirError(
                 f"refusing to delete {root}: it holds files rokd did not write ({', '.join(sorted(foreign)[:5])}); "
@@ -643,7 +698,19 @@ def _truncate_log(path: Path, step: int) -> None:
     io.atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
-def _save_checkpoint(acc, model, optimizer, scheduler, batches, config: TrainerConfig, step: int, *, tokens: int, elapsed: float, losses: dict[str, float]) -> Path:
+def _save_checkpoint(
+    acc,
+    model,
+    optimizer,
+    scheduler,
+    batches,
+    config: TrainerConfig,
+    step: int,
+    *,
+    tokens: int,
+    elapsed: float,
+    losses: dict[str, float],
+) -> Path:
     root = Path(config.output_dir) / "checkpoints"
     final = root / f"{CHECKPOINT_PREFIX}{step}"
     tmp = root / f".tmp-{CHECKPOINT_PREFIX}{step}"
@@ -669,8 +736,16 @@ def _save_checkpoint(acc, model, optimizer, scheduler, batches, config: TrainerC
     acc.wait_for_everyone()
     if acc.is_main_process:
         files = {p.name: io.file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        state = {"version": _STATE_VERSION, "step": step, "tokens": tokens, "elapsed_s": elapsed, "losses": losses,
-                 "num_processes": acc.num_processes, "config": to_dict(config), "files_sha256": files}
+        state = {
+            "version": _STATE_VERSION,
+            "step": step,
+            "tokens": tokens,
+            "elapsed_s": elapsed,
+            "losses": losses,
+            "num_processes": acc.num_processes,
+            "config": to_dict(config),
+            "files_sha256": files,
+        }
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
         if final.exists():
             shutil.rmtree(final)

@@ -42,14 +42,31 @@ def conllu_text(sentences: list[list[tuple[str, str, str]]], prefix: str) -> str
         out.append(f"# sent_id = {prefix}-{i}")
         out.append("# text = " + " ".join(t[0] for t in sent))
         for j, (form, upos, xpos) in enumerate(sent, 1):
-            out.append("\t".join([str(j), form, form.lower(), upos, xpos, "_", "0" if j == 1 else "1", "root" if j == 1 else "dep", "_", "_"]))
+            out.append(
+                "\t".join(
+                    [
+                        str(j),
+                        form,
+                        form.lower(),
+                        upos,
+                        xpos,
+                        "_",
+                        "0" if j == 1 else "1",
+                        "root" if j == 1 else "dep",
+                        "_",
+                        "_",
+                    ]
+                )
+            )
         out.append("")
     return "\n".join(out) + "\n"
 
 
 RRT_SENTS = {
-    "train": [[("Ea", "PRON", "Pp3fsr--------s"), ("ştie", "VERB", "Vmip3s"), (".", "PUNCT", "PERIOD")],
-              [("Un", "DET", "Tifsr"), ("cuvânt", "NOUN", "Ncms-n"), ("zise", "X", "_")]],
+    "train": [
+        [("Ea", "PRON", "Pp3fsr--------s"), ("ştie", "VERB", "Vmip3s"), (".", "PUNCT", "PERIOD")],
+        [("Un", "DET", "Tifsr"), ("cuvânt", "NOUN", "Ncms-n"), ("zise", "X", "_")],
+    ],
     "dev": [[("Casa", "NOUN", "Ncfsry"), ("mare", "ADJ", "Afpfsrn"), (",", "PUNCT", "COMMA")]],
     "test": [[("El", "PRON", "Pp3msr--------s"), ("vine", "VERB", "Vmip3s"), ("!", "PUNCT", "EXCL")]],
 }
@@ -72,8 +89,15 @@ def ronec_records(start: int, n: int) -> list[dict]:
     for k in range(start, start + n):
         typ = TYPES[k % 3]
         tags = ["B-" + typ, "I-" + typ, "O", "O"] if k % 4 else ["O", "O", "O", "O"]
-        recs.append({"id": k, "ner_tags": tags, "ner_ids": [NER_TAGS.index(t) for t in tags],
-                     "tokens": [f"Nume{k}", "Ţară", "este", f"propoziţia{k}"], "space_after": [True, True, True, False]})
+        recs.append(
+            {
+                "id": k,
+                "ner_tags": tags,
+                "ner_ids": [NER_TAGS.index(t) for t in tags],
+                "tokens": [f"Nume{k}", "Ţară", "este", f"propoziţia{k}"],
+                "space_after": [True, True, True, False],
+            }
+        )
     return recs
 
 
@@ -85,7 +109,12 @@ def write_ronec(root: Path, monkeypatch, with_train: bool = False) -> None:
 
 
 def review(index: int, star: str) -> dict:
-    return {"index": str(index), "title": f"Titlu {index}", "content": f"produsul numărul {index} este ok   sau nu", "starRating": star}
+    return {
+        "index": str(index),
+        "title": f"Titlu {index}",
+        "content": f"produsul numărul {index} este ok   sau nu",
+        "starRating": star,
+    }
 
 
 STARS = ["1", "2", "4", "5"]
@@ -108,35 +137,74 @@ def moroco_text(i: int, dialect: str) -> str:
 
 def write_moroco_substitute(root: Path, monkeypatch, n: int = 40) -> list[str]:
     dialects = ["MD" if i % 3 == 0 else "RO" for i in range(1, n + 1)]
-    _write(root, "moroco/vardial2019_mrc_test/test.txt", "".join(moroco_text(i, d) + "\n" for i, d in enumerate(dialects, 1)), monkeypatch)
-    _write(root, "moroco/vardial2019_mrc_test/labels.tsv", "line\tdialect\tcategory\n" + "".join(f"{i}\t{d}\tPOL\n" for i, d in enumerate(dialects, 1)), monkeypatch)
+    _write(
+        root,
+        "moroco/vardial2019_mrc_test/test.txt",
+        "".join(moroco_text(i, d) + "\n" for i, d in enumerate(dialects, 1)),
+        monkeypatch,
+    )
+    _write(
+        root,
+        "moroco/vardial2019_mrc_test/labels.tsv",
+        "line\tdialect\tcategory\n" + "".join(f"{i}\t{d}\tPOL\n" for i, d in enumerate(dialects, 1)),
+        monkeypatch,
+    )
     return dialects
 
 
 def write_moroco_official(root: Path, monkeypatch) -> None:
     for s, n in (("train", 6), ("validation", 3), ("test", 3)):
         ids = [f"{s}{i}" for i in range(n)]
-        _write(root, f"moroco/preprocessed/{s}/samples.txt", "".join(f"{x}\t{moroco_text(i, 'RO')}\n" for i, x in enumerate(ids)), monkeypatch)
-        _write(root, f"moroco/preprocessed/{s}/dialect_labels.txt", "".join(f"{x}\t{1 + i % 2}\n" for i, x in enumerate(ids)), monkeypatch)
+        _write(
+            root,
+            f"moroco/preprocessed/{s}/samples.txt",
+            "".join(f"{x}\t{moroco_text(i, 'RO')}\n" for i, x in enumerate(ids)),
+            monkeypatch,
+        )
+        _write(
+            root,
+            f"moroco/preprocessed/{s}/dialect_labels.txt",
+            "".join(f"{x}\t{1 + i % 2}\n" for i, x in enumerate(ids)),
+            monkeypatch,
+        )
 
 
 def write_rosts(root: Path, monkeypatch) -> None:
-    _write(root, "rosts/RO-STS.train.tsv", '5.0\tUn avion decolează.\tUn avion este în curs de decolare.\n'
-           '1.6\tEl spune "da" mereu.\tEa spune "nu.\n3.8\tUn bărbat cântă la un flaut mare.\tUn bărbat cântă la un flaut.\n', monkeypatch)
+    _write(
+        root,
+        "rosts/RO-STS.train.tsv",
+        "5.0\tUn avion decolează.\tUn avion este în curs de decolare.\n"
+        '1.6\tEl spune "da" mereu.\tEa spune "nu.\n'
+        "3.8\tUn bărbat cântă la un flaut mare.\tUn bărbat cântă la un flaut.\n",
+        monkeypatch,
+    )
     _write(root, "rosts/RO-STS.dev.tsv", "2.5\tO femeie taie o ceapă.\tO femeie taie un cartof.\n", monkeypatch)
-    _write(root, "rosts/RO-STS.test.tsv", f"4.0\t{ROSTS_TEST_SENTENCE}\tUn bărbat cântă la chitară.\n0.0\tPisica doarme pe canapea.\tMașina este roșie.\n", monkeypatch)
+    _write(
+        root,
+        "rosts/RO-STS.test.tsv",
+        f"4.0\t{ROSTS_TEST_SENTENCE}\tUn bărbat cântă la chitară.\n0.0\tPisica doarme pe canapea.\tMașina este "
+        "roșie.\n",
+        monkeypatch,
+    )
 
 
 def write_corpus(root: Path) -> None:
-    _write(root, "corpus/eltec-rom/ROM001.txt",
-           "Capitolul întâi începe aici. Era o zi frumoasă şi caldă de vară.\n"
-           f"Atunci a tăcut cineva. {ROSTS_TEST_SENTENCE} Apoi a plecat acasă repede.\n"
-           "Era o zi frumoasă şi caldă de vară.\n"
-           "Bucurescĭ era un oraș mare și vechi.\n")
+    _write(
+        root,
+        "corpus/eltec-rom/ROM001.txt",
+        "Capitolul întâi începe aici. Era o zi frumoasă şi caldă de vară.\n"
+        f"Atunci a tăcut cineva. {ROSTS_TEST_SENTENCE} Apoi a plecat acasă repede.\n"
+        "Era o zi frumoasă şi caldă de vară.\n"
+        "Bucurescĭ era un oraș mare și vechi.\n",
+    )
     _write(root, "corpus/eltec-rom/README.md", "This README line must not appear in the corpus at all.\n")
     _write(root, "corpus/eltec-rom/ELTeC-rom_metadata.tsv", "id\tauthor\ttitle of the metadata file\n")
-    _write(root, "corpus/romaniancorpus/written__stiri_news.txt",
-           "TITLE: Un titlu de știre\nGuvernul a anunţat noi măsuri economice azi.\n\nO femeie taie o ceapă.\nPisica doarme pe canapea.\n")
+    _write(
+        root,
+        "corpus/romaniancorpus/written__stiri_news.txt",
+        "TITLE: Un titlu de știre\nGuvernul a anunţat noi măsuri economice azi.\n\nO femeie taie o ceapă.\nPisica "
+        "doarme pe canapea.\n",
+    )
     _write(root, "corpus/romaniancorpus/INDEX.tsv", "file\tstart\tlines in the index file\n")
 
 

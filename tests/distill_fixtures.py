@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 
-import pytest
 import torch
 
 SENTENCES = [
@@ -39,8 +38,13 @@ def tiny_bert(tokenizer, hidden: int = 32, layers: int = 4, seed: int = 0):
 
     torch.manual_seed(seed)
     cfg = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-        intermediate_size=2 * hidden, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id,
     )
     return BertForMaskedLM(cfg).eval()
 
@@ -49,10 +53,29 @@ def run_config(**overrides):
     from rokd.distill.distiller import DistillRun
 
     base = dict(
-        profile="test", student="distilmulti-bert-base-ro", teachers=["bert-base-ro", "robert-base"], teacher_weights=[0.5, 0.5],
-        teacher_fingerprints={}, strategy="ensemble", temperature=2.0, alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, steps=6,
-        batch_size=4, grad_accum=1, max_length=32, lr=3e-3, warmup_steps=0, weight_decay=0.0, max_grad_norm=5.0,
-        mlm_probability=0.3, smoothed_masking=True, eval_lines=8, seed=1, corpus_sha256="",
+        profile="test",
+        student="distilmulti-bert-base-ro",
+        teachers=["bert-base-ro", "robert-base"],
+        teacher_weights=[0.5, 0.5],
+        teacher_fingerprints={},
+        strategy="ensemble",
+        temperature=2.0,
+        alpha_ce=5.0,
+        alpha_mlm=2.0,
+        alpha_cos=1.0,
+        steps=6,
+        batch_size=4,
+        grad_accum=1,
+        max_length=32,
+        lr=3e-3,
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_grad_norm=5.0,
+        mlm_probability=0.3,
+        smoothed_masking=True,
+        eval_lines=8,
+        seed=1,
+        corpus_sha256="",
     )
     base.update(overrides)
     return DistillRun(**base)

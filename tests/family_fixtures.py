@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-
 ROMANIAN_TEXT = """Ana are mere și pere, iar Ion are prune.
 Casa mare din București este veche și frumoasă.
 Mașinile noi au fost vândute ieri la târg.
@@ -77,8 +76,14 @@ def family_tokenizers() -> dict:
 def tiny_shape(hidden: int = 32, layers: int = 4):
     from rokd.profiles import BertShape
 
-    return BertShape(vocab_size=0, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                     intermediate_size=2 * hidden, max_position_embeddings=64)
+    return BertShape(
+        vocab_size=0,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=64,
+    )
 
 
 def tiny_teacher(kind: str, hidden: int = 32, layers: int = 4, seed: int = 0):

@@ -31,8 +31,14 @@ def synthetic_ids(task: str, n: int) -> np.ndarray:
     return np.array([f"{task}-{i}" for i in range(n)])
 
 
-def write_synthetic_predictions(results: str | Path, tasks=("upos", "xpos", "ner", "sapn", "sar", "di", "sts"),
-                                seeds=(1,), n: int = 40, noise: float = 0.7, controls: bool = True) -> list[Path]:
+def write_synthetic_predictions(
+    results: str | Path,
+    tasks=("upos", "xpos", "ner", "sapn", "sar", "di", "sts"),
+    seeds=(1,),
+    n: int = 40,
+    noise: float = 0.7,
+    controls: bool = True,
+) -> list[Path]:
     """Write prediction files for every model key (and control), task and seed under ``results``; returns the paths."""
     written = []
     models = MODEL_KEYS + (CONTROLS if controls else ())
@@ -51,12 +57,18 @@ def write_synthetic_predictions(results: str | Path, tasks=("upos", "xpos", "ner
                 logits["control-init-only"] = logits["bert-base-ro"] + rng.normal(0, 2 * noise, n)
                 logits["control-random-init"] = gold + rng.normal(0, 1.5, n)
                 for m in models:
-                    p = Predictions(ids=ids, gold=gold, pred=logits[m].astype(np.float32),
-                                    meta={"model": m, "task": task, "seed": seed, "synthetic": True})
+                    p = Predictions(
+                        ids=ids,
+                        gold=gold,
+                        pred=logits[m].astype(np.float32),
+                        meta={"model": m, "task": task, "seed": seed, "synthetic": True},
+                    )
                     written.append(save_predictions(p, predictions_path(results, m, task, seed)))
                 continue
             c = LABELS[task]
-            names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"] if task == "ner" else [f"{task.upper()}{k}" for k in range(c)]
+            names = (
+                ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"] if task == "ner" else [f"{task.upper()}{k}" for k in range(c)]
+            )
             gold = gold_rng.integers(0, c, n)
             # Skewed class prior so top-k agreement matrices have a clear head.
             prior = np.log(np.linspace(3.0, 0.2, c))
@@ -68,13 +80,21 @@ def write_synthetic_predictions(results: str | Path, tasks=("upos", "xpos", "ner
             logits["control-random-init"] = 2.0 * np.eye(c)[gold] + prior + rng.normal(0, 1.5, (n, c))
             for m in models:
                 probs = _softmax(logits[m]).astype(np.float32)
-                p = Predictions(ids=ids, gold=gold, pred=probs.argmax(axis=1), probs=probs, label_names=names,
-                                meta={"model": m, "task": task, "seed": seed, "synthetic": True})
+                p = Predictions(
+                    ids=ids,
+                    gold=gold,
+                    pred=probs.argmax(axis=1),
+                    probs=probs,
+                    label_names=names,
+                    meta={"model": m, "task": task, "seed": seed, "synthetic": True},
+                )
                 written.append(save_predictions(p, predictions_path(results, m, task, seed)))
     return written
 
 
-def write_synthetic_scores(results: str | Path, tasks=("upos", "xpos", "ner", "sapn", "sar", "di", "sts"), seeds=(1,)) -> Path:
+def write_synthetic_scores(
+    results: str | Path, tasks=("upos", "xpos", "ner", "sapn", "sar", "di", "sts"), seeds=(1,)
+) -> Path:
     """A ``scores.csv`` scoring the synthetic predictions with the real metrics of :mod:`rokd.tasks`."""
     from rokd.tasks.metrics import score_predictions
     from rokd.tasks.predictions import load_predictions

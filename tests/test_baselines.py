@@ -54,8 +54,9 @@ def test_majority_and_word_overlap_hand_checked():
 def _tagging_dd():
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
-    feats = Features({"id": Value("string"), "tokens": Sequence(Value("string")),
-                      "labels": Sequence(ClassLabel(names=TAGS))})
+    feats = Features(
+        {"id": Value("string"), "tokens": Sequence(Value("string")), "labels": Sequence(ClassLabel(names=TAGS))}
+    )
 
     def ds(ids, tokens, tags):
         return Dataset.from_dict({"id": ids, "tokens": tokens, "labels": tags}, features=feats)
@@ -76,8 +77,9 @@ def test_tagging_baselines_write_scores_predictions_and_run_records_under_every_
     dd = _tagging_dd()
     lexical = score_baseline(_profile(), "baseline-lexical", "upos", dataset=dd, results_dir=tmp_path, log=None)
     assert lexical["accuracy"] == pytest.approx(2 / 4)
-    majority_scores = score_baseline(_profile(), "baseline-majority", "upos", dataset=dd, results_dir=tmp_path,
-                                     log=None)
+    majority_scores = score_baseline(
+        _profile(), "baseline-majority", "upos", dataset=dd, results_dir=tmp_path, log=None
+    )
     assert majority_scores["accuracy"] == pytest.approx(2 / 4)  # always NOUN: right on Mere and casa
     rows = read_scores(tmp_path / "scores.csv")
     by_seed = {(r["model"], r["seed"], r["metric"]): r["value"] for r in rows}
@@ -112,19 +114,43 @@ def _sentence_dd(task: str):
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
     if task == "sts":
-        feats = Features({"id": Value("string"), "text": Value("string"), "text_pair": Value("string"),
-                          "label": Value("float32")})
-        pairs = [("ana are mere", "ana are mere", 5.0), ("ana are mere", "ion are pere", 2.0),
-                 ("casa mare", "oras mic", 0.0), ("vreme buna", "vreme rea", 2.5), ("bun rau", "bun", 3.0)]
+        feats = Features(
+            {"id": Value("string"), "text": Value("string"), "text_pair": Value("string"), "label": Value("float32")}
+        )
+        pairs = [
+            ("ana are mere", "ana are mere", 5.0),
+            ("ana are mere", "ion are pere", 2.0),
+            ("casa mare", "oras mic", 0.0),
+            ("vreme buna", "vreme rea", 2.5),
+            ("bun rau", "bun", 3.0),
+        ]
     else:
-        feats = Features({"id": Value("string"), "text": Value("string"), "text_pair": Value("string"),
-                          "label": ClassLabel(names=["negative", "positive"])})
-        pairs = [("produs excelent bun", "", 1), ("excelent foarte bun", "", 1), ("bun excelent", "", 1),
-                 ("groaznic rau", "", 0), ("foarte rau groaznic", "", 0)]
+        feats = Features(
+            {
+                "id": Value("string"),
+                "text": Value("string"),
+                "text_pair": Value("string"),
+                "label": ClassLabel(names=["negative", "positive"]),
+            }
+        )
+        pairs = [
+            ("produs excelent bun", "", 1),
+            ("excelent foarte bun", "", 1),
+            ("bun excelent", "", 1),
+            ("groaznic rau", "", 0),
+            ("foarte rau groaznic", "", 0),
+        ]
 
     def ds(prefix, rows):
-        return Dataset.from_dict({"id": [f"{prefix}{i}" for i in range(len(rows))], "text": [r[0] for r in rows],
-                                  "text_pair": [r[1] for r in rows], "label": [r[2] for r in rows]}, features=feats)
+        return Dataset.from_dict(
+            {
+                "id": [f"{prefix}{i}" for i in range(len(rows))],
+                "text": [r[0] for r in rows],
+                "text_pair": [r[1] for r in rows],
+                "label": [r[2] for r in rows],
+            },
+            features=feats,
+        )
 
     return DatasetDict(train=ds("a", pairs), validation=ds("b", pairs), test=ds("c", pairs[::-1]))
 
@@ -157,8 +183,9 @@ def test_sts_baselines(tmp_path):
     run = run_baseline("baseline-lexical", "sts", dd, None, None)
     val = run.details["validation_pearson"]
     assert set(val) == {"jaccard", "tfidf_cosine"} and run.details["similarity"] == max(val, key=val.get)
-    assert not math.isnan(score_baseline(_profile((3,)), "baseline-lexical", "sts", dataset=dd, results_dir=tmp_path,
-                                         log=None)["pearson"])
+    assert not math.isnan(
+        score_baseline(_profile((3,)), "baseline-lexical", "sts", dataset=dd, results_dir=tmp_path, log=None)["pearson"]
+    )
 
 
 def test_unknown_baseline_or_task_is_a_clear_error():

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-
 from distill_fixtures import tiny_bert, tokenizers
 
 from rokd.models.registry import CONTROLS, resolve
@@ -56,8 +55,10 @@ def test_random_init_control_has_the_teachers_architecture_and_tokenizer_but_not
     assert AutoTokenizer.from_pretrained(out).get_vocab() == AutoTokenizer.from_pretrained(teacher_dir).get_vocab()
     weights, t_weights = _weights(out), _weights(teacher_dir)
     assert set(weights) == set(t_weights)
-    assert not torch.equal(weights["bert.encoder.layer.0.attention.self.query.weight"],
-                           t_weights["bert.encoder.layer.0.attention.self.query.weight"])
+    assert not torch.equal(
+        weights["bert.encoder.layer.0.attention.self.query.weight"],
+        t_weights["bert.encoder.layer.0.attention.self.query.weight"],
+    )
     assert AutoModelForMaskedLM.from_pretrained(out).config.num_hidden_layers == 4
     record = json.loads((out / "control.json").read_text())
     assert record["built_from"] == "bert-base-ro" and record["seed"] == 13  # smoke's teachers.seed
@@ -99,7 +100,7 @@ def test_fine_tuning_resolves_and_builds_a_control(saved_teacher):
 
     resolved = resolve_model("control-random-init", load_profile("smoke"))
     assert resolved.name == "control-random-init"
-    assert (resolved.name_or_path.endswith("controls/control-random-init"))
+    assert resolved.name_or_path.endswith("controls/control-random-init")
     assert (saved_teacher[1].parent.parent / "controls" / "control-random-init" / "config.json").is_file()
 
 

@@ -10,15 +10,24 @@ import json
 import threading
 from pathlib import Path
 
+import data_fixtures as fx
 import datasets
 import pytest
 
-import data_fixtures as fx
 from rokd.data import (
-    DATASETS, TASK_DATASET, TASKS, ChecksumError, DataError, DataFormatError, MissingDataError, is_tagging,
-    label_names, load_task, split_provenance,
+    DATASETS,
+    TASK_DATASET,
+    TASKS,
+    ChecksumError,
+    DataError,
+    DataFormatError,
+    MissingDataError,
+    is_tagging,
+    label_names,
+    load_task,
+    sources,
+    split_provenance,
 )
-from rokd.data import sources
 from rokd.data.normalize import diacritic_style, normalize_diacritics
 from rokd.data.splits import stratified_split
 
@@ -37,6 +46,7 @@ def mirror(tmp_path, monkeypatch) -> Path:
 
 
 # ------------------------------------------------------------------ constants and normalizer
+
 
 def test_contract_constants():
     assert TASKS == ("upos", "xpos", "ner", "sapn", "sar", "di", "sts")
@@ -66,6 +76,7 @@ def test_stratified_split_is_deterministic_and_proportional():
 
 
 # ------------------------------------------------------------------ loaders
+
 
 def test_rrt_upos_xpos(mirror):
     up, xp = load_task("upos", data_dir=mirror), load_task("xpos", data_dir=mirror)
@@ -113,12 +124,20 @@ def test_laroseda_sapn_sar(mirror):
     assert len(sapn["test"]) == 4 and len(sapn["train"]) + len(sapn["validation"]) == 36
     assert not set(sapn["test"]["id"]) & (set(sapn["train"]["id"]) | set(sapn["validation"]["id"]))
     row = sar["test"][0]
-    assert row["id"] == "laroseda-1" and row["text"] == "Titlu 1. produsul numărul 1 este ok sau nu" and row["text_pair"] == ""
+    assert (
+        row["id"] == "laroseda-1"
+        and row["text"] == "Titlu 1. produsul numărul 1 este ok sau nu"
+        and row["text_pair"] == ""
+    )
     # SAPN and SAR agree: stars 1,2 -> negative, 4,5 -> positive
     for a, b in zip(sapn["train"], sar["train"]):
         assert a["id"] == b["id"] and a["label"] == (1 if label_names(sar)[b["label"]] in ("4", "5") else 0)
     prov = split_provenance(sapn)
-    assert (prov["train"]["kind"], prov["validation"]["kind"], prov["test"]["kind"]) == ("rebuilt", "substitute", "official")
+    assert (prov["train"]["kind"], prov["validation"]["kind"], prov["test"]["kind"]) == (
+        "rebuilt",
+        "substitute",
+        "official",
+    )
     assert len(set(sar["validation"]["label"])) == 4  # stratified by star: every star in the dev split
 
 
@@ -179,13 +198,20 @@ def test_summary_cli_json(mirror, capsys):
     assert main(["data", "summary", "--json", "--data-dir", str(mirror)]) == 0
     table = json.loads(capsys.readouterr().out)
     assert set(table) == set(TASKS)
-    assert table["sts"]["test"] == {"dataset": "rosts", "n": 2, "kind": "official", "source": "mirror:rosts/RO-STS.test.tsv", "note": ""}
+    assert table["sts"]["test"] == {
+        "dataset": "rosts",
+        "n": 2,
+        "kind": "official",
+        "source": "mirror:rosts/RO-STS.test.tsv",
+        "note": "",
+    }
     assert table["ner"]["train"]["kind"] == "substitute"
     assert main(["data", "summary", "--data-dir", str(mirror)]) == 0
     assert "substitute" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------ bad input
+
 
 def test_missing_file_names_path_env_and_fix(mirror):
     (mirror / "rosts/RO-STS.test.tsv").unlink()
@@ -259,6 +285,7 @@ def test_malformed_tsv_names_file_and_line(mirror, monkeypatch):
 
 
 # ------------------------------------------------------------------ download path
+
 
 @pytest.fixture
 def http_root(tmp_path, monkeypatch):
@@ -360,6 +387,7 @@ def test_pinned_sizes_match_the_manifest():
 
 # ------------------------------------------------------------------ corpus
 
+
 def _lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines()
 
@@ -378,15 +406,15 @@ def test_corpus_has_no_validation_or_test_text(mirror, tmp_path):
                 texts = [" ".join(ex["tokens"])] if "tokens" in ex else [ex["text"], ex["text_pair"]]
                 for t in texts:
                     eval_keys |= {line_key(s) for s in split_sentences(t)} | {line_key(t)}
-    assert not {line_key(l) for l in out} & eval_keys
+    assert not {line_key(ln) for ln in out} & eval_keys
     assert fx.ROSTS_TEST_SENTENCE not in out and "O femeie taie o ceapă." not in out
     assert stats["dropped"]["blocked_eval_sentences"] >= 3
     # train text of the tasks is in, the corpus files' text is in, normalized; README/INDEX/metadata are not
     assert "Un avion este în curs de decolare." in out and "Ea știe ." in out
     assert "Era o zi frumoasă și caldă de vară." in out and "Bucuresci era un oraș mare și vechi." in out
     assert out.count("Era o zi frumoasă și caldă de vară.") == 1 and stats["dropped"]["duplicates"] >= 1
-    assert not any("README" in l or "index file" in l or "metadata" in l or l.startswith("TITLE:") for l in out)
-    assert not any(c in l for l in out for c in "şţŞŢĭ")
+    assert not any("README" in ln or "index file" in ln or "metadata" in ln or ln.startswith("TITLE:") for ln in out)
+    assert not any(c in ln for ln in out for c in "şţŞŢĭ")
 
 
 def test_corpus_is_deterministic_and_capped(mirror, tmp_path):

@@ -12,13 +12,16 @@ import pytest
 
 from rokd.data import TASKS, label_names, load_task, split_provenance
 
+pytestmark = pytest.mark.mirror
+
 
 @pytest.fixture(scope="module")
 def mirror() -> Path:
     value = os.environ.get("ROKD_DATA_DIR")
     if not value or not Path(value).is_dir():
         pytest.fail(
-            f"ROKD_DATA_DIR is {'unset' if not value else repr(value) + ' (not a directory)'}: these tests check the real data. "
+            f"ROKD_DATA_DIR is {'unset' if not value else repr(value) + ' (not a directory)'}: these tests check the "
+            "real data. "
             "Set ROKD_DATA_DIR to the data mirror (e.g. ../shared/data, layout of MANIFEST.md), as .ci/run does."
         )
     return Path(value)
@@ -83,7 +86,11 @@ def test_real_corpus_slice_has_no_eval_text(mirror, tmp_path):
     for task in TASKS:
         dd = load_task(task, data_dir=mirror)
         for split in ("validation", "test"):
-            texts = [" ".join(t) for t in dd[split]["tokens"]] if "tokens" in dd[split].column_names else list(dd[split]["text"]) + list(dd[split]["text_pair"])
+            texts = (
+                [" ".join(t) for t in dd[split]["tokens"]]
+                if "tokens" in dd[split].column_names
+                else list(dd[split]["text"]) + list(dd[split]["text_pair"])
+            )
             for t in texts:
                 eval_keys |= {line_key(s) for s in split_sentences(t)}
     eval_keys.discard(line_key(""))

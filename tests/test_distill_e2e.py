@@ -4,9 +4,8 @@ loading, summary with coverage, idempotence, and the CLI."""
 import json
 
 import pytest
-from transformers import AutoModelForMaskedLM, AutoTokenizer
-
 from distill_fixtures import SENTENCES, tiny_bert, tokenizers
+from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -45,7 +44,9 @@ def tiny_world(tmp_path, monkeypatch):
     import rokd.models.teachers as teachers_mod
 
     monkeypatch.setattr(teachers_mod, "corpus_files", lambda prof: (train, heldout))
-    monkeypatch.setattr(teachers_mod, "build_teachers", lambda prof, keys=None, **kw: {k: folders[k] for k in (keys or folders)})
+    monkeypatch.setattr(
+        teachers_mod, "build_teachers", lambda prof, keys=None, **kw: {k: folders[k] for k in (keys or folders)}
+    )
     return profile, tmp_path
 
 
@@ -56,7 +57,14 @@ def test_distill_student_end_to_end(tiny_world):
     messages = []
     out = distill_student(profile, "distilmulti-bert-base-ro", progress=False, log=messages.append)
     assert out == root / "artifacts" / "tinytest" / "students" / "distilmulti-bert-base-ro"
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "train_log.jsonl", "distill_config.json", "summary.json"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "train_log.jsonl",
+        "distill_config.json",
+        "summary.json",
+    ):
         assert (out / name).is_file(), name
     assert not (out.parent / (out.name + ".work")).exists()  # checkpoints removed after success
     model = AutoModelForMaskedLM.from_pretrained(out)
@@ -66,7 +74,10 @@ def test_distill_student_end_to_end(tiny_world):
 
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4]
-    assert all(k in log[0] for k in ("loss", "ce", "mlm", "cos", "lr", "tokens_per_s", "peak_mem_mb", "stat_coverage.robert-base"))
+    assert all(
+        k in log[0]
+        for k in ("loss", "ce", "mlm", "cos", "lr", "tokens_per_s", "peak_mem_mb", "stat_coverage.robert-base")
+    )
     summary = json.loads((out / "summary.json").read_text())
     cov = summary["coverage"]["robert-base"]
     assert 0 < cov["masked_positions_covered"] <= 1 and 0 < cov["mapped_probability_mass"] <= 1
@@ -82,8 +93,13 @@ def test_distill_student_end_to_end(tiny_world):
     assert distill_student(profile, "distilmulti-bert-base-ro", progress=False, log=messages.append) == out
     assert any("up to date" in m for m in messages)
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp
-    distill_student(profile, "distilmulti-bert-base-ro", DistillOverrides(temperature=3.0, steps=2), progress=False,
-                    log=messages.append)
+    distill_student(
+        profile,
+        "distilmulti-bert-base-ro",
+        DistillOverrides(temperature=3.0, steps=2),
+        progress=False,
+        log=messages.append,
+    )
     assert json.loads((out / "distill_config.json").read_text())["temperature"] == 3.0
 
 
@@ -205,11 +221,13 @@ def test_the_learning_curve_is_logged_without_changing_the_run(tiny_world):
     profile, root = tiny_world
     prof = load_profile(profile)
     quick = DistillOverrides(steps=3)
-    plain = distill_student(prof, "distil-bert-base-ro", quick, progress=False, log=lambda *_: None,
-                            output_dir=root / "plain")
+    plain = distill_student(
+        prof, "distil-bert-base-ro", quick, progress=False, log=lambda *_: None, output_dir=root / "plain"
+    )
     curved = replace(prof, distill=replace(prof.distill, curve_every=2, curve_lines=5))
-    with_curve = distill_student(curved, "distil-bert-base-ro", quick, progress=False, log=lambda *_: None,
-                                 output_dir=root / "curve")
+    with_curve = distill_student(
+        curved, "distil-bert-base-ro", quick, progress=False, log=lambda *_: None, output_dir=root / "curve"
+    )
     log = [json.loads(line) for line in (with_curve / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "eval_heldout_mlm_accuracy" in r] == [2, 3]
     assert all(0.0 <= r["eval_heldout_mlm_accuracy"] <= 1.0 for r in log if "eval_heldout_mlm_accuracy" in r)

@@ -3,7 +3,6 @@ word and sub-word alignment between two tokenizations of the same text."""
 
 import pytest
 import torch
-
 from distill_fixtures import tokenizers
 
 from rokd import mlm
@@ -83,10 +82,12 @@ def test_cross_tokenizer_batch_masks_the_same_words_and_aligns_subwords():
     s_labels, t_labels = batch["labels"], batch["robert-base.labels"]
     for b, text in enumerate(texts):
         ex_s, ex_t = s[b], t[b]
+
         # Characters of the words masked in each tokenization: the same set.
         def masked_chars(ex, labels):
             spans = [tuple(ex["char_spans"][i]) for i in range(len(ex["input_ids"])) if labels[b, i] != -100]
             return {c for a, e in spans for c in range(a, e)}
+
         assert masked_chars(ex_s, s_labels) == masked_chars(ex_t, t_labels)
         assert masked_chars(ex_s, s_labels)  # something was masked
         # Each masked teacher sub-word follows its word's action in the student: [MASK] -> the teacher's own
@@ -94,7 +95,11 @@ def test_cross_tokenizer_batch_masks_the_same_words_and_aligns_subwords():
         t_in = batch["robert-base.input_ids"][b]
         for pt in (t_labels[b] != -100).nonzero().flatten().tolist():
             a, e = ex_t["char_spans"][pt].tolist()
-            ps = next(i for i, (sa, se) in enumerate(ex_s["char_spans"].tolist()) if ex_s["word_ids"][i] >= 0 and sa < e and a < se)
+            ps = next(
+                i
+                for i, (sa, se) in enumerate(ex_s["char_spans"].tolist())
+                if ex_s["word_ids"][i] >= 0 and sa < e and a < se
+            )
             action = int(batch["word_actions"][b, int(ex_s["word_ids"][ps])])
             if action == mlm.ACTION_MASK:
                 assert int(t_in[pt]) == uncased.mask_token_id

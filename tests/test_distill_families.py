@@ -7,12 +7,16 @@ import itertools
 import numpy as np
 import pytest
 import torch
-
 from family_fixtures import HELDOUT, KINDS, ROMANIAN_TEXT, family_tokenizers, tiny_teacher
 
 from rokd import mlm
 from rokd.distill.batching import (
-    CrossTokenizerView, DistillCollator, PairedLines, assign_student_words, one_to_one_rows, unique_spans,
+    CrossTokenizerView,
+    DistillCollator,
+    PairedLines,
+    assign_student_words,
+    one_to_one_rows,
+    unique_spans,
 )
 from rokd.distill.ensemble import VocabularyMap
 from rokd.distill.vocab import WORDPIECE, TokenizerFamily, TokenizerFamilyError, surface_form, tokenizer_family
@@ -27,7 +31,11 @@ def test_tokenizer_family_is_read_from_the_pipeline():
     toks = family_tokenizers()
     fams = {k: tokenizer_family(t) for k, t in toks.items()}
     assert {k: f.kind for k, f in fams.items()} == {
-        "bert-cased": "wordpiece", "bert-uncased": "wordpiece", "xlm-roberta": "sentencepiece", "roberta": "byte-bpe"}
+        "bert-cased": "wordpiece",
+        "bert-uncased": "wordpiece",
+        "xlm-roberta": "sentencepiece",
+        "roberta": "byte-bpe",
+    }
     assert [fams[k].uncased for k in KINDS] == [False, True, False, False]
     assert not any(f.strips_accents for f in fams.values())  # RoBERT-style: lower-cased, diacritics kept
     assert fams["bert-cased"].continuation == "##" and fams["xlm-roberta"].word_start == "▁"
@@ -39,20 +47,23 @@ def test_tokenizer_family_is_read_from_the_pipeline():
         tokenizer_family(Slow())
 
 
-@pytest.mark.parametrize("token, family, expected", [
-    ("casa", WORDPIECE, ("casa", True)),
-    ("##sa", WORDPIECE, ("sa", False)),
-    ("##", WORDPIECE, ("##", True)),
-    ("▁casa", SP, ("casa", True)),
-    ("sa", SP, ("sa", False)),
-    ("▁", SP, None),  # a lone marker stands for no character
-    ("ĠCasa", BYTE, ("Casa", True)),
-    ("PreÈĻ", BYTE, ("Preș", False)),  # the byte alphabet decoded to UTF-8
-    ("Å", BYTE, None),  # the first byte of a two-byte character
-    ("ÅŀtefÄĥ", BYTE, ("Ștefă", False)),  # cedilla Ş (from its bytes) -> comma-below Ș
-    ("ţară", WORDPIECE, ("țară", True)),
-    ("e\u0301", WORDPIECE, ("é", True)),  # NFC
-])
+@pytest.mark.parametrize(
+    "token, family, expected",
+    [
+        ("casa", WORDPIECE, ("casa", True)),
+        ("##sa", WORDPIECE, ("sa", False)),
+        ("##", WORDPIECE, ("##", True)),
+        ("▁casa", SP, ("casa", True)),
+        ("sa", SP, ("sa", False)),
+        ("▁", SP, None),  # a lone marker stands for no character
+        ("ĠCasa", BYTE, ("Casa", True)),
+        ("PreÈĻ", BYTE, ("Preș", False)),  # the byte alphabet decoded to UTF-8
+        ("Å", BYTE, None),  # the first byte of a two-byte character
+        ("ÅŀtefÄĥ", BYTE, ("Ștefă", False)),  # cedilla Ş (from its bytes) -> comma-below Ș
+        ("ţară", WORDPIECE, ("țară", True)),
+        ("e\u0301", WORDPIECE, ("é", True)),  # NFC
+    ],
+)
 def test_surface_form_hand_checked(token, family, expected):
     assert surface_form(token, family) == expected
 
@@ -71,8 +82,9 @@ def test_vocabulary_map_across_families_hand_checked():
     # in one and not in the other.
     student = {"[PAD]": 0, "[MASK]": 1, "casa": 2, "##sa": 3, "sa": 4, ".": 5, "Casa": 6}
     teacher = {"<pad>": 0, "<mask>": 1, "▁casa": 2, "sa": 3, "▁sa": 4, ".": 5, "▁.": 6, "mere": 7}
-    vm = VocabularyMap(student, teacher, student_family=WORDPIECE, teacher_family=SP,
-                       student_special=ROLES, teacher_special=ROLES)
+    vm = VocabularyMap(
+        student, teacher, student_family=WORDPIECE, teacher_family=SP, student_special=ROLES, teacher_special=ROLES
+    )
     assert not vm.fold_case  # both cased: Casa has no counterpart
     assert vm.target.tolist() == [0, 1, 2, 3, 4, 6, -1]  # same-form edges: "." (start) <- "▁." (start)
     p = torch.tensor([[0.0, 0.0, 0.1, 0.2, 0.3, 0.15, 0.05, 0.2]])
@@ -96,8 +108,12 @@ def test_vocabulary_map_across_families_hand_checked():
 def test_vocabulary_map_uncased_student_takes_every_cased_form():
     student = {"[PAD]": 0, "casa": 1, "##sa": 2}
     teacher = {"[PAD]": 0, "Casa": 1, "casa": 2, "CASA": 3, "##sa": 4}
-    vm = VocabularyMap(student, teacher, student_family=TokenizerFamily("wordpiece", continuation="##", uncased=True),
-                       teacher_family=WORDPIECE)
+    vm = VocabularyMap(
+        student,
+        teacher,
+        student_family=TokenizerFamily("wordpiece", continuation="##", uncased=True),
+        teacher_family=WORDPIECE,
+    )
     assert vm.fold_case
     p = torch.tensor([[0.0, 0.3, 0.2, 0.1, 0.4]])
     mapped, mass = vm.map_probs(p)
@@ -170,9 +186,11 @@ def test_coverage_of_masked_positions_for_every_family_pair(s_kind, t_kind):
     aligned, coverage = pair_coverage(s_kind, t_kind)
     _, legacy = pair_coverage(s_kind, t_kind, legacy=True)
     _, heldout = pair_coverage(s_kind, t_kind, texts=HELDOUT)
-    print(f"\n{s_kind} student <- {t_kind} teacher: {coverage:.1%} of the masked positions map "
-          f"({aligned:.1%} aligned; held-out sentences alone {heldout:.1%}); "
-          f"exact / lower-cased string match: {legacy:.1%}")
+    print(
+        f"\n{s_kind} student <- {t_kind} teacher: {coverage:.1%} of the masked positions map "
+        f"({aligned:.1%} aligned; held-out sentences alone {heldout:.1%}); "
+        f"exact / lower-cased string match: {legacy:.1%}"
+    )
     assert coverage >= 0.5
     assert coverage == pytest.approx(aligned)  # every one-to-one position's tokens correspond through the map
     toks = family_tokenizers()
@@ -180,8 +198,9 @@ def test_coverage_of_masked_positions_for_every_family_pair(s_kind, t_kind):
         assert legacy < coverage - 0.25  # markers and the byte alphabet not understood: word starts lost
 
 
-@pytest.mark.parametrize("s_kind, t_kind", [("bert-uncased", "xlm-roberta"), ("roberta", "bert-cased"),
-                                            ("xlm-roberta", "bert-cased")])
+@pytest.mark.parametrize(
+    "s_kind, t_kind", [("bert-uncased", "xlm-roberta"), ("roberta", "bert-cased"), ("xlm-roberta", "bert-cased")]
+)
 def test_a_word_split_differently_is_aligned_or_abstains(s_kind, t_kind):
     word = "Magazinul"  # held out: the tokenizers never saw it, each cuts it its own way
     text = [f"{word} se închide la ora zece seara."]
@@ -192,8 +211,9 @@ def test_a_word_split_differently_is_aligned_or_abstains(s_kind, t_kind):
     s_pos = (batch["labels"] != -100).nonzero().tolist()
     t_pos = (batch["t.labels"] != -100).nonzero().tolist()
     rows = batch["t.row_of_student_row"].tolist()
-    in_word = [i for i, (_, p) in enumerate(s_pos)
-               if s[0]["char_spans"][p][1] <= len(word) and s[0]["word_ids"][p] >= 0]
+    in_word = [
+        i for i, (_, p) in enumerate(s_pos) if s[0]["char_spans"][p][1] <= len(word) and s[0]["word_ids"][p] >= 0
+    ]
     assert in_word
     outcomes = []
     for i in in_word:
@@ -238,10 +258,14 @@ def test_same_architecture_student_copies_alternate_layers(kind):
         make_student(teacher, layers=[2, 1])
 
 
-@pytest.mark.parametrize("model_type, layer_list", [
-    ("electra", "electra.encoder.layer"), ("camembert", "roberta.encoder.layer"),
-    ("distilbert", "distilbert.transformer.layer"),
-])
+@pytest.mark.parametrize(
+    "model_type, layer_list",
+    [
+        ("electra", "electra.encoder.layer"),
+        ("camembert", "roberta.encoder.layer"),
+        ("distilbert", "distilbert.transformer.layer"),
+    ],
+)
 def test_student_table_covers_other_encoder_families(model_type, layer_list):
     from transformers import AutoConfig, AutoModelForMaskedLM
 
@@ -249,8 +273,11 @@ def test_student_table_covers_other_encoder_families(model_type, layer_list):
     from rokd.distill.student import make_student
 
     torch.manual_seed(0)
-    kw = dict(n_layers=4, dim=32, n_heads=2, hidden_dim=64) if model_type == "distilbert" else dict(
-        num_hidden_layers=4, hidden_size=32, num_attention_heads=2, intermediate_size=64)
+    kw = (
+        dict(n_layers=4, dim=32, n_heads=2, hidden_dim=64)
+        if model_type == "distilbert"
+        else dict(num_hidden_layers=4, hidden_size=32, num_attention_heads=2, intermediate_size=64)
+    )
     config = AutoConfig.for_model(model_type, vocab_size=50, max_position_embeddings=40, **kw)
     teacher = AutoModelForMaskedLM.from_config(config)
     student = make_student(teacher)
@@ -266,8 +293,11 @@ def test_unknown_family_is_a_clear_error():
 
     from rokd.distill.student import make_student
 
-    teacher = AutoModelForMaskedLM.from_config(AutoConfig.for_model(
-        "albert", vocab_size=30, hidden_size=16, num_attention_heads=2, intermediate_size=32, embedding_size=8))
+    teacher = AutoModelForMaskedLM.from_config(
+        AutoConfig.for_model(
+            "albert", vocab_size=30, hidden_size=16, num_attention_heads=2, intermediate_size=32, embedding_size=8
+        )
+    )
     with pytest.raises(ValueError, match="no student recipe for a 'albert' teacher.*STUDENT_BUILDERS"):
         make_student(teacher)
 
@@ -279,6 +309,10 @@ def test_alignment_example_table_for_two_families():
     table = alignment_example("Magazinul din București este mare.", toks["bert-cased"], toks["xlm-roberta"])
     assert table["word"].tolist() == ["Magazinul", "din", "București", "este", "mare", "."]
     row = table.set_index("word").loc["din"]
-    assert row["teacher sub-words"] == "▁din" and row["aligned one-to-one"] == "1/1" and row["vocabulary map hits"] == "din"
+    assert (
+        row["teacher sub-words"] == "▁din"
+        and row["aligned one-to-one"] == "1/1"
+        and row["vocabulary map hits"] == "din"
+    )
     aligned, total = map(int, table.set_index("word").loc["Magazinul", "aligned one-to-one"].split("/"))
     assert aligned < total  # cut differently: some pieces abstain

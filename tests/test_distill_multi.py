@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-
 from distill_fixtures import SENTENCES, run_config, tiny_bert, tokenizers
 
 from rokd.distill.distiller import build_setup, make_step_fn, trainer_config
@@ -32,7 +31,16 @@ def test_multi_teacher_step_runs_and_reports_coverage():
     assert isinstance(setup.net.projections["robert-base"], torch.nn.Linear)  # widths differ: learned projection
     batch = next(setup.batches)
     terms = make_step_fn(setup.adaptors, run)(setup.net, batch)
-    assert set(terms) >= {"loss", "ce", "mlm", "cos", "cos.bert-base-ro", "cos.robert-base", "stat_coverage.robert-base", "stat_mapped_mass.robert-base"}
+    assert set(terms) >= {
+        "loss",
+        "ce",
+        "mlm",
+        "cos",
+        "cos.bert-base-ro",
+        "cos.robert-base",
+        "stat_coverage.robert-base",
+        "stat_mapped_mass.robert-base",
+    }
     assert all(math.isfinite(float(v.detach())) for v in terms.values())
     assert 0.0 < float(terms["stat_coverage.robert-base"]) <= 1.0
     assert 0.0 < float(terms["stat_mapped_mass.robert-base"]) <= 1.0

@@ -36,7 +36,9 @@ def test_gold_hybrid_hand_computed():
     # GOLD's adaptive weights: 2 matched / 4 teacher tokens -> 0.5 / 0.5
     matched, unmatched = 0.75 * math.log(1.25), 0.4
     assert S.gold_hybrid_rows(q, p, s_ids, t_ids).item() == pytest.approx(0.5 * matched + 0.5 * unmatched, abs=1e-6)
-    assert S.gold_hybrid_rows(q, p, s_ids, t_ids, 0.6, 0.4).item() == pytest.approx(0.6 * matched + 0.4 * unmatched, abs=1e-6)
+    assert S.gold_hybrid_rows(q, p, s_ids, t_ids, 0.6, 0.4).item() == pytest.approx(
+        0.6 * matched + 0.4 * unmatched, abs=1e-6
+    )
     # beta = 1 is the reverse KL on the matched part: .2 ln(.2/.25) + .4 ln(.4/.5) = .6 ln .8
     rev = S.gold_hybrid_rows(q, p, s_ids, t_ids, 1.0, 0.0, beta=1.0).item()
     assert rev == pytest.approx(0.6 * math.log(0.8), abs=1e-6)
@@ -52,13 +54,15 @@ def test_projection_matrix_from_string_rules():
     vm = VocabularyMap(STUDENT, TEACHER)
     assert vm.target.tolist() == [0, 1, 1, -1, -1]  # "ab" and "##q" have no counterpart
     m = S.projection_matrix(STUDENT, TEACHER, vm).to_dense()
-    expected = torch.tensor([
-        [1.0, 0, 0, 0],  # [UNK] -> [UNK] (exact)
-        [0, 1.0, 0, 0],  # a -> a
-        [0, 1.0, 0, 0],  # A -> a (lower-cased counterpart)
-        [0, 10 / 11, 0, 1 / 11],  # ab -> a + ##b, X-Token's weights .9, .09 normalised
-        [1.0, 0, 0, 0],  # ##q: no piece for "q" in the teacher's vocabulary -> [UNK]
-    ])
+    expected = torch.tensor(
+        [
+            [1.0, 0, 0, 0],  # [UNK] -> [UNK] (exact)
+            [0, 1.0, 0, 0],  # a -> a
+            [0, 1.0, 0, 0],  # A -> a (lower-cased counterpart)
+            [0, 10 / 11, 0, 1 / 11],  # ab -> a + ##b, X-Token's weights .9, .09 normalised
+            [1.0, 0, 0, 0],  # ##q: no piece for "q" in the teacher's vocabulary -> [UNK]
+        ]
+    )
     assert torch.allclose(m, expected)
     assert torch.allclose(m.sum(1), torch.ones(5))  # row-stochastic: no student token is left without a row
     assert S.piece_weights(3) == pytest.approx([0.9 / 0.999, 0.09 / 0.999, 0.009 / 0.999])
@@ -106,7 +110,9 @@ def test_kl_rows_is_the_row_form_of_the_distilbert_term():
     z = torch.randn(4, 5)
     p = torch.softmax(torch.randn(4, 5), -1)
     p[1, 2] = 0.0
-    assert S.kl_rows(z, p, 2.0).mean().item() == pytest.approx(soft_target_kl(z, p, 2.0, teacher_is_probs=True).item(), rel=1e-6)
+    assert S.kl_rows(z, p, 2.0).mean().item() == pytest.approx(
+        soft_target_kl(z, p, 2.0, teacher_is_probs=True).item(), rel=1e-6
+    )
 
 
 def test_edit_distance_and_min_edit_vocabulary_map():
@@ -164,7 +170,15 @@ def test_diagnostics_hand_computed():
 
 
 def test_registry_aliases_and_selection():
-    assert list(S.STRATEGIES) == ["span-map", "uld", "gold-hybrid", "projection", "min-edit", "hidden-only", "cased-only"]
+    assert list(S.STRATEGIES) == [
+        "span-map",
+        "uld",
+        "gold-hybrid",
+        "projection",
+        "min-edit",
+        "hidden-only",
+        "cased-only",
+    ]
     assert S.canonical_name("ensemble") == "span-map" and S.get_strategy("ensemble").name == "span-map"
     with pytest.raises(KeyError, match="unknown strategy"):
         S.get_strategy("majority")
@@ -224,7 +238,9 @@ def test_span_map_soft_term_is_unchanged():
     expected = soft_target_kl(logits[valid], soft[valid], run.temperature, teacher_is_probs=True)
     assert torch.equal(terms["ce"].detach(), expected)  # bit-identical to the pre-strategy objective
     assert float(terms["stat_unmatched_target_mass.robert-base"]) == 0.0  # span-map never targets unmatched tokens
-    assert float(terms["stat_strategy_coverage.robert-base"]) == pytest.approx(float(terms["stat_coverage.robert-base"]))
+    assert float(terms["stat_strategy_coverage.robert-base"]) == pytest.approx(
+        float(terms["stat_coverage.robert-base"])
+    )
 
 
 def test_min_edit_target_joins_the_average():
@@ -235,7 +251,9 @@ def test_min_edit_target_joins_the_average():
     plain, cross = setup.adaptors
     targets, soft, valid = teacher_targets(setup.adaptors, batch, run.temperature, [plain.name])
     ctx = {cross.name: cross.context}
-    step, soft2, valid2 = strategy_step(S.STRATEGIES["min-edit"], setup.adaptors, ctx, batch, targets, soft, valid, run.temperature)
+    step, soft2, valid2 = strategy_step(
+        S.STRATEGIES["min-edit"], setup.adaptors, ctx, batch, targets, soft, valid, run.temperature
+    )
     rows = S.cross_rows(S.STRATEGIES["min-edit"], cross.context, batch, targets[cross.name], cross.weight)
     assert len(rows.student_rows) > 0 and valid2.all()
     assert torch.allclose(rows.teacher_probs.sum(-1), torch.ones(len(rows.student_rows)), atol=1e-5)  # nothing lost
@@ -257,7 +275,9 @@ def test_loss_strategy_combines_teachers_row_by_row():
     rows = S.cross_rows(S.STRATEGIES["uld"], cross.context, batch, targets[cross.name], cross.weight)
     torch.manual_seed(3)
     z = torch.randn(soft.shape)
-    got = S.loss_strategy_ce(S.STRATEGIES["uld"], z, soft, plain.weight, [rows], {cross.name: cross.context}, run.temperature)
+    got = S.loss_strategy_ce(
+        S.STRATEGIES["uld"], z, soft, plain.weight, [rows], {cross.name: cross.context}, run.temperature
+    )
     per_row = S.kl_rows(z, soft, run.temperature)
     uld = S.sorted_l1_rows(torch.softmax(z / run.temperature, -1)[rows.student_rows], rows.teacher_probs)
     per_row[rows.student_rows] = 0.5 * per_row[rows.student_rows] + 0.5 * uld
@@ -279,14 +299,24 @@ def test_every_strategy_distils(strategy, tmp_path):
         seen.append({k: float(v.detach()) for k, v in terms.items()})
         return terms
 
-    train(setup.net, logged, setup.batches, trainer_config(run, tmp_path, "cpu", progress=False),
-          frozen_modules=[a.model for a in setup.adaptors])
+    train(
+        setup.net,
+        logged,
+        setup.batches,
+        trainer_config(run, tmp_path, "cpu", progress=False),
+        frozen_modules=[a.model for a in setup.adaptors],
+    )
     assert len(seen) == 3
     for t in seen:
         assert all(math.isfinite(t[k]) for k in ("loss", "ce", "mlm", "cos"))
-        for key in ("stat_strategy_coverage.robert-base", "stat_unmatched_student_mass.robert-base",
-                    "stat_top1_agreement.bert-base-ro", "stat_kl.bert-base-ro", "stat_top1_agreement.robert-base",
-                    "stat_kl.robert-base"):
+        for key in (
+            "stat_strategy_coverage.robert-base",
+            "stat_unmatched_student_mass.robert-base",
+            "stat_top1_agreement.bert-base-ro",
+            "stat_kl.bert-base-ro",
+            "stat_top1_agreement.robert-base",
+            "stat_kl.robert-base",
+        ):
             assert key in t, key
         assert 0.0 <= t["stat_unmatched_student_mass.robert-base"] <= 1.0
         assert 0.0 <= t["stat_strategy_coverage.robert-base"] <= 1.0
@@ -302,20 +332,45 @@ def test_heldout_diagnostics_on_tiny_teachers():
     from rokd.distill.student import init_student_from_teacher
 
     cased, uncased = tokenizers()
-    teachers = {"bert-base-ro": tiny_bert(cased, hidden=32, seed=1), "robert-base": tiny_bert(uncased, hidden=48, seed=2)}
+    teachers = {
+        "bert-base-ro": tiny_bert(cased, hidden=32, seed=1),
+        "robert-base": tiny_bert(uncased, hidden=48, seed=2),
+    }
     student = init_student_from_teacher(teachers["bert-base-ro"])
     toks = {"bert-base-ro": cased, "robert-base": uncased}
-    out = {s: heldout_diagnostics(student, cased, teachers, toks, SENTENCES, strategy=s, mlm_probability=0.4, max_length=32,
-                                  batch_size=4, seed=5) for s in ("span-map", "uld", "projection")}
+    out = {
+        s: heldout_diagnostics(
+            student,
+            cased,
+            teachers,
+            toks,
+            SENTENCES,
+            strategy=s,
+            mlm_probability=0.4,
+            max_length=32,
+            batch_size=4,
+            seed=5,
+        )
+        for s in ("span-map", "uld", "projection")
+    }
     for d in out.values():
-        for key in ("mlm_accuracy", "top1_agreement.bert-base-ro", "kl.bert-base-ro", "top1_agreement.robert-base",
-                    "unmatched_student_mass.robert-base", "strategy_coverage.robert-base", "coverage.robert-base"):
+        for key in (
+            "mlm_accuracy",
+            "top1_agreement.bert-base-ro",
+            "kl.bert-base-ro",
+            "top1_agreement.robert-base",
+            "unmatched_student_mass.robert-base",
+            "strategy_coverage.robert-base",
+            "coverage.robert-base",
+        ):
             assert key in d and math.isfinite(d[key]), key
     # The student and the masks are the same: only the strategy's coverage / carried mass may differ.
     for key in ("mlm_accuracy", "unmatched_student_mass.robert-base", "top1_agreement.bert-base-ro", "kl.robert-base"):
         assert out["span-map"][key] == pytest.approx(out["uld"][key]) == pytest.approx(out["projection"][key])
     assert out["uld"]["strategy_mass.robert-base"] == 0.0  # ULD carries nothing by token identity
-    assert out["uld"]["strategy_coverage.robert-base"] >= out["span-map"]["strategy_coverage.robert-base"]  # index pairs
+    assert (
+        out["uld"]["strategy_coverage.robert-base"] >= out["span-map"]["strategy_coverage.robert-base"]
+    )  # index pairs
 
 
 def test_profile_strategy_names_are_the_registry_of_strategies():

@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
-
 from distill_fixtures import tiny_bert, tokenizers
+from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
 from rokd.distill.student import init_student_from_teacher, layer_map, save_student, weight_correspondence
 
@@ -33,7 +32,10 @@ def test_student_copies_teacher_weights():
     assert student.config.n_layers == 2 and student.config.dim == 32 and student.config.vocab_size == len(cased)
     t, s = dict(teacher.named_parameters()), dict(student.named_parameters())
     pairs = weight_correspondence(layer_map(4))
-    assert ("distilbert.transformer.layer.1.attention.q_lin.weight", "bert.encoder.layer.3.attention.self.query.weight") in pairs
+    assert (
+        "distilbert.transformer.layer.1.attention.q_lin.weight",
+        "bert.encoder.layer.3.attention.self.query.weight",
+    ) in pairs
     for s_name, t_name in pairs:
         assert torch.equal(s[s_name], t[t_name]), s_name
     # Position table = teacher positions + the segment-0 vector (no token-type table in DistilBERT).

@@ -44,9 +44,12 @@ def test_soft_target_kl_softmax_is_over_the_last_dim():
     torch.manual_seed(0)
     s, t = torch.randn(2, 3, 5), torch.randn(2, 3, 5)
     flat = soft_target_kl(s.reshape(6, 5), t.reshape(6, 5), 2.0)
-    ref = torch.nn.functional.kl_div(
-        torch.log_softmax(s / 2, -1).reshape(6, 5), torch.softmax(t / 2, -1).reshape(6, 5), reduction="batchmean"
-    ) * 4
+    ref = (
+        torch.nn.functional.kl_div(
+            torch.log_softmax(s / 2, -1).reshape(6, 5), torch.softmax(t / 2, -1).reshape(6, 5), reduction="batchmean"
+        )
+        * 4
+    )
     assert flat.item() == pytest.approx(ref.item(), rel=1e-5)
 
 

@@ -8,15 +8,15 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from loyalty_fixtures import write_synthetic_predictions
 
-from loyalty_fixtures import write_synthetic_predictions, write_synthetic_scores
 from rokd.loyalty import (
     LOYALTY_COLUMNS,
-    control_pairs,
     LoyaltyAlignmentError,
     agreement_matrix,
     check_aligned,
     compute_loyalty,
+    control_pairs,
     ensemble_predictions,
     label_loyalty,
     load_pair,
@@ -134,7 +134,9 @@ def test_compute_loyalty_refuses_misaligned_files(tmp_path, monkeypatch):
     path = predictions_path(res, "distil-robert-base", "sapn", 1)
     p = load_predictions(path)
     order = np.roll(np.arange(len(p.ids)), 1)  # same rows, shifted by one
-    save_predictions(Predictions(p.ids[order], p.gold[order], p.pred[order], p.probs[order], p.label_names, p.meta), path)
+    save_predictions(
+        Predictions(p.ids[order], p.gold[order], p.pred[order], p.probs[order], p.label_names, p.meta), path
+    )
     with pytest.raises(LoyaltyAlignmentError) as err:
         compute_loyalty("smoke", tasks=["sapn"], seeds=[1])
     msg = str(err.value)
@@ -239,7 +241,7 @@ def test_compute_loyalty_writes_every_pair_task_seed(tmp_path, monkeypatch):
 
 
 def test_cli_writes_loyalty_csv(tmp_path, monkeypatch, capsys):
-    from rokd import loyalty_cli
+    from rokd.loyalty import cli as loyalty_cli
 
     monkeypatch.setenv("ROKD_RESULTS_DIR", str(tmp_path))
     write_synthetic_predictions(tmp_path / "smoke", tasks=("sar", "sts"), seeds=(1,), n=10)
@@ -266,7 +268,10 @@ def test_load_pair_ensemble(tmp_path):
 
 
 def _rows(student, teacher, task, seed, **metrics):
-    return [{"student": student, "teacher": teacher, "task": task, "seed": seed, "metric": k, "value": v} for k, v in metrics.items()]
+    return [
+        {"student": student, "teacher": teacher, "task": task, "seed": seed, "metric": k, "value": v}
+        for k, v in metrics.items()
+    ]
 
 
 def test_paper_style_table_averages_tasks_then_seeds():
@@ -325,8 +330,13 @@ def test_loyalty_findings_compare_orderings_per_task_with_the_rule():
 def test_loyalty_findings_read_against_control_pairs_and_gate():
     from rokd.loyalty import loyalty_findings, ordering_controls
 
-    multi, single, init, cased, uncased = ("distilmulti-bert-base-ro", "distil-bert-base-ro", "control-init-only",
-                                           "bert-base-ro", "robert-base")
+    multi, single, init, cased, uncased = (
+        "distilmulti-bert-base-ro",
+        "distil-bert-base-ro",
+        "control-init-only",
+        "bert-base-ro",
+        "robert-base",
+    )
     rows = []
     for seed, d in ((1, 0.0), (2, 0.01), (3, -0.01)):
         rows += _rows(multi, cased, "sar", seed, label_loyalty=0.80 + d, prob_loyalty=0.8)
@@ -339,14 +349,20 @@ def test_loyalty_findings_read_against_control_pairs_and_gate():
     f = loyalty_findings(loy, gate=lambda teachers, task: (True, "")).set_index(["id", "subject", "task", "measure"])
     pulls = f.xs(("second-teacher-pulls-multi", "SAR", "L-L"), level=["id", "task", "measure"]).iloc[0]
     # gaps per seed: multi 2, 3, 1; single 10, 10, 10 -> d = -8, SE 1/sqrt(3): the claimed "less" holds
-    assert pulls["diff"] == pytest.approx(-8.0) and pulls.se == pytest.approx(1 / math.sqrt(3)) and pulls.verdict == "holds"
+    assert (
+        pulls["diff"] == pytest.approx(-8.0)
+        and pulls.se == pytest.approx(1 / math.sqrt(3))
+        and pulls.verdict == "holds"
+    )
     raises = f.xs(("distillation-raises-loyalty", "SAR", "L-L"), level=["id", "task", "measure"])
     assert (raises.verdict == "holds").all() and len(raises) == 2
     closed = loyalty_findings(loy, gate=lambda teachers, task: (False, "the teacher cannot test it"))
     assert (closed[closed.id == "distillation-raises-loyalty"].reason == "the teacher cannot test it").all()
     assert (closed[closed.id == "multi-closer-to-cased"].verdict == "holds").any()  # the paper's orderings: no gate
     oc = ordering_controls(loy).loc[("SAR", "L-L")]
-    assert oc["gap DistilMulti-BERT-base-ro"] == pytest.approx(2.0) and oc["gap control-init-only"] == pytest.approx(1.0)
+    assert oc["gap DistilMulti-BERT-base-ro"] == pytest.approx(2.0) and oc["gap control-init-only"] == pytest.approx(
+        1.0
+    )
     assert math.isnan(oc["teachers ↔ each other"])
 
 
@@ -368,8 +384,13 @@ def test_compact_keeps_the_prediction_first_and_spreads_the_rest_evenly():
 
     probs = np.array([[0.5, 0.3, 0.15, 0.05], [0.4, 0.4, 0.1, 0.1]], dtype=np.float32)
     # row 1: a tie; the stored prediction (label 1) must come first whatever argsort does
-    preds = Predictions(ids=np.array(["a", "b"]), gold=np.array([0, 1]), pred=np.array([0, 1]), probs=probs,
-                        label_names=["A", "B", "C", "D"])
+    preds = Predictions(
+        ids=np.array(["a", "b"]),
+        gold=np.array([0, 1]),
+        pred=np.array([0, 1]),
+        probs=probs,
+        label_names=["A", "B", "C", "D"],
+    )
     rows, comp = compact(preds, top_k=2)
     np.testing.assert_array_equal(comp.topk_idx, [[0, 1], [1, 0]])
     assert comp.topk_p.dtype == np.float16 and comp.topk_idx.dtype == np.uint16
@@ -461,7 +482,9 @@ def test_loyalty_or_committed_says_where_the_numbers_come_from(tmp_path, monkeyp
     res = tmp_path / "smoke"
     res.mkdir()
     # a legacy folder: only loyalty.csv and a config without format_version
-    pd.DataFrame(_rows("distil-bert-base-ro", "bert-base-ro", "upos", 1, label_loyalty=0.5)).to_csv(res / "loyalty.csv", index=False)
+    pd.DataFrame(_rows("distil-bert-base-ro", "bert-base-ro", "upos", 1, label_loyalty=0.5)).to_csv(
+        res / "loyalty.csv", index=False
+    )
     (res / "loyalty_config.json").write_text('{"profile": "smoke"}')
     df, how = loyalty_or_committed("smoke")
     assert len(df) == 1 and "cannot be recomputed from the repository" in how
@@ -474,13 +497,15 @@ def test_loyalty_matrix_and_vs_score():
     )
     m = loyalty_matrix(loy, "label_loyalty")
     assert m.loc["Distil-RoBERT-base → RoBERT-base", "upos"] == pytest.approx(50.0)
-    scores = pd.DataFrame([
-        {"model": s, "task": "upos", "metric": "accuracy", "seed": 1, "value": 0.6},  # the headline metric
-        {"model": s, "task": "upos", "metric": "macro_f1", "seed": 1, "value": 0.99},  # not the headline: ignored
-        {"model": t, "task": "upos", "metric": "accuracy", "seed": 1, "value": 0.7},
-        {"model": s, "task": "sts", "metric": "pearson", "seed": 1, "value": 0.3},
-        {"model": t, "task": "sts", "metric": "pearson", "seed": 1, "value": 0.4},
-    ])
+    scores = pd.DataFrame(
+        [
+            {"model": s, "task": "upos", "metric": "accuracy", "seed": 1, "value": 0.6},  # the headline metric
+            {"model": s, "task": "upos", "metric": "macro_f1", "seed": 1, "value": 0.99},  # not the headline: ignored
+            {"model": t, "task": "upos", "metric": "accuracy", "seed": 1, "value": 0.7},
+            {"model": s, "task": "sts", "metric": "pearson", "seed": 1, "value": 0.3},
+            {"model": t, "task": "sts", "metric": "pearson", "seed": 1, "value": 0.4},
+        ]
+    )
     v = loyalty_vs_score(loy, scores).set_index("task")
     assert v.loc["upos", "loyalty"] == pytest.approx(50.0) and v.loc["upos", "student_score"] == pytest.approx(60.0)
     assert v.loc["upos", "score_gap"] == pytest.approx(-10.0)
@@ -500,22 +525,17 @@ def test_agreement_matrix_top_k_pools_the_rest():
     np.testing.assert_allclose(top.loc["(other)"].to_numpy(), [0.0, 0.0, 1.0])  # C<->D swaps stay "other"
 
 
-def test_synthetic_scores_fixture_uses_real_metrics(tmp_path):
-    write_synthetic_predictions(tmp_path, tasks=("ner", "sts"), seeds=(1,), n=16)
-    path = write_synthetic_scores(tmp_path, tasks=("ner", "sts"), seeds=(1,))
-    sc = pd.read_csv(path)
-    assert set(sc.metric) >= {"macro_f1", "pearson"} and sc.value.notna().any()
-
-
 def test_loyalty_score_correlation_ranks():
     from rokd.loyalty import loyalty_score_correlation
 
-    vs = pd.DataFrame({
-        "task": ["upos"] * 4 + ["sts"] * 2,
-        "loyalty_metric": ["L-L"] * 4 + ["R-L"] * 2,
-        "loyalty": [10, 20, 30, 40, 1, 2],
-        "student_score": [1, 2, 4, 3, 5, 6],
-    })
+    vs = pd.DataFrame(
+        {
+            "task": ["upos"] * 4 + ["sts"] * 2,
+            "loyalty_metric": ["L-L"] * 4 + ["R-L"] * 2,
+            "loyalty": [10, 20, 30, 40, 1, 2],
+            "student_score": [1, 2, 4, 3, 5, 6],
+        }
+    )
     out = loyalty_score_correlation(vs).set_index("task")
     # ranks (1,2,3,4) vs (1,2,4,3): d^2 = 0+0+1+1 = 2 -> rho = 1 - 6*2 / (4*15) = 0.8
     assert out.loc["upos", "spearman_rho"] == pytest.approx(0.8)
@@ -529,7 +549,7 @@ def test_loyalty_vs_score_needs_score_columns():
 
 
 def test_cli_reports_missing_predictions_without_traceback(tmp_path, monkeypatch, capsys):
-    from rokd import loyalty_cli
+    from rokd.loyalty import cli as loyalty_cli
 
     monkeypatch.setenv("ROKD_RESULTS_DIR", str(tmp_path))
     parser = argparse.ArgumentParser()

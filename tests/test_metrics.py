@@ -14,11 +14,11 @@ from rokd.tasks.metrics import (
     headline_metric,
     ner_metrics,
     regression_metrics,
+    score_predictions,
     sentence_groups,
     tagging_metrics,
 )
 from rokd.tasks.predictions import Predictions
-from rokd.tasks.metrics import score_predictions
 
 
 def test_tagging_accuracy_and_macro_f1():
@@ -86,6 +86,11 @@ def test_headline_metrics_are_produced_for_every_task():
 
 
 def test_score_predictions_reads_a_predictions_object():
-    p = Predictions(ids=np.array(["x", "y", "z"]), gold=np.array([0, 1, 1]), pred=np.array([0, 1, 0]),
-                    probs=np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], dtype=np.float32), label_names=["neg", "pos"])
+    p = Predictions(
+        ids=np.array(["x", "y", "z"]),
+        gold=np.array([0, 1, 1]),
+        pred=np.array([0, 1, 0]),
+        probs=np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], dtype=np.float32),
+        label_names=["neg", "pos"],
+    )
     assert score_predictions("sapn", p)["accuracy"] == pytest.approx(2 / 3)

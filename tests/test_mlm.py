@@ -21,7 +21,9 @@ WORDS = (
 
 def make_lines(n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 14))) + rng.choice([".", "!", " ?"]) for _ in range(n)]
+    return [
+        " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 14))) + rng.choice([".", "!", " ?"]) for _ in range(n)
+    ]
 
 
 def make_tokenizer(lines: list[str], vocab_size: int = 90, lowercase: bool = False) -> PreTrainedTokenizerFast:
@@ -29,13 +31,21 @@ def make_tokenizer(lines: list[str], vocab_size: int = 90, lowercase: bool = Fal
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(lines, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    tok.train_from_iterator(
+        lines,
+        trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]),
+    )
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
     )
 
 
@@ -143,7 +153,9 @@ def test_sampler_shards_are_disjoint_and_equal(corpus):
 def test_batch_stream_state_restores_batches_and_masks(corpus, tokenizer):
     def stream():
         return mlm.BatchStream(
-            corpus, mlm.LengthGroupedBatchSampler(corpus.lengths, 8, seed=5), mlm.WholeWordMaskCollator(tokenizer, 0.15, seed=7)
+            corpus,
+            mlm.LengthGroupedBatchSampler(corpus.lengths, 8, seed=5),
+            mlm.WholeWordMaskCollator(tokenizer, 0.15, seed=7),
         )
 
     a = stream()
@@ -188,12 +200,19 @@ def test_workers_mask_in_parallel_and_resume_exactly(corpus, tokenizer):
         resumed.load_state_dict(state)
         _same_batches(expected[5:], [next(resumed) for _ in range(7)])
     # control: per-batch masks are not the continuous stream's (documented: same distribution, other draws)
-    continuous = mlm.BatchStream(corpus, mlm.LengthGroupedBatchSampler(corpus.lengths, 64, seed=5),
-                                 mlm.WholeWordMaskCollator(tokenizer, 0.15, seed=7))
+    continuous = mlm.BatchStream(
+        corpus,
+        mlm.LengthGroupedBatchSampler(corpus.lengths, 64, seed=5),
+        mlm.WholeWordMaskCollator(tokenizer, 0.15, seed=7),
+    )
     assert not all(torch.equal(e["labels"], next(continuous)["labels"]) for e in expected[:5])
     with pytest.raises(ValueError, match="per-batch mode"):
-        mlm.BatchStream(corpus, mlm.LengthGroupedBatchSampler(corpus.lengths, 64, seed=5),
-                        mlm.WholeWordMaskCollator(tokenizer, 0.15, seed=7), num_workers=2)
+        mlm.BatchStream(
+            corpus,
+            mlm.LengthGroupedBatchSampler(corpus.lengths, 64, seed=5),
+            mlm.WholeWordMaskCollator(tokenizer, 0.15, seed=7),
+            num_workers=2,
+        )
 
 
 def test_batch_seed_depends_on_seed_and_number_only():
@@ -215,7 +234,9 @@ def test_whole_words_masked_never_specials_or_padding(corpus, tokenizer):
     original = mlm.pad_examples([corpus[i] for i in range(len(corpus))], tokenizer.pad_token_id)
     labels, word_ids = batch["labels"], batch["word_ids"]
     predicted = labels != -100
-    assert torch.equal(word_ids, original["word_ids"]) and torch.equal(batch["attention_mask"], original["attention_mask"])
+    assert torch.equal(word_ids, original["word_ids"]) and torch.equal(
+        batch["attention_mask"], original["attention_mask"]
+    )
     # labels hold the original ids where predicted, -100 elsewhere
     assert torch.equal(labels[predicted], original["input_ids"][predicted])
     # never special tokens or padding
@@ -252,10 +273,14 @@ def test_80_10_10_proportions(corpus, tokenizer):
     changed_random = 0
     for b in batches:
         token_action = torch.where(
-            b["word_ids"] >= 0, torch.gather(b["word_actions"].long(), 1, b["word_ids"].clamp(min=0)), torch.zeros_like(b["word_ids"])
+            b["word_ids"] >= 0,
+            torch.gather(b["word_actions"].long(), 1, b["word_ids"].clamp(min=0)),
+            torch.zeros_like(b["word_ids"]),
         )
         assert (b["input_ids"][token_action == mlm.ACTION_MASK] == tokenizer.mask_token_id).all()
-        assert torch.equal(b["input_ids"][token_action == mlm.ACTION_KEEP], b["labels"][token_action == mlm.ACTION_KEEP])
+        assert torch.equal(
+            b["input_ids"][token_action == mlm.ACTION_KEEP], b["labels"][token_action == mlm.ACTION_KEEP]
+        )
         rnd = b["input_ids"][token_action == mlm.ACTION_RANDOM]
         assert not torch.isin(rnd, special).any()
         changed_random += int((rnd != b["labels"][token_action == mlm.ACTION_RANDOM]).sum())
@@ -284,8 +309,14 @@ def test_functional_whole_word_mask_matches_collator(corpus, tokenizer):
     examples = [corpus[i] for i in range(32)]
     batch = mlm.WholeWordMaskCollator(tokenizer, seed=3)(examples)
     plain = mlm.pad_examples(examples, tokenizer.pad_token_id)
-    masked, labels, actions = mlm.whole_word_mask(plain["input_ids"], plain["word_ids"], tokenizer, torch.Generator().manual_seed(3))
-    assert torch.equal(masked, batch["input_ids"]) and torch.equal(labels, batch["labels"]) and torch.equal(actions, batch["word_actions"])
+    masked, labels, actions = mlm.whole_word_mask(
+        plain["input_ids"], plain["word_ids"], tokenizer, torch.Generator().manual_seed(3)
+    )
+    assert (
+        torch.equal(masked, batch["input_ids"])
+        and torch.equal(labels, batch["labels"])
+        and torch.equal(actions, batch["word_actions"])
+    )
 
 
 def test_accepts_tokenizer_word_ids_with_none(tokenizer):
@@ -355,14 +386,29 @@ def test_apply_word_actions_leaves_uncovered_words_unmasked():
 
 def _tiny_bert(vocab):
     return BertForMaskedLM(
-        BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                   max_position_embeddings=64, attn_implementation="sdpa")
+        BertConfig(
+            vocab_size=vocab,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            attn_implementation="sdpa",
+        )
     ).eval()
 
 
 def _tiny_distilbert(vocab):
     return DistilBertForMaskedLM(
-        DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64, attn_implementation="sdpa")
+        DistilBertConfig(
+            vocab_size=vocab,
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=64,
+            max_position_embeddings=64,
+            attn_implementation="sdpa",
+        )
     ).eval()
 
 
@@ -375,7 +421,9 @@ def test_masked_positions_logits_equal_full_logits(build, corpus, tokenizer):
         full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
         enc = mlm.encoder_hidden_states(model, batch["input_ids"], batch["attention_mask"])
         logits, targets = mlm.masked_positions_logits(enc.last_hidden_state, batch["labels"], mlm.mlm_head(model))
-        sparse = mlm.SparseMLM(model)(batch["input_ids"], batch["attention_mask"], batch["labels"], output_hidden_states=True)
+        sparse = mlm.SparseMLM(model)(
+            batch["input_ids"], batch["attention_mask"], batch["labels"], output_hidden_states=True
+        )
     pos = batch["labels"] != -100
     assert logits.shape == (int(pos.sum()), len(tokenizer))
     assert torch.allclose(logits, full.logits[pos], atol=1e-5, rtol=1e-5)
@@ -394,3 +442,20 @@ def test_sparse_mlm_registers_no_duplicate_parameters(tokenizer):
     model = _tiny_bert(len(tokenizer))
     sparse = mlm.SparseMLM(model)
     assert set(sparse.state_dict()) == {f"model.{k}" for k in model.state_dict()}
+
+
+def test_evaluation_mask_masks_whole_words_only_and_uses_the_training_choice():
+    """The held-out masking is the training masker with every chosen word fully [MASK]ed: 10 words at p = 0.15
+    -> round(1.5) = 2 words, all their sub-words masked, special tokens and padding never."""
+    from rokd.mlm import choose_word_actions, evaluation_mask
+
+    # [CLS] w0 w0 w1 w2 w3 w3 w4 w5 w6 w7 w8 w9 [SEP] [PAD]
+    words = torch.tensor([[-1, 0, 0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 9, -1, -1]])
+    ids = torch.arange(100, 115).unsqueeze(0)
+    masked, labels = evaluation_mask(words, ids, 4, torch.Generator().manual_seed(3), 0.15)
+    chosen = choose_word_actions(words, ids, torch.Generator().manual_seed(3), 0.15)[0].nonzero().flatten().tolist()
+    assert len(chosen) == 2
+    expected = torch.isin(words, torch.tensor(chosen))
+    assert torch.equal(labels != -100, expected)
+    assert torch.equal(masked[expected], torch.full((int(expected.sum()),), 4))
+    assert torch.equal(masked[~expected], ids[~expected]) and torch.equal(labels[expected], ids[expected])

@@ -56,8 +56,16 @@ def _tiny_bert(tok, layers=2, seed=0):
     from transformers import BertConfig, BertForMaskedLM
 
     torch.manual_seed(seed)
-    return BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
-                                      intermediate_size=32, max_position_embeddings=64)).eval()
+    return BertForMaskedLM(
+        BertConfig(
+            vocab_size=len(tok),
+            hidden_size=16,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=64,
+        )
+    ).eval()
 
 
 def test_word_level_cka_across_different_tokenizers():
@@ -145,9 +153,18 @@ def test_inference_throughput_counts_tokens():
 def test_quality_summary_compares_each_measure_with_the_baseline():
     from rokd.models.analysis import quality_frame, quality_summary
 
-    q = {"mlm_accuracy": 0.2, "unigram_mlm_accuracy": 0.05, "pseudo_perplexity": 1200.0, "whole_word_pseudo_perplexity": 300.0,
-         "unigram_pseudo_perplexity": 1000.0, "single_mask_accuracy": 0.1, "unigram_single_mask_accuracy": 0.05,
-         "train_wall_s": 600.0, "torch_threads": 2, "device": "cpu"}
+    q = {
+        "mlm_accuracy": 0.2,
+        "unigram_mlm_accuracy": 0.05,
+        "pseudo_perplexity": 1200.0,
+        "whole_word_pseudo_perplexity": 300.0,
+        "unigram_pseudo_perplexity": 1000.0,
+        "single_mask_accuracy": 0.1,
+        "unigram_single_mask_accuracy": 0.05,
+        "train_wall_s": 600.0,
+        "torch_threads": 2,
+        "device": "cpu",
+    }
     text = quality_summary({"T": q})
     assert "MLM accuracy **0.200** vs 0.050 for the unigram baseline (4.0x)" in text
     assert "whole-word pseudo-perplexity **300** vs 1,000 (beats the baseline, ratio 0.30)" in text

@@ -61,8 +61,16 @@ def test_any_local_hf_folder_is_accepted_as_is(tmp_path):
     from transformers import BertConfig, BertForMaskedLM
 
     folder = tmp_path / "my-bert"
-    BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                               intermediate_size=32, max_position_embeddings=16)).save_pretrained(folder)
+    BertForMaskedLM(
+        BertConfig(
+            vocab_size=50,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=16,
+        )
+    ).save_pretrained(folder)
     ref = resolve(str(folder))
     assert (ref.key, ref.source, ref.path) == (None, "local", folder.resolve())
     model = load_model(ref, head="base")
@@ -92,7 +100,11 @@ def test_distillation_replicas_are_students_under_their_own_key():
     assert ref.role == "student" and ref.path.name == "distil-robert-base@d2" and ref.cased is False
     prof = load_profile("smoke")
     prof = replace(prof, distill=replace(prof.distill, replicas={"distil-bert-base-ro": 2}))
-    assert r.student_models(prof) == ["distil-bert-base-ro", "distil-bert-base-ro@d2", "distil-robert-base",
-                                      "distilmulti-bert-base-ro"]
+    assert r.student_models(prof) == [
+        "distil-bert-base-ro",
+        "distil-bert-base-ro@d2",
+        "distil-robert-base",
+        "distilmulti-bert-base-ro",
+    ]
     with pytest.raises(ConfigError, match="distill.replicas"):
         r.student_models(replace(prof, distill=replace(prof.distill, replicas={"bert-base-ro": 2})))

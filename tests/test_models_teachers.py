@@ -62,15 +62,24 @@ def test_wordpiece_training_rejects_empty_text():
         train_wordpiece(files=["/no/such/file.txt"], vocab_size=100, lowercase=False)
 
 
-TINY_SHAPE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=32)
+TINY_SHAPE = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=32
+)
 
 
 def tiny_profile(name: str = "tinytest", steps: int = 60) -> Profile:
     cfg = TeachersConfig(
         cased=BertShape(vocab_size=150, lowercase=False, **TINY_SHAPE),
         uncased=BertShape(vocab_size=120, lowercase=True, **TINY_SHAPE),
-        max_length=24, steps=steps, batch_size=16, lr=3e-3, warmup_steps=min(5, steps), checkpoint_every=0,
-        eval_lines=40, pppl_lines=5, seed=3,
+        max_length=24,
+        steps=steps,
+        batch_size=16,
+        lr=3e-3,
+        warmup_steps=min(5, steps),
+        checkpoint_every=0,
+        eval_lines=40,
+        pppl_lines=5,
+        seed=3,
     )
     return Profile(name=name, device="cpu", teachers=cfg)
 
@@ -95,7 +104,14 @@ def test_tiny_pretraining_loss_falls_and_round_trips(tiny_corpus, tmp_path):
     built = teachers_mod.build_teachers(prof, keys=["bert-base-ro"], log=lambda *_: None)
     folder = built["bert-base-ro"]
     assert folder == tmp_path / "artifacts" / "tinytest" / "teachers" / "bert-base-ro"
-    for name in ["config.json", "model.safetensors", "tokenizer.json", "train_log.jsonl", "teacher_config.json", "quality.json"]:
+    for name in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "train_log.jsonl",
+        "teacher_config.json",
+        "quality.json",
+    ]:
         assert (folder / name).exists(), name
 
     log = teachers_mod.read_train_log(folder / "train_log.jsonl")
@@ -155,8 +171,16 @@ def test_pseudo_perplexity_of_a_uniform_model_is_the_vocabulary_size():
 
     texts = tiny_lines(30)
     tok = train_wordpiece(texts, vocab_size=90, lowercase=False)
-    model = BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                       intermediate_size=32, max_position_embeddings=32))
+    model = BertForMaskedLM(
+        BertConfig(
+            vocab_size=len(tok),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=32,
+        )
+    )
     with torch.no_grad():
         model.cls.predictions.decoder.weight.zero_()
         model.cls.predictions.bias.zero_()
@@ -180,8 +204,16 @@ def test_whole_word_pseudo_perplexity_masks_every_piece_of_the_word():
     texts = tiny_lines(30)
     tok = train_wordpiece(texts, vocab_size=60, lowercase=False)  # small vocabulary: multi-piece words
     torch.manual_seed(0)
-    model = BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                       intermediate_size=32, max_position_embeddings=64)).eval()
+    model = BertForMaskedLM(
+        BertConfig(
+            vocab_size=len(tok),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=64,
+        )
+    ).eval()
     line = texts[0]
     enc = tok(line)
     ids, wids = enc["input_ids"], enc.word_ids()
@@ -214,7 +246,9 @@ def test_cli_build_and_quality(tiny_corpus, tmp_path, capsys):
     assert main(["teachers", "quality", "--profile", str(yaml_path), "--key", "robert-base"]) == 0
     printed = json.loads(capsys.readouterr().out)
     after = json.loads((folder / "quality.json").read_text())
-    assert printed["robert-base"]["mlm_accuracy"] == after["mlm_accuracy"] == before["mlm_accuracy"]  # same seed, same masks
+    assert (
+        printed["robert-base"]["mlm_accuracy"] == after["mlm_accuracy"] == before["mlm_accuracy"]
+    )  # same seed, same masks
     assert after["train_wall_s"] == before["train_wall_s"]  # training facts are kept
 
 
@@ -277,14 +311,16 @@ def test_a_users_folder_in_the_teachers_place_is_refused(tiny_corpus, tmp_path):
 
 
 def test_a_second_teacher_build_stops_or_waits(tiny_corpus, tmp_path):
-    from rokd.errors import LockedError
     from test_reliability import held_lock
+
+    from rokd.errors import LockedError
 
     lock = tmp_path / "artifacts" / "locktest" / "teachers" / ".robert-base.lock"
     with held_lock(lock) as pid:
         with pytest.raises(LockedError, match=f"pid {pid}"):
-            teachers_mod.build_teacher(tiny_profile(name="locktest", steps=3), "robert-base", wait=False,
-                                       log=lambda *_: None)
+            teachers_mod.build_teacher(
+                tiny_profile(name="locktest", steps=3), "robert-base", wait=False, log=lambda *_: None
+            )
 
 
 def test_nan_advice_for_teachers_resumes_with_the_lowered_lr(tiny_corpus, tmp_path, monkeypatch, capsys):
@@ -302,7 +338,9 @@ def test_nan_advice_for_teachers_resumes_with_the_lowered_lr(tiny_corpus, tmp_pa
 
     def nan_after_six(net, step_fn, batches, config, **kwargs):
         real_train(net, step_fn, batches, config, **kwargs, max_steps_this_run=6)
-        raise trainer.NonFiniteLossError(7, {"loss": float("nan")}, trainer.latest_checkpoint(config.output_dir), config.lr)
+        raise trainer.NonFiniteLossError(
+            7, {"loss": float("nan")}, trainer.latest_checkpoint(config.output_dir), config.lr
+        )
 
     monkeypatch.setattr(trainer, "train", nan_after_six)
     assert main(["teachers", "build", "--profile", str(yaml_path), "--key", "robert-base"]) == 1

@@ -81,3 +81,20 @@ def test_failing_cell_stops_the_run_and_names_the_executed_notebook(tmp_path):
     assert "boom in a cell" in executed.read_text()  # the traceback is kept in the executed notebook
     assert not (tmp_path / "out" / ".pipeline" / "bad.json").exists()  # not marked done
     assert not (tmp_path / "out" / "notebooks" / "after.ipynb").exists()  # later steps did not run
+
+
+def test_a_step_is_keyed_on_the_code_its_notebook_runs(tmp_path):
+    """The cache key of a step hashes the rokd modules its notebook imports (transitively), without docstrings:
+    the data chapter does not depend on the report, and a docstring edit changes no key."""
+    from rokd.pipeline import NOTEBOOK_DIR, _code_digest, step_modules
+
+    data, results = step_modules(NOTEBOOK_DIR / "00_data.md"), step_modules(NOTEBOOK_DIR / "04_results.md")
+    assert "rokd.data.loaders" in data and "rokd.report.tables" not in data and "rokd.trainer" not in data
+    assert {"rokd.report.tables", "rokd.stats", "rokd.spec"} <= set(results)
+    module = tmp_path / "m.py"
+    module.write_text('"""Doc."""\n\ndef f(x):\n    """What f does."""\n    return x + 1  # why\n')
+    before = _code_digest(module)
+    module.write_text('"""Another doc."""\n\ndef f(x):\n    """Said otherwise."""\n    return x + 1  # because\n')
+    assert _code_digest(module) == before
+    module.write_text('"""Doc."""\n\ndef f(x):\n    return x + 2\n')
+    assert _code_digest(module) != before

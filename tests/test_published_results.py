@@ -2,7 +2,7 @@
 
 The book's published chapters are rendered from ``results/mini/`` (committed, produced by one
 ``rokd pipeline --profile mini`` run). These tests read only those files, so they are fast; the
-book build from them is a stage of ``make test`` (``rokd.checks``).
+book build from them is a stage of ``make test`` (``rokd check``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 import pandas as pd
 import pytest
 
-from rokd.loyalty import FORMAT_VERSION, ENSEMBLE, compute_loyalty, loyalty_pairs, read_loyalty, read_loyalty_config
+from rokd.loyalty import ENSEMBLE, FORMAT_VERSION, compute_loyalty, loyalty_pairs, read_loyalty, read_loyalty_config
 from rokd.models.registry import MODEL_KEYS
 from rokd.paper import HEADLINE_METRIC, TASK_COLUMNS
 from rokd.paths import REPO_ROOT
@@ -21,6 +21,8 @@ from rokd.pipeline import plan
 from rokd.report import load_scores, pipeline_record, run_records
 from rokd.tasks.compact import COMPACT_DIR, compact_size
 from rokd.tasks.metrics import CLASSIFICATION_TASKS, REGRESSION_TASKS, TAGGING_TASKS
+
+pytestmark = pytest.mark.published
 
 PUBLISHED = "mini"
 RESULTS = REPO_ROOT / "results" / PUBLISHED
@@ -73,11 +75,20 @@ def test_every_score_has_its_run_record(scores):
 def test_loyalty_has_every_pair_task_and_seed(scores):
     loyalty = read_loyalty(PUBLISHED, RESULTS)
     seeds = sorted(scores["seed"].unique())
-    expected = {"label_loyalty": TAGGING_TASKS + CLASSIFICATION_TASKS, "prob_loyalty": TAGGING_TASKS + CLASSIFICATION_TASKS,
-                "regression_loyalty": REGRESSION_TASKS}
+    expected = {
+        "label_loyalty": TAGGING_TASKS + CLASSIFICATION_TASKS,
+        "prob_loyalty": TAGGING_TASKS + CLASSIFICATION_TASKS,
+        "regression_loyalty": REGRESSION_TASKS,
+    }
     have = set(zip(loyalty.student, loyalty.teacher, loyalty.task, loyalty.seed, loyalty.metric))
-    missing = [(s, t, task, seed, metric) for s, t in loyalty_pairs() for metric, tasks in expected.items()
-               for task in tasks for seed in seeds if (s, t, task, seed, metric) not in have]
+    missing = [
+        (s, t, task, seed, metric)
+        for s, t in loyalty_pairs()
+        for metric, tasks in expected.items()
+        for task in tasks
+        for seed in seeds
+        if (s, t, task, seed, metric) not in have
+    ]
     assert not missing, f"{len(missing)} loyalty values missing, e.g. {missing[:5]}"
     assert ("distilmulti-bert-base-ro", ENSEMBLE) in set(zip(loyalty.student, loyalty.teacher))
     assert loyalty["value"].between(-1, 1).all()
@@ -105,13 +116,22 @@ def check_loyalty_recomputes_from_compact(profile: str, results) -> str:
         return "legacy"
     assert cfg["format_version"] >= FORMAT_VERSION, (
         f"{results} was re-run after {COMPACT_SINCE}: recompute loyalty with `rokd loyalty --profile {profile}` "
-        f"and commit {results / COMPACT_DIR}")
+        f"and commit {results / COMPACT_DIR}"
+    )
     assert 0 < compact_size(results) <= COMPACT_BUDGET_BYTES
-    again = compute_loyalty(profile, tasks=cfg["tasks"], seeds=cfg["seeds"], write=False, results=results,
-                            top_k=cfg["top_k"], compact_only=True)
+    again = compute_loyalty(
+        profile,
+        tasks=cfg["tasks"],
+        seeds=cfg["seeds"],
+        write=False,
+        results=results,
+        top_k=cfg["top_k"],
+        compact_only=True,
+    )
     committed = read_loyalty(profile, results)
-    pd.testing.assert_frame_equal(again[list(committed.columns)].reset_index(drop=True), committed,
-                                  check_dtype=False, rtol=1e-9, atol=0)
+    pd.testing.assert_frame_equal(
+        again[list(committed.columns)].reset_index(drop=True), committed, check_dtype=False, rtol=1e-9, atol=0
+    )
     return "recomputed"
 
 

@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 
 import pytest
+from test_pipeline import PARAMS, write_notebook
 
 from rokd import io
 from rokd.cli import main
 from rokd.config import ConfigError
 from rokd.errors import CorruptFileError, LockedError, OutputDirError, UsageError
 from rokd.pipeline import STATE_DIR, Step, StepFailed, not_done_reason, plan, run
-from test_pipeline import PARAMS, write_notebook
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,11 +52,14 @@ def one_error_line(capsys) -> str:
 @contextlib.contextmanager
 def held_lock(path: Path):
     """Another process holding ``path`` with rokd.io.lock until the block ends; yields its pid."""
-    code = ("import sys\nfrom rokd import io\nwith io.lock(sys.argv[1], 'held'):\n"
-            "    print('locked', flush=True)\n    sys.stdin.read()\n")
+    code = (
+        "import sys\nfrom rokd import io\nwith io.lock(sys.argv[1], 'held'):\n"
+        "    print('locked', flush=True)\n    sys.stdin.read()\n"
+    )
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         assert proc.stdout.readline().strip() == "locked"
         yield proc.pid
@@ -237,8 +240,14 @@ except LockedError as e:
 
 def _pipeline_process(nbs, out, wait="nowait", force="noforce"):
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.Popen([sys.executable, "-c", SLEEPY_RUN, str(nbs), str(out), wait, force], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", SLEEPY_RUN, str(nbs), str(out), wait, force],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def _wait_for_line(proc, needle: str, timeout: float = 60) -> list[str]:
@@ -384,6 +393,7 @@ def test_editing_a_profile_yaml_given_as_a_path_invalidates_the_cache(tmp_path):
     yaml_path.write_text("name: mine\ndistill: {steps: 6}\n")
     assert statuses() == ["ran"]
 
+
 def test_a_step_whose_rows_left_a_shared_scores_file_is_not_done(tmp_path):
     from rokd.tasks.scores import merge_scores
 
@@ -399,7 +409,6 @@ def test_a_step_whose_rows_left_a_shared_scores_file_is_not_done(tmp_path):
     assert not_done_reason(step, "k", executed, stamp) is None
     scores.write_text(scores.read_text()[:-3])  # cut mid-row
     assert not_done_reason(step, "k", executed, stamp) == f"{scores} unreadable"
-
 
 
 # ------------------------------------------------------------------- (4) one-line errors via main
@@ -505,6 +514,7 @@ def test_corrupt_predictions_file_names_it(tmp_path, capsys):
     line = one_error_line(capsys)
     assert f"predictions file {victim} is unreadable or corrupt" in line and "delete it" in line
 
+
 def test_evaluating_a_truncated_student_names_its_folder(tmp_path, capsys):
     from distill_fixtures import tiny_bert, tokenizers
 
@@ -522,23 +532,25 @@ def test_evaluating_a_truncated_student_names_its_folder(tmp_path, capsys):
     assert f"model folder {folder} is unreadable or corrupt" in line and "sha256" in line
 
 
-
 # --------------------------------------------------------------------------------- (5) validation
 
 
-@pytest.mark.parametrize("yaml_text, problem", [
-    ("distill: {steps: 60.5}", "distill.steps: expected a whole number, got 60.5"),
-    ("distill: {batch_size: '16'}", "distill.batch_size: expected a whole number, got '16'"),
-    ("teachers: {steps: true}", "teachers.steps: expected a whole number, got True"),
-    ("distill: {lr: sixty}", "distill.lr: expected a finite number, got 'sixty'"),
-    ("distill: {smoothed_masking: 'no'}", "distill.smoothed_masking: expected true or false"),
-    ("device: gpu", "device: 'gpu' is not allowed; choose one of ['auto', 'cpu', 'cuda']"),
-    ("teachers: {precision: fp8}", "teachers.precision: 'fp8' is not allowed"),
-    ("teachers: {source: cloud}", "teachers.source: 'cloud' is not allowed; choose one of ['build', 'hub']"),
-    ("distill: {source: zoo}", "distill.source: 'zoo' is not allowed"),
-    ("distill: {strategy: mean}", "distill.strategy: 'mean' is not allowed; choose one of ['span-map', 'uld'"),
-    ("name: ../escape", "name: '../escape' is not a plain name"),
-])
+@pytest.mark.parametrize(
+    "yaml_text, problem",
+    [
+        ("distill: {steps: 60.5}", "distill.steps: expected a whole number, got 60.5"),
+        ("distill: {batch_size: '16'}", "distill.batch_size: expected a whole number, got '16'"),
+        ("teachers: {steps: true}", "teachers.steps: expected a whole number, got True"),
+        ("distill: {lr: sixty}", "distill.lr: expected a finite number, got 'sixty'"),
+        ("distill: {smoothed_masking: 'no'}", "distill.smoothed_masking: expected true or false"),
+        ("device: gpu", "device: 'gpu' is not allowed; choose one of ['auto', 'cpu', 'cuda']"),
+        ("teachers: {precision: fp8}", "teachers.precision: 'fp8' is not allowed"),
+        ("teachers: {source: cloud}", "teachers.source: 'cloud' is not allowed; choose one of ['build', 'hub']"),
+        ("distill: {source: zoo}", "distill.source: 'zoo' is not allowed"),
+        ("distill: {strategy: mean}", "distill.strategy: 'mean' is not allowed; choose one of ['span-map', 'uld'"),
+        ("name: ../escape", "name: '../escape' is not a plain name"),
+    ],
+)
 def test_profile_fields_are_validated_on_load(tmp_path, yaml_text, problem):
     from rokd.profiles import load_profile
 
@@ -642,6 +654,7 @@ def test_book_writes_to_rokd_build_dir(tmp_path, monkeypatch):
     cmd, _ = book._jupyter_book_command(paths.REPO_ROOT / "_build")
     assert "--path-output" not in cmd
 
+
 def test_output_folders_take_the_profile_name_never_its_path(tmp_path):
     from rokd.paths import artifacts_dir, results_dir
 
@@ -652,7 +665,6 @@ def test_output_folders_take_the_profile_name_never_its_path(tmp_path):
     assert artifacts_dir(yaml_path) == tmp_path / "artifacts" / "exp1"
     with pytest.raises(UsageError, match="not a plain name"):
         results_dir("..")
-
 
 
 # ------------------------------------------- (7) the NaN guard's advice (the download cap: test_data.py)
@@ -670,5 +682,6 @@ def test_nan_advice_is_phrased_as_the_command(tmp_path):
     cmd = distill_command("smoke", "distil-bert-base-ro", DistillOverrides(steps=60), None)
     advised = err.advise(f"`{cmd}`", "x")
     assert f"kept: the last good checkpoint {tmp_path / 'checkpoint-6'}" in str(advised)
-    assert ("`rokd distill --profile smoke --student distil-bert-base-ro --steps 60 --lr 0.0005 --resume-lr`"
-            in str(advised))
+    assert "`rokd distill --profile smoke --student distil-bert-base-ro --steps 60 --lr 0.0005 --resume-lr`" in str(
+        advised
+    )

@@ -12,10 +12,10 @@ import re
 import pytest
 
 from rokd.checks import check_internal_links, chromium
-from rokd.paths import build_dir
 from rokd.models.registry import DISPLAY_NAMES
+from rokd.paths import build_dir
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.book]
 
 HTML = build_dir() / "html"
 SHOTS = build_dir() / "screenshots"
@@ -24,7 +24,9 @@ SHOTS = build_dir() / "screenshots"
 @pytest.fixture(scope="module")
 def built():
     index = HTML / "index.html"
-    assert index.exists(), f"{index} missing: run `rokd book --profile {os.environ.get('ROKD_CHECK_PROFILE', 'smoke')}` first"
+    assert index.exists(), (
+        f"{index} missing: run `rokd book --profile {os.environ.get('ROKD_CHECK_PROFILE', 'smoke')}` first"
+    )
     return HTML
 
 
@@ -42,7 +44,17 @@ def test_index_renders_with_navigation(built):
     dom = chromium(built / "index.html", dump_dom=True, screenshot=SHOTS / "index.png")
     assert "distil" in dom.lower()
     assert "Traceback" not in dom
-    for chapter in ("Background", "Data", "Teachers", "Distillation", "Evaluation", "Results", "Loyalty", "Reproduce", "References"):
+    for chapter in (
+        "Background",
+        "Data",
+        "Teachers",
+        "Distillation",
+        "Evaluation",
+        "Results",
+        "Loyalty",
+        "Reproduce",
+        "References",
+    ):
         assert chapter.lower() in dom.lower(), f"chapter {chapter!r} not in the index navigation"
     assert (SHOTS / "index.png").stat().st_size > 20_000  # a real, non-blank page
 

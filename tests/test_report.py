@@ -33,8 +33,13 @@ MODELS = ["BERT-base-ro", "RoBERT-base", "Distil-BERT-base-ro", "Distil-RoBERT-b
 @pytest.fixture
 def synthetic(tmp_path):
     path = tmp_path / "scores.csv"
-    base = {"bert-base-ro": 0.80, "robert-base": 0.90, "distil-bert-base-ro": 0.72,
-            "distil-robert-base": 0.81, "distilmulti-bert-base-ro": 0.76}
+    base = {
+        "bert-base-ro": 0.80,
+        "robert-base": 0.90,
+        "distil-bert-base-ro": 0.72,
+        "distil-robert-base": 0.81,
+        "distilmulti-bert-base-ro": 0.76,
+    }
     for model, v in base.items():
         for task in TASK_COLUMNS:
             for seed, delta in ((1, -0.01), (2, 0.0), (3, 0.01)):
@@ -50,8 +55,13 @@ def test_summary_and_paper_style_table(synthetic):
     assert row["mean"] == pytest.approx(80.0) and row["std"] == pytest.approx(1.0) and row["n"] == 3
     table = results_table(scores)
     # baselines first, then the paper's five models, then the controls ('not run' here)
-    assert list(table.index) == ["Baseline: majority", "Baseline: lexical", *MODELS, "Control: random init",
-                                 "Control: init only"]
+    assert list(table.index) == [
+        "Baseline: majority",
+        "Baseline: lexical",
+        *MODELS,
+        "Control: random init",
+        "Control: init only",
+    ]
     assert (table.loc["Control: init only"] == "not run").all()
     assert list(table.columns) == ["UPOS", "XPOS", "NER", "SAPN", "SAR", "DI", "STS"]
     assert table.loc["RoBERT-base", "STS"] == "90.00 ± 1.00"
@@ -73,12 +83,18 @@ def test_retention_and_ablation(synthetic):
     scores = load_scores("unit", synthetic)
     r = retention_table(scores)
     pairs = set(zip(r.student, r.teacher))
-    assert pairs == {("distil-bert-base-ro", "bert-base-ro"), ("distil-robert-base", "robert-base"),
-                     ("distilmulti-bert-base-ro", "bert-base-ro"), ("distilmulti-bert-base-ro", "robert-base")}
+    assert pairs == {
+        ("distil-bert-base-ro", "bert-base-ro"),
+        ("distil-robert-base", "robert-base"),
+        ("distilmulti-bert-base-ro", "bert-base-ro"),
+        ("distilmulti-bert-base-ro", "robert-base"),
+    }
     assert set(r.task) == set(TASK_COLUMNS)  # no mean over tasks
     row = r[(r.student == "distilmulti-bert-base-ro") & (r.teacher == "robert-base") & (r.task == "upos")].iloc[0]
     assert row.ratio == pytest.approx(100 * 76 / 90)
-    assert row.paper == pytest.approx(100 * PAPER_SCORES["distilmulti-bert-base-ro"]["upos"] / PAPER_SCORES["robert-base"]["upos"])
+    assert row.paper == pytest.approx(
+        100 * PAPER_SCORES["distilmulti-bert-base-ro"]["upos"] / PAPER_SCORES["robert-base"]["upos"]
+    )
     assert math.isnan(row.retained_gain) and row.gain_note == "no control-random-init"
     ab = ablation_table(scores)
     # +4 points on every seed: paired SE 0
@@ -109,10 +125,24 @@ def test_retained_gain_only_where_the_teacher_beats_the_control(synthetic):
     assert math.isnan(row.retained_gain) and row.gain_note == NO_GAIN
 
 
-def test_plots_have_labels(synthetic):
+def test_plots_draw_the_numbers_of_the_tables(synthetic):
+    """The figures show the tables' values: one bar per model and task at its mean headline score (x100), and
+    one retention bar per pair and task at student / teacher in percent, the paper's ratio ticked beside it."""
+    import matplotlib.pyplot as plt
+
     scores = load_scores("unit", synthetic)
-    for ax in (plot_scores(scores), plot_retention(scores)):
-        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+    ax = plot_scores(scores)
+    heights = [round(b.get_height(), 6) for b in ax.patches]
+    assert heights == [round(100 * v, 6) for v in (0.80, 0.90, 0.72, 0.81, 0.76) for _ in TASK_COLUMNS]
+    plt.close(ax.figure)
+    ax = plot_retention(scores)
+    heights = [round(b.get_height(), 4) for b in ax.patches]
+    assert heights[: len(TASK_COLUMNS)] == [round(100 * 0.72 / 0.80, 4)] * len(TASK_COLUMNS)  # Distil-BERT / BERT
+    ticks = list(ax.collections[0].get_offsets()[:, 1])
+    assert ticks == pytest.approx(
+        [100 * PAPER_SCORES["distil-bert-base-ro"][t] / PAPER_SCORES["bert-base-ro"][t] for t in TASK_COLUMNS]
+    )
+    plt.close(ax.figure)
 
 
 def test_provenance_table_empty_without_runs(tmp_path):
@@ -125,12 +155,38 @@ def test_provenance_summary_condenses_kinds_and_notes():
     from rokd.report import provenance_summary
 
     rows = []
-    for split, kind, used, avail in (("train", "rebuilt", 256, 8043), ("validation", "official", 128, 752), ("test", "official", 128, 729)):
-        rows.append({"task": "UPOS", "split": split, "kind": kind, "source": "s", "note": "rebuilt from Rodna" if kind == "rebuilt" else "",
-                     "examples used": used, "available": avail, "max_length": 64, "truncated/split": 0})
+    for split, kind, used, avail in (
+        ("train", "rebuilt", 256, 8043),
+        ("validation", "official", 128, 752),
+        ("test", "official", 128, 729),
+    ):
+        rows.append(
+            {
+                "task": "UPOS",
+                "split": split,
+                "kind": kind,
+                "source": "s",
+                "note": "rebuilt from Rodna" if kind == "rebuilt" else "",
+                "examples used": used,
+                "available": avail,
+                "max_length": 64,
+                "truncated/split": 0,
+            }
+        )
     for split in ("train", "validation", "test"):
-        rows.append({"task": "NER", "split": split, "kind": "substitute", "source": "s", "note": "re-split of valid+test",
-                     "examples used": 10, "available": 20, "max_length": 64, "truncated/split": 0})
+        rows.append(
+            {
+                "task": "NER",
+                "split": split,
+                "kind": "substitute",
+                "source": "s",
+                "note": "re-split of valid+test",
+                "examples used": 10,
+                "available": 20,
+                "max_length": 64,
+                "truncated/split": 0,
+            }
+        )
     table, notes = provenance_summary(pd.DataFrame(rows))
     assert list(table.index) == ["UPOS", "NER"] and list(table.columns) == ["train", "validation", "test"]
     assert table.loc["UPOS", "train"] == "rebuilt (256 of 8,043)"
@@ -147,14 +203,20 @@ def test_model_stats_measures_built_models(tmp_path, monkeypatch):
 
     monkeypatch.setenv("ROKD_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
     torch.manual_seed(0)
-    BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                               intermediate_size=32, max_position_embeddings=32)
-                    ).save_pretrained(tmp_path / "artifacts" / "smoke" / "teachers" / "bert-base-ro")
-    DistilBertForMaskedLM(DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32,
-                                           max_position_embeddings=32)
-                          ).save_pretrained(tmp_path / "artifacts" / "smoke" / "students" / "distil-bert-base-ro")
-    stats = model_stats("smoke", batch_size=2, seq_length=16, rounds=2, results=tmp_path / "results",
-                        min_round_s=0.01)
+    BertForMaskedLM(
+        BertConfig(
+            vocab_size=50,
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=32,
+        )
+    ).save_pretrained(tmp_path / "artifacts" / "smoke" / "teachers" / "bert-base-ro")
+    DistilBertForMaskedLM(
+        DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32, max_position_embeddings=32)
+    ).save_pretrained(tmp_path / "artifacts" / "smoke" / "students" / "distil-bert-base-ro")
+    stats = model_stats("smoke", batch_size=2, seq_length=16, rounds=2, results=tmp_path / "results", min_round_s=0.01)
     assert list(stats["key"]) == ["bert-base-ro", "distil-bert-base-ro"]  # the others are not built
     assert stats.loc["BERT-base-ro", "layers"] == 2 and stats.loc["Distil-BERT-base-ro", "layers"] == 1
     assert stats.loc["BERT-base-ro", "params_M"] > stats.loc["Distil-BERT-base-ro", "params_M"] > 0
@@ -170,8 +232,12 @@ def _stats_frame(params: dict[str, float], speedups: dict[str, float]):
 
     from rokd.models.registry import DISPLAY_NAMES
 
-    return pd.DataFrame([{"model": DISPLAY_NAMES[k], "key": k, "params_M": v, "speedup_vs_teacher": speedups.get(k)}
-                         for k, v in params.items()]).set_index("model")
+    return pd.DataFrame(
+        [
+            {"model": DISPLAY_NAMES[k], "key": k, "params_M": v, "speedup_vs_teacher": speedups.get(k)}
+            for k, v in params.items()
+        ]
+    ).set_index("model")
 
 
 def test_findings_check_each_claim_per_task(synthetic):
@@ -179,9 +245,16 @@ def test_findings_check_each_claim_per_task(synthetic):
 
     scores = load_scores("unit", synthetic)
     # students 40 % / 35.6 % / 40 % smaller; speed-ups 1.9-2.1x
-    stats = _stats_frame({"bert-base-ro": 10.0, "robert-base": 9.0, "distil-bert-base-ro": 6.0,
-                          "distil-robert-base": 5.8, "distilmulti-bert-base-ro": 6.0},
-                         {"distil-bert-base-ro": 2.1, "distil-robert-base": 1.9, "distilmulti-bert-base-ro": 2.0})
+    stats = _stats_frame(
+        {
+            "bert-base-ro": 10.0,
+            "robert-base": 9.0,
+            "distil-bert-base-ro": 6.0,
+            "distil-robert-base": 5.8,
+            "distilmulti-bert-base-ro": 6.0,
+        },
+        {"distil-bert-base-ro": 2.1, "distil-robert-base": 1.9, "distilmulti-bert-base-ro": 2.0},
+    )
     f = findings(scores, stats)
     size = f[f.id == "students-smaller"].iloc[0]
     assert size.ours == "40.0 %, 35.6 %, 40.0 %" and size.verdict == "holds"
@@ -237,18 +310,36 @@ def test_pipeline_record_reads_executed_notebooks(tmp_path):
     from rokd.report import pipeline_record
     from rokd.runinfo import RunInfo
 
-    info = RunInfo("smoke", "00_data", git_commit="0123abcd", hardware="Test CPU, 2 cores", torch_version="2.13.0",
-                   started="2026-01-01T00:00:00+00:00", wall_time_s=3.0)
-    nb = {"metadata": {"papermill": {"start_time": "2026-01-01T00:00:00.5", "duration": 4.25, "exception": None}},
-          "cells": [{"cell_type": "code", "outputs": [{"output_type": "display_data",
-                                                       "data": {"text/markdown": [info.markdown()]}}]}]}
+    info = RunInfo(
+        "smoke",
+        "00_data",
+        git_commit="0123abcd",
+        hardware="Test CPU, 2 cores",
+        torch_version="2.13.0",
+        started="2026-01-01T00:00:00+00:00",
+        wall_time_s=3.0,
+    )
+    nb = {
+        "metadata": {"papermill": {"start_time": "2026-01-01T00:00:00.5", "duration": 4.25, "exception": None}},
+        "cells": [
+            {
+                "cell_type": "code",
+                "outputs": [{"output_type": "display_data", "data": {"text/markdown": [info.markdown()]}}],
+            }
+        ],
+    }
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "notebooks" / "00_data.ipynb").write_text(json.dumps(nb))
     rec = pipeline_record("smoke", tmp_path)
     assert list(rec["step"]) == ["00_data"]  # steps without an executed notebook are left out
     row = rec.iloc[0]
-    assert (row.wall_s, row.commit, row.hardware, row.started, row.failed) == (4.25, "0123abcd", "Test CPU, 2 cores",
-                                                                                 "2026-01-01 00:00:00", False)
+    assert (row.wall_s, row.commit, row.hardware, row.started, row.failed) == (
+        4.25,
+        "0123abcd",
+        "Test CPU, 2 cores",
+        "2026-01-01 00:00:00",
+        False,
+    )
     assert list(pipeline_record("smoke", tmp_path, upstream_of="02_distill-distil-bert-base-ro")["step"]) == ["00_data"]
     assert pipeline_record("smoke", tmp_path, upstream_of="00_data").empty
     with pytest.raises(ValueError, match="unknown step"):
@@ -258,11 +349,25 @@ def test_pipeline_record_reads_executed_notebooks(tmp_path):
 def test_runinfo_markdown_round_trip():
     from rokd.runinfo import RunInfo
 
-    info = RunInfo("mini", "x", seed=2, git_commit="abc+dirty", hardware="AMD EPYC 7B13, 2 cores",
-                   torch_version="2.13.0+cpu", started="2026-11-24T18:00:00+00:00", wall_time_s=12.0)
+    info = RunInfo(
+        "mini",
+        "x",
+        seed=2,
+        git_commit="abc+dirty",
+        hardware="AMD EPYC 7B13, 2 cores",
+        torch_version="2.13.0+cpu",
+        started="2026-11-24T18:00:00+00:00",
+        wall_time_s=12.0,
+    )
     back = RunInfo.from_markdown(info.markdown())
     assert (back.profile, back.seed, back.git_commit, back.hardware, back.torch_version, back.wall_time_s) == (
-        "mini", 2, "abc+dirty", "AMD EPYC 7B13, 2 cores", "2.13.0+cpu", 12.0)
+        "mini",
+        2,
+        "abc+dirty",
+        "AMD EPYC 7B13, 2 cores",
+        "2.13.0+cpu",
+        12.0,
+    )
     with pytest.raises(ValueError, match="not a RunInfo line"):
         RunInfo.from_markdown("no such line")
 
@@ -272,9 +377,16 @@ def test_discussion_follows_the_verdicts(synthetic):
     from rokd.report import discussion, findings, low_score_tasks
 
     scores = load_scores("unit", synthetic)
-    stats = _stats_frame({"bert-base-ro": 10.0, "robert-base": 9.0, "distil-bert-base-ro": 6.5,
-                          "distil-robert-base": 5.8, "distilmulti-bert-base-ro": 6.5},
-                         {"distil-bert-base-ro": 2.1, "distil-robert-base": 1.9, "distilmulti-bert-base-ro": 2.0})
+    stats = _stats_frame(
+        {
+            "bert-base-ro": 10.0,
+            "robert-base": 9.0,
+            "distil-bert-base-ro": 6.5,
+            "distil-robert-base": 5.8,
+            "distilmulti-bert-base-ro": 6.5,
+        },
+        {"distil-bert-base-ro": 2.1, "distil-robert-base": 1.9, "distilmulti-bert-base-ro": 2.0},
+    )
     text = discussion(scores, findings(scores, stats), load_profile("mini"))
     assert "**Size and speed** (hold)" in text
     assert "**What pretraining gave cannot be read from this run**" in text and "no finding about distillation" in text
@@ -287,9 +399,21 @@ def test_discussion_follows_the_verdicts(synthetic):
     # retention fails beyond the noise: the hypothesis names the profile's shapes
     assert "does not hold for Distil-BERT-base-ro / BERT-base-ro on UPOS, XPOS, NER, SAPN, SAR, DI, STS;" in text
     assert "a 3-layer student of a 6-layer miniature teacher" in text
-    assert "**The second teacher** (tested on 7 of 7 cells): changes little (within ±1 point) nowhere; matters (beyond ±1 point) for DistilMulti" in text
+    assert (
+        "**The second teacher** (tested on 7 of 7 cells): changes little (within ±1 point) nowhere; matters (beyond "
+        "±1 point) for DistilMulti"
+        in text
+    )
     assert "every fine-tuned model, teachers and controls included, scores *below* it" in text  # UPOS..SAPN < 85
-    assert low_score_tasks(scores) == [] and low_score_tasks(scores, below=95.0) == ["UPOS", "XPOS", "NER", "SAPN", "SAR", "DI", "STS"]
+    assert low_score_tasks(scores) == [] and low_score_tasks(scores, below=95.0) == [
+        "UPOS",
+        "XPOS",
+        "NER",
+        "SAPN",
+        "SAR",
+        "DI",
+        "STS",
+    ]
 
 
 def test_discussion_is_keyed_on_claim_ids_not_wording(synthetic):
@@ -320,8 +444,12 @@ def test_mini_copy_with_baselines_is_honest_about_missing_controls(tmp_path):
     assert (dist.verdict == "inconclusive").all() and dist.reason.str.contains("no control-random-init").all()
     text = discussion(scores, f)
     assert "states **no finding about distillation**" in text
-    assert "On **UPOS, XPOS, NER, SAPN, SAR, DI, STS**, every fine-tuned model, teachers included, scores *below*" in text
-    assert "beats **Baseline: lexical** on 0 of 7 tasks; every model scores below it on UPOS" in baseline_sentence(scores)
+    assert (
+        "On **UPOS, XPOS, NER, SAPN, SAR, DI, STS**, every fine-tuned model, teachers included, scores *below*" in text
+    )
+    assert "beats **Baseline: lexical** on 0 of 7 tasks; every model scores below it on UPOS" in baseline_sentence(
+        scores
+    )
 
 
 def test_compute_record_counts_all_the_compute(tmp_path, monkeypatch):
@@ -335,33 +463,48 @@ def test_compute_record_counts_all_the_compute(tmp_path, monkeypatch):
     monkeypatch.setenv("ROKD_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
     art, res = tmp_path / "artifacts" / "smoke", tmp_path / "results"
     (art / "teachers" / "bert-base-ro").mkdir(parents=True)
-    (art / "teachers" / "bert-base-ro" / "quality.json").write_text(json.dumps({"train_wall_s": 100.0, "build_wall_s": 120.0}))
+    (art / "teachers" / "bert-base-ro" / "quality.json").write_text(
+        json.dumps({"train_wall_s": 100.0, "build_wall_s": 120.0})
+    )
     (art / "students" / "distil-bert-base-ro").mkdir(parents=True)
     (art / "students" / "distil-bert-base-ro" / "summary.json").write_text(json.dumps({"wall_time_s": 30.0}))
     # RoBERT-base's folder is gone, but the executed teachers chapter printed its pretraining time
     (res / "notebooks").mkdir(parents=True)
-    text = "- **RoBERT-base**: MLM accuracy **0.1** vs 0.05 for the unigram baseline (2.0x); pretrained in 47 min on cpu."
+    text = (
+        "- **RoBERT-base**: MLM accuracy **0.1** vs 0.05 for the unigram baseline (2.0x); pretrained in 47 min on cpu."
+    )
     info = RunInfo("smoke", "x", git_commit="abc", hardware="cpu", torch_version="2", wall_time_s=61.0)
 
     def notebook(*markdown):
-        return {"cells": [{"cell_type": "code", "outputs": [{"output_type": "display_data", "data": {"text/markdown": [m]}}]}
-                          for m in markdown]}
+        return {
+            "cells": [
+                {"cell_type": "code", "outputs": [{"output_type": "display_data", "data": {"text/markdown": [m]}}]}
+                for m in markdown
+            ]
+        }
 
     (res / "notebooks" / "01_teachers.ipynb").write_text(json.dumps(notebook(text)))
     (res / "notebooks" / "02_distill-distil-robert-base.ipynb").write_text(json.dumps(notebook(info.markdown())))
-    for model, task, seed, wall in (("bert-base-ro", "sapn", 1, 10.0), ("bert-base-ro", "sar", 1, 5.5),
-                                    ("control-random-init", "sapn", 1, 7.0)):
+    for model, task, seed, wall in (
+        ("bert-base-ro", "sapn", 1, 10.0),
+        ("bert-base-ro", "sar", 1, 5.5),
+        ("control-random-init", "sapn", 1, 7.0),
+    ):
         d = res / "predictions" / model / task
         d.mkdir(parents=True, exist_ok=True)
-        (d / f"seed{seed}.run.json").write_text(json.dumps({"config": {"model": model, "task": task},
-                                                            "runinfo": {"wall_time_s": wall}}))
+        (d / f"seed{seed}.run.json").write_text(
+            json.dumps({"config": {"model": model, "task": task}, "runinfo": {"wall_time_s": wall}})
+        )
     rec = compute_record("smoke", res).set_index(["work", "model"])
     assert rec.loc[("teacher pretraining", "BERT-base-ro"), "wall_s"] == 120.0
     assert rec.loc[("teacher pretraining", "RoBERT-base"), "wall_s"] == 47 * 60
     assert rec.loc[("distillation", "Distil-BERT-base-ro"), "wall_s"] == 30.0
     assert rec.loc[("distillation", "Distil-RoBERT-base"), "wall_s"] == 61.0  # the chapter's wall time
     assert math.isnan(rec.loc[("distillation", "DistilMulti-BERT-base-ro"), "wall_s"])
-    assert rec.loc[("fine-tuning", "BERT-base-ro"), "wall_s"] == 15.5 and rec.loc[("fine-tuning", "BERT-base-ro"), "runs"] == 2
+    assert (
+        rec.loc[("fine-tuning", "BERT-base-ro"), "wall_s"] == 15.5
+        and rec.loc[("fine-tuning", "BERT-base-ro"), "runs"] == 2
+    )
     assert rec.loc[("fine-tuning", "Control: random init"), "wall_s"] == 7.0
     total = (120 + 47 * 60 + 30 + 61 + 15.5 + 7) / 3600
     summary = compute_summary(rec.reset_index())
@@ -379,4 +522,67 @@ def test_replicas_are_pooled_with_their_student(tmp_path):
     pooled = load_scores("x", tmp_path)
     assert set(pooled["model"]) == {"distil-bert-base-ro"}
     assert sorted(pooled["seed"]) == [1, 2, 1001, 1002]
-    assert set(load_scores("x", tmp_path, pool_replicas=False)["model"]) == {"distil-bert-base-ro", "distil-bert-base-ro@d2"}
+    assert set(load_scores("x", tmp_path, pool_replicas=False)["model"]) == {
+        "distil-bert-base-ro",
+        "distil-bert-base-ro@d2",
+    }
+
+
+def test_task_and_model_metadata_are_defined_once_in_the_spec():
+    """rokd.spec is the one definition: the registry, the paper's column order, fine-tuning's task kinds and the
+    loyalty measures' task lists are derived from it (the issue found eight partial copies, one of them wrong)."""
+    from rokd import paper, spec
+    from rokd.loyalty.measures import LABEL_TASKS
+    from rokd.models import registry
+    from rokd.tasks import metrics
+
+    assert paper.TASK_COLUMNS == tuple(spec.TASKS) == metrics.ALL_TASKS
+    assert metrics.CLASSIFICATION_TASKS == ("sapn", "sar", "di") and metrics.REGRESSION_TASKS == ("sts",)
+    assert set(LABEL_TASKS) == set(spec.TASKS) - {"sts"}
+    assert registry.STUDENT_TEACHERS[spec.MULTI_STUDENT] == ("bert-base-ro", "robert-base")
+    assert registry.STUDENT_TEACHERS[spec.SINGLE_STUDENT] == ("bert-base-ro",)
+    assert registry.CONTROL_OF == {
+        spec.RANDOM_INIT_CONTROL: "bert-base-ro",
+        spec.INIT_ONLY_CONTROL: spec.SINGLE_STUDENT,
+    }
+
+
+def test_a_model_without_paper_numbers_is_shown_without_them():
+    import math
+
+    from rokd.paper import paper_score, paper_text
+
+    assert paper_score("bert-base-ro", "ner") == 85.88
+    assert (
+        math.isnan(paper_score("my-own-student", "ner")) and paper_text(paper_score("my-own-student", "ner")) == "n/a"
+    )
+
+
+def test_no_model_key_is_written_outside_the_spec_and_the_papers_numbers():
+    """grep for the paper's model keys in rokd's code (docstrings and comments aside): only rokd/spec.py and
+    rokd/paper.py name them."""
+    import ast
+    from pathlib import Path
+
+    from rokd.spec import MODELS
+
+    root = Path(__file__).resolve().parents[1] / "rokd"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name in ("spec.py", "paper.py"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docs = {
+            id(n.body[0].value)
+            for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef))
+            and n.body
+            and isinstance(n.body[0], ast.Expr)
+            and isinstance(n.body[0].value, ast.Constant)
+        }
+        found += [
+            f"{path.relative_to(root)}:{n.lineno} {n.value}"
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and id(n) not in docs and isinstance(n.value, str) and n.value in MODELS
+        ]
+    assert found == []

@@ -36,5 +36,7 @@ def test_real_shapes_distil_on_cpu(tmp_path):
     assert cov["masked_positions_label_mapped"] >= 0.5 and cov["case_folded"]
     assert all(math.isfinite(v) for v in run["final_losses"].values())
     assert run["s_per_step_median"] > 0 and run["peak_rss_mb"] > 1000
-    print(f"\nstep {run['s_per_step_median']:.2f} s at batch 2, peak RSS {run['peak_rss_mb']:.0f} MB, "
-          f"coverage {cov['masked_positions_covered']:.1%}, mapped mass {cov['mapped_probability_mass']:.1%}")
+    print(
+        f"\nstep {run['s_per_step_median']:.2f} s at batch 2, peak RSS {run['peak_rss_mb']:.0f} MB, "
+        f"coverage {cov['masked_positions_covered']:.1%}, mapped mass {cov['mapped_probability_mass']:.1%}"
+    )

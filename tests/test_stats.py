@@ -78,7 +78,11 @@ def test_synthetic_scores_inside_the_noise_is_inconclusive_beyond_it_holds(tmp_p
     # per seed +10.0, +10.5, +9.5 points: mean 10, SE 0.2887
     _scores(clear, {"bert-base-ro": [0.90, 0.905, 0.895], "control-random-init": [0.80, 0.80, 0.80]})
     g = teacher_gains(load_scores("unit", noisy), teachers=["bert-base-ro"]).set_index("task").loc["sapn"]
-    assert g.verdict == INCONCLUSIVE and g["diff"] == pytest.approx(1.0) and g.se == pytest.approx(math.sqrt(7) / math.sqrt(3))
+    assert (
+        g.verdict == INCONCLUSIVE
+        and g["diff"] == pytest.approx(1.0)
+        and g.se == pytest.approx(math.sqrt(7) / math.sqrt(3))
+    )
     g = teacher_gains(load_scores("unit", clear), teachers=["bert-base-ro"]).set_index("task").loc["sapn"]
     assert g.verdict == HOLDS and g["diff"] == pytest.approx(10.0) and g.se == pytest.approx(0.5 / math.sqrt(3))
 

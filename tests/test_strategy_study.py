@@ -7,7 +7,6 @@ import random
 import numpy as np
 import pandas as pd
 import pytest
-
 from distill_fixtures import SENTENCES, tiny_bert, tokenizers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -48,8 +47,13 @@ def _ner():
         rows["id"].append(f"s{i}")
         rows["tokens"].append(toks)
         rows["labels"].append([1 if w[0].isupper() else 0 for w in toks])
-    feats = Features({"id": Value("string"), "tokens": Sequence(Value("string")),
-                      "labels": Sequence(ClassLabel(names=["O", "B-PERSON", "I-PERSON"]))})
+    feats = Features(
+        {
+            "id": Value("string"),
+            "tokens": Sequence(Value("string")),
+            "labels": Sequence(ClassLabel(names=["O", "B-PERSON", "I-PERSON"])),
+        }
+    )
     ds = Dataset.from_dict(rows, features=feats)
     return DatasetDict(train=ds, validation=ds.select(range(8)), test=ds.select(range(8, 16)))
 
@@ -65,7 +69,9 @@ def _sts():
         rows["text"].append(a)
         rows["text_pair"].append(b)
         rows["label"].append(5.0 if a == b else float(rng.randint(0, 3)))
-    feats = Features({"id": Value("string"), "text": Value("string"), "text_pair": Value("string"), "label": Value("float32")})
+    feats = Features(
+        {"id": Value("string"), "text": Value("string"), "text_pair": Value("string"), "label": Value("float32")}
+    )
     ds = Dataset.from_dict(rows, features=feats)
     return DatasetDict(train=ds, validation=ds.select(range(8)), test=ds.select(range(8, 16)))
 
@@ -90,18 +96,33 @@ def study_world(tmp_path, monkeypatch):
     import rokd.models.teachers as teachers_mod
 
     monkeypatch.setattr(teachers_mod, "corpus_files", lambda prof: (train, heldout))
-    monkeypatch.setattr(teachers_mod, "build_teachers", lambda prof, keys=None, **kw: {k: folders[k] for k in (keys or folders)})
+    monkeypatch.setattr(
+        teachers_mod, "build_teachers", lambda prof, keys=None, **kw: {k: folders[k] for k in (keys or folders)}
+    )
     return profile, tmp_path
 
 
 def test_study_writes_every_row_and_compares(study_world):
-    from rokd.strategy_study import (COLUMNS, compare_to_baseline, read_study, run_study, student_path, summary_table,
-                                     wide_table)
+    from rokd.strategy_study import (
+        COLUMNS,
+        compare_to_baseline,
+        read_study,
+        run_study,
+        student_path,
+        summary_table,
+        wide_table,
+    )
 
     profile, root = study_world
     data = {"ner": _ner(), "sts": _sts()}
-    df = run_study(profile, ["span-map", "projection"], seeds=[1, 2], tasks=["ner", "sts"], dataset_for=data.__getitem__,
-                   log=lambda *a: None)
+    df = run_study(
+        profile,
+        ["span-map", "projection"],
+        seeds=[1, 2],
+        tasks=["ner", "sts"],
+        dataset_for=data.__getitem__,
+        log=lambda *a: None,
+    )
     assert tuple(df.columns) == COLUMNS
     saved = read_study(profile)
     assert len(saved) == len(df) and (root / "results" / "studytest" / "strategies_config.json").is_file()
@@ -110,11 +131,19 @@ def test_study_writes_every_row_and_compares(study_world):
         for seed in (1, 2):
             sub = df[(df.strategy == strategy) & (df.seed == seed)]
             got = set(zip(sub.task, sub.metric))
-            assert {("distill", "unmatched_student_mass.robert-base"), ("distill", "strategy_coverage.robert-base"),
-                    ("heldout", "mlm_accuracy"), ("heldout", "kl.bert-base-ro"), ("heldout", "top1_agreement.robert-base"),
-                    ("ner", "macro_f1"), ("sts", "pearson"), ("ner", "label_loyalty.bert-base-ro"),
-                    ("ner", "prob_loyalty.robert-base"), ("ner", "label_loyalty.ensemble"),
-                    ("sts", "regression_loyalty.robert-base")} <= got
+            assert {
+                ("distill", "unmatched_student_mass.robert-base"),
+                ("distill", "strategy_coverage.robert-base"),
+                ("heldout", "mlm_accuracy"),
+                ("heldout", "kl.bert-base-ro"),
+                ("heldout", "top1_agreement.robert-base"),
+                ("ner", "macro_f1"),
+                ("sts", "pearson"),
+                ("ner", "label_loyalty.bert-base-ro"),
+                ("ner", "prob_loyalty.robert-base"),
+                ("ner", "label_loyalty.ensemble"),
+                ("sts", "regression_loyalty.robert-base"),
+            } <= got
     assert df.value.map(np.isfinite).sum() >= 0.9 * len(df)  # Pearson may be NaN for a constant tiny model, little else
     # Seed 1 and 2 differ (other masks): the students are not copies.
     a = df[(df.strategy == "span-map") & (df.task == "distill") & (df.metric == "final_loss")].value.tolist()
@@ -164,7 +193,11 @@ def test_conclusion_follows_the_verdicts():
             rows.append((strategy, seed, "heldout", "unmatched_student_mass.robert-base", v))
     df = pd.DataFrame(rows, columns=["strategy", "seed", "task", "metric", "value"])
     text = conclusion(df, tasks=["ner"])
-    assert "Recommendation: `projection`" in text and "0.0150 under `span-map`" in text and "0.0550 under `projection`" in text
+    assert (
+        "Recommendation: `projection`" in text
+        and "0.0150 under `span-map`" in text
+        and "0.0550 under `projection`" in text
+    )
     flat = df.copy()
     flat.loc[flat.strategy == "projection", "value"] = flat[flat.strategy == "span-map"].value.to_numpy()
     assert "keep `span-map`" in conclusion(flat, tasks=["ner"])

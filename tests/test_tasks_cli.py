@@ -8,8 +8,23 @@ from rokd.cli import build_parser
 
 
 def test_evaluate_command_parses_repeatable_task_and_seed():
-    args = build_parser().parse_args(["evaluate", "--profile", "mini", "--model", "bert-base-ro",
-                                      "--task", "ner", "--task", "sts", "--seed", "1", "--seed", "2"])
+    args = build_parser().parse_args(
+        [
+            "evaluate",
+            "--profile",
+            "mini",
+            "--model",
+            "bert-base-ro",
+            "--task",
+            "ner",
+            "--task",
+            "sts",
+            "--seed",
+            "1",
+            "--seed",
+            "2",
+        ]
+    )
     assert args.profile == "mini" and args.model == "bert-base-ro"
     assert args.task == ["ner", "sts"] and args.seed == [1, 2] and not args.force
     assert callable(args.func)
@@ -40,5 +55,21 @@ def test_evaluate_command_scores_a_baseline_like_a_model(tmp_path, monkeypatch):
     assert args.func(args) == 0
     rows = read_scores(tmp_path / "smoke" / "scores.csv")
     assert {(r["model"], r["task"], r["seed"], r["metric"]) for r in rows} == {
-        ("baseline-majority", "sapn", 4, "accuracy"), ("baseline-majority", "sapn", 4, "macro_f1")}
+        ("baseline-majority", "sapn", 4, "accuracy"),
+        ("baseline-majority", "sapn", 4, "macro_f1"),
+    }
     assert (tmp_path / "smoke" / "predictions" / "baseline-majority" / "sapn" / "seed4.run.json").is_file()
+
+
+def test_every_step_command_is_named_like_its_package_and_keeps_its_old_name():
+    """``rokd.cli`` adds one command per step package (``rokd/<package>/cli.py``), named like the package;
+    ``teachers`` and ``evaluate`` still parse to the same commands."""
+    from rokd.cli import STEP_CLIS, build_parser
+
+    parser = build_parser()
+    names = set(parser._subparsers._group_actions[0].choices)
+    packages = [m.split(".")[1] for m in STEP_CLIS]
+    assert all(m == f"rokd.{p}.cli" for m, p in zip(STEP_CLIS, packages))
+    assert set(packages) <= names and {"teachers", "evaluate"} <= names
+    assert parser.parse_args(["teachers", "build"]).func is parser.parse_args(["models", "build"]).func
+    assert parser.parse_args(["evaluate", "--model", "m"]).func is parser.parse_args(["tasks", "--model", "m"]).func

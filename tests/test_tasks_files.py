@@ -29,8 +29,12 @@ def test_predictions_round_trip_classification_and_regression(tmp_path):
     assert back.meta == p.meta and not back.is_regression
     assert not list(path.parent.glob("*.tmp*"))
 
-    r = Predictions(ids=np.array(["a", "b"]), gold=np.array([1.5, 4.0], dtype=np.float32),
-                    pred=np.array([2.25, 3.5], dtype=np.float32), meta={"task": "sts"})
+    r = Predictions(
+        ids=np.array(["a", "b"]),
+        gold=np.array([1.5, 4.0], dtype=np.float32),
+        pred=np.array([2.25, 3.5], dtype=np.float32),
+        meta={"task": "sts"},
+    )
     back = load_predictions(save_predictions(r, tmp_path / "sts.npz"))
     assert back.is_regression and back.probs is None and back.label_names is None
     assert back.pred.tolist() == [2.25, 3.5]

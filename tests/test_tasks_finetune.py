@@ -31,7 +31,12 @@ def _tokenizer(lowercase: bool = False):
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
     )
 
 
@@ -43,10 +48,19 @@ def tiny_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     tok = _tokenizer()
     torch.manual_seed(0)
-    bert = BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                      intermediate_size=32, max_position_embeddings=64))
-    distil = DistilBertForMaskedLM(DistilBertConfig(vocab_size=len(tok), dim=16, n_layers=1, n_heads=2, hidden_dim=32,
-                                                    max_position_embeddings=64))
+    bert = BertForMaskedLM(
+        BertConfig(
+            vocab_size=len(tok),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=64,
+        )
+    )
+    distil = DistilBertForMaskedLM(
+        DistilBertConfig(vocab_size=len(tok), dim=16, n_layers=1, n_heads=2, hidden_dim=32, max_position_embeddings=64)
+    )
     paths = {}
     for name, model in (("tiny-bert", bert), ("tiny-distil", distil)):
         model.save_pretrained(root / name)
@@ -64,7 +78,9 @@ def test_align_labels_first_subword_only():
 def test_encode_tagging_with_real_tokenizer_aligns_and_splits_long_sentences():
     tok = _tokenizer()
     # "merele" -> mere ##le (two sub-words); "\u200b" tokenises to nothing and is fed as [UNK].
-    enc = encode_tagging(tok, ["s1", "s2"], [["ana", "are", "merele", "\u200b"], ["ion"] * 9], [[1, 2, 3, 4], [0] * 9], max_length=6)
+    enc = encode_tagging(
+        tok, ["s1", "s2"], [["ana", "are", "merele", "\u200b"], ["ion"] * 9], [[1, 2, 3, 4], [0] * 9], max_length=6
+    )
     # s1: 5 sub-words > 4 allowed between [CLS]/[SEP] -> two chunks; s2: 9 words -> three chunks.
     toks = [tok.convert_ids_to_tokens(f["input_ids"]) for f in enc.features]
     # 4 sub-words fit between [CLS] and [SEP]: s1 -> [ana are mere ##le] + [UNK]; s2 -> 4 + 4 + 1 words.
@@ -82,11 +98,21 @@ def test_encode_tagging_with_real_tokenizer_aligns_and_splits_long_sentences():
 
 def test_encode_sentences_truncates_and_counts():
     tok = _tokenizer()
-    enc = encode_sentences(tok, ["a", "b"], ["ana are mere pere ion vede", "ana"], None, [0, 1], max_length=5, regression=False)
+    enc = encode_sentences(
+        tok, ["a", "b"], ["ana are mere pere ion vede", "ana"], None, [0, 1], max_length=5, regression=False
+    )
     assert [len(f["input_ids"]) for f in enc.features] == [5, 3]
     assert enc.n_truncated == 1
     pair = encode_sentences(tok, ["p"], ["ana are"], ["ion vede"], [3.5], max_length=32, regression=True)
-    assert tok.convert_ids_to_tokens(pair.features[0]["input_ids"]) == ["[CLS]", "ana", "are", "[SEP]", "ion", "vede", "[SEP]"]
+    assert tok.convert_ids_to_tokens(pair.features[0]["input_ids"]) == [
+        "[CLS]",
+        "ana",
+        "are",
+        "[SEP]",
+        "ion",
+        "vede",
+        "[SEP]",
+    ]
     assert pair.gold.dtype == np.float32 and pair.features[0]["labels"] == 3.5
 
 
@@ -135,7 +161,9 @@ def _tagging_dataset(n: int = 40):
         rows["id"].append(f"sent{i}")
         rows["tokens"].append(toks)
         rows["labels"].append(labs)
-    feats = Features({"id": Value("string"), "tokens": Sequence(Value("string")), "labels": Sequence(ClassLabel(names=names))})
+    feats = Features(
+        {"id": Value("string"), "tokens": Sequence(Value("string")), "labels": Sequence(ClassLabel(names=names))}
+    )
     ds = Dataset.from_dict(rows, features=feats)
     dd = DatasetDict(train=ds, validation=ds.select(range(10)), test=ds.select(range(10, 20)))
     for split, kind in (("train", "substitute"), ("validation", "official"), ("test", "official")):
@@ -157,21 +185,39 @@ def _sts_dataset(n: int = 40):
         rows["text"].append(a)
         rows["text_pair"].append(b)
         rows["label"].append(round(5 * len(set(a.split()) & set(b.split())) / 4, 2))
-    ds = Dataset.from_dict(rows, features=Features({"id": Value("string"), "text": Value("string"),
-                                                    "text_pair": Value("string"), "label": Value("float32")}))
+    ds = Dataset.from_dict(
+        rows,
+        features=Features(
+            {"id": Value("string"), "text": Value("string"), "text_pair": Value("string"), "label": Value("float32")}
+        ),
+    )
     return DatasetDict(train=ds, validation=ds.select(range(12)), test=ds.select(range(12, 24)))
 
 
 def _profile() -> Profile:
-    return Profile(name="unit", device="cpu", evaluate=EvalConfig(
-        tasks=["ner", "sts"], seeds=[1], max_length=12, max_train_examples=30, max_eval_examples=10,
-        epochs=2, batch_size=8, lr=1e-3, evals_per_epoch=2))
+    return Profile(
+        name="unit",
+        device="cpu",
+        evaluate=EvalConfig(
+            tasks=["ner", "sts"],
+            seeds=[1],
+            max_length=12,
+            max_train_examples=30,
+            max_eval_examples=10,
+            epochs=2,
+            batch_size=8,
+            lr=1e-3,
+            evals_per_epoch=2,
+        ),
+    )
 
 
 def test_evaluate_model_ner_end_to_end_and_idempotent(tiny_models, tmp_path):
     prof = _profile()
     dd = _tagging_dataset()
-    metrics = evaluate_model(prof, str(tiny_models["tiny-distil"]), "ner", 1, dataset=dd, results_dir=tmp_path, log=None)
+    metrics = evaluate_model(
+        prof, str(tiny_models["tiny-distil"]), "ner", 1, dataset=dd, results_dir=tmp_path, log=None
+    )
     assert set(metrics) == {"macro_f1", "micro_f1", "macro_f1_strict", "token_accuracy"}
     preds = load_predictions(predictions_path(tmp_path, "tiny-distil", "ner", 1))
     test_words = sum(len(t) for t in dd["test"]["tokens"])
@@ -201,7 +247,9 @@ def test_evaluate_model_ner_end_to_end_and_idempotent(tiny_models, tmp_path):
 
 def test_evaluate_model_sts_writes_raw_scores(tiny_models, tmp_path):
     prof = _profile()
-    metrics = evaluate_model(prof, str(tiny_models["tiny-bert"]), "sts", 2, dataset=_sts_dataset(), results_dir=tmp_path, log=None)
+    metrics = evaluate_model(
+        prof, str(tiny_models["tiny-bert"]), "sts", 2, dataset=_sts_dataset(), results_dir=tmp_path, log=None
+    )
     assert set(metrics) == {"pearson", "spearman"}
     preds = load_predictions(predictions_path(tmp_path, "tiny-bert", "sts", 2))
     assert preds.is_regression and preds.pred.dtype == np.float32 and len(preds.pred) == 10
@@ -232,8 +280,9 @@ def _upos_dataset_with_a_test_only_tag():
 
     names = ["ADJ", "NOUN", "SYM", "VERB"]
     tag = {"ana": 1, "ion": 1, "mere": 1, "pere": 1, "casa": 1, "are": 3, "vede": 3, "mare": 0, "bun": 0, "rau": 0}
-    feats = Features({"id": Value("string"), "tokens": Sequence(Value("string")),
-                      "labels": Sequence(ClassLabel(names=names))})
+    feats = Features(
+        {"id": Value("string"), "tokens": Sequence(Value("string")), "labels": Sequence(ClassLabel(names=names))}
+    )
     rng = random.Random(3)
 
     def split(prefix, n, extra=None):
@@ -323,8 +372,18 @@ def test_fine_tuning_resumes_bit_for_bit(tiny_models, tmp_path, one_thread):
     ref = train_and_select(ref_model, train, val, "ner", labels, cfg, 1, tmp_path / "ref", device="cpu")
     assert ref.completed and ref.precision.name == "fp32" and len(ref.history) == 4  # 4 steps/epoch, 2 scorings/epoch
 
-    part = train_and_select(_fresh_ner_model(tiny_models["tiny-distil"]), train, val, "ner", labels, cfg, 1,
-                            tmp_path / "run", device="cpu", max_steps_this_run=3)
+    part = train_and_select(
+        _fresh_ner_model(tiny_models["tiny-distil"]),
+        train,
+        val,
+        "ner",
+        labels,
+        cfg,
+        1,
+        tmp_path / "run",
+        device="cpu",
+        max_steps_this_run=3,
+    )
     assert not part.completed and [h["step"] for h in part.history] == [2]
     resumed_model = _fresh_ner_model(tiny_models["tiny-distil"], seed=99)  # other weights: the checkpoint must win
     resumed = train_and_select(resumed_model, train, val, "ner", labels, cfg, 1, tmp_path / "run", device="cpu")
@@ -339,8 +398,9 @@ def test_fine_tuning_resumes_bit_for_bit(tiny_models, tmp_path, one_thread):
 
 def test_fine_tuning_records_precision_and_cleans_up(tiny_models, tmp_path, one_thread):
     prof = _profile()
-    metrics = evaluate_model(prof, str(tiny_models["tiny-distil"]), "ner", 1, dataset=_tagging_dataset(),
-                             results_dir=tmp_path, log=None)
+    metrics = evaluate_model(
+        prof, str(tiny_models["tiny-distil"]), "ner", 1, dataset=_tagging_dataset(), results_dir=tmp_path, log=None
+    )
     run = json.loads(predictions_path(tmp_path, "tiny-distil", "ner", 1).with_suffix(".run.json").read_text())
     assert run["runtime"]["precision"] in ("fp32", "bf16") and run["runtime"]["torch_threads"] >= 1
     assert run["config"]["precision"] == run["runtime"]["precision"] and run["metrics"] == metrics
@@ -348,8 +408,9 @@ def test_fine_tuning_records_precision_and_cleans_up(tiny_models, tmp_path, one_
     assert not (tmp_path / ".work").exists()  # checkpoints are removed once the run is written
     # a run stopped early returns None and leaves a checkpoint that the next call continues from
     model = str(tiny_models["tiny-distil"])
-    stopped = evaluate_model(prof, model, "ner", 2, dataset=_tagging_dataset(), results_dir=tmp_path,
-                             max_steps_this_run=2, log=None)
+    stopped = evaluate_model(
+        prof, model, "ner", 2, dataset=_tagging_dataset(), results_dir=tmp_path, max_steps_this_run=2, log=None
+    )
     assert stopped is None
     done = evaluate_model(prof, model, "ner", 2, dataset=_tagging_dataset(), results_dir=tmp_path, log=None)
     again = json.loads(predictions_path(tmp_path, "tiny-distil", "ner", 2).with_suffix(".run.json").read_text())

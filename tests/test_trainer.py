@@ -17,7 +17,8 @@ from rokd.config import ConfigError, load_config
 from rokd.errors import CorruptFileError, OutputDirError
 from rokd.trainer import NonFiniteLossError, TrainerConfig, latest_checkpoint, list_checkpoints, parameter_groups, train
 
-WORDS = "casa mare frumoasă copilul aleargă prin parcul orașului seara când soarele apune încet peste dealuri și râuri".split()
+WORDS = ("casa mare frumoasă copilul aleargă prin parcul orașului seara când soarele apune încet peste dealuri "
+         "și râuri").split()
 
 
 @pytest.fixture(scope="module")
@@ -31,25 +32,48 @@ def make_tokenizer() -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=False)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(lines, trainers.WordPieceTrainer(vocab_size=80, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))]
+    tok.train_from_iterator(
+        lines, trainers.WordPieceTrainer(vocab_size=80, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
     )
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
     fast.lines = lines  # the fixture text travels with it
     return fast
 
 
 def make_net(tokenizer, seed: int) -> mlm.SparseMLM:
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                     max_position_embeddings=32, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, attn_implementation="sdpa")
+    cfg = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
+        attn_implementation="sdpa",
+    )
     return mlm.SparseMLM(BertForMaskedLM(cfg))
 
 
 def make_stream(tokenizer) -> mlm.BatchStream:
     corpus = mlm.tokenize_lines(tokenizer.lines, tokenizer, 16)
-    return mlm.BatchStream(corpus, mlm.LengthGroupedBatchSampler(corpus.lengths, 8, seed=4), mlm.WholeWordMaskCollator(tokenizer, 0.2, seed=9))
+    return mlm.BatchStream(
+        corpus,
+        mlm.LengthGroupedBatchSampler(corpus.lengths, 8, seed=4),
+        mlm.WholeWordMaskCollator(tokenizer, 0.2, seed=9),
+    )
 
 
 def mlm_step(net, batch):
@@ -60,8 +84,17 @@ def mlm_step(net, batch):
 
 
 def config(tmp_path, name, **kw) -> TrainerConfig:
-    base = dict(output_dir=str(tmp_path / name), steps=10, lr=2e-3, warmup_steps=3, grad_accum=2, checkpoint_every=3,
-                max_grad_norm=1.0, seed=21, progress=False)
+    base = dict(
+        output_dir=str(tmp_path / name),
+        steps=10,
+        lr=2e-3,
+        warmup_steps=3,
+        grad_accum=2,
+        checkpoint_every=3,
+        max_grad_norm=1.0,
+        seed=21,
+        progress=False,
+    )
     base.update(kw)
     return TrainerConfig(**base)
 
@@ -122,7 +155,9 @@ def test_resume_gives_bit_identical_weights(tmp_path, tokenizer):
     assert [r["loss"] for r in log] == [r["loss"] for r in ref_log]
 
     # control: the weights really depend on the random draws (dropout, masks), so equality above means something
-    other_seed = train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), config(tmp_path, "other", seed=22, checkpoint_every=0))
+    other_seed = train(
+        make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), config(tmp_path, "other", seed=22, checkpoint_every=0)
+    )
     assert not all(torch.equal(p, q) for p, q in zip(reference.module.parameters(), other_seed.module.parameters()))
 
     # resuming a finished run does nothing and returns its state
@@ -249,7 +284,9 @@ def test_nan_statistic_with_finite_total_does_not_stop(tmp_path):
     def step(model, batch):
         return {**toy_step(model, batch), "coverage": torch.tensor(float("nan"))}
 
-    result = train(toy_model(), step, ToyBatches(4), TrainerConfig(output_dir=str(tmp_path / "s"), steps=3, progress=False))
+    result = train(
+        toy_model(), step, ToyBatches(4), TrainerConfig(output_dir=str(tmp_path / "s"), steps=3, progress=False)
+    )
     assert result.completed and math.isnan(result.losses["coverage"])
 
 
@@ -303,8 +340,12 @@ def test_schedule_is_linear_warmup_then_linear_decay(tmp_path):
 
 def test_grad_accumulation_matches_bigger_batch(tmp_path):
     common = dict(steps=6, lr=1e-2, warmup_steps=2, max_grad_norm=0.5, progress=False)
-    accum = train(toy_model(), toy_step, ToyBatches(4), TrainerConfig(output_dir=str(tmp_path / "a"), grad_accum=2, **common))
-    big = train(toy_model(), toy_step, ToyBatches(8), TrainerConfig(output_dir=str(tmp_path / "b"), grad_accum=1, **common))
+    accum = train(
+        toy_model(), toy_step, ToyBatches(4), TrainerConfig(output_dir=str(tmp_path / "a"), grad_accum=2, **common)
+    )
+    big = train(
+        toy_model(), toy_step, ToyBatches(8), TrainerConfig(output_dir=str(tmp_path / "b"), grad_accum=1, **common)
+    )
     moved = False
     for (name, p), q in zip(accum.module.named_parameters(), big.module.parameters()):
         assert torch.allclose(p, q, atol=1e-6, rtol=1e-5), name
@@ -314,7 +355,9 @@ def test_grad_accumulation_matches_bigger_batch(tmp_path):
 
 
 def test_parameter_groups_skip_decay_on_bias_and_layernorm():
-    model = BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32))
+    model = BertForMaskedLM(
+        BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    )
     decay, no_decay = parameter_groups(model, 0.01)
     names = {id(p): n for n, p in model.named_parameters()}
     assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
@@ -334,30 +377,58 @@ def test_log_config_checkpoints_and_result(tmp_path, tokenizer):
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
     for r in log:
-        assert {"step", "mlm", "aux", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "elapsed_s", "peak_mem_mb"} <= r.keys()
+        assert {
+            "step",
+            "mlm",
+            "aux",
+            "loss",
+            "lr",
+            "grad_norm",
+            "tokens",
+            "tokens_per_s",
+            "elapsed_s",
+            "peak_mem_mb",
+        } <= r.keys()
         assert r["tokens"] > 0 and r["tokens_per_s"] > 0 and r["peak_mem_mb"] > 0
     assert [p.name for p in list_checkpoints(out)] == ["checkpoint-4", "checkpoint-6"]  # keep the last 2
     assert not [p for p in (out / "checkpoints").iterdir() if p.name.startswith(".tmp")]
     ckpt = result.checkpoint
-    assert {"model.safetensors", "optimizer.pt", "scheduler.pt", "rng-0.pt", "rng-0.json", "data-0.pt", "trainer_state.json"} <= {
-        p.name for p in ckpt.iterdir()
-    }
+    assert {
+        "model.safetensors",
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng-0.pt",
+        "rng-0.json",
+        "data-0.pt",
+        "trainer_state.json",
+    } <= {p.name for p in ckpt.iterdir()}
     state = json.loads((ckpt / "trainer_state.json").read_text())
     assert state["step"] == 6 and state["tokens"] == sum(r["tokens"] for r in log)
     data = torch.load(ckpt / "data-0.pt", weights_only=True)
-    assert data["sampler"]["position"] + data["sampler"]["epoch"] * stream.batch_sampler.batches_per_epoch() == 12  # 6 steps x 2
+    assert (
+        data["sampler"]["position"] + data["sampler"]["epoch"] * stream.batch_sampler.batches_per_epoch() == 12
+    )  # 6 steps x 2
     assert result.final_step == 6 and result.losses.keys() == {"mlm", "aux", "loss"} and result.tokens_per_s > 0
 
 
 def test_stateless_batches_warn_that_resume_restarts_the_data(tmp_path):
     with pytest.warns(UserWarning, match="no state_dict"):
-        train(toy_model(), toy_step, iter([{"x": torch.randn(2, 6), "y": torch.randn(2, 2)}] * 2),
-              TrainerConfig(output_dir=str(tmp_path / "w"), steps=2, progress=False))
+        train(
+            toy_model(),
+            toy_step,
+            iter([{"x": torch.randn(2, 6), "y": torch.randn(2, 2)}] * 2),
+            TrainerConfig(output_dir=str(tmp_path / "w"), steps=2, progress=False),
+        )
 
 
 def test_step_fn_without_total_loss_is_an_error(tmp_path):
     with pytest.raises(KeyError, match="'loss'"):
-        train(toy_model(), lambda m, b: {"mse": toy_step(m, b)["loss"]}, ToyBatches(4), TrainerConfig(output_dir=str(tmp_path / "x"), steps=2, progress=False))
+        train(
+            toy_model(),
+            lambda m, b: {"mse": toy_step(m, b)["loss"]},
+            ToyBatches(4),
+            TrainerConfig(output_dir=str(tmp_path / "x"), steps=2, progress=False),
+        )
 
 
 def test_non_scalar_loss_term_is_an_error(tmp_path):
@@ -370,10 +441,9 @@ def test_non_scalar_loss_term_is_an_error(tmp_path):
 
 def test_accelerator_with_other_settings_in_the_same_process():
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     from rokd.trainer import make_accelerator
-
-    from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(reset_partial_state=True)  # whatever earlier tests set up
     Accelerator(mixed_precision="bf16", cpu=True)  # e.g. an earlier cell of the same notebook
@@ -406,8 +476,13 @@ def test_frozen_modules_stay_frozen_and_out_of_the_optimizer(tmp_path):
             target = teacher(batch["x"])
         return {"loss": torch.nn.functional.mse_loss(model(batch["x"]), target.clone())}
 
-    result = train(student, distil_step, ToyBatches(4), TrainerConfig(output_dir=str(tmp_path / "d"), steps=5, lr=1e-2, progress=False),
-                   frozen_modules=[teacher])
+    result = train(
+        student,
+        distil_step,
+        ToyBatches(4),
+        TrainerConfig(output_dir=str(tmp_path / "d"), steps=5, lr=1e-2, progress=False),
+        frozen_modules=[teacher],
+    )
     assert all(not p.requires_grad for p in teacher.parameters())
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
     assert not torch.equal(result.module.weight, start)  # the student did train
@@ -416,13 +491,15 @@ def test_frozen_modules_stay_frozen_and_out_of_the_optimizer(tmp_path):
 def test_fresh_run_replaces_an_earlier_run_in_the_same_directory(tmp_path):
     cfg = TrainerConfig(output_dir=str(tmp_path / "r"), steps=6, checkpoint_every=2, keep_checkpoints=5, progress=False)
     train(toy_model(), toy_step, ToyBatches(4), cfg)
-    short = TrainerConfig(output_dir=str(tmp_path / "r"), steps=3, checkpoint_every=2, keep_checkpoints=5, progress=False)
+    short = TrainerConfig(
+        output_dir=str(tmp_path / "r"), steps=3, checkpoint_every=2, keep_checkpoints=5, progress=False
+    )
     train(toy_model(), toy_step, ToyBatches(4), short)  # resume=False: a new run
     assert [p.name for p in list_checkpoints(tmp_path / "r")] == ["checkpoint-2", "checkpoint-3"]
     assert len((tmp_path / "r" / "train_log.jsonl").read_text().splitlines()) == 3
 
 
-DDP_SCRIPT = r'''
+DDP_SCRIPT = r"""
 import json, sys
 import torch
 sys.path.insert(0, sys.argv[2])
@@ -435,12 +512,13 @@ root, tok = sys.argv[1], make_tokenizer()
 
 def stream(acc):
     corpus = mlm.tokenize_lines(tok.lines, tok, 16)
-    sampler = mlm.LengthGroupedBatchSampler(corpus.lengths, 8, seed=4, num_shards=acc.num_processes, shard_index=acc.process_index)
+    sampler = mlm.LengthGroupedBatchSampler(corpus.lengths, 8, seed=4, num_shards=acc.num_processes,
+                                            shard_index=acc.process_index)
     return mlm.BatchStream(corpus, sampler, mlm.WholeWordMaskCollator(tok, 0.2, seed=9 + acc.process_index))
 
 def cfg(name):
-    return TrainerConfig(output_dir=f"{root}/{name}", steps=8, lr=2e-3, warmup_steps=2, grad_accum=2, checkpoint_every=3,
-                         seed=21, progress=False, cpu=True)
+    return TrainerConfig(output_dir=f"{root}/{name}", steps=8, lr=2e-3, warmup_steps=2, grad_accum=2,
+                         checkpoint_every=3, seed=21, progress=False, cpu=True)
 
 acc = make_accelerator(cfg("ref"))
 ref = train(make_net(tok, 0), mlm_step, stream(acc), cfg("ref"), accelerator=acc)
@@ -452,17 +530,17 @@ gathered = acc.gather(flat[None])
 with open(f"{root}/result-{acc.process_index}.json", "w") as f:  # files, not stdout: the ranks' prints interleave
     json.dump({"rank": acc.process_index, "world": acc.num_processes, "same": same,
                "replicas_equal": bool(torch.equal(gathered[0], gathered[1])), "resumed_from": res.resumed_from}, f)
-'''
+"""
 
 
 @pytest.mark.slow
+@pytest.mark.ddp
 def test_two_process_ddp_resume_is_exact(tmp_path):
     """Two CPU processes (gloo) under torchrun: DDP wrapping, per-rank data shards/RNG, exact resumption."""
+    import socket
     import subprocess
     import sys
     from pathlib import Path
-
-    import socket
 
     with socket.socket() as sock:  # a free port for the rendezvous
         sock.bind(("127.0.0.1", 0))
@@ -470,9 +548,21 @@ def test_two_process_ddp_resume_is_exact(tmp_path):
     script = tmp_path / "ddp_run.py"
     script.write_text(DDP_SCRIPT, encoding="utf-8")
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port), str(script),
-         str(tmp_path / "runs"), str(Path(__file__).parent)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(port),
+            str(script),
+            str(tmp_path / "runs"),
+            str(Path(__file__).parent),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads(p.read_text()) for p in sorted((tmp_path / "runs").glob("result-*.json"))]

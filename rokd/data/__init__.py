@@ -42,17 +42,30 @@ from rokd.data.errors import ChecksumError, DataError, DataFormatError, MissingD
 from rokd.data.loaders import DATASET_IO, DI_NAMES, NER_TAGS, SAPN_NAMES, SAR_NAMES, SPLITS, UPOS_TAGS, SplitData
 from rokd.data.normalize import normalize_diacritics
 from rokd.data.sources import Fetcher
+from rokd.spec import TASKS as TASK_SPECS
+from rokd.spec import tasks_of_kind
 
 __all__ = [
-    "TASKS", "DATASETS", "TASK_DATASET", "SPLITS", "PROVENANCE_KINDS", "load_task", "split_provenance",
-    "label_names", "is_tagging", "normalize_diacritics", "DataError", "MissingDataError", "ChecksumError",
+    "TASKS",
+    "DATASETS",
+    "TASK_DATASET",
+    "SPLITS",
+    "PROVENANCE_KINDS",
+    "load_task",
+    "split_provenance",
+    "label_names",
+    "is_tagging",
+    "normalize_diacritics",
+    "DataError",
+    "MissingDataError",
+    "ChecksumError",
     "DataFormatError",
 ]
 
-TASKS = ("upos", "xpos", "ner", "sapn", "sar", "di", "sts")
-DATASETS = ("rrt", "ronec", "laroseda", "moroco", "rosts")
-TASK_DATASET = {"upos": "rrt", "xpos": "rrt", "ner": "ronec", "sapn": "laroseda", "sar": "laroseda", "di": "moroco", "sts": "rosts"}
-TAGGING_TASKS = ("upos", "xpos", "ner")
+TASKS = tuple(TASK_SPECS)
+DATASETS = tuple(dict.fromkeys(t.dataset for t in TASK_SPECS.values()))  # rrt, ronec, laroseda, moroco, rosts
+TASK_DATASET = {k: t.dataset for k, t in TASK_SPECS.items()}
+TAGGING_TASKS = tasks_of_kind("tagging")
 PROVENANCE_KINDS = ("official", "rebuilt", "substitute")
 
 # Bump when a loader's output changes, so cached DatasetDicts are rebuilt.
@@ -72,9 +85,22 @@ def _check_task(task: str) -> None:
 
 def _features(task: str, names: list[str] | None) -> datasets.Features:
     if is_tagging(task):
-        return datasets.Features({"id": datasets.Value("string"), "tokens": datasets.Sequence(datasets.Value("string")), "labels": datasets.Sequence(datasets.ClassLabel(names=names))})
+        return datasets.Features(
+            {
+                "id": datasets.Value("string"),
+                "tokens": datasets.Sequence(datasets.Value("string")),
+                "labels": datasets.Sequence(datasets.ClassLabel(names=names)),
+            }
+        )
     label = datasets.Value("float32") if task == "sts" else datasets.ClassLabel(names=names)
-    return datasets.Features({"id": datasets.Value("string"), "text": datasets.Value("string"), "text_pair": datasets.Value("string"), "label": label})
+    return datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "text": datasets.Value("string"),
+            "text_pair": datasets.Value("string"),
+            "label": label,
+        }
+    )
 
 
 def _columns(task: str, records: list[dict], names: list[str] | None) -> dict[str, list]:
@@ -88,7 +114,12 @@ def _columns(task: str, records: list[dict], names: list[str] | None) -> dict[st
             labels = [[index[t] for t in r[key]] for r in records]
         return {"id": ids, "tokens": [r["tokens"] for r in records], "labels": labels}
     if task == "sts":
-        return {"id": ids, "text": [r["text"] for r in records], "text_pair": [r["text_pair"] for r in records], "label": [r["score"] for r in records]}
+        return {
+            "id": ids,
+            "text": [r["text"] for r in records],
+            "text_pair": [r["text_pair"] for r in records],
+            "label": [r["score"] for r in records],
+        }
     if task == "sapn":
         labels = [0 if r["star"] in ("1", "2") else 1 for r in records]
     elif task == "sar":
@@ -113,17 +144,42 @@ def build_task(task: str, splits: dict[str, SplitData]) -> datasets.DatasetDict:
     out = {}
     for split in SPLITS:
         s = splits[split]
-        prov = {"task": task, "dataset": TASK_DATASET[task], "split": split, "kind": s.kind, "source": s.source, "note": s.note}
-        out[split] = datasets.Dataset.from_dict(_columns(task, s.records, names), info=datasets.DatasetInfo(description=json.dumps(prov, ensure_ascii=False), features=feats))
+        prov = {
+            "task": task,
+            "dataset": TASK_DATASET[task],
+            "split": split,
+            "kind": s.kind,
+            "source": s.source,
+            "note": s.note,
+        }
+        out[split] = datasets.Dataset.from_dict(
+            _columns(task, s.records, names),
+            info=datasets.DatasetInfo(description=json.dumps(prov, ensure_ascii=False), features=feats),
+        )
     return datasets.DatasetDict(out)
 
 
 def _cache_key(task: str, normalize: bool, names: dict[str, str], digests: dict[str, str]) -> str:
-    blob = json.dumps({"v": LOADER_VERSION, "task": task, "normalize": normalize, "files": {role: [n, digests[n]] for role, n in sorted(names.items())}}, sort_keys=True)
+    blob = json.dumps(
+        {
+            "v": LOADER_VERSION,
+            "task": task,
+            "normalize": normalize,
+            "files": {role: [n, digests[n]] for role, n in sorted(names.items())},
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def load_task(task: str, data_dir: Path | str | None = None, source: str = "auto", *, normalize: bool = True, use_cache: bool = True) -> datasets.DatasetDict:
+def load_task(
+    task: str,
+    data_dir: Path | str | None = None,
+    source: str = "auto",
+    *,
+    normalize: bool = True,
+    use_cache: bool = True,
+) -> datasets.DatasetDict:
     """Load ``task`` as a DatasetDict (``train``/``validation``/``test``) with the uniform schema.
 
     ``source``: ``"mirror"`` (``data_dir`` or ``ROKD_DATA_DIR``), ``"download"`` (official URLs into the
@@ -157,8 +213,9 @@ def _load_cached(cache: Path) -> datasets.DatasetDict:
                 split[0], split[len(split) - 1]
         return dd
     except Exception as e:  # pyarrow, json and OS errors alike
-        raise CorruptFileError(cache, "parsed-data cache", "delete that folder; it is rebuilt from the data files "
-                               "on the next run", e) from e
+        raise CorruptFileError(
+            cache, "parsed-data cache", "delete that folder; it is rebuilt from the data files on the next run", e
+        ) from e
 
 
 def _save_atomically(dd: datasets.DatasetDict, target: Path) -> None:

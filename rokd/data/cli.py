@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 
 
 def summary(data_dir=None, source: str = "auto") -> dict:
@@ -16,7 +14,13 @@ def summary(data_dir=None, source: str = "auto") -> dict:
         dd = load_task(task, data_dir=data_dir, source=source)
         prov = split_provenance(dd)
         out[task] = {
-            split: {"dataset": TASK_DATASET[task], "n": len(ds), "kind": prov[split]["kind"], "source": prov[split]["source"], "note": prov[split]["note"]}
+            split: {
+                "dataset": TASK_DATASET[task],
+                "n": len(ds),
+                "kind": prov[split]["kind"],
+                "source": prov[split]["source"],
+                "note": prov[split]["note"],
+            }
             for split, ds in dd.items()
         }
     return out
@@ -31,7 +35,12 @@ def _cmd_summary(args) -> int:
     for task, splits in table.items():
         for split, row in splits.items():
             print(f"{task:<6} {row['dataset']:<9} {split:<11} {row['n']:>8}  {row['kind']:<10}  {row['source']}")
-    notes = {(row["dataset"], row["kind"], row["note"]) for splits in table.values() for row in splits.values() if row["note"]}
+    notes = {
+        (row["dataset"], row["kind"], row["note"])
+        for splits in table.values()
+        for row in splits.values()
+        if row["note"]
+    }
     if notes:
         print("\nnotes:")
         for dataset, kind, note in sorted(notes):
@@ -45,7 +54,10 @@ def _cmd_corpus(args) -> int:
     out = ensure_corpus(args.profile)
     stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
     print(f"corpus for profile {args.profile}: {out}")
-    print(f"  train: {stats['train_lines']:,} lines, {stats['train_words']:,} words; held-out: {stats['heldout_lines']:,} lines")
+    print(
+        f"  train: {stats['train_lines']:,} lines, {stats['train_words']:,} words; held-out: "
+        f"{stats['heldout_lines']:,} lines"
+    )
     print(f"  dropped: {stats['dropped']}")
     return 0
 
@@ -57,19 +69,10 @@ def register(subparsers) -> None:
     s = sub.add_parser("summary", help="per task and split: example count and provenance")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.add_argument("--data-dir", default=None, help="local data mirror (default: $ROKD_DATA_DIR)")
-    s.add_argument("--source", default="auto", choices=["auto", "mirror", "download"], help="where to read the data from")
+    s.add_argument(
+        "--source", default="auto", choices=["auto", "mirror", "download"], help="where to read the data from"
+    )
     s.set_defaults(func=_cmd_summary)
     c = sub.add_parser("corpus", help="build artifacts/<profile>/corpus (skipped if up to date)")
     c.add_argument("--profile", default="smoke", help="profile name or YAML path")
     c.set_defaults(func=_cmd_corpus)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="rokd")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

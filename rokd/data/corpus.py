@@ -135,7 +135,9 @@ def build_corpus(
     out_dir.mkdir(parents=True, exist_ok=True)
     mirror = Path(data_dir).expanduser().resolve() if data_dir is not None else paths.data_dir()
 
-    sources: list[tuple[str, Iterable[str]]] = [(f"{p.parent.name}/{p.name}", _file_sentences(p)) for p in corpus_files(mirror)]
+    sources: list[tuple[str, Iterable[str]]] = [
+        (f"{p.parent.name}/{p.name}", _file_sentences(p)) for p in corpus_files(mirror)
+    ]
     blocked: set[int] = set()
     for dataset in DATASETS:
         dd = load_task(DATASET_TEXT_TASK[dataset], data_dir=mirror, source=source)
@@ -152,15 +154,41 @@ def build_corpus(
     all_tmp = out_dir / f".all.{pid}.tmp"
     tmp_train, tmp_held, tmp_stats = (out_dir / f"{n}.{pid}.tmp" for n in FILES)
     try:
-        return _write_corpus(out_dir, all_tmp, tmp_train, tmp_held, tmp_stats, sources, blocked, mirror, max_chars, heldout_lines,
-                             include_task_train_text, seed, breve_i)
+        return _write_corpus(
+            out_dir,
+            all_tmp,
+            tmp_train,
+            tmp_held,
+            tmp_stats,
+            sources,
+            blocked,
+            mirror,
+            max_chars,
+            heldout_lines,
+            include_task_train_text,
+            seed,
+            breve_i,
+        )
     finally:  # nothing half-written survives a failure
         for tmp in (all_tmp, tmp_train, tmp_held, tmp_stats):
             tmp.unlink(missing_ok=True)
 
 
-def _write_corpus(out_dir, all_tmp, tmp_train, tmp_held, tmp_stats, sources, blocked, mirror, max_chars, heldout_lines,
-                  include_task_train_text, seed, breve_i) -> dict:
+def _write_corpus(
+    out_dir,
+    all_tmp,
+    tmp_train,
+    tmp_held,
+    tmp_stats,
+    sources,
+    blocked,
+    mirror,
+    max_chars,
+    heldout_lines,
+    include_task_train_text,
+    seed,
+    breve_i,
+) -> dict:
     seen: set[int] = set()
     counts = {"duplicates": 0, "blocked_eval_sentences": 0, "too_short": 0}
     per_source: dict[str, dict[str, int]] = {}
@@ -211,9 +239,17 @@ def _write_corpus(out_dir, all_tmp, tmp_train, tmp_held, tmp_stats, sources, blo
         "dropped": counts,
         "sources": per_source,
         "mirror": str(mirror) if mirror else None,
-        "raw_corpus": str(mirror / "corpus") if corpus_files(mirror) else "absent (no data mirror: task train text only)",
-        "config": {"max_chars": max_chars, "heldout_lines": heldout_lines, "include_task_train_text": include_task_train_text,
-                   "seed": seed, "breve_i": breve_i, "min_words": MIN_WORDS},
+        "raw_corpus": str(mirror / "corpus")
+        if corpus_files(mirror)
+        else "absent (no data mirror: task train text only)",
+        "config": {
+            "max_chars": max_chars,
+            "heldout_lines": heldout_lines,
+            "include_task_train_text": include_task_train_text,
+            "seed": seed,
+            "breve_i": breve_i,
+            "min_words": MIN_WORDS,
+        },
     }
     (out_dir / "stats.json").unlink(missing_ok=True)  # outputs without stats.json are never taken as up to date
     os.replace(tmp_train, out_dir / "train.txt")
@@ -240,8 +276,14 @@ def ensure_corpus(profile) -> Path:
     cfg = prof.data
     out = corpus_dir(prof.name)
     mirror = paths.data_dir()
-    wanted = {"max_chars": cfg.corpus_max_chars, "heldout_lines": cfg.corpus_heldout_lines, "include_task_train_text": cfg.include_task_train_text,
-              "seed": cfg.seed, "breve_i": cfg.corpus_breve_i, "min_words": MIN_WORDS}
+    wanted = {
+        "max_chars": cfg.corpus_max_chars,
+        "heldout_lines": cfg.corpus_heldout_lines,
+        "include_task_train_text": cfg.include_task_train_text,
+        "seed": cfg.seed,
+        "breve_i": cfg.corpus_breve_i,
+        "min_words": MIN_WORDS,
+    }
     stats_path = out / "stats.json"
     if stats_path.exists() and all((out / f).exists() for f in FILES):
         try:
@@ -250,6 +292,13 @@ def ensure_corpus(profile) -> Path:
             old = {}
         if old.get("config") == wanted and old.get("mirror") == (str(mirror) if mirror else None):
             return out
-    build_corpus(out, data_dir=mirror, max_chars=cfg.corpus_max_chars, heldout_lines=cfg.corpus_heldout_lines,
-                 include_task_train_text=cfg.include_task_train_text, seed=cfg.seed, breve_i=cfg.corpus_breve_i)
+    build_corpus(
+        out,
+        data_dir=mirror,
+        max_chars=cfg.corpus_max_chars,
+        heldout_lines=cfg.corpus_heldout_lines,
+        include_task_train_text=cfg.include_task_train_text,
+        seed=cfg.seed,
+        breve_i=cfg.corpus_breve_i,
+    )
     return out

@@ -39,5 +39,9 @@ def utf8_text(path):
     try:
         yield
     except UnicodeDecodeError as e:
-        raise DataFormatError(path, None, f"not UTF-8 text ({e.reason} at byte {e.start} of a chunk); "
-                                          "convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None
+        raise DataFormatError(
+            path,
+            None,
+            f"not UTF-8 text ({e.reason} at byte {e.start} of a chunk); "
+            "convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+        ) from None

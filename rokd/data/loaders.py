@@ -20,10 +20,44 @@ from rokd.data.splits import SPLIT_SEED, stratified_split
 SPLITS = ("train", "validation", "test")
 
 # The 17 universal POS tags (RRT uses 16 of them: no SYM). A fixed list keeps the label ids stable.
-UPOS_TAGS = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X"]
+UPOS_TAGS = [
+    "ADJ",
+    "ADP",
+    "ADV",
+    "AUX",
+    "CCONJ",
+    "DET",
+    "INTJ",
+    "NOUN",
+    "NUM",
+    "PART",
+    "PRON",
+    "PROPN",
+    "PUNCT",
+    "SCONJ",
+    "SYM",
+    "VERB",
+    "X",
+]
 
 # RONEC v2 ``ner_ids`` order (fixed by the data): 0 = O, then B-/I- per entity type.
-RONEC_TYPES = ["PERSON", "ORG", "GPE", "LOC", "NAT_REL_POL", "EVENT", "LANGUAGE", "WORK_OF_ART", "DATETIME", "PERIOD", "MONEY", "QUANTITY", "NUMERIC", "ORDINAL", "FACILITY"]
+RONEC_TYPES = [
+    "PERSON",
+    "ORG",
+    "GPE",
+    "LOC",
+    "NAT_REL_POL",
+    "EVENT",
+    "LANGUAGE",
+    "WORK_OF_ART",
+    "DATETIME",
+    "PERIOD",
+    "MONEY",
+    "QUANTITY",
+    "NUMERIC",
+    "ORDINAL",
+    "FACILITY",
+]
 NER_TAGS = ["O"] + [f"{p}-{t}" for t in RONEC_TYPES for p in ("B", "I")]
 
 SAPN_NAMES = ["negative", "positive"]
@@ -50,6 +84,7 @@ def _norm(text: str, normalize: bool) -> str:
 
 # ---------------------------------------------------------------- RRT (UPOS, XPOS)
 
+
 def resolve_rrt(f: Fetcher) -> dict[str, str]:
     train = "rrt/ro_rrt-ud-train.conllu"
     if f.get(train, optional=True) is None:
@@ -69,11 +104,17 @@ def build_rrt(names: dict[str, str], f: Fetcher, normalize: bool = True) -> dict
             r["tokens"] = [_norm(t, normalize) for t in r["tokens"]]
             for i, tag in enumerate(r["upos"]):
                 if tag not in UPOS_TAGS:
-                    raise DataFormatError(path, None, f"sentence {r['id']}: token {i + 1} has UPOS {tag!r}, not one of the 17 UD tags")
+                    raise DataFormatError(
+                        path, None, f"sentence {r['id']}: token {i + 1} has UPOS {tag!r}, not one of the 17 UD tags"
+                    )
         if "reconstructed" in name:
-            kind, note = "rebuilt", (
-                "official train absent from the mirror; rebuilt from RACAI Rodna's FORM/LEMMA/MSD file for the same "
-                "8,043 sentences, UPOS mapped from MSD (est. >= 99.96 % agreement, see MANIFEST)"
+            kind, note = (
+                "rebuilt",
+                (
+                    "official train absent from the mirror; rebuilt from RACAI Rodna's FORM/LEMMA/MSD file for the "
+                    "same "
+                    "8,043 sentences, UPOS mapped from MSD (est. >= 99.96 % agreement, see MANIFEST)"
+                ),
             )
         else:
             kind, note = "official", ""
@@ -82,6 +123,7 @@ def build_rrt(names: dict[str, str], f: Fetcher, normalize: bool = True) -> dict
 
 
 # ---------------------------------------------------------------- RONEC v2 (NER)
+
 
 def resolve_ronec(f: Fetcher) -> dict[str, str]:
     names = {"validation": "ronec/valid.json", "test": "ronec/test.json"}
@@ -100,7 +142,9 @@ def _read_ronec(path: Path, normalize: bool) -> list[dict]:
         if len(toks) != len(ids):
             raise DataFormatError(path, line, f"record id {r['id']}: {len(toks)} tokens but {len(ids)} ner_ids")
         if any(not isinstance(i, int) or not 0 <= i < len(NER_TAGS) for i in ids):
-            raise DataFormatError(path, line, f"record id {r['id']}: ner_ids must be integers in 0..{len(NER_TAGS) - 1}")
+            raise DataFormatError(
+                path, line, f"record id {r['id']}: ner_ids must be integers in 0..{len(NER_TAGS) - 1}"
+            )
         if "ner_tags" in r and [NER_TAGS[i] for i in ids] != r["ner_tags"]:
             raise DataFormatError(path, line, f"record id {r['id']}: ner_tags disagree with ner_ids")
         if not all(isinstance(t, str) for t in toks):
@@ -125,7 +169,8 @@ def build_ronec(names: dict[str, str], f: Fetcher, normalize: bool = True) -> di
     parts = stratified_split([_ronec_stratum(r["ner"]) for r in pool], RONEC_SUBSTITUTE_FRACTIONS, SPLIT_SEED)
     src = f"{f.describe(names['validation'])} + {f.describe(names['test'])}"
     note = (
-        "official v2 train (9,000 sentences) absent; the official valid (1,330) + test (2,000) sentences were pooled and "
+        "official v2 train (9,000 sentences) absent; the official valid (1,330) + test (2,000) sentences were pooled "
+        "and "
         f"re-split 70/10/20 by sentence, stratified by each sentence's most frequent entity type, seed {SPLIT_SEED}. "
         "Scores on this test set are not comparable with the paper's."
     )
@@ -134,8 +179,13 @@ def build_ronec(names: dict[str, str], f: Fetcher, normalize: bool = True) -> di
 
 # ---------------------------------------------------------------- LaRoSeDa (SAPN, SAR)
 
+
 def resolve_laroseda(f: Fetcher) -> dict[str, str]:
-    names = {"positive": "laroseda/positive_reviews.json", "negative": "laroseda/negative_reviews.json", "test": "laroseda/laroseda_test.json"}
+    names = {
+        "positive": "laroseda/positive_reviews.json",
+        "negative": "laroseda/negative_reviews.json",
+        "test": "laroseda/laroseda_test.json",
+    }
     for n in names.values():
         f.get(n)
     return names
@@ -146,7 +196,9 @@ def _read_reviews(path: Path) -> list[dict]:
     for line, r in iter_json_array(path, key="reviews"):
         require_fields(path, line, r, {"index": str, "title": str, "content": str, "starRating": str})
         if r["starRating"] not in SAR_NAMES:
-            raise DataFormatError(path, line, f"review {r['index']}: starRating {r['starRating']!r} is not one of {SAR_NAMES}")
+            raise DataFormatError(
+                path, line, f"review {r['index']}: starRating {r['starRating']!r} is not one of {SAR_NAMES}"
+            )
         recs.append(r)
     return recs
 
@@ -173,26 +225,45 @@ def build_laroseda(names: dict[str, str], f: Fetcher, normalize: bool = True) ->
     test_ids = {r["index"] for r in test}
     missing = sorted(test_ids - set(every), key=int)
     if missing:
-        raise DataFormatError(test_path, None, f"{len(missing)} test reviews (e.g. index {missing[0]}) are not in the polarity files")
+        raise DataFormatError(
+            test_path, None, f"{len(missing)} test reviews (e.g. index {missing[0]}) are not in the polarity files"
+        )
     train = sorted((r for i, r in every.items() if i not in test_ids), key=lambda r: int(r["index"]))
 
     def rec(r):
-        return {"id": f"laroseda-{r['index']}", "text": _norm(review_text(r["title"], r["content"]), normalize), "star": r["starRating"]}
+        return {
+            "id": f"laroseda-{r['index']}",
+            "text": _norm(review_text(r["title"], r["content"]), normalize),
+            "star": r["starRating"],
+        }
 
     train_recs = [rec(r) for r in train]
-    parts = stratified_split([r["star"] for r in train_recs], {"train": 1 - LAROSEDA_DEV_FRACTION, "validation": LAROSEDA_DEV_FRACTION})
+    parts = stratified_split(
+        [r["star"] for r in train_recs], {"train": 1 - LAROSEDA_DEV_FRACTION, "validation": LAROSEDA_DEV_FRACTION}
+    )
     src_all = f"{f.describe(names['positive'])} + {f.describe(names['negative'])} - {f.describe(names['test'])}"
     return {
-        "train": SplitData([train_recs[i] for i in parts["train"]], "rebuilt", src_all,
-                           f"official train = all 15,000 reviews minus the 3,000 test reviews (12,000); {LAROSEDA_DEV_FRACTION:.0%} of it, "
-                           f"stratified by star (seed {SPLIT_SEED}), held out as validation"),
-        "validation": SplitData([train_recs[i] for i in parts["validation"]], "substitute", src_all,
-                                f"no official dev split: {LAROSEDA_DEV_FRACTION:.0%} of the official train, stratified by star, seed {SPLIT_SEED}"),
+        "train": SplitData(
+            [train_recs[i] for i in parts["train"]],
+            "rebuilt",
+            src_all,
+            f"official train = all 15,000 reviews minus the 3,000 test reviews (12,000); {LAROSEDA_DEV_FRACTION:.0%} "
+            "of it, "
+            f"stratified by star (seed {SPLIT_SEED}), held out as validation",
+        ),
+        "validation": SplitData(
+            [train_recs[i] for i in parts["validation"]],
+            "substitute",
+            src_all,
+            f"no official dev split: {LAROSEDA_DEV_FRACTION:.0%} of the official train, stratified by star, seed "
+            f"{SPLIT_SEED}",
+        ),
         "test": SplitData([rec(r) for r in test], "official", f.describe(names["test"])),
     }
 
 
 # ---------------------------------------------------------------- MOROCO (DI)
+
 
 def resolve_moroco(f: Fetcher) -> dict[str, str]:
     official = {s: f"moroco/preprocessed/{s}/samples.txt" for s in SPLITS}
@@ -258,6 +329,7 @@ def build_moroco(names: dict[str, str], f: Fetcher, normalize: bool = True) -> d
 
 # ---------------------------------------------------------------- RO-STS (STS)
 
+
 def resolve_rosts(f: Fetcher) -> dict[str, str]:
     names = {"train": "rosts/RO-STS.train.tsv", "validation": "rosts/RO-STS.dev.tsv", "test": "rosts/RO-STS.test.tsv"}
     for n in names.values():
@@ -277,7 +349,14 @@ def build_rosts(names: dict[str, str], f: Fetcher, normalize: bool = True) -> di
                 raise DataFormatError(path, line, f"score {score!r} is not a number") from None
             if not 0.0 <= value <= 5.0:
                 raise DataFormatError(path, line, f"score {value} outside [0, 5]")
-            recs.append({"id": f"rosts-{s}-{line}", "text": _norm(a, normalize), "text_pair": _norm(b, normalize), "score": value})
+            recs.append(
+                {
+                    "id": f"rosts-{s}-{line}",
+                    "text": _norm(a, normalize),
+                    "text_pair": _norm(b, normalize),
+                    "score": value,
+                }
+            )
         out[s] = SplitData(recs, "official", f.describe(name))
     return out
 

@@ -31,7 +31,12 @@ def read_conllu(path: Path) -> list[dict]:
                 if not block:
                     start = lineno
                 if not line.startswith("#") and line.count("\t") != 9:
-                    raise DataFormatError(path, lineno, f"CoNLL-U token line must have 10 tab-separated fields, found {line.count(chr(9)) + 1}: {line[:80]!r}")
+                    raise DataFormatError(
+                        path,
+                        lineno,
+                        f"CoNLL-U token line must have 10 tab-separated fields, found {line.count(chr(9)) + 1}: "
+                        f"{line[:80]!r}",
+                    )
                 block.append(line)
             elif block:
                 sentences.append(_conllu_block(path, start, block, len(sentences)))
@@ -45,7 +50,9 @@ def _conllu_block(path: Path, start: int, block: list[str], index: int) -> dict:
     try:
         (sent,) = conllu.parse("\n".join(block) + "\n\n")
     except (ParseException, ValueError) as e:
-        raise DataFormatError(path, start, f"unparsable CoNLL-U sentence (lines {start}-{start + len(block) - 1}): {e}") from e
+        raise DataFormatError(
+            path, start, f"unparsable CoNLL-U sentence (lines {start}-{start + len(block) - 1}): {e}"
+        ) from e
     tokens, upos, xpos = [], [], []
     first_token_line = start + sum(1 for b in block if b.startswith("#"))
     for offset, tok in enumerate(sent):
@@ -59,7 +66,12 @@ def _conllu_block(path: Path, start: int, block: list[str], index: int) -> dict:
         xpos.append(tok["xpos"] or "_")
     if not tokens:
         raise DataFormatError(path, start, "CoNLL-U sentence without any token")
-    return {"id": sent.metadata.get("sent_id", f"{Path(path).stem}-{index + 1}"), "tokens": tokens, "upos": upos, "xpos": xpos}
+    return {
+        "id": sent.metadata.get("sent_id", f"{Path(path).stem}-{index + 1}"),
+        "tokens": tokens,
+        "upos": upos,
+        "xpos": xpos,
+    }
 
 
 _ARRAY_IN_OBJECT = re.compile(r'\s*\{\s*"(?P<key>[^"]+)"\s*:\s*\[')
@@ -125,7 +137,9 @@ def require_fields(path: Path, line: int, record: object, fields: dict[str, type
         if name not in record:
             raise DataFormatError(path, line, f"record has no field {name!r} (fields: {sorted(record)})")
         if not isinstance(record[name], tp):
-            raise DataFormatError(path, line, f"field {name!r} must be {tp.__name__}, got {type(record[name]).__name__}")
+            raise DataFormatError(
+                path, line, f"field {name!r} must be {tp.__name__}, got {type(record[name]).__name__}"
+            )
     return record
 
 

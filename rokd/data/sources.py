@@ -85,31 +85,118 @@ _MOROCO_SAMPLES_BLOB = {
 _ALL = [
     # RRT: dev/test are the official files; the official train is absent from the mirror, which holds a
     # reconstruction from RACAI's Rodna repository instead (mirror only).
-    _f("rrt/ro_rrt-ud-dev.conllu", UD_RRT, "ro_rrt-ud-dev.conllu", sha256="6e940a2dfd3c1ded9859f2fa5c9b1edb687cd0b4b9d99c6496f7cc729b8742d9", size=1_347_209),
-    _f("rrt/ro_rrt-ud-test.conllu", UD_RRT, "ro_rrt-ud-test.conllu", sha256="9084ce9ae5f43d25ff39e66f42f3d2e41e85030891beccb1eb70fed444fbe3f4", size=1_285_762),
-    _f("rrt/ro_rrt-ud-train.conllu", UD_RRT, "ro_rrt-ud-train.conllu", git_blob="53104d80f613f3df88b3b02dd72286576ce25228"),
-    _f("rrt/ro_rrt-ud-train.reconstructed.conllu", sha256="4d1a3508056c5dcfbea0827d3b086645e288dc650c0635b5d8dcfb4ea1329bba"),
+    _f(
+        "rrt/ro_rrt-ud-dev.conllu",
+        UD_RRT,
+        "ro_rrt-ud-dev.conllu",
+        sha256="6e940a2dfd3c1ded9859f2fa5c9b1edb687cd0b4b9d99c6496f7cc729b8742d9",
+        size=1_347_209,
+    ),
+    _f(
+        "rrt/ro_rrt-ud-test.conllu",
+        UD_RRT,
+        "ro_rrt-ud-test.conllu",
+        sha256="9084ce9ae5f43d25ff39e66f42f3d2e41e85030891beccb1eb70fed444fbe3f4",
+        size=1_285_762,
+    ),
+    _f(
+        "rrt/ro_rrt-ud-train.conllu",
+        UD_RRT,
+        "ro_rrt-ud-train.conllu",
+        git_blob="53104d80f613f3df88b3b02dd72286576ce25228",
+    ),
+    _f(
+        "rrt/ro_rrt-ud-train.reconstructed.conllu",
+        sha256="4d1a3508056c5dcfbea0827d3b086645e288dc650c0635b5d8dcfb4ea1329bba",
+    ),
     # RONEC v2
-    _f("ronec/valid.json", RONEC, "data/valid.json", sha256="0c3e08c8fb7058c96d91c30cc3fe12b684b682c1c481e84a9d05aac14b59fe04", size=1_567_702),
-    _f("ronec/test.json", RONEC, "data/test.json", sha256="7532619fd6680adb4c3926f5e185f3c1705caeb2d8466e9fe2a4428e81660704", size=2_355_095),
+    _f(
+        "ronec/valid.json",
+        RONEC,
+        "data/valid.json",
+        sha256="0c3e08c8fb7058c96d91c30cc3fe12b684b682c1c481e84a9d05aac14b59fe04",
+        size=1_567_702,
+    ),
+    _f(
+        "ronec/test.json",
+        RONEC,
+        "data/test.json",
+        sha256="7532619fd6680adb4c3926f5e185f3c1705caeb2d8466e9fe2a4428e81660704",
+        size=2_355_095,
+    ),
     _f("ronec/train.json", RONEC, "data/train.json", git_blob="2fe4ca48da4a6486373ce00ac739481fb7b2033a"),
     # LaRoSeDa: train is always rebuilt as (all reviews) - (test), which is what the official train is.
-    _f("laroseda/positive_reviews.json", LAROSEDA, "data/positive_reviews.json", sha256="214ff571d28f3f1660a69e96e53255274091e5cd6b4bc7d06d2ba4ca7a6a2cd7", size=2_438_675),
-    _f("laroseda/negative_reviews.json", LAROSEDA, "data/negative_reviews.json", sha256="81a6f10719fda27aed71ddf0131c3037358d1ae3908486a480699eba732885c7", size=2_818_508),
-    _f("laroseda/laroseda_test.json", LAROSEDA, "data/laroseda_test.json", sha256="6084cabe923da9f71413357eaa84f3ea4523ef5ff0e81e2c3ac3861405e2151a", size=1_025_519),
+    _f(
+        "laroseda/positive_reviews.json",
+        LAROSEDA,
+        "data/positive_reviews.json",
+        sha256="214ff571d28f3f1660a69e96e53255274091e5cd6b4bc7d06d2ba4ca7a6a2cd7",
+        size=2_438_675,
+    ),
+    _f(
+        "laroseda/negative_reviews.json",
+        LAROSEDA,
+        "data/negative_reviews.json",
+        sha256="81a6f10719fda27aed71ddf0131c3037358d1ae3908486a480699eba732885c7",
+        size=2_818_508,
+    ),
+    _f(
+        "laroseda/laroseda_test.json",
+        LAROSEDA,
+        "data/laroseda_test.json",
+        sha256="6084cabe923da9f71413357eaa84f3ea4523ef5ff0e81e2c3ac3861405e2151a",
+        size=1_025_519,
+    ),
     # MOROCO: official labels everywhere; official texts only by download; VarDial-2019 texts mirror only.
     *[
-        _f(f"moroco/preprocessed/{s}/dialect_labels.txt", MOROCO, f"MOROCO/preprocessed/{s}/dialect_labels.txt",
-           sha256=_MOROCO_LABEL_SHA[(s, "dialect")], size=_MOROCO_LABEL_SIZE[s])
+        _f(
+            f"moroco/preprocessed/{s}/dialect_labels.txt",
+            MOROCO,
+            f"MOROCO/preprocessed/{s}/dialect_labels.txt",
+            sha256=_MOROCO_LABEL_SHA[(s, "dialect")],
+            size=_MOROCO_LABEL_SIZE[s],
+        )
         for s in ("train", "validation", "test")
     ],
-    *[_f(f"moroco/preprocessed/{s}/samples.txt", MOROCO, f"MOROCO/preprocessed/{s}/samples.txt", git_blob=_MOROCO_SAMPLES_BLOB[s]) for s in ("train", "validation", "test")],
-    _f("moroco/vardial2019_mrc_test/test.txt", sha256="a6da04ff7de8f25a8d7cb15c1338615a52edb3b1055ccdebf2f2248a7db76dcb"),
-    _f("moroco/vardial2019_mrc_test/labels.tsv", sha256="ad724d2c7a37a91e529dc4b402054863037786158d4ef1ca698febaaadd1354e"),
+    *[
+        _f(
+            f"moroco/preprocessed/{s}/samples.txt",
+            MOROCO,
+            f"MOROCO/preprocessed/{s}/samples.txt",
+            git_blob=_MOROCO_SAMPLES_BLOB[s],
+        )
+        for s in ("train", "validation", "test")
+    ],
+    _f(
+        "moroco/vardial2019_mrc_test/test.txt",
+        sha256="a6da04ff7de8f25a8d7cb15c1338615a52edb3b1055ccdebf2f2248a7db76dcb",
+    ),
+    _f(
+        "moroco/vardial2019_mrc_test/labels.tsv",
+        sha256="ad724d2c7a37a91e529dc4b402054863037786158d4ef1ca698febaaadd1354e",
+    ),
     # RO-STS
-    _f("rosts/RO-STS.train.tsv", ROSTS, "dataset/text-similarity/RO-STS.train.tsv", sha256="5e2f24ad5443ed1199a0079dd0b5de9f1fec8a2bb3b0a70f6e3616c32d6d282f", size=844_672),
-    _f("rosts/RO-STS.dev.tsv", ROSTS, "dataset/text-similarity/RO-STS.dev.tsv", sha256="914f0ca935c71b317179bab9e052867aeaad84cc143b011d5919a00d444553ef", size=236_912),
-    _f("rosts/RO-STS.test.tsv", ROSTS, "dataset/text-similarity/RO-STS.test.tsv", sha256="fd84bc1f9581e6352f0c797cb46fdf08a39f7b908a6ff1cfe21deb62f8c78e0c", size=186_023),
+    _f(
+        "rosts/RO-STS.train.tsv",
+        ROSTS,
+        "dataset/text-similarity/RO-STS.train.tsv",
+        sha256="5e2f24ad5443ed1199a0079dd0b5de9f1fec8a2bb3b0a70f6e3616c32d6d282f",
+        size=844_672,
+    ),
+    _f(
+        "rosts/RO-STS.dev.tsv",
+        ROSTS,
+        "dataset/text-similarity/RO-STS.dev.tsv",
+        sha256="914f0ca935c71b317179bab9e052867aeaad84cc143b011d5919a00d444553ef",
+        size=236_912,
+    ),
+    _f(
+        "rosts/RO-STS.test.tsv",
+        ROSTS,
+        "dataset/text-similarity/RO-STS.test.tsv",
+        sha256="fd84bc1f9581e6352f0c797cb46fdf08a39f7b908a6ff1cfe21deb62f8c78e0c",
+        size=186_023,
+    ),
 ]
 FILES: dict[str, DataFile] = {f.name: f for f in _ALL}
 
@@ -152,7 +239,10 @@ def resolve_source(source: str, data_dir: Path | str | None) -> tuple[str, Path 
                 "or use source='download'."
             )
         if not mirror.is_dir():
-            raise MissingDataError(f"data mirror {mirror} (ROKD_DATA_DIR) is not a directory. Point ROKD_DATA_DIR at the mirror (layout of MANIFEST.md).")
+            raise MissingDataError(
+                f"data mirror {mirror} (ROKD_DATA_DIR) is not a directory. Point ROKD_DATA_DIR at the mirror (layout "
+                "of MANIFEST.md)."
+            )
     return source, mirror if source == "mirror" else None
 
 
@@ -180,7 +270,9 @@ class Fetcher:
 
     def get(self, name: str, optional: bool = False) -> Path | None:
         spec = FILES.get(name, DataFile(name))
-        path = self._mirror_get(name, spec, optional) if self.source == "mirror" else self._download(name, spec, optional)
+        path = (
+            self._mirror_get(name, spec, optional) if self.source == "mirror" else self._download(name, spec, optional)
+        )
         if path is not None and name not in self.digests:
             hint = (
                 "The mirror file differs from the one pinned in MANIFEST.md; restore it from the mirror."
@@ -221,9 +313,11 @@ def _too_big(url: str, spec: DataFile, got: str) -> DataError:
         expected = f"its expected size, {spec.size:,} bytes"
     else:
         expected = f"the {spec.max_bytes:,}-byte cap"
-    return DataError(f"download of {url} stopped: {got}, more than {expected}; the server does not send the pinned "
-                     "file (nothing was written to the cache). Check the URL, or set ROKD_DATA_DIR to a local data "
-                     "mirror.")
+    return DataError(
+        f"download of {url} stopped: {got}, more than {expected}; the server does not send the pinned "
+        "file (nothing was written to the cache). Check the URL, or set ROKD_DATA_DIR to a local data "
+        "mirror."
+    )
 
 
 def download(url: str, target: Path, spec: DataFile, timeout: float = 60.0) -> Path:
@@ -251,9 +345,15 @@ def download(url: str, target: Path, spec: DataFile, timeout: float = 60.0) -> P
             raise
         except (urllib.error.URLError, OSError) as e:
             raise DataError(
-                f"could not download {url} ({e}). Check the network, or set ROKD_DATA_DIR to a local data mirror (layout of MANIFEST.md)."
+                f"could not download {url} ({e}). Check the network, or set ROKD_DATA_DIR to a local data mirror "
+                "(layout of MANIFEST.md)."
             ) from e
-        verify(tmp, spec, what=f"{url} (downloaded for {target})", hint="The download was discarded; nothing was written to the cache.")
+        verify(
+            tmp,
+            spec,
+            what=f"{url} (downloaded for {target})",
+            hint="The download was discarded; nothing was written to the cache.",
+        )
         os.replace(tmp, target)
     finally:
         if tmp.exists():

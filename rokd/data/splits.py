@@ -10,7 +10,9 @@ from collections.abc import Hashable, Sequence
 SPLIT_SEED = 13
 
 
-def stratified_split(strata: Sequence[Hashable], fractions: dict[str, float], seed: int = SPLIT_SEED) -> dict[str, list[int]]:
+def stratified_split(
+    strata: Sequence[Hashable], fractions: dict[str, float], seed: int = SPLIT_SEED
+) -> dict[str, list[int]]:
     """Split ``range(len(strata))`` into parts of the given ``fractions``, stratum by stratum.
 
     Within each stratum (visited in sorted order) the indices are shuffled with one ``random.Random(seed)``

@@ -5,15 +5,14 @@ All counts are subword-free (whitespace words and characters), so they do not de
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
-from rokd import paths
+from rokd import io, paths
 from rokd.data import TASK_DATASET, TASKS, is_tagging, label_names, load_task, split_provenance
-from rokd.data.normalize import COMMA_LETTERS, CEDILLA_LETTERS, diacritic_style
+from rokd.data.normalize import CEDILLA_LETTERS, COMMA_LETTERS, diacritic_style
 
 # The task whose DatasetDict stands for each data set in per-data-set tables.
 DATASET_TASK = {"rrt": "upos", "ronec": "ner", "laroseda": "sar", "moroco": "di", "rosts": "sts"}
@@ -25,8 +24,17 @@ def split_table(data_dir=None, source: str = "auto") -> pd.DataFrame:
     for task in TASKS:
         dd = load_task(task, data_dir=data_dir, source=source)
         for split, prov in split_provenance(dd).items():
-            rows.append({"task": task, "dataset": TASK_DATASET[task], "split": split, "examples": len(dd[split]),
-                         "provenance": prov["kind"], "source": prov["source"], "note": prov["note"]})
+            rows.append(
+                {
+                    "task": task,
+                    "dataset": TASK_DATASET[task],
+                    "split": split,
+                    "examples": len(dd[split]),
+                    "provenance": prov["kind"],
+                    "source": prov["source"],
+                    "note": prov["note"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -83,7 +91,9 @@ def diacritics_table(data_dir=None, source: str = "auto", include_corpus: bool =
         dd = load_task(task, data_dir=data_dir, source=source, normalize=False)
         comma = cedilla = 0
         for ds in dd.values():
-            texts = [" ".join(t) for t in ds["tokens"]] if is_tagging(task) else list(ds["text"]) + list(ds["text_pair"])
+            texts = (
+                [" ".join(t) for t in ds["tokens"]] if is_tagging(task) else list(ds["text"]) + list(ds["text_pair"])
+            )
             for t in texts:
                 a, b = _letter_counts(t)
                 comma, cedilla = comma + a, cedilla + b
@@ -105,8 +115,14 @@ def di_style_table(data_dir=None, source: str = "auto", normalize: bool = False)
     """DI examples by dialect and diacritic style (comma / cedilla / mixed / none)."""
     dd = load_task("di", data_dir=data_dir, source=source, normalize=normalize)
     names = label_names(dd)
-    rows = [{"dialect": names[lab], "style": diacritic_style(text)} for ds in dd.values() for text, lab in zip(ds["text"], ds["label"])]
-    return pd.crosstab(pd.DataFrame(rows)["dialect"], pd.DataFrame(rows)["style"]).reindex(columns=["comma", "cedilla", "mixed", "none"], fill_value=0)
+    rows = [
+        {"dialect": names[lab], "style": diacritic_style(text)}
+        for ds in dd.values()
+        for text, lab in zip(ds["text"], ds["label"])
+    ]
+    return pd.crosstab(pd.DataFrame(rows)["dialect"], pd.DataFrame(rows)["style"]).reindex(
+        columns=["comma", "cedilla", "mixed", "none"], fill_value=0
+    )
 
 
 def save_summary(profile: str, data_dir=None, source: str = "auto") -> Path:
@@ -114,7 +130,5 @@ def save_summary(profile: str, data_dir=None, source: str = "auto") -> Path:
     table = split_table(data_dir, source)
     out = paths.results_dir(profile) / "data_summary.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(table.to_dict(orient="records"), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(out)
+    io.atomic_write_json(out, table.to_dict(orient="records"), ensure_ascii=False)
     return out

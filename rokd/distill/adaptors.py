@@ -37,7 +37,6 @@ from torch import nn
 from rokd import mlm
 from rokd.distill.ensemble import VocabularyMap
 
-
 # Batch key (``(batch, L)`` bool) set by the distiller when soft targets are wanted at other positions
 # than the masked ones (``distill.soft_targets: all``); absent: the masked positions.
 SOFT_POSITIONS = "soft_positions"
@@ -73,7 +72,9 @@ class TeacherAdaptor:
     vocab_map: VocabularyMap | None = None
     context: Any = None  # rokd.distill.strategies.CrossContext of a cross-tokenizer teacher (set by build_setup)
 
-    def __call__(self, batch: dict[str, torch.Tensor], temperature: float, reference: torch.Tensor | None = None) -> TeacherTargets:
+    def __call__(
+        self, batch: dict[str, torch.Tensor], temperature: float, reference: torch.Tensor | None = None
+    ) -> TeacherTargets:
         return self.fn(self.model, batch, temperature, reference)
 
 
@@ -95,11 +96,15 @@ def pool_units(hidden: torch.Tensor, unit: torch.Tensor, n_units: int, units_are
     keep = unit >= 0
     out = torch.zeros(n_units, flat.shape[-1], dtype=flat.dtype, device=flat.device)
     out.index_add_(0, unit[keep], flat[keep])
-    count = torch.zeros(n_units, dtype=flat.dtype, device=flat.device).index_add_(0, unit[keep], torch.ones_like(unit[keep], dtype=flat.dtype))
+    count = torch.zeros(n_units, dtype=flat.dtype, device=flat.device).index_add_(
+        0, unit[keep], torch.ones_like(unit[keep], dtype=flat.dtype)
+    )
     return out / count.clamp_min(1)[:, None]
 
 
-def same_vocab_fn(model: nn.Module, batch: dict[str, torch.Tensor], temperature: float, reference=None) -> TeacherTargets:
+def same_vocab_fn(
+    model: nn.Module, batch: dict[str, torch.Tensor], temperature: float, reference=None
+) -> TeacherTargets:
     """Teacher reads the student's own masked input: token-level targets at every soft-target position."""
     enc = mlm.encoder_hidden_states(model, batch["input_ids"], batch["attention_mask"], output_hidden_states=False)
     logits = mlm.mlm_head(model)(enc.last_hidden_state[soft_positions(batch)])
@@ -116,16 +121,23 @@ def same_vocab_fn(model: nn.Module, batch: dict[str, torch.Tensor], temperature:
     )
 
 
-def make_cross_tokenizer_fn(name: str, vocab_map: VocabularyMap, keep_own_probs: bool = False) -> Callable[..., TeacherTargets]:
-    """Adaptor body for a teacher with its own tokenizer; batch keys from :class:`rokd.distill.batching.CrossTokenizerView`.
+def make_cross_tokenizer_fn(
+    name: str, vocab_map: VocabularyMap, keep_own_probs: bool = False
+) -> Callable[..., TeacherTargets]:
+    """Adaptor body for a teacher with its own tokenizer; batch keys from
+    :class:`rokd.distill.batching.CrossTokenizerView`.
 
     ``keep_own_probs``: also return the teacher's distribution (temperature T, its own vocabulary) at
     every one of its masked rows (``TeacherTargets.own_probs``).
     """
     p = f"{name}."
 
-    def fn(model: nn.Module, batch: dict[str, torch.Tensor], temperature: float, reference: torch.Tensor | None) -> TeacherTargets:
-        enc = mlm.encoder_hidden_states(model, batch[p + "input_ids"], batch[p + "attention_mask"], output_hidden_states=False)
+    def fn(
+        model: nn.Module, batch: dict[str, torch.Tensor], temperature: float, reference: torch.Tensor | None
+    ) -> TeacherTargets:
+        enc = mlm.encoder_hidden_states(
+            model, batch[p + "input_ids"], batch[p + "attention_mask"], output_hidden_states=False
+        )
         row_of = batch[p + "row_of_student_row"]
         aligned = row_of >= 0
         n_student = row_of.shape[0]
@@ -197,10 +209,16 @@ def make_cross_tokenizer_fn(name: str, vocab_map: VocabularyMap, keep_own_probs:
 
 
 def make_adaptor(
-    name: str, model: nn.Module, teacher_tokenizer, student_tokenizer, weight: float = 1.0, student_vocab_size: int | None = None,
+    name: str,
+    model: nn.Module,
+    teacher_tokenizer,
+    student_tokenizer,
+    weight: float = 1.0,
+    student_vocab_size: int | None = None,
     keep_own_probs: bool = False,
 ) -> TeacherAdaptor:
-    """The adaptor for ``model``: same-vocabulary when its tokenizer's vocabulary is the student's, else cross-tokenizer.
+    """The adaptor for ``model``: same-vocabulary when its tokenizer's vocabulary is the student's, else
+    cross-tokenizer.
 
     ``student_vocab_size``: the student's output size (``config.vocab_size``), when larger than its tokenizer's.
     ``keep_own_probs``: see :func:`make_cross_tokenizer_fn` (ignored for a same-vocabulary teacher).
@@ -208,5 +226,15 @@ def make_adaptor(
     hidden = int(model.config.hidden_size)
     if teacher_tokenizer.get_vocab() == student_tokenizer.get_vocab():
         return TeacherAdaptor(name, model, weight, same_vocab_fn, needs_reference=False, hidden_size=hidden)
-    vm = VocabularyMap.from_tokenizers(student_tokenizer, teacher_tokenizer, student_vocab_size, int(model.config.vocab_size))
-    return TeacherAdaptor(name, model, weight, make_cross_tokenizer_fn(name, vm, keep_own_probs), needs_reference=True, hidden_size=hidden, vocab_map=vm)
+    vm = VocabularyMap.from_tokenizers(
+        student_tokenizer, teacher_tokenizer, student_vocab_size, int(model.config.vocab_size)
+    )
+    return TeacherAdaptor(
+        name,
+        model,
+        weight,
+        make_cross_tokenizer_fn(name, vm, keep_own_probs),
+        needs_reference=True,
+        hidden_size=hidden,
+        vocab_map=vm,
+    )

@@ -39,42 +39,30 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from rokd.config import ConfigError, load_config, save_config
+from rokd import io
+from rokd.config import ConfigError, command_flags, load_config, save_config
+from rokd.distill.distiller import DistillOverrides
 
 SPEC_FILE = "distill_spec.yaml"  # the spec of a run, written beside the student
 
-#: Fields of :class:`DistillSpec` that go to :class:`rokd.distill.distiller.DistillOverrides` as they are.
-_OVERRIDE_FIELDS = ("strategy", "teacher_weights", "temperature", "alpha_ce", "alpha_mlm", "alpha_cos", "steps",
-                    "batch_size", "grad_accum", "max_length", "student_layers", "student_depth")
 
-
-@dataclass
-class DistillSpec:
+@dataclass(kw_only=True)
+class DistillSpec(DistillOverrides):
     """One student of your own (round-trips through YAML / JSON with :mod:`rokd.config`).
 
-    ``None`` fields take the value of the base profile's ``distill:`` section.
+    Besides the fields below, every field of :class:`~rokd.distill.distiller.DistillOverrides` (the objective:
+    ``strategy``, ``teacher_weights``, ``temperature``, ``alpha_ce`` ...; the budget: ``steps``, ``lr``,
+    ``batch_size`` ...; ``student_layers`` or ``student_depth``); ``None`` fields take the value of the base
+    profile's ``distill:`` section. ``seed`` also chooses the held-out lines.
     """
 
     teachers: list[str]  # local folders or hub IDs (registry keys work too); the first gives the tokenizer
     corpus: list[str]  # text files (one sentence per line) or folders of .txt files
     output_dir: str
-    teacher_weights: list[float] | None = None  # ensemble weights, one per teacher (default uniform)
-    student_layers: list[int] | None = None  # teacher layers the student keeps, e.g. [0, 2, 4, 7, 9, 11]
-    student_depth: int | None = None  # or only the number of layers (default: half the teacher's)
-    steps: int | None = None
-    batch_size: int | None = None
-    grad_accum: int | None = None  # batches per optimizer step
-    max_length: int | None = None
-    strategy: str | None = None  # "ensemble" | "hidden-only"
-    temperature: float | None = None
-    alpha_ce: float | None = None
-    alpha_mlm: float | None = None
-    alpha_cos: float | None = None
     profile: str | None = None  # base settings: a profile name or YAML path (None: rokd's defaults)
     device: str | None = None  # "auto" | "cpu" | "cuda" (None: the profile's)
     precision: str | None = None  # "auto" | "fp32" | "bf16" | "fp16" (None: the profile's)
     heldout_lines: int = 1000  # held out of training for the MLM accuracy (at most a tenth of the corpus)
-    seed: int | None = None  # held-out choice, masking and initialisation (None: the profile's)
     name: str | None = None  # the student's name in logs and summaries (None: the output folder's name)
 
 
@@ -114,9 +102,11 @@ def prepare_corpus(
     from rokd.paths import cache_dir
 
     files = corpus_sources(corpus)
-    key = hashlib.sha256(json.dumps(
-        [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files] + [heldout_lines, seed]
-    ).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps(
+            [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files] + [heldout_lines, seed]
+        ).encode()
+    ).hexdigest()[:16]
     folder = (cache or cache_dir() / "corpora") / key
     train, heldout = folder / "train.txt", folder / "heldout.txt"
     if train.is_file() and heldout.is_file():
@@ -137,11 +127,11 @@ def prepare_corpus(
     n_heldout = max(1, min(int(heldout_lines), len(lines) // 10))
     held = set(random.Random(seed).sample(range(len(lines)), n_heldout))
     folder.mkdir(parents=True, exist_ok=True)
-    for path, chosen in ((heldout, [ln for i, ln in enumerate(lines) if i in held]),
-                         (train, [ln for i, ln in enumerate(lines) if i not in held])):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("\n".join(chosen) + "\n", encoding="utf-8")
-        tmp.replace(path)
+    for path, chosen in (
+        (heldout, [ln for i, ln in enumerate(lines) if i in held]),
+        (train, [ln for i, ln in enumerate(lines) if i not in held]),
+    ):
+        io.atomic_write_text(path, "\n".join(chosen) + "\n")
     return train, heldout
 
 
@@ -172,7 +162,7 @@ def distill(
     ``distill(teachers=[...], corpus=[...], output_dir=...)`` and ``distill(DistillSpec(...))`` are the same;
     the spec is saved beside the student as ``distill_spec.yaml`` (``rokd distill --spec`` reruns it).
     """
-    from rokd.distill.distiller import DistillOverrides, distill_student
+    from rokd.distill.distiller import distill_student
 
     if spec is None:
         for key in ("teachers", "corpus"):
@@ -189,21 +179,27 @@ def distill(
     teachers = [str(Path(t).expanduser().resolve()) if Path(t).expanduser().is_dir() else str(t) for t in spec.teachers]
     prof = spec_profile(spec)
     out = Path(spec.output_dir).expanduser()
-    from rokd import io
     from rokd.distill.distiller import CONFIG_FILE, STUDENT_WHAT
 
-    io.check_replaceable(out, STUDENT_WHAT, legacy=(CONFIG_FILE,))  # before the corpus is prepared (distill_student re-checks)
+    io.check_replaceable(
+        out, STUDENT_WHAT, legacy=(CONFIG_FILE,)
+    )  # before the corpus is prepared (distill_student re-checks)
     train, heldout = prepare_corpus(list(spec.corpus), spec.heldout_lines, prof.distill.seed)
-    overrides = DistillOverrides(teachers=teachers, **{k: getattr(spec, k) for k in _OVERRIDE_FIELDS})
+    overrides = DistillOverrides(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(DistillOverrides)})
+    overrides.teachers = teachers
     from rokd.models.registry import STUDENTS
 
     name = spec.name or out.name
     if name in STUDENTS:  # a paper student's key would select the paper's recipe and teachers
         name += "-own"
-    path = distill_student(prof, name, overrides, resume=resume, output_dir=out, corpus=(train, heldout),
-                           progress=progress, log=log)
+    path = distill_student(
+        prof, name, overrides, resume=resume, output_dir=out, corpus=(train, heldout), progress=progress, log=log
+    )
     save_config(dataclasses.replace(spec, teachers=teachers), Path(path) / SPEC_FILE)  # what the user asked for
     return path
+
+
+_NOT_FLAGS = ("teachers", "corpus", "output_dir", "device", "precision", "name")  # given above, or not on the CLI
 
 
 def command_line(spec: DistillSpec) -> str:
@@ -215,18 +211,13 @@ def command_line(spec: DistillSpec) -> str:
     parts += [f"--teacher {shlex.quote(t)}" for t in spec.teachers]
     parts += [f"--corpus {shlex.quote(c)}" for c in spec.corpus]
     parts.append(f"--output-dir {shlex.quote(spec.output_dir)}")
-    fields = ("teacher_weights", "student_layers", "student_depth", "steps", "batch_size", "grad_accum", "max_length",
-              "strategy", "temperature", "alpha_ce", "alpha_mlm", "alpha_cos", "profile", "heldout_lines")
-    for field in fields:
-        flag = "--" + field.replace("_", "-")
-        value = getattr(spec, field)
-        if value is None or value == getattr(defaults, field):
+    for name in [f.name for f in dataclasses.fields(DistillSpec)]:
+        value = getattr(spec, name)
+        if name in _NOT_FLAGS or value is None or value == getattr(defaults, name):
             continue
-        if field == "student_layers":
-            text = ",".join(str(x) for x in value)
-        elif isinstance(value, list):
-            text = " ".join(shlex.quote(str(x)) for x in value)
+        if name == "student_layers":
+            parts.append(f"--student-layers {','.join(str(x) for x in value)}")
         else:
-            text = shlex.quote(str(value))
-        parts.append(f"{flag} {text}")
+            flag, *values = command_flags(spec, [name], show=str)
+            parts.append(" ".join([flag, *(shlex.quote(v) for v in values)]))
     return " \\\n    ".join(parts)

@@ -38,7 +38,10 @@ _ACTION_RANK = {mlm.NOT_CHOSEN: 0, mlm.ACTION_KEEP: 1, mlm.ACTION_RANDOM: 2, mlm
 
 
 def assign_student_words(
-    s_words: np.ndarray, s_spans: np.ndarray, t_words: np.ndarray, t_spans: np.ndarray,
+    s_words: np.ndarray,
+    s_spans: np.ndarray,
+    t_words: np.ndarray,
+    t_spans: np.ndarray,
     s_actions: np.ndarray | None = None,
 ) -> np.ndarray:
     """The student word each teacher token belongs to (-1: none), by character overlap.
@@ -89,8 +92,10 @@ def unique_spans(spans: np.ndarray) -> dict[tuple[int, int], int]:
 
 
 def one_to_one_rows(
-    s_positions: Sequence[tuple[int, int]], t_positions: Sequence[tuple[int, int]],
-    s_spans: Sequence[np.ndarray], t_spans: Sequence[np.ndarray],
+    s_positions: Sequence[tuple[int, int]],
+    t_positions: Sequence[tuple[int, int]],
+    s_spans: Sequence[np.ndarray],
+    t_spans: Sequence[np.ndarray],
 ) -> list[int]:
     """For each student masked ``(example, position)``, the index of the teacher masked position with the
     same span (unique on both sides, non-empty), or -1."""
@@ -105,7 +110,9 @@ def one_to_one_rows(
     return rows
 
 
-def _clip_teacher_example(student_ex: Mapping[str, Any], teacher_ex: Mapping[str, Any], sep_id: int) -> dict[str, np.ndarray]:
+def _clip_teacher_example(
+    student_ex: Mapping[str, Any], teacher_ex: Mapping[str, Any], sep_id: int
+) -> dict[str, np.ndarray]:
     """Drop the teacher's tokens past the student's last character (its truncation point), keep [SEP]."""
     s_valid = np.asarray(student_ex["word_ids"]) >= 0
     s_end = int(np.asarray(student_ex["char_spans"])[s_valid, 1].max()) if s_valid.any() else 0
@@ -160,11 +167,18 @@ class CrossTokenizerView:
             both = set(t_words[t_words >= 0].tolist()) & set(s_words[s_words >= 0].tolist())
             unit_of_sword = {sw: n_units + i for i, sw in enumerate(sorted(both))}
             n_units += len(both)
-            s_units[b, : len(s_words)] = torch.as_tensor([unit_of_sword.get(w, -1) for w in s_words.tolist()], dtype=torch.long)
+            s_units[b, : len(s_words)] = torch.as_tensor(
+                [unit_of_sword.get(w, -1) for w in s_words.tolist()], dtype=torch.long
+            )
             t_unit_lists.append([unit_of_sword.get(w, -1) for w in t_words.tolist()])
         t_batch = mlm.pad_examples(remapped, self.pad_id)
         t_input, t_labels = mlm.apply_word_actions(
-            t_batch["input_ids"], t_batch["word_ids"], student_batch["word_actions"], self.mask_id, self.random_ids, generator
+            t_batch["input_ids"],
+            t_batch["word_ids"],
+            student_batch["word_actions"],
+            self.mask_id,
+            self.random_ids,
+            generator,
         )
         t_len = t_input.shape[1]
         t_units = torch.full((len(clipped), t_len), -1, dtype=torch.long)
@@ -197,7 +211,9 @@ class PairedLines:
         self.others = dict(others or {})
         for name, other in self.others.items():
             if len(other) != len(student) or not np.array_equal(other.line_index, student.line_index):
-                raise ValueError(f"tokenization for teacher {name} does not line up with the student's (different corpus file?)")
+                raise ValueError(
+                    f"tokenization for teacher {name} does not line up with the student's (different corpus file?)"
+                )
 
     def __len__(self) -> int:
         return len(self.student)
@@ -223,7 +239,9 @@ class DistillCollator:
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         batch = self.student_collator([{k: v for k, v in ex.items() if k != "others"} for ex in examples])
         for view in self.views:
-            batch.update(view(examples, [ex["others"][view.name] for ex in examples], batch, self.student_collator.generator))
+            batch.update(
+                view(examples, [ex["others"][view.name] for ex in examples], batch, self.student_collator.generator)
+            )
         return batch
 
     @property

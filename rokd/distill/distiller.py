@@ -44,11 +44,12 @@ build`` and pass the file as ``--profile``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,9 @@ import torch
 from torch import nn
 
 from rokd import io, mlm
-from rokd.config import ConfigError, save_config, to_dict
+from rokd.config import ConfigError, about, command_flags, from_dict, optional_fields, save_config, to_dict
 from rokd.distill import losses as L
+from rokd.distill import strategies as S
 from rokd.distill.adaptors import (
     SOFT_POSITIONS,
     TeacherAdaptor,
@@ -67,14 +69,19 @@ from rokd.distill.adaptors import (
     soft_positions,
 )
 from rokd.distill.batching import CrossTokenizerView, DistillCollator, PairedLines
-from rokd.distill import strategies as S
 from rokd.distill.ensemble import ensemble_soft_targets
 from rokd.distill.student import make_student, max_input_tokens, save_student
 from rokd.models.registry import (
-    STUDENT_TEACHERS, STUDENTS, TEACHERS, load_model, load_tokenizer, resolve, split_replica,
+    STUDENT_TEACHERS,
+    STUDENTS,
+    TEACHERS,
+    load_model,
+    load_tokenizer,
+    resolve,
+    split_replica,
 )
 from rokd.paths import artifacts_dir
-from rokd.profiles import Profile, load_profile
+from rokd.profiles import DistillConfig, DistillObjective, Profile, resolve_profile
 
 STRATEGIES = tuple(S.STRATEGIES)  # rokd.distill.strategies; the alias "ensemble" = "span-map" is accepted too
 CONFIG_FILE = "distill_config.json"
@@ -83,20 +90,15 @@ LOG_FILE = "train_log.jsonl"
 FORMAT_VERSION = 1
 
 
-@dataclass
-class DistillRun:
-    """The resolved config of one distillation run (written as ``distill_config.json``)."""
+@dataclass(kw_only=True)
+class DistillRun(DistillObjective):
+    """The resolved config of one distillation run (written as ``distill_config.json``): the objective
+    (:class:`~rokd.profiles.DistillObjective`, its ``teacher_weights`` normalised, one per teacher) and the budget."""
 
     profile: str
     student: str
     teachers: list[str]
-    teacher_weights: list[float]
     teacher_fingerprints: dict[str, str]
-    strategy: str
-    temperature: float
-    alpha_ce: float
-    alpha_mlm: float
-    alpha_cos: float
     steps: int
     batch_size: int
     grad_accum: int
@@ -110,45 +112,63 @@ class DistillRun:
     eval_lines: int
     seed: int
     corpus_sha256: str
-    soft_targets: str = "masked"  # where the KL is computed: losses.SOFT_TARGETS
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# The fields of the profile's ``distill:`` section a run records (besides the objective).
+_RUN_SETTINGS = (
+    "steps",
+    "batch_size",
+    "grad_accum",
+    "max_length",
+    "lr",
+    "warmup_steps",
+    "weight_decay",
+    "max_grad_norm",
+    "mlm_probability",
+    "smoothed_masking",
+    "eval_lines",
+    "seed",
+)
+
 # Strategies whose soft-target rows may be every token (``soft_targets: all``), not only the masked ones.
 ALL_TOKENS_STRATEGIES = ("span-map", "hidden-only", "cased-only")
 
+#: What a user may vary per distillation run: the whole objective and these fields of the budget.
+OVERRIDABLE = (
+    *(f.name for f in fields(DistillObjective)),
+    "steps",
+    "seed",
+    "lr",
+    "batch_size",
+    "grad_accum",
+    "max_length",
+)
 
-@dataclass
-class DistillOverrides:
-    """Per-run changes to a profile's ``distill:`` section; ``None`` keeps the profile's value.
+DistillOverrides = make_dataclass(
+    "DistillOverrides",
+    [
+        # Registry keys for the paper's students; for a student of one's own (a name that is not a paper key),
+        # local folders or hub IDs too. The first teacher gives the student its tokenizer and initial weights.
+        ("teachers", list[str] | None, field(default=None)),
+        *optional_fields(DistillConfig, OVERRIDABLE),
+        ("student_layers", list[int] | None, field(default=None, metadata=about("teacher layers the student keeps"))),
+        (
+            "student_depth",
+            int | None,
+            field(default=None, metadata=about("or only how many (default: half the teacher's)")),
+        ),
+    ],
+)
+DistillOverrides.__module__ = __name__
+DistillOverrides.__doc__ = """Per-run changes to a profile's ``distill:`` section; ``None`` keeps the profile's value.
 
-    The one list of what a user may vary per distillation: the CLI, the notebook and ablations build
-    one and pass it to :func:`distill_student` / :func:`resolve_run`.
-    """
-
-    # Registry keys for the paper's students; for a student of one's own (a name that is not a paper key),
-    # local folders or hub IDs too. The first teacher gives the student its tokenizer and initial weights.
-    teachers: list[str] | None = None
-    strategy: str | None = None
-    teacher_weights: list[float] | None = None
-    temperature: float | None = None
-    alpha_ce: float | None = None
-    alpha_mlm: float | None = None
-    alpha_cos: float | None = None
-    steps: int | None = None
-    seed: int | None = None  # masking / batch order / initialisation seed (distillation seeds of a study)
-    soft_targets: str | None = None  # "masked" | "all"
-    lr: float | None = None  # peak learning rate (e.g. lowered after a NaN; see distill_student's resume_lr)
-    batch_size: int | None = None
-    grad_accum: int | None = None
-    max_length: int | None = None
-    student_layers: list[int] | None = None  # teacher layers the student keeps (default: half, student.layer_map)
-    student_depth: int | None = None  # or only how many (chosen by layer_map)
-
-
-def _profile(profile: str | Profile) -> Profile:
-    return profile if isinstance(profile, Profile) else load_profile(profile)
+The one list of what a user may vary per distillation (:data:`OVERRIDABLE`, generated from the profile's
+dataclasses): the CLI, the notebook, ``DistillSpec`` and ablations build one and pass it to
+:func:`distill_student` / :func:`resolve_run`. Also ``teachers`` and the student's layers (``student_layers``,
+the teacher layers it keeps, or ``student_depth``, how many).
+"""
 
 
 def _teacher_fingerprint(prof: Profile, key: str) -> str:
@@ -196,20 +216,23 @@ def resolve_run(
     fingerprints: dict[str, str] | None = None,
 ) -> DistillRun:
     """The profile's ``distill:`` settings with ``overrides`` applied; validated."""
-    prof = _profile(profile)
-    d = prof.distill
+    prof = resolve_profile(profile)
     o = overrides or DistillOverrides()
-    teachers, strategy, teacher_weights, steps = o.teachers, o.strategy, o.teacher_weights, o.steps
     if o.lr is not None and not o.lr > 0:
         raise ConfigError(f"lr must be > 0, got {o.lr}")
-    temperature, alpha_ce, alpha_mlm, alpha_cos = o.temperature, o.alpha_ce, o.alpha_mlm, o.alpha_cos
+    given = {k: getattr(o, k) for k in OVERRIDABLE if getattr(o, k) is not None}
+    # The profile's section with the overrides applied, converted and checked like a profile's YAML.
+    d = from_dict(DistillConfig, to_dict(dataclasses.replace(prof.distill, **given)), where="distill")
+    teachers = o.teachers
     extra: dict[str, Any] = {}
     base, replica = split_replica(student_key)  # "<student>@d<k>": the k-th distillation, seed + k - 1
     if base not in STUDENTS:
         if not teachers:
-            raise ConfigError(f"unknown student {student_key!r}; choose one of {list(STUDENTS)} (or <student>@d<k>), "
-                              "or name its teachers (registry keys, local folders or hub IDs) to distil a student "
-                              "of your own")
+            raise ConfigError(
+                f"unknown student {student_key!r}; choose one of {list(STUDENTS)} (or <student>@d<k>), "
+                "or name its teachers (registry keys, local folders or hub IDs) to distil a student "
+                "of your own"
+            )
         # A student of one's own: teachers are keys, folders or hub IDs, named by their last path part.
         sources = [str(t) for t in teachers]
         if len(set(sources)) != len(sources):
@@ -241,58 +264,51 @@ def resolve_run(
         if int(o.student_depth) < 1:
             raise ConfigError(f"student_depth must be >= 1, got {o.student_depth}")
         extra["student_depth"] = int(o.student_depth)
-    strategy = strategy or d.strategy
-    if S.ALIASES.get(strategy, strategy) not in STRATEGIES:
-        raise ConfigError(f"strategy must be one of {list(STRATEGIES)} (or the alias 'ensemble'), got {strategy!r}")
-    strategy = S.canonical_name(strategy)
-    if teacher_weights is not None:
-        weights = [float(w) for w in teacher_weights]
+    if o.teacher_weights is not None:
+        weights = [float(w) for w in o.teacher_weights]
     elif d.teacher_weights is not None:  # the profile's weights are for the first teachers, in order
         weights = [float(w) for w in d.teacher_weights][: len(teachers)]
     else:
         weights = [1.0] * len(teachers)
     if len(weights) != len(teachers) or any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise ConfigError(f"teacher_weights: need {len(teachers)} non-negative numbers, not all zero; got {teacher_weights or d.teacher_weights}")
+        raise ConfigError(
+            f"teacher_weights: need {len(teachers)} non-negative numbers, not all zero; got {d.teacher_weights}"
+        )
     total = sum(weights)
+    objective = {f.name: getattr(d, f.name) for f in fields(DistillObjective)}
     run = DistillRun(
+        **{**objective, "strategy": S.canonical_name(d.strategy), "teacher_weights": [w / total for w in weights]},
+        **{k: getattr(d, k) for k in _RUN_SETTINGS},
         profile=prof.name,
         student=student_key,
         teachers=teachers,
-        teacher_weights=[w / total for w in weights],
         teacher_fingerprints=dict(fingerprints or {}),
-        strategy=strategy,
-        temperature=float(temperature if temperature is not None else d.temperature),
-        alpha_ce=float(alpha_ce if alpha_ce is not None else d.alpha_ce),
-        alpha_mlm=float(alpha_mlm if alpha_mlm is not None else d.alpha_mlm),
-        alpha_cos=float(alpha_cos if alpha_cos is not None else d.alpha_cos),
-        steps=int(steps if steps is not None else d.steps),
-        batch_size=int(o.batch_size if o.batch_size is not None else d.batch_size),
-        grad_accum=int(o.grad_accum if o.grad_accum is not None else d.grad_accum),
-        max_length=int(o.max_length if o.max_length is not None else d.max_length),
-        lr=float(o.lr if o.lr is not None else d.lr),
-        warmup_steps=min(d.warmup_steps, int(steps if steps is not None else d.steps)),
-        weight_decay=d.weight_decay,
-        max_grad_norm=d.max_grad_norm,
-        mlm_probability=d.mlm_probability,
-        smoothed_masking=d.smoothed_masking,
-        eval_lines=d.eval_lines,
-        seed=int(o.seed if o.seed is not None else d.seed + replica - 1),
         corpus_sha256=corpus_sha256,
-        soft_targets=o.soft_targets or d.soft_targets,
         extra={**extra, **({"masking_seeds": "per-batch"} if d.data_workers > 0 else {})},  # other masks: another run
     )
+    run.warmup_steps = min(run.warmup_steps, run.steps)
+    if "seed" not in given:  # "<student>@d<k>": the k-th distillation, seed + k - 1
+        run.seed += replica - 1
     if run.batch_size < 1 or run.grad_accum < 1 or run.max_length < 3:
-        raise ConfigError("batch_size and grad_accum must be >= 1 and max_length >= 3 "
-                          f"(got {run.batch_size}, {run.grad_accum}, {run.max_length})")
-    if run.soft_targets not in L.SOFT_TARGETS:
-        raise ConfigError(f"distill.soft_targets must be one of {list(L.SOFT_TARGETS)}, got {run.soft_targets!r}")
-    if run.soft_targets == "all" and len(run.teachers) > 1 and S.get_strategy(run.strategy).name not in ALL_TOKENS_STRATEGIES:
+        raise ConfigError(
+            "batch_size and grad_accum must be >= 1 and max_length >= 3 "
+            f"(got {run.batch_size}, {run.grad_accum}, {run.max_length})"
+        )
+    if (
+        run.soft_targets == "all"
+        and len(run.teachers) > 1
+        and S.get_strategy(run.strategy).name not in ALL_TOKENS_STRATEGIES
+    ):
         # The other strategies pair the student's *masked* rows with the other tokenizer's rows.
-        raise ConfigError(f"distill.soft_targets 'all' works with the strategies {list(ALL_TOKENS_STRATEGIES)} only "
-                          f"(got {run.strategy!r}); use soft_targets 'masked'")
+        raise ConfigError(
+            f"distill.soft_targets 'all' works with the strategies {list(ALL_TOKENS_STRATEGIES)} only "
+            f"(got {run.strategy!r}); use soft_targets 'masked'"
+        )
     if run.temperature <= 0 or run.steps < 1 or min(run.alpha_ce, run.alpha_mlm, run.alpha_cos) < 0:
-        raise ConfigError(f"temperature must be > 0, steps >= 1 and loss weights >= 0 (got T={run.temperature}, steps={run.steps}, "
-                          f"alphas={run.alpha_ce}/{run.alpha_mlm}/{run.alpha_cos})")
+        raise ConfigError(
+            f"temperature must be > 0, steps >= 1 and loss weights >= 0 (got T={run.temperature}, steps={run.steps}, "
+            f"alphas={run.alpha_ce}/{run.alpha_mlm}/{run.alpha_cos})"
+        )
     if run.alpha_ce + run.alpha_mlm + run.alpha_cos == 0:
         raise ConfigError("alpha_ce, alpha_mlm and alpha_cos are all 0: nothing to train")
     return run
@@ -322,7 +338,7 @@ class DistillNet(nn.Module):
         soft: torch.Tensor,
         soft_valid: torch.Tensor,
         cos_weights: dict[str, float],
-        weights: L.LossWeights,
+        weights: DistillObjective,
         strategy_step: S.StrategyStep | None = None,
     ) -> dict[str, torch.Tensor]:
         labels = batch["labels"]
@@ -340,11 +356,13 @@ class DistillNet(nn.Module):
             # Soft targets at the masked positions only: both vocabulary terms from one pass over the logits.
             rows = None if bool(soft_valid.all()) else soft_valid.nonzero().squeeze(1)
             terms["ce"], terms["mlm"] = L.soft_target_kl_and_mlm(
-                out.logits, soft if rows is None else soft[rows], mlm_targets, weights.temperature, rows)
+                out.logits, soft if rows is None else soft[rows], mlm_targets, weights.temperature, rows
+            )
         else:
             if weights.alpha_ce and not own_ce:
-                terms["ce"] = L.soft_target_kl(out.logits[soft_valid], soft[soft_valid], weights.temperature,
-                                               teacher_is_probs=True)
+                terms["ce"] = L.soft_target_kl(
+                    out.logits[soft_valid], soft[soft_valid], weights.temperature, teacher_is_probs=True
+                )
             if weights.alpha_mlm:
                 terms["mlm"] = L.mlm_cross_entropy(out.logits[masked], mlm_targets)
         if weights.alpha_cos:
@@ -357,7 +375,7 @@ class DistillNet(nn.Module):
                 terms[f"cos.{name}"] = term
                 cos = w / total_w * term if cos is None else cos + w / total_w * term
             terms["cos"] = cos
-        terms["loss"] = L.combine({k: v for k, v in terms.items() if k in ("ce", "mlm", "cos")}, weights)
+        terms["loss"] = L.combine({k: v for k, v in terms.items() if hasattr(weights, f"alpha_{k}")}, weights)
         if strategy_step is not None:
             with torch.no_grad():
                 terms.update(strategy_step.stats(out.logits.detach()))
@@ -369,7 +387,10 @@ def _outside_inference(x: torch.Tensor) -> torch.Tensor:
 
 
 def teacher_targets(
-    adaptors: list[TeacherAdaptor], batch: dict[str, torch.Tensor], temperature: float, soft_names: list[str] | None = None
+    adaptors: list[TeacherAdaptor],
+    batch: dict[str, torch.Tensor],
+    temperature: float,
+    soft_names: list[str] | None = None,
 ) -> tuple[dict[str, TeacherTargets], torch.Tensor, torch.Tensor]:
     """Run every teacher's adaptor in ``inference_mode`` and build the ensemble soft target.
 
@@ -392,8 +413,9 @@ def teacher_targets(
             if a.needs_reference:
                 out[a.name] = a(batch, temperature, reference)
         chosen = [a for a in adaptors if a.name in soft_names]
-        soft, valid = ensemble_soft_targets([out[a.name].probs for a in chosen], [a.weight for a in chosen],
-                                            [out[a.name].covered for a in chosen])
+        soft, valid = ensemble_soft_targets(
+            [out[a.name].probs for a in chosen], [a.weight for a in chosen], [out[a.name].covered for a in chosen]
+        )
     for t in out.values():
         t.hidden = _outside_inference(t.hidden)
         t.student_unit = _outside_inference(t.student_unit)
@@ -409,15 +431,24 @@ def _contexts(adaptors: list[TeacherAdaptor], strategy: S.Strategy) -> dict[str,
         ctx = a.context
         if ctx is None:  # adaptors built without build_setup: the vocabulary map is enough for these strategies
             if strategy.name in ("min-edit", "projection", "gold-hybrid"):
-                raise ValueError(f"strategy {strategy.name} needs the teacher's vocabulary data: build the adaptors with build_setup")
+                raise ValueError(
+                    f"strategy {strategy.name} needs the teacher's vocabulary data: build the adaptors with build_setup"
+                )
             ctx = S.CrossContext(a.name, a.vocab_map, [], [], a.vocab_map.target.cpu() < 0)
         out[a.name] = ctx
     return out
 
 
-def strategy_step(strategy: S.Strategy, adaptors: list[TeacherAdaptor], contexts: dict[str, S.CrossContext],
-                  batch: dict[str, torch.Tensor], targets: dict[str, TeacherTargets], soft: torch.Tensor, valid: torch.Tensor,
-                  temperature: float) -> tuple[S.StrategyStep, torch.Tensor, torch.Tensor]:
+def strategy_step(
+    strategy: S.Strategy,
+    adaptors: list[TeacherAdaptor],
+    contexts: dict[str, S.CrossContext],
+    batch: dict[str, torch.Tensor],
+    targets: dict[str, TeacherTargets],
+    soft: torch.Tensor,
+    valid: torch.Tensor,
+    temperature: float,
+) -> tuple[S.StrategyStep, torch.Tensor, torch.Tensor]:
     """What ``strategy`` adds to one step: the soft-target term (or the averaged target it uses) and the diagnostics.
 
     ``soft`` / ``valid``: the averaged target of the teachers :func:`make_step_fn` put in it (all for
@@ -429,7 +460,10 @@ def strategy_step(strategy: S.Strategy, adaptors: list[TeacherAdaptor], contexts
     with torch.no_grad():
         if strategy.cross == "none":
             empty = torch.zeros(0, dtype=torch.long, device=valid.device)
-            cross = [S.CrossRows(a.name, a.weight, empty, torch.zeros(0, device=valid.device), empty.float()) for a in cross_adaptors]
+            cross = [
+                S.CrossRows(a.name, a.weight, empty, torch.zeros(0, device=valid.device), empty.float())
+                for a in cross_adaptors
+            ]
         else:
             cross = [S.cross_rows(strategy, contexts[a.name], batch, targets[a.name], a.weight) for a in cross_adaptors]
         if strategy.cross == "target" and strategy.name != "span-map":
@@ -466,7 +500,6 @@ def make_step_fn(adaptors: list[TeacherAdaptor], run: DistillRun):
     diagnostics (:func:`rokd.distill.strategies.step_diagnostics`). The strategy (``run.strategy``) decides
     how a teacher with another vocabulary enters the soft-target term (:mod:`rokd.distill.strategies`).
     """
-    weights = L.LossWeights(run.alpha_ce, run.alpha_mlm, run.alpha_cos, run.temperature)
     strategy = S.get_strategy(run.strategy)
     soft_names = [a.name for a in adaptors if strategy.name == "span-map" or not a.needs_reference]
     cos_weights = {a.name: a.weight for a in adaptors if strategy.in_cosine or not a.needs_reference}
@@ -477,7 +510,7 @@ def make_step_fn(adaptors: list[TeacherAdaptor], run: DistillRun):
         batch = {**batch, SOFT_POSITIONS: where}
         targets, soft, valid = teacher_targets(adaptors, batch, run.temperature, soft_names)
         step, soft, valid = strategy_step(strategy, adaptors, contexts, batch, targets, soft, valid, run.temperature)
-        terms = net(batch, targets, soft, valid, cos_weights, weights, step)
+        terms = net(batch, targets, soft, valid, cos_weights, run, step)
         for t in targets.values():
             terms.update({k: v.detach().float() for k, v in t.stats.items()})
         terms["stat_soft_rows"] = valid.float().mean() if valid.numel() else torch.zeros((), device=valid.device)
@@ -530,8 +563,15 @@ def build_setup(
         raise ConfigError(f"max_length {run.max_length} is longer than {first} accepts ({limit} tokens)")
     strategy = S.get_strategy(run.strategy)
     adaptors = [
-        make_adaptor(k, teacher_models[k], teacher_tokenizers[k], student_tok, w, int(student.config.vocab_size),
-                     keep_own_probs=strategy.needs_own_probs)
+        make_adaptor(
+            k,
+            teacher_models[k],
+            teacher_tokenizers[k],
+            student_tok,
+            w,
+            int(student.config.vocab_size),
+            keep_own_probs=strategy.needs_own_probs,
+        )
         for k, w in zip(run.teachers, run.teacher_weights)
     ]
     for a in adaptors:
@@ -562,9 +602,12 @@ def build_setup(
         counts = mlm.token_counts(corpus, len(student_tok))
         token_weights = mlm.smoothed_token_weights(counts, student_tok.all_special_ids)
     per_batch = num_workers > 0 or run.extra.get("masking_seeds") == "per-batch"
-    student_collator = mlm.WholeWordMaskCollator(student_tok, run.mlm_probability, seed=run.seed,
-                                                 token_weights=token_weights, per_batch_seed=per_batch)
-    sampler = mlm.LengthGroupedBatchSampler(dataset.lengths, run.batch_size, seed=run.seed, num_shards=num_shards, shard_index=shard_index)
+    student_collator = mlm.WholeWordMaskCollator(
+        student_tok, run.mlm_probability, seed=run.seed, token_weights=token_weights, per_batch_seed=per_batch
+    )
+    sampler = mlm.LengthGroupedBatchSampler(
+        dataset.lengths, run.batch_size, seed=run.seed, num_shards=num_shards, shard_index=shard_index
+    )
     batches = mlm.BatchStream(dataset, sampler, DistillCollator(student_collator, views), num_workers=num_workers)
     return DistillSetup(
         net=net,
@@ -576,8 +619,15 @@ def build_setup(
     )
 
 
-def trainer_config(run: DistillRun, output_dir: Path, device: str = "auto", checkpoint_every: int = 0,
-                   progress: bool = True, allow_lr_change: bool = False, precision: str = "auto"):
+def trainer_config(
+    run: DistillRun,
+    output_dir: Path,
+    device: str = "auto",
+    checkpoint_every: int = 0,
+    progress: bool = True,
+    allow_lr_change: bool = False,
+    precision: str = "auto",
+):
     """The :class:`rokd.trainer.TrainerConfig` of a distillation run; ``precision``: the profile's
     ``distill.precision``."""
     from rokd.trainer import TrainerConfig
@@ -599,12 +649,7 @@ def trainer_config(run: DistillRun, output_dir: Path, device: str = "auto", chec
     )
 
 
-def read_log(path: str | Path) -> list[dict]:
-    """The JSONL training log as a list of records."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no training log at {path}")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+read_log = io.read_jsonl  # the JSONL training log as a list of records
 
 
 def coverage_summary(log: list[dict], adaptors: list[TeacherAdaptor]) -> dict[str, dict[str, float]]:
@@ -613,6 +658,7 @@ def coverage_summary(log: list[dict], adaptors: list[TeacherAdaptor]) -> dict[st
     for a in adaptors:
         if a.vocab_map is None:
             continue
+
         def mean(stat: str) -> float:
             values = [r[f"{stat}.{a.name}"] for r in log if f"{stat}.{a.name}" in r]
             return sum(values) / len(values) if values else float("nan")
@@ -636,25 +682,13 @@ def folder_size_mb(path: Path, pattern: str = "*.safetensors") -> float:
     return sum(f.stat().st_size for f in Path(path).glob(pattern)) / 2**20
 
 
-def count_params(model: nn.Module) -> int:
-    """Distinct parameters (tied weights counted once)."""
-    seen, total = set(), 0
-    for p in model.parameters():
-        if id(p) not in seen:
-            seen.add(id(p))
-            total += p.numel()
-    return total
-
-
 # --------------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------------
 
 
-
-
 def student_dir(profile: str | Profile, student_key: str) -> Path:
-    return artifacts_dir(_profile(profile).name) / "students" / student_key
+    return artifacts_dir(resolve_profile(profile).name) / "students" / student_key
 
 
 STUDENT_WHAT = "a distilled student"
@@ -673,22 +707,23 @@ def _same_run(saved: dict | None, run: DistillRun, ignore_lr: bool = False) -> b
     return saved == now
 
 
-def distill_command(profile: str | Profile, student_key: str, overrides: DistillOverrides | None,
-                    output_dir: str | Path | None, lr: str = "{lr}", resume_lr: bool = True) -> str:
+# Overrides the command line takes only for a student of one's own (a paper student keeps the profile's).
+OWN_STUDENT_ONLY = ("batch_size", "grad_accum", "max_length", "student_layers", "student_depth")
+
+
+def distill_command(
+    profile: str | Profile,
+    student_key: str,
+    overrides: DistillOverrides | None,
+    output_dir: str | Path | None,
+    lr: str = "{lr}",
+    resume_lr: bool = True,
+) -> str:
     """The ``rokd distill`` command line that repeats a run (with ``lr``; resuming with it if ``resume_lr``)."""
     o = overrides or DistillOverrides()
     prof_arg = profile.name if isinstance(profile, Profile) else str(profile)
     parts = ["rokd", "distill", "--profile", prof_arg, "--student", student_key]
-    if o.teachers:
-        parts += ["--teachers", *o.teachers]
-    if o.strategy:
-        parts += ["--strategy", o.strategy]
-    if o.teacher_weights:
-        parts += ["--teacher-weights", *(f"{w:g}" for w in o.teacher_weights)]
-    for flag, value in (("--temperature", o.temperature), ("--alpha-ce", o.alpha_ce), ("--alpha-mlm", o.alpha_mlm),
-                        ("--alpha-cos", o.alpha_cos), ("--steps", o.steps)):
-        if value is not None:
-            parts += [flag, f"{value:g}"]
+    parts += command_flags(o, ["teachers", *(k for k in OVERRIDABLE if k not in OWN_STUDENT_ONLY and k != "lr")])
     if output_dir is not None:
         parts += ["--output-dir", str(output_dir)]
     parts += ["--lr", lr] + (["--resume-lr"] if resume_lr else [])
@@ -720,7 +755,7 @@ def distill_student(
     instead of stopping. ``resume_lr``: resume the kept checkpoints although ``overrides.lr`` changed the
     learning rate.
     """
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     if prof.distill.source == "hub":
         raise ConfigError(
             f"profile {prof.name!r} uses the authors' released students (distill.source: hub); nothing to distil. "
@@ -729,24 +764,45 @@ def distill_student(
     out = Path(output_dir).expanduser().resolve() if output_dir is not None else student_dir(prof, student_key)
     resolve_run(prof, student_key, overrides)  # validates before any work
     io.check_replaceable(out, f"{STUDENT_WHAT} ({student_key})", legacy=(CONFIG_FILE,))  # before hours of training
-    with io.lock(out.parent / f".{out.name}.lock", f"the student folder {out}", wait=wait,
-                 hint=", or rerun with --wait", log=log):
+    with io.lock(
+        out.parent / f".{out.name}.lock", f"the student folder {out}", wait=wait, hint=", or rerun with --wait", log=log
+    ):
         try:
-            return _distill_locked(prof, student_key, overrides, out, resume=resume, progress=progress, log=log,
-                                   resume_lr=resume_lr, corpus=corpus)
+            return _distill_locked(
+                prof,
+                student_key,
+                overrides,
+                out,
+                resume=resume,
+                progress=progress,
+                log=log,
+                resume_lr=resume_lr,
+                corpus=corpus,
+            )
         except Exception as e:
             from rokd.trainer import NonFiniteLossError
 
             if not isinstance(e, NonFiniteLossError):
                 raise
             cmd_profile = profile if not isinstance(profile, Profile) else prof.name
-            raise e.advise(f"`{distill_command(cmd_profile, student_key, overrides, output_dir)}`",
-                           f"`{distill_command(cmd_profile, student_key, overrides, output_dir, resume_lr=False)}`"
-                           " --no-resume") from None
+            raise e.advise(
+                f"`{distill_command(cmd_profile, student_key, overrides, output_dir)}`",
+                f"`{distill_command(cmd_profile, student_key, overrides, output_dir, resume_lr=False)}` --no-resume",
+            ) from None
 
 
-def _distill_locked(prof: Profile, student_key: str, overrides: DistillOverrides | None, out: Path, *, resume: bool,
-                    progress: bool, log, resume_lr: bool, corpus: tuple[str | Path, str | Path] | None) -> Path:
+def _distill_locked(
+    prof: Profile,
+    student_key: str,
+    overrides: DistillOverrides | None,
+    out: Path,
+    *,
+    resume: bool,
+    progress: bool,
+    log,
+    resume_lr: bool,
+    corpus: tuple[str | Path, str | Path] | None,
+) -> Path:
     from rokd.models.quality import mlm_accuracy, read_lines
     from rokd.models.teachers import build_teachers, corpus_files
     from rokd.precision import runtime_record, set_threads
@@ -758,8 +814,13 @@ def _distill_locked(prof: Profile, student_key: str, overrides: DistillOverrides
     keys_to_build = [k for k in TEACHERS if k in sources.values()]
     if keys_to_build:  # the profile's miniature teachers (an empty list would mean all of them)
         build_teachers(prof, keys_to_build, log=log, wait=True)
-    run = resolve_run(prof, student_key, overrides, corpus_sha256=io.file_sha256(train_txt),
-                      fingerprints={k: _teacher_fingerprint(prof, sources[k]) for k in teacher_keys})
+    run = resolve_run(
+        prof,
+        student_key,
+        overrides,
+        corpus_sha256=io.file_sha256(train_txt),
+        fingerprints={k: _teacher_fingerprint(prof, sources[k]) for k in teacher_keys},
+    )
     if (out / SUMMARY_FILE).is_file() and _same_run(io.read_json(out / CONFIG_FILE), run):
         problem = io.weights_problem(out)
         if problem is None:
@@ -783,33 +844,66 @@ def _distill_locked(prof: Profile, student_key: str, overrides: DistillOverrides
     models = {k: load_model(sources[k], "mlm", prof) for k in teacher_keys}
     toks = {k: load_tokenizer(sources[k], prof) for k in teacher_keys}
     threads = set_threads(prof.distill.threads)
-    tcfg = trainer_config(run, work, prof.device, prof.distill.checkpoint_every, progress, allow_lr_change=resume_lr,
-                          precision=prof.distill.precision)
+    tcfg = trainer_config(
+        run,
+        work,
+        prof.device,
+        prof.distill.checkpoint_every,
+        progress,
+        allow_lr_change=resume_lr,
+        precision=prof.distill.precision,
+    )
     acc = make_accelerator(tcfg)
     precision = resolve_mixed_precision(tcfg.mixed_precision, tcfg.cpu)
-    setup = build_setup(run, models, toks, train_txt, cache_dir=work, num_shards=acc.num_processes,
-                        shard_index=acc.process_index, num_workers=prof.distill.data_workers)
-    log(f"student {student_key}: distilling from {', '.join(teacher_keys)} ({run.strategy}, {run.steps} steps) into {out}")
+    setup = build_setup(
+        run,
+        models,
+        toks,
+        train_txt,
+        cache_dir=work,
+        num_shards=acc.num_processes,
+        shard_index=acc.process_index,
+        num_workers=prof.distill.data_workers,
+    )
+    log(
+        f"student {student_key}: distilling from {', '.join(teacher_keys)} ({run.strategy}, {run.steps} steps) into "
+        f"{out}"
+    )
     for a in setup.adaptors:
         if a.vocab_map is not None:
             d = a.vocab_map.describe()
-            log(f"student {student_key}: vocabulary map {teacher_keys[0]} ({d['student_family']}) <- "
+            log(
+                f"student {student_key}: vocabulary map {teacher_keys[0]} ({d['student_family']}) <- "
                 f"{a.name} ({d['teacher_family']}): {d['student_tokens_mapped']:.1%} of the student's tokens and "
                 f"{d['teacher_tokens_mapped']:.1%} of the teacher's "
-                f"have a counterpart (case folded: {d['case_folded']})")
+                f"have a counterpart (case folded: {d['case_folded']})"
+            )
     evaluate = None
     if prof.distill.curve_every > 0:  # the learning curve: has the student's held-out MLM accuracy flattened?
         curve_lines = read_lines(heldout_txt, limit=prof.distill.curve_lines, seed=run.seed)
 
         def evaluate(net):
-            return {"heldout_mlm_accuracy": mlm_accuracy(net.student.model, setup.student_tokenizer, curve_lines,
-                                                         max_length=run.max_length, seed=run.seed,
-                                                         precision=precision)["mlm_accuracy"]}
+            return {
+                "heldout_mlm_accuracy": mlm_accuracy(
+                    net.student.model,
+                    setup.student_tokenizer,
+                    curve_lines,
+                    max_length=run.max_length,
+                    seed=run.seed,
+                    precision=precision,
+                )["mlm_accuracy"]
+            }
 
     result = train(
-        setup.net, make_step_fn(setup.adaptors, run), setup.batches, tcfg,
-        frozen_modules=[a.model for a in setup.adaptors], resume=resume, accelerator=acc,
-        evaluate=evaluate, eval_every=prof.distill.curve_every,
+        setup.net,
+        make_step_fn(setup.adaptors, run),
+        setup.batches,
+        tcfg,
+        frozen_modules=[a.model for a in setup.adaptors],
+        resume=resume,
+        accelerator=acc,
+        evaluate=evaluate,
+        eval_every=prof.distill.curve_every,
     )
     if not acc.is_main_process:
         return out
@@ -819,36 +913,75 @@ def _distill_locked(prof: Profile, student_key: str, overrides: DistillOverrides
     # Held-out MLM accuracy: the student and each teacher, same lines, same masking seed (identical
     # masks for a teacher that shares the student's tokenizer; its own tokenization otherwise).
     lines = read_lines(heldout_txt, limit=run.eval_lines, seed=run.seed)
-    heldout = {student_key: mlm_accuracy(student, setup.student_tokenizer, lines, max_length=run.max_length,
-                                         seed=run.seed, precision=precision)["mlm_accuracy"]}
+    heldout = {
+        student_key: mlm_accuracy(
+            student, setup.student_tokenizer, lines, max_length=run.max_length, seed=run.seed, precision=precision
+        )["mlm_accuracy"]
+    }
     for k in teacher_keys:
-        heldout[k] = mlm_accuracy(models[k].to(student.device), toks[k], lines, max_length=run.max_length,
-                                  seed=run.seed, precision=precision)["mlm_accuracy"]
+        heldout[k] = mlm_accuracy(
+            models[k].to(student.device), toks[k], lines, max_length=run.max_length, seed=run.seed, precision=precision
+        )["mlm_accuracy"]
     wall = result.wall_time_s
 
     stage = io.make_stage(out, STUDENT_WHAT)
     try:
         runtime = {**runtime_record(precision), "torch_threads": threads}  # what training and the measures ran in
-        _write_student(stage, prof, student_key, run, setup, student, models, teacher_keys, work, train_log, result,
-                       heldout, lines, wall, t0, runtime)
+        _write_student(
+            stage,
+            prof,
+            student_key,
+            run,
+            setup,
+            student,
+            models,
+            teacher_keys,
+            work,
+            train_log,
+            result,
+            heldout,
+            lines,
+            wall,
+            t0,
+            runtime,
+        )
         io.replace_dir(stage, out, f"{STUDENT_WHAT} ({student_key})", legacy=(CONFIG_FILE,))
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
     io.remove_dir(work, f"the checkpoints of {STUDENT_WHAT}", legacy=(CONFIG_FILE,))
     for name, cov in io.read_json(out / SUMMARY_FILE)["coverage"].items():
-        log(f"student {student_key}: {name} covered {cov['masked_positions_covered']:.1%} of the masked positions "
+        log(
+            f"student {student_key}: {name} covered {cov['masked_positions_covered']:.1%} of the masked positions "
             f"(its token mapped onto the student's at {cov['masked_positions_label_mapped']:.1%}), "
-            f"mapped probability mass {cov['mapped_probability_mass']:.1%}")
-    s_params = count_params(student)
-    log(f"student {student_key}: saved to {out} ({s_params / 1e6:.2f} M params, "
-        f"held-out MLM accuracy {heldout[student_key]:.3f})")
+            f"mapped probability mass {cov['mapped_probability_mass']:.1%}"
+        )
+    s_params = io.count_params(student)
+    log(
+        f"student {student_key}: saved to {out} ({s_params / 1e6:.2f} M params, "
+        f"held-out MLM accuracy {heldout[student_key]:.3f})"
+    )
     return out
 
 
-def _write_student(stage: Path, prof: Profile, student_key: str, run: DistillRun, setup: DistillSetup, student, models,
-                   teacher_keys, work: Path, train_log, result, heldout, lines, wall: float, t0: float,
-                   runtime: dict) -> None:
+def _write_student(
+    stage: Path,
+    prof: Profile,
+    student_key: str,
+    run: DistillRun,
+    setup: DistillSetup,
+    student,
+    models,
+    teacher_keys,
+    work: Path,
+    train_log,
+    result,
+    heldout,
+    lines,
+    wall: float,
+    t0: float,
+    runtime: dict,
+) -> None:
     student.config.rokd_teacher_layers = setup.teacher_layers
     save_student(student.to("cpu"), setup.student_tokenizer, stage)
     io.write_weights_sha256(stage)
@@ -860,10 +993,10 @@ def _write_student(stage: Path, prof: Profile, student_key: str, run: DistillRun
     for k in teacher_keys:
         ref = resolve(sources[k], prof)
         teacher_sizes[k] = {
-            "params": count_params(models[k]),
+            "params": io.count_params(models[k]),
             "disk_mb": folder_size_mb(Path(ref.name_or_path)) if ref.source == "local" else None,
         }
-    s_params = count_params(student)
+    s_params = io.count_params(student)
     summary = {
         "student": student_key,
         "profile": prof.name,
@@ -875,7 +1008,7 @@ def _write_student(stage: Path, prof: Profile, student_key: str, run: DistillRun
         "params": s_params,
         "disk_mb": folder_size_mb(stage),
         "teacher_sizes": teacher_sizes,
-        "params_ratio_to_first_teacher": s_params / count_params(first),
+        "params_ratio_to_first_teacher": s_params / io.count_params(first),
         "wall_time_s": round(time.perf_counter() - t0, 1),
         "train_time_s": round(wall, 1),
         "steps": result.final_step,
@@ -894,5 +1027,7 @@ def load_summary(profile: str | Profile, student_key: str) -> dict:
     """The ``summary.json`` of a distilled student."""
     path = student_dir(profile, student_key) / SUMMARY_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no {SUMMARY_FILE} for {student_key}: distil it with `rokd distill --student {student_key}`")
+        raise FileNotFoundError(
+            f"no {SUMMARY_FILE} for {student_key}: distil it with `rokd distill --student {student_key}`"
+        )
     return json.loads(path.read_text(encoding="utf-8"))

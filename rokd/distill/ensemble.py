@@ -69,7 +69,10 @@ def ensemble_soft_targets(
     device = teacher_probs[0].device
     n = shape[0]
     cov = torch.stack(
-        [torch.ones(n, dtype=torch.bool, device=device) if c is None else c.to(device).bool() for c in (covered or [None] * k)]
+        [
+            torch.ones(n, dtype=torch.bool, device=device) if c is None else c.to(device).bool()
+            for c in (covered or [None] * k)
+        ]
     )  # (k, n)
     if k == 1:  # one teacher: its own distribution where it covers a row (no weighted sum to build)
         p = teacher_probs[0].float()
@@ -154,12 +157,19 @@ class VocabularyMap:
         self._groups: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
-    def from_tokenizers(cls, student_tokenizer, teacher_tokenizer, student_size: int | None = None, teacher_size: int | None = None) -> "VocabularyMap":
+    def from_tokenizers(
+        cls, student_tokenizer, teacher_tokenizer, student_size: int | None = None, teacher_size: int | None = None
+    ) -> "VocabularyMap":
         """The map between two fast tokenizers of any family (families and casing read from the tokenizers)."""
         return cls(
-            student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab(), student_size, teacher_size,
-            student_family=tokenizer_family(student_tokenizer), teacher_family=tokenizer_family(teacher_tokenizer),
-            student_special=special_roles(student_tokenizer), teacher_special=special_roles(teacher_tokenizer),
+            student_tokenizer.get_vocab(),
+            teacher_tokenizer.get_vocab(),
+            student_size,
+            teacher_size,
+            student_family=tokenizer_family(student_tokenizer),
+            teacher_family=tokenizer_family(teacher_tokenizer),
+            student_special=special_roles(student_tokenizer),
+            teacher_special=special_roles(teacher_tokenizer),
         )
 
     def stats(self) -> dict[str, float]:
@@ -181,8 +191,15 @@ class VocabularyMap:
         }
 
     def to(self, device) -> "VocabularyMap":
-        names = ("target", "edge_student", "edge_teacher", "edge_form", "student_starts", "teacher_starts",
-                 "_edge_keys")
+        names = (
+            "target",
+            "edge_student",
+            "edge_teacher",
+            "edge_form",
+            "student_starts",
+            "teacher_starts",
+            "_edge_keys",
+        )
         for name in names:
             setattr(self, name, getattr(self, name).to(device))
         self._groups = {k: tuple(x.to(device) for x in v) for k, v in self._groups.items()}
@@ -219,7 +236,9 @@ class VocabularyMap:
         renormalised to sum to 1.
         """
         if teacher_probs.shape[-1] != self.teacher_size:
-            raise ValueError(f"teacher probabilities have {teacher_probs.shape[-1]} columns, the map expects {self.teacher_size}")
+            raise ValueError(
+                f"teacher probabilities have {teacher_probs.shape[-1]} columns, the map expects {self.teacher_size}"
+            )
         p = teacher_probs.float()
         n = p.shape[0]
         out = torch.zeros(n, self.student_size, device=p.device)

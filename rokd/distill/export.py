@@ -31,7 +31,6 @@ torchao; :func:`quantize_int8` is the one place to change when it goes.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import json
@@ -225,40 +224,3 @@ def load_exported(folder: str | Path) -> nn.Module:
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-
-
-def _run(args: argparse.Namespace) -> int:
-    try:
-        out = export_model(args.model, args.to, args.output_dir)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        if getattr(args, "debug", False):
-            raise
-        raise SystemExit(f"rokd export: {e}") from None
-    print(out)
-    return 0
-
-
-def register(subparsers) -> None:
-    """Add the ``export`` sub-command."""
-    p = subparsers.add_parser(
-        "export",
-        help="export a model as int8 or bf16 for CPU inference",
-        description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--model",
-        "--student",
-        dest="model",
-        required=True,
-        help="a Hugging Face model folder (a student, a teacher...)",
-    )
-    p.add_argument(
-        "--to",
-        required=True,
-        choices=["int8", "bf16"],
-        help="int8: dynamic quantisation of the Linear layers; bf16: weights cast",
-    )
-    p.add_argument("--output-dir", required=True, help="folder to write (replaced only if it is an earlier export)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.set_defaults(func=_run)

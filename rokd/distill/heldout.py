@@ -53,8 +53,15 @@ def heldout_diagnostics(
     device = next(student.parameters()).device
     adaptors = []
     for name, w in zip(names, weights):
-        a = make_adaptor(name, teachers[name].eval().to(device), teacher_tokenizers[name], student_tokenizer, w,
-                         int(student.config.vocab_size), keep_own_probs=strat.needs_own_probs)
+        a = make_adaptor(
+            name,
+            teachers[name].eval().to(device),
+            teacher_tokenizers[name],
+            student_tokenizer,
+            w,
+            int(student.config.vocab_size),
+            keep_own_probs=strat.needs_own_probs,
+        )
         if a.needs_reference:
             a.context = S.build_context(strat.name, name, student_tokenizer, teacher_tokenizers[name], a.vocab_map)
         adaptors.append(a)
@@ -63,8 +70,10 @@ def heldout_diagnostics(
     corpus = mlm.tokenize_lines(list(lines), student_tokenizer, max_length)
     others = {a.name: mlm.tokenize_lines(list(lines), teacher_tokenizers[a.name], 2 * max_length) for a in cross}
     data = PairedLines(corpus, others)
-    collate = DistillCollator(mlm.WholeWordMaskCollator(student_tokenizer, mlm_probability, seed=seed),
-                              [CrossTokenizerView(a.name, teacher_tokenizers[a.name]) for a in cross])
+    collate = DistillCollator(
+        mlm.WholeWordMaskCollator(student_tokenizer, mlm_probability, seed=seed),
+        [CrossTokenizerView(a.name, teacher_tokenizers[a.name]) for a in cross],
+    )
     sparse = mlm.SparseMLM(student.eval())
     soft_names = [a.name for a in adaptors if strat.name == "span-map" or not a.needs_reference]
     sums: dict[str, float] = {}

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-
 SOFT_TARGETS = ("masked", "all")
 
 
@@ -35,10 +34,11 @@ def soft_target_positions(labels: torch.Tensor, attention_mask: torch.Tensor, mo
 
 @dataclass
 class LossWeights:
+    """The weights of the paper's three terms (the distiller passes its run, whose objective has them too)."""
+
     alpha_ce: float = 5.0
     alpha_mlm: float = 2.0
     alpha_cos: float = 1.0
-    temperature: float = 2.0
 
 
 def soft_target_kl(
@@ -149,14 +149,17 @@ def soft_target_kl_and_mlm(
         raise ValueError(f"temperature must be positive, got {temperature}")
     rows = student_logits.shape[0] if soft_rows is None else soft_rows.shape[0]
     if soft.shape != (rows, student_logits.shape[-1]):
-        raise ValueError(f"soft targets {tuple(soft.shape)} do not match {rows} rows of "
-                         f"{student_logits.shape[-1]} logits")
+        raise ValueError(
+            f"soft targets {tuple(soft.shape)} do not match {rows} rows of {student_logits.shape[-1]} logits"
+        )
     if targets.shape != student_logits.shape[:1]:
         raise ValueError(f"targets {tuple(targets.shape)} do not match logits {tuple(student_logits.shape)}")
     return _SoftTargetKLAndMLM.apply(student_logits, soft, soft_rows, targets, temperature)
 
 
-def cosine_alignment(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def cosine_alignment(
+    student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean of ``1 - cos(student, teacher)`` over the rows selected by ``mask``.
 
     ``student_hidden`` / ``teacher_hidden``: ``(..., H)``; ``mask``: ``(...)`` bool/0-1 (non-pad
@@ -164,7 +167,9 @@ def cosine_alignment(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor,
     target 1 on the selected rows.
     """
     if student_hidden.shape != teacher_hidden.shape:
-        raise ValueError(f"student {tuple(student_hidden.shape)} and teacher {tuple(teacher_hidden.shape)} hidden shapes differ")
+        raise ValueError(
+            f"student {tuple(student_hidden.shape)} and teacher {tuple(teacher_hidden.shape)} hidden shapes differ"
+        )
     s = student_hidden.reshape(-1, student_hidden.shape[-1]).float()
     t = teacher_hidden.reshape(-1, teacher_hidden.shape[-1]).float()
     if mask is not None:
@@ -175,16 +180,17 @@ def cosine_alignment(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor,
     return (1.0 - F.cosine_similarity(s, t, dim=-1, eps=1e-8)).mean()
 
 
-def combine(terms: dict[str, torch.Tensor], weights: LossWeights) -> torch.Tensor:
-    """Weighted sum of the terms present: keys ``ce`` (soft-target KL), ``mlm``, ``cos``."""
-    alpha = {"ce": weights.alpha_ce, "mlm": weights.alpha_mlm, "cos": weights.alpha_cos}
+def combine(terms: dict[str, torch.Tensor], weights) -> torch.Tensor:
+    """Weighted sum of the terms present: term ``x`` weighs ``weights.alpha_x`` (``ce``: soft-target KL, ``mlm``,
+    ``cos``; ``weights``: a :class:`LossWeights`, or a run's objective). A term of weight 0 is left out."""
     total = None
     for name, value in terms.items():
-        if name not in alpha:
-            raise KeyError(f"unknown loss term {name!r}; expected one of {sorted(alpha)}")
-        if alpha[name] == 0:
+        alpha = getattr(weights, f"alpha_{name}", None)
+        if alpha is None:
+            raise KeyError(f"unknown loss term {name!r}: {type(weights).__name__} has no weight alpha_{name}")
+        if alpha == 0:
             continue
-        total = alpha[name] * value if total is None else total + alpha[name] * value
+        total = alpha * value if total is None else total + alpha * value
     if total is None:
         raise ValueError("every loss weight is zero: nothing to train")
     return total

@@ -9,6 +9,7 @@ import pandas as pd
 
 from rokd.models.registry import DISPLAY_NAMES, STUDENTS
 from rokd.paths import results_dir
+from rokd.spec import MODELS, MULTI_STUDENT, SINGLE_STUDENT
 
 LOSS_TERMS = {"loss": "total", "ce": "soft-target KL x T²", "mlm": "MLM cross-entropy", "cos": "cosine (all teachers)"}
 BENCHMARK_FILE = "distill_throughput.json"
@@ -28,15 +29,24 @@ def loss_curves(log: list[dict]) -> pd.DataFrame:
 
 def coverage_curves(log: list[dict]) -> pd.DataFrame:
     """Long table ``step, teacher, measure, value`` of the cross-tokenizer statistics per step."""
-    names = {"stat_coverage": "masked positions covered",
-             "stat_label_mapped": "teacher's token maps onto the student's",
-             "stat_mapped_mass": "probability mass mapped"}
+    names = {
+        "stat_coverage": "masked positions covered",
+        "stat_label_mapped": "teacher's token maps onto the student's",
+        "stat_mapped_mass": "probability mass mapped",
+    }
     rows = []
     for rec in log:
         for key, value in rec.items():
             stem, _, teacher = key.partition(".")
             if stem in names:
-                rows.append({"step": rec["step"], "teacher": DISPLAY_NAMES.get(teacher, teacher), "measure": names[stem], "value": value})
+                rows.append(
+                    {
+                        "step": rec["step"],
+                        "teacher": DISPLAY_NAMES.get(teacher, teacher),
+                        "measure": names[stem],
+                        "value": value,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -61,10 +71,23 @@ def own_command(summary: dict, student_dir: str | Path) -> str:
 
 def size_table(summary: dict) -> pd.DataFrame:
     """Student vs each teacher: parameters, size on disk and the student/teacher ratios."""
-    rows = [{"model": DISPLAY_NAMES.get(summary["student"], summary["student"]), "role": "student",
-             "params (M)": summary["params"] / 1e6, "disk (MB)": summary["disk_mb"]}]
+    rows = [
+        {
+            "model": DISPLAY_NAMES.get(summary["student"], summary["student"]),
+            "role": "student",
+            "params (M)": summary["params"] / 1e6,
+            "disk (MB)": summary["disk_mb"],
+        }
+    ]
     for key, t in summary["teacher_sizes"].items():
-        rows.append({"model": DISPLAY_NAMES.get(key, key), "role": "teacher", "params (M)": t["params"] / 1e6, "disk (MB)": t["disk_mb"]})
+        rows.append(
+            {
+                "model": DISPLAY_NAMES.get(key, key),
+                "role": "teacher",
+                "params (M)": t["params"] / 1e6,
+                "disk (MB)": t["disk_mb"],
+            }
+        )
     df = pd.DataFrame(rows)
     df["student / model params"] = summary["params"] / 1e6 / df["params (M)"]
     if df["disk (MB)"].notna().all():
@@ -86,8 +109,14 @@ def heldout_table(summaries: dict[str, dict]) -> pd.DataFrame:
     rows = []
     for key, s in summaries.items():
         for model, acc in s["heldout_mlm_accuracy"].items():
-            rows.append({"student run": DISPLAY_NAMES.get(key, key), "model": DISPLAY_NAMES.get(model, model),
-                         "role": "student" if model == key else "teacher", "held-out MLM accuracy": acc})
+            rows.append(
+                {
+                    "student run": DISPLAY_NAMES.get(key, key),
+                    "model": DISPLAY_NAMES.get(model, model),
+                    "role": "student" if model == key else "teacher",
+                    "held-out MLM accuracy": acc,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -138,13 +167,15 @@ def alignment_example(text: str, student_tokenizer, teacher_tokenizer) -> pd.Dat
                 pair = (torch.tensor([int(s["input_ids"][k])]), torch.tensor([int(t["input_ids"][j])]))
                 if bool(vm.label_mapped(*pair)[0]):
                     mapped.append(s_tokens[k])
-        rows.append({
-            "word": text[span[0]:span[1]],
-            "student sub-words": " ".join(s_tokens[k] for k in pos),
-            "teacher sub-words": " ".join(t_tokens[k] for k in t_pos) if len(t_pos) else "(none)",
-            "aligned one-to-one": f"{len(aligned)}/{len(pos)}",
-            "vocabulary map hits": " ".join(mapped),
-        })
+        rows.append(
+            {
+                "word": text[span[0] : span[1]],
+                "student sub-words": " ".join(s_tokens[k] for k in pos),
+                "teacher sub-words": " ".join(t_tokens[k] for k in t_pos) if len(t_pos) else "(none)",
+                "aligned one-to-one": f"{len(aligned)}/{len(pos)}",
+                "vocabulary map hits": " ".join(mapped),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -158,3 +189,31 @@ def shares_teacher(students_root: Path, student_a: str, student_b: str, teacher:
             return False
         prints.append(json.loads(path.read_text(encoding="utf-8")).get("teacher_fingerprints", {}).get(teacher))
     return prints[0] is not None and prints[0] == prints[1]
+
+
+def heldout_comparison(
+    profile: str, students_root: Path, student: str, summary: dict
+) -> tuple[pd.DataFrame, str | None]:
+    """The held-out MLM accuracy table of ``student`` (and its teachers) beside its one-teacher ablation where
+    it has one (:data:`rokd.spec.SINGLE_STUDENT` for :data:`rokd.spec.MULTI_STUDENT`, same tokenizer, same masks),
+    and the sentence that reads the ablation (None for a student without one)."""
+    summaries = {**available_summaries(profile, students_root), student: summary}
+    single, first = SINGLE_STUDENT, MODELS[MULTI_STUDENT].teachers[0]
+    comparable = (
+        student == MULTI_STUDENT and single in summaries and shares_teacher(students_root, student, single, first)
+    )
+    table = heldout_table({k: v for k, v in summaries.items() if k == student or (comparable and k == single)})
+    if student != MULTI_STUDENT:
+        return table, None
+    if single not in summaries:
+        return table, "The cased-teacher-only student has not been distilled under this profile yet: no ablation row."
+    if not comparable:
+        return table, (
+            "The cased-teacher-only student was distilled from other BERT-base-ro weights "
+            "(the teacher was rebuilt since): no ablation until it is distilled again."
+        )
+    multi, one = summary["heldout_mlm_accuracy"][student], summaries[single]["heldout_mlm_accuracy"][single]
+    return table, (
+        f"Ablation: the two-teacher student scores **{multi:.4f}**, the cased-teacher-only student "
+        f"**{one:.4f}** (difference {multi - one:+.4f}) on the same masks."
+    )

@@ -152,8 +152,13 @@ def reachable_columns(projection: torch.Tensor) -> torch.Tensor:
     return (projection != 0).any(0)
 
 
-def projected_kl_rows(student_probs: torch.Tensor, teacher_probs: torch.Tensor, projection: torch.Tensor,
-                      temperature: float, reachable: torch.Tensor | None = None) -> torch.Tensor:
+def projected_kl_rows(
+    student_probs: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    projection: torch.Tensor,
+    temperature: float,
+    reachable: torch.Tensor | None = None,
+) -> torch.Tensor:
     """X-Token P-KL per row: ``T^2 KL(p_teacher || normalise(q_student M))`` in the teacher's vocabulary.
 
     ``projection`` ``M``: ``(V_student, V_teacher)``, dense or sparse COO, rows summing to 1. Both
@@ -222,8 +227,9 @@ def nearest_by_edit_distance(queries: Sequence[str], candidates: Sequence[str]) 
     return out
 
 
-def min_edit_vocab_map(student_vocab: Mapping[str, int], teacher_vocab: Mapping[str, int],
-                       teacher_size: int | None = None) -> torch.Tensor:
+def min_edit_vocab_map(
+    student_vocab: Mapping[str, int], teacher_vocab: Mapping[str, int], teacher_size: int | None = None
+) -> torch.Tensor:
     """FuseLLM's vocabulary map: teacher id -> the student id whose token string is nearest in edit distance.
 
     An exact match is taken first (distance 0); otherwise the whole student vocabulary is searched
@@ -255,8 +261,9 @@ def move_mass(teacher_probs: torch.Tensor, teacher_to_student: torch.Tensor, stu
     return out.index_add_(1, teacher_to_student[has], teacher_probs.float()[:, has])
 
 
-def wordpiece_pieces(text: str, vocab: Mapping[str, int], continuation: bool = False,
-                     prefix: str = "##") -> list[int] | None:
+def wordpiece_pieces(
+    text: str, vocab: Mapping[str, int], continuation: bool = False, prefix: str = "##"
+) -> list[int] | None:
     """Greedy longest-match-first WordPiece split of one word (or word piece) with ``vocab``; None if impossible.
 
     ``continuation``: the text continues a word (its first piece carries ``prefix`` too).
@@ -314,7 +321,7 @@ def projection_matrix(
             pieces = [tid]
         else:
             cont = token.startswith(prefix) and len(token) > len(prefix)
-            surface = normalize(token[len(prefix):] if cont else token)
+            surface = normalize(token[len(prefix) :] if cont else token)
             pieces = wordpiece_pieces(surface, teacher_vocab, continuation=cont, prefix=prefix) if surface else None
             if pieces is None:
                 pieces = [unk] if unk is not None else []
@@ -322,13 +329,18 @@ def projection_matrix(
             rows.append(sid)
             cols.append(tid)
             vals.append(w)
-    m = torch.sparse_coo_tensor(torch.tensor([rows, cols], dtype=torch.long), torch.tensor(vals, dtype=torch.float32),
-                                (vocab_map.student_size, vocab_map.teacher_size), check_invariants=True)
+    m = torch.sparse_coo_tensor(
+        torch.tensor([rows, cols], dtype=torch.long),
+        torch.tensor(vals, dtype=torch.float32),
+        (vocab_map.student_size, vocab_map.teacher_size),
+        check_invariants=True,
+    )
     return m.coalesce()  # a repeated piece (e.g. "##a" twice) adds up
 
 
-def exact_matches(student_vocab: Mapping[str, int],
-                  teacher_vocab: Mapping[str, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def exact_matches(
+    student_vocab: Mapping[str, int], teacher_vocab: Mapping[str, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """GOLD's matched set: ids of the token strings present in both vocabularies (student ids, teacher ids)."""
     pairs = sorted((teacher_vocab[t], s) for t, s in student_vocab.items() if t in teacher_vocab)
     t_ids = torch.tensor([t for t, _ in pairs], dtype=torch.long)
@@ -341,8 +353,9 @@ def exact_matches(student_vocab: Mapping[str, int],
 # --------------------------------------------------------------------------------------------------
 
 
-def dtw_alignment(teacher_tokens: Sequence[str], student_tokens: Sequence[str],
-                  cost: Callable[[str, str], float]) -> list[list[int]]:
+def dtw_alignment(
+    teacher_tokens: Sequence[str], student_tokens: Sequence[str], cost: Callable[[str, str], float]
+) -> list[list[int]]:
     """FuseLLM's dynamic time warping (``dtw``, after simpledtw).
 
     Returns, for each student token, the teacher tokens aligned to it.
@@ -376,8 +389,10 @@ def dtw_alignment(teacher_tokens: Sequence[str], student_tokens: Sequence[str],
 
 def wordpiece_edit_cost(prefix: str = "##") -> Callable[[str, str], int]:
     """FuseLLM's ``dist_fn``: edit distance between the tokens with the tokenizer's marker removed."""
+
     def cost(a: str, b: str) -> int:
         return levenshtein(a.removeprefix(prefix), b.removeprefix(prefix))
+
     return cost
 
 
@@ -395,8 +410,9 @@ def rows_by_word(labels: torch.Tensor, unit: torch.Tensor) -> dict[int, list[int
     return groups
 
 
-def pair_by_index(student_groups: Mapping[int, list[int]],
-                  teacher_groups: Mapping[int, list[int]]) -> list[tuple[int, int]]:
+def pair_by_index(
+    student_groups: Mapping[int, list[int]], teacher_groups: Mapping[int, list[int]]
+) -> list[tuple[int, int]]:
     """ULD's pairing: within each word the k-th student row with the k-th teacher row (the shorter word decides)."""
     pairs = []
     for u, s_rows in student_groups.items():
@@ -404,9 +420,13 @@ def pair_by_index(student_groups: Mapping[int, list[int]],
     return sorted(pairs)
 
 
-def pair_by_min_edit(student_groups: Mapping[int, list[int]], teacher_groups: Mapping[int, list[int]],
-                     student_tokens: Sequence[str], teacher_tokens: Sequence[str],
-                     cost: Callable[[str, str], float]) -> list[tuple[int, int]]:
+def pair_by_min_edit(
+    student_groups: Mapping[int, list[int]],
+    teacher_groups: Mapping[int, list[int]],
+    student_tokens: Sequence[str],
+    teacher_tokens: Sequence[str],
+    cost: Callable[[str, str], float],
+) -> list[tuple[int, int]]:
     """MinED's pairing: DTW per word over the rows' gold tokens.
 
     A student row aligned to exactly one teacher row pairs with it.
@@ -431,8 +451,9 @@ def unmatched_mass(probs: torch.Tensor, unmatched: torch.Tensor) -> torch.Tensor
     return (probs.float() * unmatched.float()[None, :]).sum(-1)
 
 
-def top1_agreement(student_probs: torch.Tensor, teacher_probs: torch.Tensor,
-                   same: torch.Tensor | None = None) -> torch.Tensor:
+def top1_agreement(
+    student_probs: torch.Tensor, teacher_probs: torch.Tensor, same: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per row, 1.0 where the student's and the teacher's most likely tokens agree, else 0.0.
 
     ``same`` (``(V,)`` long, optional): a canonical id per token (e.g. :attr:`VocabularyMap.target`,
@@ -496,28 +517,57 @@ def _gold_loss(student_probs, teacher_probs, ctx, temperature):
 
 
 def _projection_loss(student_probs, teacher_probs, ctx, temperature):
-    return projected_kl_rows(student_probs, teacher_probs, ctx.projection.to(student_probs.device), temperature,
-                             ctx.projected_columns)
+    return projected_kl_rows(
+        student_probs, teacher_probs, ctx.projection.to(student_probs.device), temperature, ctx.projected_columns
+    )
 
 
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
-        Strategy("span-map", "same-span sub-words; exact / lower-cased vocabulary map into one averaged target",
-                 "rokd (rokd.distill.ensemble)", cross="target"),
-        Strategy("uld", "sorted-probability L1 (Wasserstein-1), no vocabulary map; index pairing within words",
-                 "Boizard et al. 2024; songmzhang/DSKD universal_logit_distillation.py", cross="loss", pairing="index",
-                 row_loss=_uld_loss),
-        Strategy("gold-hybrid", "KL on exactly shared tokens + sorted L1 on the rest (GOLD's adaptive weights)",
-                 "TRL trl/experimental/gold ULDLoss (uld_use_hybrid_loss)", cross="loss", row_loss=_gold_loss),
-        Strategy("projection",
-                 "KL in the teacher's vocabulary after projecting the student through a sparse string-rule matrix",
-                 "X-Token P-KL (arXiv 2605.21699), NeMo RL x_token", cross="loss", row_loss=_projection_loss),
-        Strategy("min-edit", "DTW alignment by edit distance; teacher tokens moved to the nearest student token",
-                 "FuseLLM (arXiv 2401.10491); songmzhang/DSKD min_edit_dis_kld.py", cross="target", pairing="min-edit"),
+        Strategy(
+            "span-map",
+            "same-span sub-words; exact / lower-cased vocabulary map into one averaged target",
+            "rokd (rokd.distill.ensemble)",
+            cross="target",
+        ),
+        Strategy(
+            "uld",
+            "sorted-probability L1 (Wasserstein-1), no vocabulary map; index pairing within words",
+            "Boizard et al. 2024; songmzhang/DSKD universal_logit_distillation.py",
+            cross="loss",
+            pairing="index",
+            row_loss=_uld_loss,
+        ),
+        Strategy(
+            "gold-hybrid",
+            "KL on exactly shared tokens + sorted L1 on the rest (GOLD's adaptive weights)",
+            "TRL trl/experimental/gold ULDLoss (uld_use_hybrid_loss)",
+            cross="loss",
+            row_loss=_gold_loss,
+        ),
+        Strategy(
+            "projection",
+            "KL in the teacher's vocabulary after projecting the student through a sparse string-rule matrix",
+            "X-Token P-KL (arXiv 2605.21699), NeMo RL x_token",
+            cross="loss",
+            row_loss=_projection_loss,
+        ),
+        Strategy(
+            "min-edit",
+            "DTW alignment by edit distance; teacher tokens moved to the nearest student token",
+            "FuseLLM (arXiv 2401.10491); songmzhang/DSKD min_edit_dis_kld.py",
+            cross="target",
+            pairing="min-edit",
+        ),
         Strategy("hidden-only", "the other-vocabulary teacher only in the cosine term", "rokd", cross="none"),
-        Strategy("cased-only", "only the same-vocabulary teacher (Distil-BERT-base-ro)", "rokd", cross="none",
-                 in_cosine=False),
+        Strategy(
+            "cased-only",
+            "only the same-vocabulary teacher (Distil-BERT-base-ro)",
+            "rokd",
+            cross="none",
+            in_cosine=False,
+        ),
     )
 }
 ALIASES = {"ensemble": "span-map"}  # the name before issue 18; old configs keep loading
@@ -563,13 +613,19 @@ def _id_to_token(vocab: Mapping[str, int], size: int) -> list[str]:
     return out
 
 
-def build_context(strategy: str, name: str, student_tokenizer, teacher_tokenizer,
-                  vocab_map: VocabularyMap) -> CrossContext:
+def build_context(
+    strategy: str, name: str, student_tokenizer, teacher_tokenizer, vocab_map: VocabularyMap
+) -> CrossContext:
     """The vocabulary data of ``strategy`` for teacher ``name`` (only what the strategy uses is computed)."""
     s = get_strategy(strategy)
     sv, tv = student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
-    ctx = CrossContext(name=name, vocab_map=vocab_map, student_tokens=_id_to_token(sv, vocab_map.student_size),
-                       teacher_tokens=_id_to_token(tv, vocab_map.teacher_size), unmatched=vocab_map.target.cpu() < 0)
+    ctx = CrossContext(
+        name=name,
+        vocab_map=vocab_map,
+        student_tokens=_id_to_token(sv, vocab_map.student_size),
+        teacher_tokens=_id_to_token(tv, vocab_map.teacher_size),
+        unmatched=vocab_map.target.cpu() < 0,
+    )
     if s.name == "min-edit":
         ctx.min_edit_map = min_edit_vocab_map(sv, tv, vocab_map.teacher_size)
     if s.name == "projection":
@@ -592,8 +648,9 @@ class CrossRows:
     carried_mass: torch.Tensor  # (k,) teacher mass carried by token identity (diagnostic)
 
 
-def cross_rows(strategy: Strategy, ctx: CrossContext, batch: Mapping[str, torch.Tensor], targets,
-               weight: float) -> CrossRows:
+def cross_rows(
+    strategy: Strategy, ctx: CrossContext, batch: Mapping[str, torch.Tensor], targets, weight: float
+) -> CrossRows:
     """The rows and probabilities with which teacher ``ctx.name`` enters the soft-target term at this batch.
 
     ``targets``: its :class:`~rokd.distill.adaptors.TeacherTargets` (``own_probs`` needed unless the
@@ -613,8 +670,13 @@ def cross_rows(strategy: Strategy, ctx: CrossContext, batch: Mapping[str, torch.
         else:
             s_gold = batch["labels"][batch["labels"] != IGNORE_INDEX].tolist()
             t_gold = batch[p + "labels"][batch[p + "labels"] != IGNORE_INDEX].tolist()
-            pairs = pair_by_min_edit(s_groups, t_groups, [ctx.student_tokens[i] for i in s_gold],
-                                     [ctx.teacher_tokens[i] for i in t_gold], wordpiece_edit_cost())
+            pairs = pair_by_min_edit(
+                s_groups,
+                t_groups,
+                [ctx.student_tokens[i] for i in s_gold],
+                [ctx.teacher_tokens[i] for i in t_gold],
+                wordpiece_edit_cost(),
+            )
         s_rows = torch.tensor([a for a, _ in pairs], dtype=torch.long, device=device)
         t_rows = torch.tensor([b for _, b in pairs], dtype=torch.long, device=device)
     if strategy.name == "span-map":  # the adaptor's mapped distribution and its mean mapped mass
@@ -622,13 +684,20 @@ def cross_rows(strategy: Strategy, ctx: CrossContext, batch: Mapping[str, torch.
         carried = mass.reshape(1) if mass is not None and len(s_rows) else torch.zeros(0, device=device)
         return CrossRows(ctx.name, weight, s_rows, targets.probs[s_rows], carried)
     if targets.own_probs is None:
-        raise ValueError(f"strategy {strategy.name}: the adaptor of {ctx.name} did not keep its own-vocabulary "
-                         "probabilities (build it with keep_own_probs=True)")
+        raise ValueError(
+            f"strategy {strategy.name}: the adaptor of {ctx.name} did not keep its own-vocabulary "
+            "probabilities (build it with keep_own_probs=True)"
+        )
     own = targets.own_probs[t_rows]
     if strategy.name == "min-edit":
         mapping = ctx.min_edit_map.to(device)
-        return CrossRows(ctx.name, weight, s_rows, move_mass(own, mapping, ctx.vocab_map.student_size),
-                         (own * (mapping >= 0).float()[None, :]).sum(-1))
+        return CrossRows(
+            ctx.name,
+            weight,
+            s_rows,
+            move_mass(own, mapping, ctx.vocab_map.student_size),
+            (own * (mapping >= 0).float()[None, :]).sum(-1),
+        )
     if strategy.name == "gold-hybrid":
         carried = own[:, ctx.gold_matched[1].to(device)].sum(-1)
     elif strategy.name == "projection":

@@ -265,10 +265,11 @@ def build_init_only_control(profile, *, force: bool = False, log=print) -> Path:
     """
     from rokd.models.controls import FORMAT_VERSION, is_current, save_control, source_fingerprint
     from rokd.models.registry import CONTROL_OF, STUDENT_TEACHERS, load_model, load_tokenizer, resolve
-    from rokd.profiles import Profile, load_profile
+    from rokd.profiles import resolve_profile
+    from rokd.spec import INIT_ONLY_CONTROL
 
-    prof = profile if isinstance(profile, Profile) else load_profile(profile)
-    key = "control-init-only"
+    prof = resolve_profile(profile)
+    key = INIT_ONLY_CONTROL
     student = CONTROL_OF[key]
     teacher = STUDENT_TEACHERS[student][0]
     out = Path(resolve(key, prof).name_or_path)
@@ -278,7 +279,7 @@ def build_init_only_control(profile, *, force: bool = False, log=print) -> Path:
         "profile": prof.name,
         "built_from": teacher,
         "weights": f"{student} initialised from {teacher}'s layers (rokd.distill.student.init_student_from_teacher), "
-                   "not distilled",
+        "not distilled",
         "source_fingerprint": source_fingerprint(prof, teacher, ("model.safetensors",)),
     }
     if not force and is_current(out, record):

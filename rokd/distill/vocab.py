@@ -146,7 +146,7 @@ def surface_form(
         starts = token.startswith(family.word_start)
         text = token.replace(family.word_start, " ").strip()
     elif family.continuation and token.startswith(family.continuation) and len(token) > len(family.continuation):
-        starts, text = False, token[len(family.continuation):]
+        starts, text = False, token[len(family.continuation) :]
     else:
         starts, text = True, token
     if not text or text.isspace():
@@ -179,7 +179,12 @@ class SurfaceTable:
 
 
 def surface_table(
-    vocab: dict[str, int], family: TokenizerFamily, size: int, *, fold_case: bool, strip_accents: bool,
+    vocab: dict[str, int],
+    family: TokenizerFamily,
+    size: int,
+    *,
+    fold_case: bool,
+    strip_accents: bool,
     special: dict[int, str] | None = None,
 ) -> SurfaceTable:
     texts: list[str | None] = [None] * size

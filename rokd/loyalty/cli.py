@@ -1,7 +1,7 @@
 """``rokd loyalty --profile P``: loyalty of every student to its teacher(s) -> results/<P>/loyalty.csv.
 
 Also writes the compact predictions it is computed from (``results/<P>/predictions-compact/``) and
-``loyalty_config.json``. The command is registered by :mod:`rokd.loyalty_cli` (kept for ``rokd.cli``).
+``loyalty_config.json``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ def _cmd_loyalty(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     cfg = read_loyalty_config(args.profile)
-    print(f"wrote {len(df)} rows to {loyalty_csv_path(args.profile)}; compact predictions: "
-          f"{cfg.get('compact_bytes', 0) / 1e6:.1f} MB in {cfg.get('predictions')}/")
+    print(
+        f"wrote {len(df)} rows to {loyalty_csv_path(args.profile)}; compact predictions: "
+        f"{cfg.get('compact_bytes', 0) / 1e6:.1f} MB in {cfg.get('predictions')}/"
+    )
     if cfg.get("missing_controls"):
         print(f"control pairs left out (no predictions): {', '.join(cfg['missing_controls'])}")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
@@ -50,6 +52,7 @@ def register(subparsers) -> None:
     p.add_argument("--profile", default="smoke", help="smoke, mini, paper or a profile YAML (default: smoke)")
     p.add_argument("--tasks", nargs="+", default=None, help="tasks to compare (default: the profile's)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds to compare (default: the profile's)")
-    p.add_argument("--top-k", type=int, default=None,
-                   help="labels kept per row in the compact predictions (default: 4)")
+    p.add_argument(
+        "--top-k", type=int, default=None, help="labels kept per row in the compact predictions (default: 4)"
+    )
     p.set_defaults(func=_cmd_loyalty)

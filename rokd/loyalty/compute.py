@@ -17,17 +17,24 @@ per-example files exist they are compacted first (and the compact copy written),
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from rokd.loyalty.measures import ENSEMBLE, LoyaltyAlignmentError, check_aligned, ensemble_predictions, pair_loyalty
-from rokd.loyalty.measures import probability_loyalty
+from rokd import io
+from rokd.loyalty.measures import (
+    ENSEMBLE,
+    LoyaltyAlignmentError,
+    check_aligned,
+    ensemble_predictions,
+    pair_loyalty,
+    probability_loyalty,
+)
 from rokd.models.registry import CONTROL_TEACHER, CONTROLS, DISPLAY_NAMES, STUDENT_TEACHERS, TEACHERS
 from rokd.paths import results_dir
+from rokd.spec import INIT_ONLY_CONTROL, RANDOM_INIT_CONTROL
 from rokd.tasks import compact as C
 from rokd.tasks.predictions import Predictions, load_predictions, predictions_path
 
@@ -51,8 +58,8 @@ def control_pairs() -> list[tuple[str, str]]:
     cased, uncased = TEACHERS
     pairs = [(uncased, cased)]  # the two teachers: symmetric measures, one row
     pairs += [(s, t) for s, ts in STUDENT_TEACHERS.items() if len(ts) == 1 for t in TEACHERS if t not in ts]
-    pairs += [("control-init-only", t) for t in TEACHERS]
-    pairs.append(("control-random-init", CONTROL_TEACHER))
+    pairs += [(INIT_ONLY_CONTROL, t) for t in TEACHERS]
+    pairs.append((RANDOM_INIT_CONTROL, CONTROL_TEACHER))
     return pairs
 
 
@@ -126,8 +133,9 @@ class _Source:
     def write_compact(self) -> None:
         """Write the compact copy of every full file used (after every pair succeeded: nothing half-done)."""
         for model, task, seed in self.from_full:
-            C.save_compact(self.res, model, task, seed, load_predictions(predictions_path(self.res, model, task, seed)),
-                           self.top_k)
+            C.save_compact(
+                self.res, model, task, seed, load_predictions(predictions_path(self.res, model, task, seed)), self.top_k
+            )
         C.prune_rows(self.res)
 
 
@@ -144,8 +152,15 @@ def _pair(source: _Source, student: str, teacher: str, task: str, seed: int, ful
     return t, s
 
 
-def load_pair(profile: str, student: str, teacher: str, task: str, seed: int, results: str | Path | None = None,
-              top_k: int = C.TOP_K) -> tuple[Predictions, Predictions]:
+def load_pair(
+    profile: str,
+    student: str,
+    teacher: str,
+    task: str,
+    seed: int,
+    results: str | Path | None = None,
+    top_k: int = C.TOP_K,
+) -> tuple[Predictions, Predictions]:
     """Teacher (or ensemble) and student predictions of one task and seed, as loyalty sees them (compact form).
 
     Nothing is written. Raises :class:`FileNotFoundError` naming the file when neither form exists.
@@ -153,8 +168,10 @@ def load_pair(profile: str, student: str, teacher: str, task: str, seed: int, re
     res = Path(results) if results is not None else results_dir(profile)
     for m in (student, *_members(student, teacher)):
         if not available(res, m, task, seed):
-            raise FileNotFoundError(f"predictions not found: {predictions_path(res, m, task, seed)} "
-                                    f"(nor {C.compact_path(res, m, task, seed)}); run the evaluation step")
+            raise FileNotFoundError(
+                f"predictions not found: {predictions_path(res, m, task, seed)} "
+                f"(nor {C.compact_path(res, m, task, seed)}); run the evaluation step"
+            )
     return _pair(_Source(res, top_k=top_k), student, teacher, task, seed)
 
 
@@ -182,8 +199,9 @@ def loyalty_csv_path(profile: str) -> Path:
 
 def _missing(res: Path, models, tasks, seeds, compact_only: bool = False) -> list[Path]:
     where = C.compact_path if compact_only else predictions_path
-    return [where(res, m, t, s) for m in models for t in tasks for s in seeds
-            if not available(res, m, t, s, compact_only)]
+    return [
+        where(res, m, t, s) for m in models for t in tasks for s in seeds if not available(res, m, t, s, compact_only)
+    ]
 
 
 def compute_loyalty(
@@ -224,8 +242,10 @@ def compute_loyalty(
     controls = [p for p in control_pairs() if p[0] not in absent]
     partial = _missing(res, _models(controls), tasks, seeds, compact_only)
     if partial:
-        raise FileNotFoundError(f"{len(partial)} control prediction file(s) missing, e.g. {partial[0]}; "
-                                f"finish the evaluation of the controls (`rokd pipeline --profile {prof.name}`)")
+        raise FileNotFoundError(
+            f"{len(partial)} control prediction file(s) missing, e.g. {partial[0]}; "
+            f"finish the evaluation of the controls (`rokd pipeline --profile {prof.name}`)"
+        )
     pairs = loyalty_pairs() + controls
     source = _Source(res, top_k, compact_only)
     rows, errors = [], []
@@ -234,28 +254,51 @@ def compute_loyalty(
             for student, teacher in pairs:
                 t_preds, s_preds = _pair(source, student, teacher, task, seed)
                 for metric, value in pair_loyalty(t_preds, s_preds).items():
-                    rows.append({"student": student, "teacher": teacher, "task": task, "seed": seed,
-                                 "metric": metric, "value": value})
+                    rows.append(
+                        {
+                            "student": student,
+                            "teacher": teacher,
+                            "task": task,
+                            "seed": seed,
+                            "metric": metric,
+                            "value": value,
+                        }
+                    )
                 full = None if t_preds.is_regression else _pair(source, student, teacher, task, seed, full=True)
                 if full is not None:  # what compaction costs P-L, measured where the full files exist
-                    errors.append(abs(probability_loyalty(full[0].probs, full[1].probs)
-                                      - probability_loyalty(t_preds.probs, s_preds.probs)))
+                    errors.append(
+                        abs(
+                            probability_loyalty(full[0].probs, full[1].probs)
+                            - probability_loyalty(t_preds.probs, s_preds.probs)
+                        )
+                    )
             source.forget()  # one task x seed in memory at a time (XPOS distributions are large)
     order = {p: i for i, p in enumerate(pairs)}
     df = pd.DataFrame(rows, columns=list(LOYALTY_COLUMNS))
     df["_o"] = [order[(s, t)] for s, t in zip(df.student, df.teacher)]
-    df = df.sort_values(["_o", "task", "seed"], key=lambda c: c.map(tasks.index) if c.name == "task" else c,
-                        kind="stable").drop(columns="_o").reset_index(drop=True)
+    df = (
+        df.sort_values(
+            ["_o", "task", "seed"], key=lambda c: c.map(tasks.index) if c.name == "task" else c, kind="stable"
+        )
+        .drop(columns="_o")
+        .reset_index(drop=True)
+    )
     if write:
         source.write_compact()
         out = res / "loyalty.csv"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        df.to_csv(tmp, index=False, float_format="%.10g")
-        tmp.replace(out)  # never leave a half-written table
-        cfg = LoyaltyConfig(prof.name, tasks, seeds, [list(p) for p in loyalty_pairs()], [list(p) for p in controls],
-                            absent, top_k=top_k, compact_bytes=C.compact_size(res),
-                            prob_loyalty_compaction_error=float(max(errors)) if errors else None)
+        with io.atomic_path(out) as tmp:  # never leave a half-written table
+            df.to_csv(tmp, index=False, float_format="%.10g")
+        cfg = LoyaltyConfig(
+            prof.name,
+            tasks,
+            seeds,
+            [list(p) for p in loyalty_pairs()],
+            [list(p) for p in controls],
+            absent,
+            top_k=top_k,
+            compact_bytes=C.compact_size(res),
+            prob_loyalty_compaction_error=float(max(errors)) if errors else None,
+        )
         save_config(cfg, res / "loyalty_config.json")
     return df
 
@@ -282,8 +325,11 @@ def read_loyalty(profile: str, results: str | Path | None = None) -> pd.DataFram
     except UnicodeDecodeError as e:
         raise CorruptFileError(path, "loyalty table", fix, e) from None
     if not lines or tuple(lines[0]) != LOYALTY_COLUMNS:
-        raise CorruptFileError(path, "loyalty table", f"expected columns {','.join(LOYALTY_COLUMNS)}, got "
-                               f"{','.join(lines[0]) if lines else 'nothing'}; {fix}")
+        raise CorruptFileError(
+            path,
+            "loyalty table",
+            f"expected columns {','.join(LOYALTY_COLUMNS)}, got {','.join(lines[0]) if lines else 'nothing'}; {fix}",
+        )
     for number, fields in enumerate(lines[1:], start=2):
         if len(fields) != len(LOYALTY_COLUMNS) or not all(fields[:5]):
             raise CorruptFileError(path, "loyalty table", f"line {number} is incomplete ({','.join(fields)}); {fix}")
@@ -320,22 +366,40 @@ def loyalty_or_committed(profile: str, results: str | Path | None = None) -> tup
         cfg = read_loyalty_config(profile, results)
         err = cfg.get("prob_loyalty_compaction_error")
         size = cfg.get("compact_bytes", 0) / 1e6
-        return df, (f"Computed now from the compact predictions in `{C.COMPACT_DIR}/` ({size:.1f} MB, top "
-                    f"{cfg.get('top_k')} labels per row)"
-                    + (f"; P-L differs from the full-precision value by at most {100 * err:.3f} points"
-                       if err is not None else "")
-                    + ".")
+        return df, (
+            f"Computed now from the compact predictions in `{C.COMPACT_DIR}/` ({size:.1f} MB, top "
+            f"{cfg.get('top_k')} labels per row)"
+            + (
+                f"; P-L differs from the full-precision value by at most {100 * err:.3f} points"
+                if err is not None
+                else ""
+            )
+            + "."
+        )
     cfg = read_loyalty_config(profile, results)
     df = read_loyalty(profile, results)
     if cfg.get("format_version", 1) >= FORMAT_VERSION:
         return df, "Read from the committed `loyalty.csv` (its compact predictions are incomplete on this machine)."
-    return df, ("Read from the committed `loyalty.csv`, computed by the run from its full predictions, which are not "
-                "committed: this run predates the compact predictions, so its loyalty cannot be recomputed from the "
-                "repository, and it has no control pairs.")
+    return df, (
+        "Read from the committed `loyalty.csv`, computed by the run from its full predictions, which are not "
+        "committed: this run predates the compact predictions, so its loyalty cannot be recomputed from the "
+        "repository, and it has no control pairs."
+    )
 
 
 __all__ = [
-    "FORMAT_VERSION", "LOYALTY_COLUMNS", "LoyaltyAlignmentError", "LoyaltyConfig", "available", "compute_loyalty",
-    "control_pairs", "load_pair", "loyalty_csv_path", "loyalty_or_committed", "loyalty_pairs", "pair_label",
-    "read_loyalty", "read_loyalty_config",
+    "FORMAT_VERSION",
+    "LOYALTY_COLUMNS",
+    "LoyaltyAlignmentError",
+    "LoyaltyConfig",
+    "available",
+    "compute_loyalty",
+    "control_pairs",
+    "load_pair",
+    "loyalty_csv_path",
+    "loyalty_or_committed",
+    "loyalty_pairs",
+    "pair_label",
+    "read_loyalty",
+    "read_loyalty_config",
 ]

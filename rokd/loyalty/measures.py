@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from rokd.tasks.metrics import CLASSIFICATION_TASKS, REGRESSION_TASKS, TAGGING_TASKS
+from rokd.tasks.metrics import CLASSIFICATION_TASKS, REGRESSION_TASKS, TAGGING_TASKS  # noqa: F401 (REGRESSION_TASKS: re-exported)
 from rokd.tasks.predictions import Predictions
 
 ENSEMBLE = "ensemble"  # the teacher name of a multi-teacher student's averaged teachers
@@ -111,8 +111,9 @@ def chance_agreement(teacher_pred: Sequence[int], student_pred: Sequence[int]) -
     t = np.asarray(teacher_pred, dtype=np.int64)
     s = np.asarray(student_pred, dtype=np.int64)
     if t.shape != s.shape or t.ndim != 1 or t.size == 0:
-        raise ValueError(f"chance_agreement takes two non-empty 1-D label arrays of equal length, got {t.shape}, "
-                         f"{s.shape}")
+        raise ValueError(
+            f"chance_agreement takes two non-empty 1-D label arrays of equal length, got {t.shape}, {s.shape}"
+        )
     n = int(max(t.max(), s.max())) + 1
     return float(np.dot(np.bincount(t, minlength=n), np.bincount(s, minlength=n)) / t.size**2)
 
@@ -123,15 +124,18 @@ def agreement_floor(gold: Sequence[int], teacher_pred: Sequence[int], student_pr
     t = np.asarray(teacher_pred)
     s = np.asarray(student_pred)
     if not (g.shape == t.shape == s.shape) or g.size == 0:
-        raise ValueError(f"agreement_floor takes three non-empty label arrays of equal length, got {g.shape}, "
-                         f"{t.shape}, {s.shape}")
+        raise ValueError(
+            f"agreement_floor takes three non-empty label arrays of equal length, got {g.shape}, {t.shape}, {s.shape}"
+        )
     return max(0.0, float(np.mean(t == g) + np.mean(s == g) - 1.0))
 
 
 # --- aligning two prediction files -----------------------------------------------------------------
 
 
-def check_aligned(teacher: Predictions, student: Predictions, teacher_src: str = "teacher", student_src: str = "student") -> None:
+def check_aligned(
+    teacher: Predictions, student: Predictions, teacher_src: str = "teacher", student_src: str = "student"
+) -> None:
     """Raise :class:`LoyaltyAlignmentError` unless both predict the same rows, in the same order, with the same labels.
 
     ``teacher_src`` / ``student_src`` name the files in the message (the paths, normally).
@@ -181,7 +185,9 @@ def ensemble_predictions(members: Sequence[Predictions], sources: Sequence[str] 
     )
 
 
-def pair_loyalty(teacher: Predictions, student: Predictions, teacher_src: str = "teacher", student_src: str = "student") -> dict[str, float]:
+def pair_loyalty(
+    teacher: Predictions, student: Predictions, teacher_src: str = "teacher", student_src: str = "student"
+) -> dict[str, float]:
     """The loyalty measures of one aligned pair: L-L and P-L with their references (classification) or R-L."""
     check_aligned(teacher, student, teacher_src, student_src)
     if teacher.is_regression:
@@ -194,7 +200,9 @@ def pair_loyalty(teacher: Predictions, student: Predictions, teacher_src: str = 
     }
 
 
-def agreement_matrix(teacher: Predictions, student: Predictions, top_k: int | None = None, normalize: bool = True) -> pd.DataFrame:
+def agreement_matrix(
+    teacher: Predictions, student: Predictions, top_k: int | None = None, normalize: bool = True
+) -> pd.DataFrame:
     """Teacher labels (rows) x student labels (columns) on the same rows: where do they agree and differ?
 
     With ``top_k``, only the ``top_k`` labels the teacher predicts most often are kept; the rest are

@@ -25,6 +25,7 @@ from rokd.loyalty.measures import (
     REGRESSION_TASKS,
 )
 from rokd.models.registry import CONTROL_TEACHER, DISPLAY_NAMES, STUDENT_TEACHERS, TEACHERS
+from rokd.spec import INIT_ONLY_CONTROL, MULTI_STUDENT, RANDOM_INIT_CONTROL, SINGLE_STUDENT
 from rokd.tasks.metrics import headline_metric
 
 
@@ -33,8 +34,6 @@ def _headline(task: str) -> str | None:
         return headline_metric(task)
     except ValueError:
         return None
-
-
 
 
 def paper_style_table(loyalty: pd.DataFrame, pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
@@ -51,10 +50,12 @@ def paper_style_table(loyalty: pd.DataFrame, pairs: list[tuple[str, str]] | None
     df = loyalty.copy()
     cls = df[df.task.isin(LABEL_TASKS) & df.metric.isin(["label_loyalty", "prob_loyalty"])]
     reg = df[df.task.isin(REGRESSION_TASKS) & (df.metric == "regression_loyalty")]
-    per_seed = pd.concat([
-        cls.groupby(["student", "teacher", "seed", "metric"]).value.mean().reset_index(),
-        reg.groupby(["student", "teacher", "seed", "metric"]).value.mean().reset_index(),
-    ])
+    per_seed = pd.concat(
+        [
+            cls.groupby(["student", "teacher", "seed", "metric"]).value.mean().reset_index(),
+            reg.groupby(["student", "teacher", "seed", "metric"]).value.mean().reset_index(),
+        ]
+    )
     per_seed["value"] *= 100
     rows = []
     paper = {(r["student"], r["teacher"]): r for r in PAPER_LOYALTY}
@@ -68,13 +69,16 @@ def paper_style_table(loyalty: pd.DataFrame, pairs: list[tuple[str, str]] | None
             title = METRIC_TITLES[metric]
             row[title] = float(vals.mean()) if len(vals) else math.nan
             row[f"{title} std"] = float(vals.std(ddof=1)) if len(vals) > 1 else math.nan
-            row[f"paper {title}"] = float(paper[(student, teacher)][metric]) if (student, teacher) in paper else math.nan
+            row[f"paper {title}"] = (
+                float(paper[(student, teacher)][metric]) if (student, teacher) in paper else math.nan
+            )
         rows.append(row)
     return pd.DataFrame(rows).set_index(["student", "teacher"])
 
 
 def format_paper_table(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`paper_style_table` as display strings: ``mean ± std`` (std only with several seeds), ``—`` for none."""
+
     def cell(mean: float, std: float) -> str:
         if math.isnan(mean):
             return "—"
@@ -102,8 +106,9 @@ def loyalty_matrix(loyalty: pd.DataFrame, metric: str) -> pd.DataFrame:
     return m
 
 
-def loyalty_vs_score(loyalty: pd.DataFrame, scores: pd.DataFrame,
-                     pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+def loyalty_vs_score(
+    loyalty: pd.DataFrame, scores: pd.DataFrame, pairs: list[tuple[str, str]] | None = None
+) -> pd.DataFrame:
     """Each pair's loyalty (L-L, or R-L on STS) beside the student's and teacher's headline task score.
 
     ``scores`` has the columns of ``scores.csv`` (``model,task,metric,seed,value``). Ensemble rows get
@@ -112,8 +117,10 @@ def loyalty_vs_score(loyalty: pd.DataFrame, scores: pd.DataFrame,
     """
     missing = {"model", "task", "metric", "seed", "value"} - set(scores.columns)
     if missing:
-        raise ValueError(f"scores table lacks the columns {sorted(missing)} (expected those of scores.csv: "
-                         "model,task,metric,seed,value); run the evaluation step first")
+        raise ValueError(
+            f"scores table lacks the columns {sorted(missing)} (expected those of scores.csv: "
+            "model,task,metric,seed,value); run the evaluation step first"
+        )
     head = scores[scores["metric"] == scores["task"].map(_headline)]
     score = head.set_index(["model", "task", "seed"]).value.mul(100)
     keep = set(pairs or loyalty_pairs())
@@ -126,12 +133,19 @@ def loyalty_vs_score(loyalty: pd.DataFrame, scores: pd.DataFrame,
             continue
         members = STUDENT_TEACHERS.get(r.student, ()) if r.teacher == ENSEMBLE else (r.teacher,)
         t_scores = [score.get((m, r.task, r.seed), math.nan) for m in members]
-        rows.append({
-            "student": r.student, "teacher": r.teacher, "pair": pair_label(r.student, r.teacher), "task": r.task,
-            "seed": r.seed, "loyalty_metric": METRIC_TITLES[wanted], "loyalty": 100 * r.value,
-            "student_score": score.get((r.student, r.task, r.seed), math.nan),
-            "teacher_score": float(np.mean(t_scores)) if t_scores else math.nan,
-        })
+        rows.append(
+            {
+                "student": r.student,
+                "teacher": r.teacher,
+                "pair": pair_label(r.student, r.teacher),
+                "task": r.task,
+                "seed": r.seed,
+                "loyalty_metric": METRIC_TITLES[wanted],
+                "loyalty": 100 * r.value,
+                "student_score": score.get((r.student, r.task, r.seed), math.nan),
+                "teacher_score": float(np.mean(t_scores)) if t_scores else math.nan,
+            }
+        )
     out = pd.DataFrame(rows)
     if not out.empty:
         out["score_gap"] = out.student_score - out.teacher_score
@@ -151,7 +165,14 @@ def loyalty_score_correlation(vs: pd.DataFrame) -> pd.DataFrame:
         g = g.dropna(subset=["loyalty", "student_score"])
         ok = len(g) >= 3 and g.loyalty.nunique() > 1 and g.student_score.nunique() > 1
         rho = float(spearmanr(g.loyalty, g.student_score)[0]) if ok else math.nan
-        rows.append({"task": task, "loyalty_metric": g.loyalty_metric.iloc[0] if len(g) else "", "points": len(g), "spearman_rho": rho})
+        rows.append(
+            {
+                "task": task,
+                "loyalty_metric": g.loyalty_metric.iloc[0] if len(g) else "",
+                "points": len(g),
+                "spearman_rho": rho,
+            }
+        )
     return pd.DataFrame(rows, columns=["task", "loyalty_metric", "points", "spearman_rho"])
 
 
@@ -180,26 +201,40 @@ def references_table(loyalty: pd.DataFrame) -> pd.DataFrame:
 
 # --- the orderings, task by task ------------------------------------------------------------------
 
-MULTI, SINGLE = "distilmulti-bert-base-ro", "distil-bert-base-ro"
-INIT_ONLY, RANDOM_INIT = "control-init-only", "control-random-init"
+MULTI, SINGLE = MULTI_STUDENT, SINGLE_STUDENT
+INIT_ONLY, RANDOM_INIT = INIT_ONLY_CONTROL, RANDOM_INIT_CONTROL
 CASED, UNCASED = TEACHERS
 
-LOYALTY_CLAIMS: dict[str, stats.Claim] = {c.id: c for c in (
-    stats.Claim("multi-closer-to-cased",
-                f"{DISPLAY_NAMES[MULTI]} is more loyal to {DISPLAY_NAMES[CASED]} than to {DISPLAY_NAMES[UNCASED]}",
-                paper="the paper's ordering (averaged over tasks)"),
-    stats.Claim("single-closer-than-multi",
-                f"{DISPLAY_NAMES[SINGLE]} is more loyal to {DISPLAY_NAMES[CASED]} than {DISPLAY_NAMES[MULTI]} is",
-                paper="the paper's ordering (averaged over tasks)"),
-    stats.Claim("second-teacher-pulls-multi",
-                f"the second teacher pulls {DISPLAY_NAMES[MULTI]} towards {DISPLAY_NAMES[UNCASED]}: its preference "
-                f"for {DISPLAY_NAMES[CASED]} is smaller than {DISPLAY_NAMES[SINGLE]}'s",
-                kind="less", paper="not reported", distillation=True),
-    stats.Claim("distillation-raises-loyalty",
-                f"the distilled student is more loyal to {DISPLAY_NAMES[CASED]} than "
-                f"{DISPLAY_NAMES.get(INIT_ONLY, INIT_ONLY)} (initialised from the same layers, not distilled)",
-                paper="not reported", distillation=True),
-)}
+LOYALTY_CLAIMS: dict[str, stats.Claim] = {
+    c.id: c
+    for c in (
+        stats.Claim(
+            "multi-closer-to-cased",
+            f"{DISPLAY_NAMES[MULTI]} is more loyal to {DISPLAY_NAMES[CASED]} than to {DISPLAY_NAMES[UNCASED]}",
+            paper="the paper's ordering (averaged over tasks)",
+        ),
+        stats.Claim(
+            "single-closer-than-multi",
+            f"{DISPLAY_NAMES[SINGLE]} is more loyal to {DISPLAY_NAMES[CASED]} than {DISPLAY_NAMES[MULTI]} is",
+            paper="the paper's ordering (averaged over tasks)",
+        ),
+        stats.Claim(
+            "second-teacher-pulls-multi",
+            f"the second teacher pulls {DISPLAY_NAMES[MULTI]} towards {DISPLAY_NAMES[UNCASED]}: its preference "
+            f"for {DISPLAY_NAMES[CASED]} is smaller than {DISPLAY_NAMES[SINGLE]}'s",
+            kind="less",
+            paper="not reported",
+            distillation=True,
+        ),
+        stats.Claim(
+            "distillation-raises-loyalty",
+            f"the distilled student is more loyal to {DISPLAY_NAMES[CASED]} than "
+            f"{DISPLAY_NAMES.get(INIT_ONLY, INIT_ONLY)} (initialised from the same layers, not distilled)",
+            paper="not reported",
+            distillation=True,
+        ),
+    )
+}
 
 
 def _metric_for(task: str) -> list[str]:
@@ -207,8 +242,12 @@ def _metric_for(task: str) -> list[str]:
 
 
 def _seeds(loyalty: pd.DataFrame, student: str, teacher: str, task: str, metric: str) -> dict[int, float]:
-    sub = loyalty[(loyalty.student == student) & (loyalty.teacher == teacher) & (loyalty.task == task)
-                  & (loyalty.metric == metric)]
+    sub = loyalty[
+        (loyalty.student == student)
+        & (loyalty.teacher == teacher)
+        & (loyalty.task == task)
+        & (loyalty.metric == metric)
+    ]
     return {int(s): 100 * float(v) for s, v in zip(sub.seed, sub.value)}
 
 
@@ -244,21 +283,46 @@ def loyalty_findings(loyalty: pd.DataFrame, gate: Gate | None = None) -> pd.Data
     have = set(zip(loyalty.student, loyalty.teacher))
     rows = []
 
-    def add(claim: stats.Claim, subject: str, task: str, metric: str, a: dict, b: dict, ours: str, paper: str,
-            needs: list[tuple[str, str]], teachers: tuple[str, ...]) -> None:
+    def add(
+        claim: stats.Claim,
+        subject: str,
+        task: str,
+        metric: str,
+        a: dict,
+        b: dict,
+        ours: str,
+        paper: str,
+        needs: list[tuple[str, str]],
+        teachers: tuple[str, ...],
+    ) -> None:
         d = stats.difference(a, b)
         v, why = stats.verdict(d, claim.kind, claim.margin)
         lacking = [p for p in needs if p not in have]
         if lacking:
-            v, why = (stats.INCONCLUSIVE,
-                      f"no {pair_label(*lacking[0])} rows in this loyalty.csv (control not evaluated)")
+            v, why = (
+                stats.INCONCLUSIVE,
+                f"no {pair_label(*lacking[0])} rows in this loyalty.csv (control not evaluated)",
+            )
         elif claim.distillation:
             ok, reason = gate(teachers, task) if gate else (False, "no scores given to check the teachers' gain")
             if not ok:
                 v, why = stats.INCONCLUSIVE, reason
-        rows.append({"id": claim.id, "claim": claim.text, "subject": subject, "task": task.upper(),
-                     "measure": METRIC_TITLES[metric], "ours": ours, "paper": paper, "diff": d.diff, "se": d.se,
-                     "test": d.test, "verdict": v, "reason": why})
+        rows.append(
+            {
+                "id": claim.id,
+                "claim": claim.text,
+                "subject": subject,
+                "task": task.upper(),
+                "measure": METRIC_TITLES[metric],
+                "ours": ours,
+                "paper": paper,
+                "diff": d.diff,
+                "se": d.se,
+                "test": d.test,
+                "verdict": v,
+                "reason": why,
+            }
+        )
 
     def vs(a: dict, b: dict) -> str:
         return f"{_mean(a):.2f} vs {_mean(b):.2f}" if a and b else "n/a"
@@ -269,28 +333,80 @@ def loyalty_findings(loyalty: pd.DataFrame, gate: Gate | None = None) -> pd.Data
             c = LOYALTY_CLAIMS["multi-closer-to-cased"]
             a, b = _seeds(loyalty, MULTI, CASED, task, metric), _seeds(loyalty, MULTI, UNCASED, task, metric)
             subject = f"{DISPLAY_NAMES[MULTI]}: → {DISPLAY_NAMES[CASED]} vs → {DISPLAY_NAMES[UNCASED]}"
-            add(c, subject, task, metric, a, b,
-                vs(a, b), f"{_paper_pair(MULTI, CASED, metric):.2f} vs {_paper_pair(MULTI, UNCASED, metric):.2f}",
-                [(MULTI, CASED), (MULTI, UNCASED)], STUDENT_TEACHERS[MULTI])
+            add(
+                c,
+                subject,
+                task,
+                metric,
+                a,
+                b,
+                vs(a, b),
+                f"{_paper_pair(MULTI, CASED, metric):.2f} vs {_paper_pair(MULTI, UNCASED, metric):.2f}",
+                [(MULTI, CASED), (MULTI, UNCASED)],
+                STUDENT_TEACHERS[MULTI],
+            )
             c = LOYALTY_CLAIMS["single-closer-than-multi"]
             a, b = _seeds(loyalty, SINGLE, CASED, task, metric), _seeds(loyalty, MULTI, CASED, task, metric)
-            add(c, f"→ {DISPLAY_NAMES[CASED]}: {DISPLAY_NAMES[SINGLE]} vs {DISPLAY_NAMES[MULTI]}", task, metric, a, b,
-                vs(a, b), f"{_paper_pair(SINGLE, CASED, metric):.2f} vs {_paper_pair(MULTI, CASED, metric):.2f}",
-                [(SINGLE, CASED), (MULTI, CASED)], STUDENT_TEACHERS[SINGLE])
+            add(
+                c,
+                f"→ {DISPLAY_NAMES[CASED]}: {DISPLAY_NAMES[SINGLE]} vs {DISPLAY_NAMES[MULTI]}",
+                task,
+                metric,
+                a,
+                b,
+                vs(a, b),
+                f"{_paper_pair(SINGLE, CASED, metric):.2f} vs {_paper_pair(MULTI, CASED, metric):.2f}",
+                [(SINGLE, CASED), (MULTI, CASED)],
+                STUDENT_TEACHERS[SINGLE],
+            )
             c = LOYALTY_CLAIMS["second-teacher-pulls-multi"]
             a, b = _gap(loyalty, MULTI, task, metric), _gap(loyalty, SINGLE, task, metric)
-            add(c, f"preference for {DISPLAY_NAMES[CASED]}: {DISPLAY_NAMES[MULTI]} vs {DISPLAY_NAMES[SINGLE]}", task,
-                metric, a, b, f"gap {_mean(a):+.2f} vs {_mean(b):+.2f}" if a and b else "n/a", c.paper,
-                [(MULTI, CASED), (MULTI, UNCASED), (SINGLE, CASED), (SINGLE, UNCASED)], STUDENT_TEACHERS[MULTI])
+            add(
+                c,
+                f"preference for {DISPLAY_NAMES[CASED]}: {DISPLAY_NAMES[MULTI]} vs {DISPLAY_NAMES[SINGLE]}",
+                task,
+                metric,
+                a,
+                b,
+                f"gap {_mean(a):+.2f} vs {_mean(b):+.2f}" if a and b else "n/a",
+                c.paper,
+                [(MULTI, CASED), (MULTI, UNCASED), (SINGLE, CASED), (SINGLE, UNCASED)],
+                STUDENT_TEACHERS[MULTI],
+            )
             c = LOYALTY_CLAIMS["distillation-raises-loyalty"]
             for student in (SINGLE, MULTI):
                 a, b = _seeds(loyalty, student, CASED, task, metric), _seeds(loyalty, INIT_ONLY, CASED, task, metric)
                 init_name = DISPLAY_NAMES.get(INIT_ONLY, INIT_ONLY)
                 subject = f"→ {DISPLAY_NAMES[CASED]}: {DISPLAY_NAMES[student]} vs {init_name}"
-                add(c, subject, task, metric, a, b, vs(a, b), c.paper, [(student, CASED), (INIT_ONLY, CASED)],
-                    (CONTROL_TEACHER,))
-    return pd.DataFrame(rows, columns=["id", "claim", "subject", "task", "measure", "ours", "paper", "diff", "se",
-                                       "test", "verdict", "reason"])
+                add(
+                    c,
+                    subject,
+                    task,
+                    metric,
+                    a,
+                    b,
+                    vs(a, b),
+                    c.paper,
+                    [(student, CASED), (INIT_ONLY, CASED)],
+                    (CONTROL_TEACHER,),
+                )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "id",
+            "claim",
+            "subject",
+            "task",
+            "measure",
+            "ours",
+            "paper",
+            "diff",
+            "se",
+            "test",
+            "verdict",
+            "reason",
+        ],
+    )
 
 
 def ordering_controls(loyalty: pd.DataFrame) -> pd.DataFrame:
@@ -304,23 +420,33 @@ def ordering_controls(loyalty: pd.DataFrame) -> pd.DataFrame:
     tasks = [t for t in (*LABEL_TASKS, *REGRESSION_TASKS) if t in set(loyalty.task)]
     for task in tasks:
         for metric in _metric_for(task):
-            rows.append({
-                "task": task.upper(), "measure": METRIC_TITLES[metric],
-                f"gap {DISPLAY_NAMES[MULTI]}": _mean(_gap(loyalty, MULTI, task, metric)),
-                f"gap {DISPLAY_NAMES[SINGLE]}": _mean(_gap(loyalty, SINGLE, task, metric)),
-                "gap control-init-only": _mean(_gap(loyalty, INIT_ONLY, task, metric)),
-                "teachers ↔ each other": _mean(_seeds(loyalty, UNCASED, CASED, task, metric)),
-                f"control-init-only → {DISPLAY_NAMES[CASED]}": _mean(_seeds(loyalty, INIT_ONLY, CASED, task, metric)),
-                f"control-random-init → {DISPLAY_NAMES[CASED]}":
-                    _mean(_seeds(loyalty, RANDOM_INIT, CASED, task, metric)),
-            })
+            rows.append(
+                {
+                    "task": task.upper(),
+                    "measure": METRIC_TITLES[metric],
+                    f"gap {DISPLAY_NAMES[MULTI]}": _mean(_gap(loyalty, MULTI, task, metric)),
+                    f"gap {DISPLAY_NAMES[SINGLE]}": _mean(_gap(loyalty, SINGLE, task, metric)),
+                    "gap control-init-only": _mean(_gap(loyalty, INIT_ONLY, task, metric)),
+                    "teachers ↔ each other": _mean(_seeds(loyalty, UNCASED, CASED, task, metric)),
+                    f"control-init-only → {DISPLAY_NAMES[CASED]}": _mean(
+                        _seeds(loyalty, INIT_ONLY, CASED, task, metric)
+                    ),
+                    f"control-random-init → {DISPLAY_NAMES[CASED]}": _mean(
+                        _seeds(loyalty, RANDOM_INIT, CASED, task, metric)
+                    ),
+                }
+            )
     return pd.DataFrame(rows).set_index(["task", "measure"])
 
 
 def loyalty_verdict_counts(found: pd.DataFrame) -> pd.DataFrame:
     """Per claim id: how many (subject, task, measure) rows hold, do not hold, are inconclusive."""
-    counts = found.groupby(["id", "verdict"]).size().unstack(fill_value=0).reindex(columns=list(stats.VERDICTS),
-                                                                                     fill_value=0)
+    counts = (
+        found.groupby(["id", "verdict"])
+        .size()
+        .unstack(fill_value=0)
+        .reindex(columns=list(stats.VERDICTS), fill_value=0)
+    )
     counts = counts.loc[[i for i in LOYALTY_CLAIMS if i in counts.index]]
     counts.insert(0, "claim", [LOYALTY_CLAIMS[i].text for i in counts.index])
     return counts
@@ -345,19 +471,23 @@ def loyalty_discussion(found: pd.DataFrame) -> str:
             text += f"not testable here ({sorted(set(untestable['reason']), key=len)[0]})."
             out.append(text)
             continue
-        text += (f"holds on {', '.join(held)}" if held else "holds nowhere")
+        text += f"holds on {', '.join(held)}" if held else "holds nowhere"
         text += f"; reversed beyond the noise on {', '.join(lost)}" if lost else ""
         text += f"; inside the noise on {len(rows) - len(held) - len(lost) - len(untestable)} of {len(rows)}"
         text += f"; untestable on {len(untestable)}" if len(untestable) else ""
         text += "."
         if claim_id == "multi-closer-to-cased":
-            text += (f" DistilMulti is initialised from {DISPLAY_NAMES[CASED]}'s layers and shares its tokenizer, so "
-                     "this ordering is expected from initialisation alone: read it against the same gap of "
-                     "control-init-only and of Distil-BERT-base-ro (table above), and against the next claims.")
+            text += (
+                f" DistilMulti is initialised from {DISPLAY_NAMES[CASED]}'s layers and shares its tokenizer, so "
+                "this ordering is expected from initialisation alone: read it against the same gap of "
+                "control-init-only and of Distil-BERT-base-ro (table above), and against the next claims."
+            )
         out.append(text)
     control_ids = [i for i, c in LOYALTY_CLAIMS.items() if c.distillation]
     ctrl = found[found["id"].isin(control_ids)]
     if len(ctrl) and ctrl["reason"].str.contains("control not evaluated").all():
-        out.append("- **Without the control pairs, none of the orderings above can be attributed to distillation** "
-                   "rather than to initialisation from the cased teacher and its shared tokenizer.")
+        out.append(
+            "- **Without the control pairs, none of the orderings above can be attributed to distillation** "
+            "rather than to initialisation from the cased teacher and its shared tokenizer."
+        )
     return "\n".join(out)

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rokd import io
+
 WORD_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
@@ -32,9 +34,10 @@ def split_words(text: str) -> list[str]:
 
 # --- sizes -----------------------------------------------------------------------------------------------
 
-def count_parameters(model) -> dict:
+
+def parameter_shares(model) -> dict:
     """Total parameters, the input embeddings' share, and the non-embedding rest (shared weights once)."""
-    total = sum(p.numel() for p in model.parameters())
+    total = io.count_params(model)
     emb = model.get_input_embeddings().weight.numel()
     return {"parameters": total, "embedding_parameters": emb, "embedding_share": emb / total}
 
@@ -51,21 +54,40 @@ def weights_size_on_disk(folder: str | Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.suffix in {".safetensors", ".bin"})
 
 
-def student_size_ratio(vocab_size: int, hidden_size: int, num_hidden_layers: int, num_attention_heads: int,
-                       intermediate_size: int, max_position_embeddings: int) -> dict:
+def student_size_ratio(
+    vocab_size: int,
+    hidden_size: int,
+    num_hidden_layers: int,
+    num_attention_heads: int,
+    intermediate_size: int,
+    max_position_embeddings: int,
+) -> dict:
     """Parameters of a BERT teacher (base model, as the paper counts) and of a DistilBERT student with
     half its layers and the same vocabulary/width; built on the ``meta`` device (no memory used)."""
     from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
 
     with torch.device("meta"):
-        teacher = BertModel(BertConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
-                                       num_attention_heads=num_attention_heads, intermediate_size=intermediate_size,
-                                       max_position_embeddings=max_position_embeddings))
-        student = DistilBertModel(DistilBertConfig(vocab_size=vocab_size, dim=hidden_size, n_layers=num_hidden_layers // 2,
-                                                   n_heads=num_attention_heads, hidden_dim=intermediate_size,
-                                                   max_position_embeddings=max_position_embeddings))
-    t = sum(p.numel() for p in teacher.parameters())
-    s = sum(p.numel() for p in student.parameters())
+        teacher = BertModel(
+            BertConfig(
+                vocab_size=vocab_size,
+                hidden_size=hidden_size,
+                num_hidden_layers=num_hidden_layers,
+                num_attention_heads=num_attention_heads,
+                intermediate_size=intermediate_size,
+                max_position_embeddings=max_position_embeddings,
+            )
+        )
+        student = DistilBertModel(
+            DistilBertConfig(
+                vocab_size=vocab_size,
+                dim=hidden_size,
+                n_layers=num_hidden_layers // 2,
+                n_heads=num_attention_heads,
+                hidden_dim=intermediate_size,
+                max_position_embeddings=max_position_embeddings,
+            )
+        )
+    t, s = io.count_params(teacher), io.count_params(student)
     return {
         "teacher_parameters": t,
         "student_parameters": s,
@@ -82,13 +104,28 @@ def shape_ratio_table(shapes: dict[str, object]) -> "pandas.DataFrame":  # noqa:
     rows = []
     for name, shape in shapes.items():
         get = (lambda k: shape[k]) if isinstance(shape, dict) else (lambda k: getattr(shape, k))
-        r = student_size_ratio(get("vocab_size"), get("hidden_size"), get("num_hidden_layers"), get("num_attention_heads"),
-                               get("intermediate_size"), get("max_position_embeddings"))
-        rows.append({"model": name, "vocab": get("vocab_size"), "hidden": get("hidden_size"), "layers": get("num_hidden_layers"), **r})
+        r = student_size_ratio(
+            get("vocab_size"),
+            get("hidden_size"),
+            get("num_hidden_layers"),
+            get("num_attention_heads"),
+            get("intermediate_size"),
+            get("max_position_embeddings"),
+        )
+        rows.append(
+            {
+                "model": name,
+                "vocab": get("vocab_size"),
+                "hidden": get("hidden_size"),
+                "layers": get("num_hidden_layers"),
+                **r,
+            }
+        )
     return pd.DataFrame(rows).set_index("model")
 
 
 # --- vocabularies ------------------------------------------------------------------------------------------
+
 
 def vocab_overlap(tok_a, tok_b) -> dict:
     """Overlap of two vocabularies, exact and case-folded (``str.casefold`` of every entry)."""
@@ -145,10 +182,20 @@ def tokenization_stats(tokenizer, texts: Sequence[str]) -> dict:
 
 # Probes for diacritics and case: comma-below (standard) vs cedilla (legacy encodings) forms, and case.
 DIACRITIC_PROBES = (
-    "știință", "ştiinţă", "stiinta",
-    "țară", "ţară", "tara",
-    "București", "Bucureşti", "BUCUREȘTI", "bucurești",
-    "Ștefan", "ŞTEFAN", "învățământ", "învăţământ",
+    "știință",
+    "ştiinţă",
+    "stiinta",
+    "țară",
+    "ţară",
+    "tara",
+    "București",
+    "Bucureşti",
+    "BUCUREȘTI",
+    "bucurești",
+    "Ștefan",
+    "ŞTEFAN",
+    "învățământ",
+    "învăţământ",
 )
 
 
@@ -175,13 +222,15 @@ def normalization_summary(tokenizers: dict[str, object]) -> "pandas.DataFrame": 
     rows = []
     for name, tok in tokenizers.items():
         norm = tok.backend_tokenizer.normalizer
-        rows.append({
-            "tokenizer": name,
-            "normalized probe": norm.normalize_str(probe) if norm is not None else probe,
-            "lowercases": norm.normalize_str("A") == "a" if norm is not None else False,
-            "keeps diacritics": norm.normalize_str("ș") == "ș" if norm is not None else True,
-            "folds cedilla ş to ș": norm.normalize_str("ş") == "ș" if norm is not None else False,
-        })
+        rows.append(
+            {
+                "tokenizer": name,
+                "normalized probe": norm.normalize_str(probe) if norm is not None else probe,
+                "lowercases": norm.normalize_str("A") == "a" if norm is not None else False,
+                "keeps diacritics": norm.normalize_str("ș") == "ș" if norm is not None else True,
+                "folds cedilla ş to ș": norm.normalize_str("ş") == "ș" if norm is not None else False,
+            }
+        )
     return pd.DataFrame(rows).set_index("tokenizer")
 
 
@@ -191,9 +240,11 @@ def is_nfc(text: str) -> bool:
 
 # --- word-level representations and CKA --------------------------------------------------------------------
 
+
 @torch.no_grad()
-def word_representations(model, tokenizer, sentences: Sequence[Sequence[str]], *, max_length: int = 128,
-                         batch_size: int = 16) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+def word_representations(
+    model, tokenizer, sentences: Sequence[Sequence[str]], *, max_length: int = 128, batch_size: int = 16
+) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
     """Mean-pooled subword hidden states per word, for every layer (embeddings output included).
 
     Returns ``(layers, kept)``: ``layers[l]`` is an (n_kept_words × hidden) array, ``kept`` lists the
@@ -205,8 +256,14 @@ def word_representations(model, tokenizer, sentences: Sequence[Sequence[str]], *
     kept: list[tuple[int, int]] = []
     for start in range(0, len(sentences), batch_size):
         chunk = [list(s) for s in sentences[start : start + batch_size]]
-        enc = tokenizer(chunk, is_split_into_words=True, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        out = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device), output_hidden_states=True)
+        enc = tokenizer(
+            chunk, is_split_into_words=True, truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+        )
+        out = model(
+            input_ids=enc["input_ids"].to(device),
+            attention_mask=enc["attention_mask"].to(device),
+            output_hidden_states=True,
+        )
         hidden = torch.stack(out.hidden_states).float().cpu()  # (layers, batch, seq, hidden)
         if not per_layer:
             per_layer = [[] for _ in range(hidden.shape[0])]
@@ -270,7 +327,9 @@ def cka_matrix(layers_a: list[np.ndarray], layers_b: list[np.ndarray]) -> np.nda
     return np.array([[linear_cka(a, b) for b in layers_b] for a in layers_a])
 
 
-def teacher_cka(model_a, tok_a, model_b, tok_b, texts: Sequence[str], *, max_length: int = 128) -> tuple[np.ndarray, int]:
+def teacher_cka(
+    model_a, tok_a, model_b, tok_b, texts: Sequence[str], *, max_length: int = 128
+) -> tuple[np.ndarray, int]:
     """Word-level linear CKA between all layers of two models on ``texts``; returns (matrix, n_words)."""
     sentences = [w for w in (split_words(t) for t in texts) if w]
     la, ka = word_representations(model_a, tok_a, sentences, max_length=max_length)
@@ -278,21 +337,27 @@ def teacher_cka(model_a, tok_a, model_b, tok_b, texts: Sequence[str], *, max_len
     ia, ib = align_words(ka, kb)
     if len(ia) < 2:
         raise ValueError("fewer than two words aligned between the two models; give more text")
-    return cka_matrix([l[ia] for l in la], [l[ib] for l in lb]), len(ia)
+    return cka_matrix([layer[ia] for layer in la], [layer[ib] for layer in lb]), len(ia)
 
 
 # --- throughput -----------------------------------------------------------------------------------------------
 
+
 @torch.no_grad()
-def inference_throughput(model, tokenizer, texts: Sequence[str], *, batch_size: int = 32, max_length: int = 128,
-                         warmup_batches: int = 1) -> dict:
+def inference_throughput(
+    model, tokenizer, texts: Sequence[str], *, batch_size: int = 32, max_length: int = 128, warmup_batches: int = 1
+) -> dict:
     """Forward-pass speed of the base encoder on ``texts`` (sorted by length, padded per batch)."""
     model.eval()
     device = next(model.parameters()).device
     encoder = getattr(model, "base_model", model)
     texts = sorted(texts, key=len)
-    batches = [tokenizer(list(texts[i : i + batch_size]), truncation=True, max_length=max_length, padding=True,
-                         return_tensors="pt") for i in range(0, len(texts), batch_size)]
+    batches = [
+        tokenizer(
+            list(texts[i : i + batch_size]), truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+        )
+        for i in range(0, len(texts), batch_size)
+    ]
     for enc in batches[:warmup_batches]:
         encoder(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device))
     tokens = 0
@@ -303,12 +368,20 @@ def inference_throughput(model, tokenizer, texts: Sequence[str], *, batch_size: 
     if device.type == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
-    return {"sentences": len(texts), "tokens": tokens, "seconds": dt,
-            "sentences_per_s": len(texts) / dt if dt > 0 else math.inf, "tokens_per_s": tokens / dt if dt > 0 else math.inf,
-            "batch_size": batch_size, "threads": torch.get_num_threads(), "device": str(device)}
+    return {
+        "sentences": len(texts),
+        "tokens": tokens,
+        "seconds": dt,
+        "sentences_per_s": len(texts) / dt if dt > 0 else math.inf,
+        "tokens_per_s": tokens / dt if dt > 0 else math.inf,
+        "batch_size": batch_size,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+    }
 
 
 # --- tables the teacher chapter shows -------------------------------------------------------------------------
+
 
 def task_texts(task: str, n: int = 300, seed: int = 0) -> list[str]:
     """A seeded sample of ``n`` texts from a task's *train* split (tagging tasks: tokens joined by spaces)."""
@@ -323,7 +396,9 @@ def task_texts(task: str, n: int = 300, seed: int = 0) -> list[str]:
     return [f"{a} {b}".strip() for a, b in zip(rows["text"], pairs)]
 
 
-def fertility_table(tokenizers: dict[str, object], tasks: Sequence[str], n: int = 300, seed: int = 0) -> "pandas.DataFrame":  # noqa: F821
+def fertility_table(
+    tokenizers: dict[str, object], tasks: Sequence[str], n: int = 300, seed: int = 0
+) -> "pandas.DataFrame":  # noqa: F821
     """Fertility and unknown rates of every tokenizer on a sample of every task's train text.
 
     Tasks that share a data set (UPOS/XPOS, SAPN/SAR) share their text, so each data set is measured once.
@@ -339,7 +414,9 @@ def fertility_table(tokenizers: dict[str, object], tasks: Sequence[str], n: int 
     for dataset, ts in by_dataset.items():
         texts = task_texts(ts[0], n=n, seed=seed)
         for name, tok in tokenizers.items():
-            rows.append({"dataset": dataset, "tasks": "/".join(ts), "tokenizer": name, **tokenization_stats(tok, texts)})
+            rows.append(
+                {"dataset": dataset, "tasks": "/".join(ts), "tokenizer": name, **tokenization_stats(tok, texts)}
+            )
     return pd.DataFrame(rows)
 
 
@@ -350,14 +427,21 @@ def parameter_table(models: dict[str, object], refs: dict[str, object]) -> "pand
     rows = []
     for name, model in models.items():
         ref = refs[name]
-        row = {"model": name, "source": ref.name_or_path, **count_parameters(model),
-               "vocab_size": model.config.vocab_size, "layers": model.config.num_hidden_layers,
-               "hidden": model.config.hidden_size}
+        row = {
+            "model": name,
+            "source": ref.name_or_path,
+            **parameter_shares(model),
+            "vocab_size": model.config.vocab_size,
+            "layers": model.config.num_hidden_layers,
+            "hidden": model.config.hidden_size,
+        }
         if ref.source == "local":
             row["weights_mb"] = weights_size_on_disk(ref.path) / 2**20
             row["folder_mb"] = size_on_disk(ref.path) / 2**20
         else:
-            row["weights_mb"] = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20  # in memory, as fp32
+            row["weights_mb"] = (
+                sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+            )  # in memory, as fp32
             row["folder_mb"] = float("nan")
         rows.append(row)
     return pd.DataFrame(rows).set_index("model")
@@ -365,7 +449,6 @@ def parameter_table(models: dict[str, object], refs: dict[str, object]) -> "pand
 
 def train_log_frame(folders: dict[str, str | Path]) -> "pandas.DataFrame":  # noqa: F821
     """The ``train_log.jsonl`` of each built teacher as one long frame (column ``model``)."""
-    import json
 
     import pandas as pd
 
@@ -373,8 +456,7 @@ def train_log_frame(folders: dict[str, str | Path]) -> "pandas.DataFrame":  # no
     for name, folder in folders.items():
         path = Path(folder) / "train_log.jsonl"
         if path.exists():
-            recs = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-            frames.append(pd.DataFrame(recs).assign(model=name))
+            frames.append(pd.DataFrame(io.read_jsonl(path)).assign(model=name))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -384,10 +466,12 @@ def quality_frame(qualities: dict[str, dict]) -> "pandas.DataFrame":  # noqa: F8
 
     rows = []
     for name, q in qualities.items():
-        for measure, key, base in [("MLM accuracy (whole-word masks)", "mlm_accuracy", "unigram_mlm_accuracy"),
-                                   ("single-mask accuracy", "single_mask_accuracy", "unigram_single_mask_accuracy"),
-                                   ("pseudo-perplexity", "pseudo_perplexity", "unigram_pseudo_perplexity"),
-                                   ("whole-word pseudo-perplexity", "whole_word_pseudo_perplexity", "unigram_pseudo_perplexity")]:
+        for measure, key, base in [
+            ("MLM accuracy (whole-word masks)", "mlm_accuracy", "unigram_mlm_accuracy"),
+            ("single-mask accuracy", "single_mask_accuracy", "unigram_single_mask_accuracy"),
+            ("pseudo-perplexity", "pseudo_perplexity", "unigram_pseudo_perplexity"),
+            ("whole-word pseudo-perplexity", "whole_word_pseudo_perplexity", "unigram_pseudo_perplexity"),
+        ]:
             if key in q:  # quality files written before a measure existed lack it
                 rows.append({"model": name, "measure": measure, "teacher": q[key], "unigram baseline": q[base]})
     return pd.DataFrame(rows)
@@ -397,14 +481,20 @@ def quality_summary(qualities: dict[str, dict]) -> str:
     """Markdown bullets: each teacher against its unigram baseline, with the ratio, and its training time."""
     lines = []
     for name, q in qualities.items():
-        parts = [f"MLM accuracy **{q['mlm_accuracy']:.3f}** vs {q['unigram_mlm_accuracy']:.3f} for the unigram baseline "
-                 f"({q['mlm_accuracy'] / q['unigram_mlm_accuracy']:.1f}x)"]
+        parts = [
+            f"MLM accuracy **{q['mlm_accuracy']:.3f}** vs {q['unigram_mlm_accuracy']:.3f} for the unigram baseline "
+            f"({q['mlm_accuracy'] / q['unigram_mlm_accuracy']:.1f}x)"
+        ]
         base = q["unigram_pseudo_perplexity"]
-        for key, label in (("whole_word_pseudo_perplexity", "whole-word pseudo-perplexity"),
-                           ("pseudo_perplexity", "single-token pseudo-perplexity")):
+        for key, label in (
+            ("whole_word_pseudo_perplexity", "whole-word pseudo-perplexity"),
+            ("pseudo_perplexity", "single-token pseudo-perplexity"),
+        ):
             if key in q:
                 verdict = "beats" if q[key] < base else "does not beat"
-                parts.append(f"{label} **{q[key]:,.0f}** vs {base:,.0f} ({verdict} the baseline, ratio {q[key] / base:.2f})")
+                parts.append(
+                    f"{label} **{q[key]:,.0f}** vs {base:,.0f} ({verdict} the baseline, ratio {q[key] / base:.2f})"
+                )
         if q.get("train_wall_s"):
             threads = f" at {q['torch_threads']} torch thread(s)" if q.get("torch_threads") else ""
             parts.append(f"pretrained in {q['train_wall_s'] / 60:.0f} min on {q.get('device', 'cpu')}{threads}")

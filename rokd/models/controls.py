@@ -22,15 +22,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rokd.models.registry import CONTROL_OF, load_tokenizer, resolve
+from rokd.spec import RANDOM_INIT_CONTROL
 
 CONTROL_FILE = "control.json"
 FORMAT_VERSION = 1
-
-
-def _profile(profile: Any):
-    from rokd.profiles import Profile, load_profile
-
-    return profile if isinstance(profile, Profile) else load_profile(profile)
 
 
 def source_fingerprint(profile: Any, key: str, files: tuple[str, ...]) -> str:
@@ -87,8 +82,10 @@ def build_random_init_control(profile: Any, *, force: bool = False, log: Callabl
     """``artifacts/<profile>/controls/control-random-init``: the cased teacher's architecture, random weights."""
     from transformers import AutoConfig
 
-    prof = _profile(profile)
-    key = "control-random-init"
+    from rokd.profiles import resolve_profile
+
+    prof = resolve_profile(profile)
+    key = RANDOM_INIT_CONTROL
     teacher = CONTROL_OF[key]
     out = Path(resolve(key, prof).name_or_path)
     tref = resolve(teacher, prof)

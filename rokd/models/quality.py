@@ -30,6 +30,8 @@ from pathlib import Path
 
 import torch
 
+from rokd.mlm import IGNORE_INDEX, evaluation_mask
+
 
 def read_lines(path: str | Path, limit: int | None = None, seed: int = 0) -> list[str]:
     """Non-empty lines of a text file; a seeded random sample of ``limit`` of them when given."""
@@ -46,8 +48,9 @@ def _special_ids(tokenizer) -> set[int]:
     return set(tokenizer.all_special_ids)
 
 
-def masked_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor,
-                  precision=None) -> torch.Tensor:
+def masked_logits(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor, precision=None
+) -> torch.Tensor:
     """Vocabulary logits only at ``positions`` (a bool mask shaped like ``input_ids``): (n_masked, vocab).
 
     Encoder, then the model's MLM head (found by ``rokd.mlm.mlm_head``) on the selected states only.
@@ -87,38 +90,45 @@ class UnigramBaseline:
         return math.log((self.counts.get(token_id, 0) + 1) / (self.total + self.vocab_size))
 
 
-def _whole_word_mask(word_ids: list[int | None], special: list[bool], prob: float, rng: random.Random) -> list[bool]:
-    words = sorted({w for w, s in zip(word_ids, special) if w is not None and not s})
-    if not words:
-        return [False] * len(word_ids)
-    n = max(1, round(prob * len(words)))
-    chosen = set(rng.sample(words, min(n, len(words))))
-    return [w in chosen and not s for w, s in zip(word_ids, special)]
-
-
 @torch.no_grad()
-def mlm_accuracy(model, tokenizer, lines: Sequence[str], *, baseline: UnigramBaseline | None = None,
-                 mlm_probability: float = 0.15, max_length: int = 128, batch_size: int = 32, seed: int = 0,
-                 precision=None) -> dict:
+def mlm_accuracy(
+    model,
+    tokenizer,
+    lines: Sequence[str],
+    *,
+    baseline: UnigramBaseline | None = None,
+    mlm_probability: float = 0.15,
+    max_length: int = 128,
+    batch_size: int = 32,
+    seed: int = 0,
+    precision=None,
+) -> dict:
     """Whole-word-masked top-1 accuracy (all chosen subwords -> ``[MASK]``); baseline on the same masks."""
     model.eval()
     device = next(model.parameters()).device
-    rng = random.Random(seed)
+    generator = torch.Generator().manual_seed(seed)
     correct = total = base_correct = 0
     for i in range(0, len(lines), batch_size):
-        enc = tokenizer(list(lines[i : i + batch_size]), truncation=True, max_length=max_length, padding=True,
-                        return_tensors="pt", return_special_tokens_mask=True)
-        input_ids = enc["input_ids"].clone()
-        mask = torch.zeros_like(input_ids, dtype=torch.bool)
-        for b in range(input_ids.shape[0]):
-            special = [bool(x) or not bool(a) for x, a in zip(enc["special_tokens_mask"][b].tolist(), enc["attention_mask"][b].tolist())]
-            mask[b] = torch.tensor(_whole_word_mask(enc.word_ids(b), special, mlm_probability, rng))
+        enc = tokenizer(
+            list(lines[i : i + batch_size]),
+            truncation=True,
+            max_length=max_length,
+            padding=True,
+            return_tensors="pt",
+            return_special_tokens_mask=True,
+        )
+        words = torch.tensor([[-1 if w is None else w for w in enc.word_ids(b)] for b in range(len(enc["input_ids"]))])
+        words[enc["special_tokens_mask"].bool() | ~enc["attention_mask"].bool()] = -1
+        input_ids, targets = evaluation_mask(
+            words, enc["input_ids"], tokenizer.mask_token_id, generator, mlm_probability
+        )
+        mask = targets != IGNORE_INDEX
         if not mask.any():
             continue
-        labels = input_ids[mask]
-        input_ids[mask] = tokenizer.mask_token_id
-        logits = masked_logits(model, input_ids.to(device), enc["attention_mask"].to(device), mask.to(device),
-                               precision)
+        labels = targets[mask]
+        logits = masked_logits(
+            model, input_ids.to(device), enc["attention_mask"].to(device), mask.to(device), precision
+        )
         correct += int((logits.argmax(-1).cpu() == labels).sum())
         total += int(labels.numel())
         if baseline is not None:
@@ -130,8 +140,16 @@ def mlm_accuracy(model, tokenizer, lines: Sequence[str], *, baseline: UnigramBas
 
 
 @torch.no_grad()
-def pseudo_perplexity(model, tokenizer, lines: Sequence[str], *, baseline: UnigramBaseline | None = None,
-                      max_length: int = 128, batch_size: int = 64, precision=None) -> dict:
+def pseudo_perplexity(
+    model,
+    tokenizer,
+    lines: Sequence[str],
+    *,
+    baseline: UnigramBaseline | None = None,
+    max_length: int = 128,
+    batch_size: int = 64,
+    precision=None,
+) -> dict:
     """Pseudo-perplexity (Salazar et al. 2020): every token masked alone, in turn; single-mask accuracy too."""
     model.eval()
     device = next(model.parameters()).device
@@ -149,8 +167,9 @@ def pseudo_perplexity(model, tokenizer, lines: Sequence[str], *, baseline: Unigr
             pos[torch.arange(len(chunk)), torch.tensor(chunk)] = True
             labels = batch[pos]
             batch[pos] = tokenizer.mask_token_id
-            logits = masked_logits(model, batch.to(device), torch.ones_like(batch).to(device), pos.to(device),
-                                   precision)
+            logits = masked_logits(
+                model, batch.to(device), torch.ones_like(batch).to(device), pos.to(device), precision
+            )
             logp = torch.log_softmax(logits, -1).cpu()
             nll -= float(logp[torch.arange(len(chunk)), labels].sum())
             correct += int((logp.argmax(-1) == labels).sum())
@@ -171,9 +190,11 @@ def pseudo_perplexity(model, tokenizer, lines: Sequence[str], *, baseline: Unigr
 
 
 @torch.no_grad()
-def whole_word_pseudo_perplexity(model, tokenizer, lines: Sequence[str], *, max_length: int = 128,
-                                 batch_size: int = 64, precision=None) -> dict:
-    """Pseudo-perplexity with each word (all its subwords) masked in turn; per subword, like :func:`pseudo_perplexity`."""
+def whole_word_pseudo_perplexity(
+    model, tokenizer, lines: Sequence[str], *, max_length: int = 128, batch_size: int = 64, precision=None
+) -> dict:
+    """Pseudo-perplexity with each word (all its subwords) masked in turn; per subword, like
+    :func:`pseudo_perplexity`."""
     model.eval()
     device = next(model.parameters()).device
     special = _special_ids(tokenizer)
@@ -194,26 +215,57 @@ def whole_word_pseudo_perplexity(model, tokenizer, lines: Sequence[str], *, max_
                 pos[r, positions] = True
             labels = batch[pos]
             batch[pos] = tokenizer.mask_token_id
-            logits = masked_logits(model, batch.to(device), torch.ones_like(batch).to(device), pos.to(device),
-                                   precision)
+            logits = masked_logits(
+                model, batch.to(device), torch.ones_like(batch).to(device), pos.to(device), precision
+            )
             nll -= float(torch.log_softmax(logits, -1).cpu()[torch.arange(labels.numel()), labels].sum())
             n += int(labels.numel())
     return {"whole_word_pseudo_perplexity": math.exp(nll / n) if n else float("nan"), "whole_word_pppl_tokens": n}
 
 
-def measure_quality(model, tokenizer, heldout_lines: Sequence[str], train_lines: Sequence[str], *,
-                    pppl_lines: int = 100, max_length: int = 128, mlm_probability: float = 0.15, seed: int = 0,
-                    precision=None) -> dict:
+def measure_quality(
+    model,
+    tokenizer,
+    heldout_lines: Sequence[str],
+    train_lines: Sequence[str],
+    *,
+    pppl_lines: int = 100,
+    max_length: int = 128,
+    mlm_probability: float = 0.15,
+    seed: int = 0,
+    precision=None,
+) -> dict:
     """MLM accuracy on ``heldout_lines`` and pseudo-perplexity on the first ``pppl_lines`` of them, each
     next to the unigram baseline estimated on ``train_lines`` (same tokenizer).
     ``precision``: see :func:`masked_logits`."""
     baseline = UnigramBaseline(unigram_counts(tokenizer, train_lines, max_length), len(tokenizer))
     out = {"heldout_lines": len(heldout_lines), "unigram_train_tokens": baseline.total}
-    out.update(mlm_accuracy(model, tokenizer, heldout_lines, baseline=baseline, mlm_probability=mlm_probability,
-                            max_length=max_length, seed=seed, precision=precision))
-    out.update(pseudo_perplexity(model, tokenizer, list(heldout_lines[:pppl_lines]), baseline=baseline,
-                                 max_length=max_length, precision=precision))
+    out.update(
+        mlm_accuracy(
+            model,
+            tokenizer,
+            heldout_lines,
+            baseline=baseline,
+            mlm_probability=mlm_probability,
+            max_length=max_length,
+            seed=seed,
+            precision=precision,
+        )
+    )
+    out.update(
+        pseudo_perplexity(
+            model,
+            tokenizer,
+            list(heldout_lines[:pppl_lines]),
+            baseline=baseline,
+            max_length=max_length,
+            precision=precision,
+        )
+    )
     # The same subwords as the PPPL above, so the unigram PPPL is its baseline too.
-    out.update(whole_word_pseudo_perplexity(model, tokenizer, list(heldout_lines[:pppl_lines]), max_length=max_length,
-                                            precision=precision))
+    out.update(
+        whole_word_pseudo_perplexity(
+            model, tokenizer, list(heldout_lines[:pppl_lines]), max_length=max_length, precision=precision
+        )
+    )
     return out

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from rokd.errors import RokdError
+from rokd.spec import MODELS, RANDOM_INIT_CONTROL, models_of_role
+
 
 class _WithReplicas(dict):
     """A per-model table in which ``<student>@d<k>`` (a distillation replica) reads its student's entry."""
@@ -33,37 +35,24 @@ class _WithReplicas(dict):
         return f"{value} (distillation {replica})" if self is DISPLAY_NAMES else value
 
 
-TEACHERS = ("bert-base-ro", "robert-base")
-STUDENTS = ("distil-bert-base-ro", "distil-robert-base", "distilmulti-bert-base-ro")
+TEACHERS = models_of_role("teacher")
+STUDENTS = models_of_role("student")
 MODEL_KEYS = TEACHERS + STUDENTS
-CONTROLS = ("control-random-init", "control-init-only")
+CONTROLS = models_of_role("control")
 # The model each control is read against (the same architecture and tokenizer).
-CONTROL_OF = {"control-random-init": "bert-base-ro", "control-init-only": "distil-bert-base-ro"}
+CONTROL_OF = {k: MODELS[k].control_of for k in CONTROLS}
 
 # Which teacher(s) each student learns from; the first teacher's tokenizer is the student's.
-STUDENT_TEACHERS: dict[str, tuple[str, ...]] = _WithReplicas({
-    "distil-bert-base-ro": ("bert-base-ro",),
-    "distil-robert-base": ("robert-base",),
-    "distilmulti-bert-base-ro": ("bert-base-ro", "robert-base"),
-})
+STUDENT_TEACHERS: dict[str, tuple[str, ...]] = _WithReplicas({k: MODELS[k].teachers for k in STUDENTS})
 
 # Names as printed in the paper's tables.
-DISPLAY_NAMES = _WithReplicas({
-    "bert-base-ro": "BERT-base-ro",
-    "robert-base": "RoBERT-base",
-    "distil-bert-base-ro": "Distil-BERT-base-ro",
-    "distil-robert-base": "Distil-RoBERT-base",
-    "distilmulti-bert-base-ro": "DistilMulti-BERT-base-ro",
-    "control-random-init": "Control: random init",
-    "control-init-only": "Control: init only",
-})
+DISPLAY_NAMES = _WithReplicas({k: m.display_name for k, m in MODELS.items()})
 
 # Reference rows of scores.csv beside the five models: the trivial baselines (scored, not fine-tuned).
-BASELINES = ("baseline-majority", "baseline-lexical")
+BASELINES = models_of_role("baseline")
 # control-random-init has this teacher's architecture and tokenizer; control-init-only is the cased student
 # initialised from its layers (as Distil-BERT-base-ro and DistilMulti are) and not distilled.
-CONTROL_TEACHER = CONTROL_OF["control-random-init"]
-DISPLAY_NAMES.update({"baseline-majority": "Baseline: majority", "baseline-lexical": "Baseline: lexical"})
+CONTROL_TEACHER = CONTROL_OF[RANDOM_INIT_CONTROL]
 
 
 # A student distilled again with another seed: ``<student>@d<k>`` (k >= 2; replica 1 is the plain key),
@@ -88,12 +77,16 @@ def replica_key(student: str, replica: int) -> str:
 
 def student_models(profile: Any) -> list[str]:
     """Every student of ``profile`` with its distillation replicas (``distill.replicas``), in pipeline order."""
-    prof = _profile_obj(profile)
+    from rokd.profiles import resolve_profile
+
+    prof = resolve_profile(profile)
     bad = {k: n for k, n in prof.distill.replicas.items() if k not in STUDENTS or not isinstance(n, int) or n < 1}
     if bad:
         from rokd.config import ConfigError
 
-        raise ConfigError(f"distill.replicas: {bad} -- keys must be students {list(STUDENTS)}, values whole numbers >= 1")
+        raise ConfigError(
+            f"distill.replicas: {bad} -- keys must be students {list(STUDENTS)}, values whole numbers >= 1"
+        )
     return [replica_key(s, k) for s in STUDENTS for k in range(1, prof.distill.replicas.get(s, 1) + 1)]
 
 
@@ -104,22 +97,11 @@ def display_name(key: str) -> str:
 
 # --- resolution -------------------------------------------------------------------------------
 # The hub IDs of the real teachers; students come from ``profile.distill.hub_students``.
-HUB_TEACHERS = {
-    "bert-base-ro": "dumitrescustefan/bert-base-romanian-cased-v1",
-    "robert-base": "readerbench/RoBERT-base",
-}
+HUB_TEACHERS = {k: MODELS[k].hub_id for k in TEACHERS}
 # Casing of each model key: the multi student keeps the cased teacher's tokenizer.
-CASED = _WithReplicas({
-    "bert-base-ro": True,
-    "robert-base": False,
-    "distil-bert-base-ro": True,
-    "distil-robert-base": False,
-    "distilmulti-bert-base-ro": True,
-    "control-random-init": True,
-    "control-init-only": True,
-})
+CASED = _WithReplicas({k: m.cased for k, m in MODELS.items() if m.cased is not None})
 # Which TeachersConfig shape (``cased`` / ``uncased``) builds each miniature teacher.
-TEACHER_SHAPE = {"bert-base-ro": "cased", "robert-base": "uncased"}
+TEACHER_SHAPE = {k: MODELS[k].shape for k in TEACHERS}
 
 
 class ModelUnavailableError(RokdError, RuntimeError):
@@ -152,12 +134,6 @@ class ModelRef:
         return Path(self.name_or_path)
 
 
-def _profile_obj(profile: Any):
-    from rokd.profiles import Profile, load_profile
-
-    return profile if isinstance(profile, Profile) else load_profile(profile)
-
-
 def resolve(key_or_path: str | os.PathLike, profile: Any = "smoke") -> ModelRef:
     """Resolve a model key, a local folder or a hub ID to a :class:`ModelRef`.
 
@@ -171,12 +147,13 @@ def resolve(key_or_path: str | os.PathLike, profile: Any = "smoke") -> ModelRef:
     Resolution never touches the network; :func:`load_model` / :func:`load_tokenizer` do.
     """
     from rokd.paths import artifacts_dir
+    from rokd.profiles import resolve_profile
 
-    prof = _profile_obj(profile)
+    prof = resolve_profile(profile)
     name = os.fspath(key_or_path)
     if name in TEACHERS:
         if prof.teachers.source == "hub":
-            hub_id = {"bert-base-ro": prof.teachers.hub_cased, "robert-base": prof.teachers.hub_uncased}[name]
+            hub_id = getattr(prof.teachers, f"hub_{TEACHER_SHAPE[name]}")  # teachers.hub_cased / hub_uncased
             return ModelRef(name, "teacher", "hub", hub_id, CASED[name])
         path = artifacts_dir(prof.name) / "teachers" / name
         return ModelRef(name, "teacher", "local", str(path), CASED[name])
@@ -219,7 +196,9 @@ def _load(ref: ModelRef, loader, what: str):
     if ref.source == "local":
         path = Path(ref.name_or_path)
         if not (path / "config.json").exists() and what == "model":
-            hint = "build it with `rokd teachers build --profile <profile>`" if ref.role == "teacher" else "build it first"
+            hint = (
+                "build it with `rokd teachers build --profile <profile>`" if ref.role == "teacher" else "build it first"
+            )
             raise ModelUnavailableError(f"no {what} in Hugging Face format at {path} (config.json missing); {hint}")
         try:
             return loader(str(path))
@@ -231,11 +210,17 @@ def _load(ref: ModelRef, loader, what: str):
 
             if not isinstance(e, (OSError, ValueError, RuntimeError, SafetensorError)):
                 raise
-            rebuild = {"teacher": "`rokd teachers build --profile <profile> --force`",
-                       "student": "`rokd distill --profile <profile> --student <key>`"}.get(ref.role, "")
+            rebuild = {
+                "teacher": "`rokd teachers build --profile <profile> --force`",
+                "student": "`rokd distill --profile <profile> --student <key>`",
+            }.get(ref.role, "")
             problem = weights_problem(path) if what == "model" else None
-            raise CorruptFileError(path, f"{ref.role} {what} folder", "delete it and rebuild it" +
-                                   (f" with {rebuild}" if rebuild else ""), problem or e) from None
+            raise CorruptFileError(
+                path,
+                f"{ref.role} {what} folder",
+                "delete it and rebuild it" + (f" with {rebuild}" if rebuild else ""),
+                problem or e,
+            ) from None
     try:
         return loader(ref.name_or_path)
     except (OSError, ValueError) as e:  # transformers raises OSError for unreachable hub files

@@ -69,12 +69,27 @@ def _roberta_family_tokenizer(backend, cls_name: str, model_max_length: int):
     import transformers
 
     cls = getattr(transformers, cls_name)
-    return cls(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
-               pad_token="<pad>", unk_token="<unk>", mask_token="<mask>", model_max_length=model_max_length)
+    return cls(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+        model_max_length=model_max_length,
+    )
 
 
-def train_tokenizer(kind: str, texts: Iterable[str] | None = None, *, files: Iterable[str | Path] | None = None,
-                    vocab_size: int, model_max_length: int = 512):
+def train_tokenizer(
+    kind: str,
+    texts: Iterable[str] | None = None,
+    *,
+    files: Iterable[str | Path] | None = None,
+    vocab_size: int,
+    model_max_length: int = 512,
+):
     """A fast tokenizer of stand-in ``kind`` (see :data:`STANDIN_KINDS`) trained on ``texts`` or ``files``."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
@@ -82,8 +97,13 @@ def train_tokenizer(kind: str, texts: Iterable[str] | None = None, *, files: Ite
     if spec.tokenizer == "wordpiece":
         from rokd.models.tokenizers import train_wordpiece
 
-        return train_wordpiece(_texts(texts, files), vocab_size=vocab_size, lowercase=spec.lowercase, min_frequency=1,
-                               model_max_length=model_max_length)
+        return train_wordpiece(
+            _texts(texts, files),
+            vocab_size=vocab_size,
+            lowercase=spec.lowercase,
+            min_frequency=1,
+            model_max_length=model_max_length,
+        )
     if spec.tokenizer == "sentencepiece":
         # The Unigram trainer of `tokenizers`, given a few thousand sentences, keeps pieces far shorter than
         # a SentencePiece model trained on gigabytes (``▁P reș edi nte le``). The stand-in's Unigram model
@@ -114,8 +134,12 @@ def train_tokenizer(kind: str, texts: Iterable[str] | None = None, *, files: Ite
         backend = Tokenizer(models.BPE())
         backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         backend.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=ROBERTA_SPECIALS,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=ROBERTA_SPECIALS,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
         backend.train_from_iterator(_texts(texts, files), trainer=trainer)
         sep, cls = ("</s>", backend.token_to_id("</s>")), ("<s>", backend.token_to_id("<s>"))
         backend.post_processor = processors.RobertaProcessing(sep, cls, trim_offsets=True, add_prefix_space=False)
@@ -155,10 +179,19 @@ def new_standin(kind: str, tokenizer, shape: BertShape, seed: int = 0):
     return AutoModelForMaskedLM.from_config(standin_config(kind, tokenizer, shape))
 
 
-def build_standin(kind: str, out_dir: str | Path, *, texts: list[str] | None = None,
-                  files: list[str | Path] | None = None, shape: BertShape, seed: int = 0,
-                  pretrain: TeachersConfig | None = None, pretrain_txt: str | Path | None = None,
-                  device: str = "cpu", log=print) -> Path:
+def build_standin(
+    kind: str,
+    out_dir: str | Path,
+    *,
+    texts: list[str] | None = None,
+    files: list[str | Path] | None = None,
+    shape: BertShape,
+    seed: int = 0,
+    pretrain: TeachersConfig | None = None,
+    pretrain_txt: str | Path | None = None,
+    device: str = "cpu",
+    log=print,
+) -> Path:
     """Train the tokenizer, make the model (pretrained for ``pretrain.steps`` on ``pretrain_txt`` when
     given) and ``save_pretrained`` both into ``out_dir``. Reused when ``standin_config.json`` matches."""
     from rokd.models.teachers import file_sha256
@@ -166,18 +199,24 @@ def build_standin(kind: str, out_dir: str | Path, *, texts: list[str] | None = N
     if kind not in STANDIN_KINDS:
         raise ValueError(f"unknown stand-in kind {kind!r}; choose one of {list(STANDIN_KINDS)}")
     out_dir = Path(out_dir)
-    record = {"kind": kind, "shape": to_dict(shape), "seed": seed, "texts": len(texts) if texts is not None else None,
-              "files": [[str(f), file_sha256(f)] for f in files] if files is not None else None,
-              "pretrain": to_dict(pretrain) if pretrain is not None else None,
-              "pretrain_txt": str(pretrain_txt) if pretrain_txt is not None else None}
+    record = {
+        "kind": kind,
+        "shape": to_dict(shape),
+        "seed": seed,
+        "texts": len(texts) if texts is not None else None,
+        "files": [[str(f), file_sha256(f)] for f in files] if files is not None else None,
+        "pretrain": to_dict(pretrain) if pretrain is not None else None,
+        "pretrain_txt": str(pretrain_txt) if pretrain_txt is not None else None,
+    }
     stamp = out_dir / STANDIN_FILE
     built = stamp.is_file() and (out_dir / "config.json").is_file()
     if built and json.loads(stamp.read_text(encoding="utf-8")) == record:
         log(f"[stand-in] {kind}: up to date in {out_dir}")
         return out_dir
     log(f"[stand-in] {kind}: training a {STANDIN_KINDS[kind].tokenizer} tokenizer (vocabulary {shape.vocab_size})")
-    tokenizer = train_tokenizer(kind, texts, files=files, vocab_size=shape.vocab_size,
-                                model_max_length=shape.max_position_embeddings)
+    tokenizer = train_tokenizer(
+        kind, texts, files=files, vocab_size=shape.vocab_size, model_max_length=shape.max_position_embeddings
+    )
     model = new_standin(kind, tokenizer, shape, seed)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp", dir=out_dir.parent))
@@ -214,14 +253,23 @@ def profile_standin(profile, kind: str, steps: int | None = None, log=print) -> 
 
     from rokd.models.teachers import _device, corpus_files
     from rokd.paths import artifacts_dir
-    from rokd.profiles import Profile, load_profile
+    from rokd.profiles import resolve_profile
 
-    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    prof = resolve_profile(profile)
     cfg = prof.teachers
     steps = cfg.steps if steps is None else int(steps)
-    pretrain = dataclasses.replace(cfg, steps=steps, warmup_steps=min(cfg.warmup_steps, steps // 10),
-                                   checkpoint_every=0, curve_every=0)
+    pretrain = dataclasses.replace(
+        cfg, steps=steps, warmup_steps=min(cfg.warmup_steps, steps // 10), checkpoint_every=0, curve_every=0
+    )
     train_txt, _ = corpus_files(prof)
-    return build_standin(kind, artifacts_dir(prof.name) / "teachers" / f"standin-{kind}", files=[train_txt],
-                         shape=cfg.cased, seed=cfg.seed, pretrain=pretrain, pretrain_txt=train_txt,
-                         device=_device(prof), log=log)
+    return build_standin(
+        kind,
+        artifacts_dir(prof.name) / "teachers" / f"standin-{kind}",
+        files=[train_txt],
+        shape=cfg.cased,
+        seed=cfg.seed,
+        pretrain=pretrain,
+        pretrain_txt=train_txt,
+        device=_device(prof),
+        log=log,
+    )

@@ -36,7 +36,7 @@ from rokd.config import save_config, to_dict
 from rokd.io import file_sha256
 from rokd.models.registry import TEACHER_SHAPE, TEACHERS, resolve
 from rokd.paths import artifacts_dir
-from rokd.profiles import BertShape, Profile, TeachersConfig, load_profile
+from rokd.profiles import BertShape, Profile, TeachersConfig, resolve_profile
 
 TEACHER_CONFIG_FILE = "teacher_config.json"
 QUALITY_FILE = "quality.json"
@@ -58,15 +58,11 @@ class TeacherBuild:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _profile(profile: str | Profile) -> Profile:
-    return profile if isinstance(profile, Profile) else load_profile(profile)
-
-
 def corpus_files(profile: str | Profile) -> tuple[Path, Path]:
     """``(train.txt, heldout.txt)`` of the profile's corpus, built by ``rokd.data`` when missing."""
     from rokd.data.corpus import ensure_corpus
 
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     out = Path(ensure_corpus(prof))
     folder = out if out.is_dir() else out.parent
     train, heldout = folder / "train.txt", folder / "heldout.txt"
@@ -76,10 +72,16 @@ def corpus_files(profile: str | Profile) -> tuple[Path, Path]:
     return train, heldout
 
 
+# Settings added after teachers were first built, with the value those builds trained with: left out of the
+# build stamp at that value, so a teacher built before the setting existed stays up to date.
+_UNSTAMPED_DEFAULTS = {"max_grad_norm": 1.0}
+
+
 def training_settings(cfg: TeachersConfig) -> dict[str, Any]:
     """The fields of the teachers section that change training (not the shapes, not the hub IDs)."""
     skip = {"source", "cased", "uncased", "hub_cased", "hub_uncased"}
-    return {k: v for k, v in to_dict(cfg).items() if k not in skip}
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in skip}
+    return {k: v for k, v in settings.items() if not (k in _UNSTAMPED_DEFAULTS and v == _UNSTAMPED_DEFAULTS[k])}
 
 
 def teacher_shape(cfg: TeachersConfig, key: str) -> BertShape:
@@ -111,9 +113,18 @@ def new_teacher(shape: BertShape, tokenizer, seed: int = 0):
     return BertForMaskedLM(bert_config(shape, tokenizer))
 
 
-def pretrain_mlm(model, tokenizer, train_txt: str | Path, cfg: TeachersConfig, work_dir: str | Path,
-                 *, device: str = "cpu", resume: bool = True, heldout_txt: str | Path | None = None,
-                 allow_lr_change: bool = False) -> Path:
+def pretrain_mlm(
+    model,
+    tokenizer,
+    train_txt: str | Path,
+    cfg: TeachersConfig,
+    work_dir: str | Path,
+    *,
+    device: str = "cpu",
+    resume: bool = True,
+    heldout_txt: str | Path | None = None,
+    allow_lr_change: bool = False,
+) -> Path:
     """Pretrain ``model`` in place on ``train_txt`` with the shared MLM pieces and training loop.
 
     Returns the path of the JSONL training log. ``work_dir`` holds the token cache, checkpoints and log.
@@ -145,46 +156,67 @@ def pretrain_mlm(model, tokenizer, train_txt: str | Path, cfg: TeachersConfig, w
         precision = trainer.resolve_mixed_precision(cfg.precision, cpu=device == "cpu")
 
         def evaluate(net):  # the learning curve: same lines, same masks at every point
-            return {"heldout_mlm_accuracy": mlm_accuracy(net.model, tokenizer, heldout, max_length=cfg.max_length,
-                                                         mlm_probability=cfg.mlm_probability, seed=cfg.seed,
-                                                         precision=precision)["mlm_accuracy"]}
+            return {
+                "heldout_mlm_accuracy": mlm_accuracy(
+                    net.model,
+                    tokenizer,
+                    heldout,
+                    max_length=cfg.max_length,
+                    mlm_probability=cfg.mlm_probability,
+                    seed=cfg.seed,
+                    precision=precision,
+                )["mlm_accuracy"]
+            }
 
     tcfg = trainer.TrainerConfig(
         output_dir=str(work_dir / "run"),
-        steps=cfg.steps,
-        warmup_steps=cfg.warmup_steps,
-        grad_accum=cfg.grad_accum,
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        checkpoint_every=cfg.checkpoint_every,
+        **cfg.trainer_settings(),
         log_every=max(1, cfg.steps // 300),
-        seed=cfg.seed,
         cpu=device == "cpu",
         progress=False,
-        mixed_precision=cfg.precision,
         allow_lr_change=allow_lr_change,
     )
-    trainer.train(net, step_fn, stream, tcfg, resume=resume, count_tokens=mlm.count_tokens,
-                  evaluate=evaluate, eval_every=cfg.curve_every)
+    trainer.train(
+        net,
+        step_fn,
+        stream,
+        tcfg,
+        resume=resume,
+        count_tokens=mlm.count_tokens,
+        evaluate=evaluate,
+        eval_every=cfg.curve_every,
+    )
     return Path(tcfg.output_dir) / TRAIN_LOG_FILE
 
 
-def read_train_log(path: str | Path) -> list[dict]:
-    """Records of a ``train_log.jsonl``."""
-    return [json.loads(ln) for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+read_train_log = io.read_jsonl  # records of a ``train_log.jsonl``
 
 
 def is_built(folder: Path, build: TeacherBuild) -> bool:
     """True when ``folder`` holds a finished teacher built from exactly ``build``."""
     cfg_file = folder / TEACHER_CONFIG_FILE
-    needed = [cfg_file, folder / "config.json", folder / "model.safetensors", folder / QUALITY_FILE, folder / TRAIN_LOG_FILE]
+    needed = [
+        cfg_file,
+        folder / "config.json",
+        folder / "model.safetensors",
+        folder / QUALITY_FILE,
+        folder / TRAIN_LOG_FILE,
+    ]
     if not all(p.exists() for p in needed):
         return False
     return io.read_json(cfg_file) == to_dict(build) and io.weights_problem(folder) is None
 
 
-def build_teacher(profile: str | Profile, key: str, *, force: bool = False, device: str | None = None,
-                  log=print, wait: bool = True, resume_lr: bool = False) -> Path:
+def build_teacher(
+    profile: str | Profile,
+    key: str,
+    *,
+    force: bool = False,
+    device: str | None = None,
+    log=print,
+    wait: bool = True,
+    resume_lr: bool = False,
+) -> Path:
     """Build one miniature teacher (tokenizer, pretraining, quality) into its registry folder.
 
     Skipped when the folder already holds a teacher built from the same resolved config and corpus.
@@ -192,7 +224,7 @@ def build_teacher(profile: str | Profile, key: str, *, force: bool = False, devi
     (``wait=False``: it stops instead, naming the holder). ``resume_lr``: resume the interrupted run's
     checkpoints although ``teachers.lr`` changed (after a NaN loss).
     """
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     cfg = prof.teachers
     if key not in TEACHERS:
         raise ValueError(f"unknown teacher key {key!r}; teachers are {list(TEACHERS)}")
@@ -205,22 +237,33 @@ def build_teacher(profile: str | Profile, key: str, *, force: bool = False, devi
     train_txt, heldout_txt = corpus_files(prof)
     shape = teacher_shape(cfg, key)
     build = TeacherBuild(
-        key=key, profile=prof.name, shape=shape, training=training_settings(cfg),
-        corpus_train=str(train_txt), corpus_sha256=file_sha256(train_txt), heldout_sha256=file_sha256(heldout_txt),
+        key=key,
+        profile=prof.name,
+        shape=shape,
+        training=training_settings(cfg),
+        corpus_train=str(train_txt),
+        corpus_sha256=file_sha256(train_txt),
+        heldout_sha256=file_sha256(heldout_txt),
     )
     if not force and is_built(folder, build):
         log(f"[teachers] {key}: up to date in {folder}")
         return folder
     io.check_replaceable(folder, f"the teacher {key}", legacy=(TEACHER_CONFIG_FILE,))  # before hours of training
     # Another process (a notebook, a CLI run) may be building the same teacher: wait for it, then re-check.
-    with io.lock(folder.parent / f".{folder.name}.lock", f"the teacher folder {folder}", wait=wait,
-                 hint=", or rerun with --wait", log=log):
+    with io.lock(
+        folder.parent / f".{folder.name}.lock",
+        f"the teacher folder {folder}",
+        wait=wait,
+        hint=", or rerun with --wait",
+        log=log,
+    ):
         if not force and is_built(folder, build):
             log(f"[teachers] {key}: built by another process in {folder}")
             return folder
         try:
-            return _build_locked(prof, key, folder, build, train_txt, heldout_txt, device or _device(prof), log, force,
-                                 resume_lr)
+            return _build_locked(
+                prof, key, folder, build, train_txt, heldout_txt, device or _device(prof), log, force, resume_lr
+            )
         except Exception as e:
             from rokd.trainer import NonFiniteLossError
 
@@ -232,7 +275,8 @@ def build_teacher(profile: str | Profile, key: str, *, force: bool = False, devi
                 f"set teachers.lr to {{lr}} in {yaml_text}, then run `rokd teachers build --profile "
                 f"{where or '<that file>'} --key {key} --resume-lr`",
                 f"set teachers.lr to {{lr}} in {yaml_text}, then run `rokd teachers build --profile "
-                f"{where or '<that file>'} --key {key} --force`") from None
+                f"{where or '<that file>'} --key {key} --force`",
+            ) from None
 
 
 def _same_build(saved, build: TeacherBuild, ignore_lr: bool) -> bool:
@@ -243,9 +287,18 @@ def _same_build(saved, build: TeacherBuild, ignore_lr: bool) -> bool:
     return saved == now
 
 
-def _build_locked(prof: Profile, key: str, folder: Path, build: TeacherBuild, train_txt: Path, heldout_txt: Path,
-                  device: str, log, force: bool = False, resume_lr: bool = False) -> Path:
-    import torch
+def _build_locked(
+    prof: Profile,
+    key: str,
+    folder: Path,
+    build: TeacherBuild,
+    train_txt: Path,
+    heldout_txt: Path,
+    device: str,
+    log,
+    force: bool = False,
+    resume_lr: bool = False,
+) -> Path:
 
     from rokd.models.quality import measure_quality, read_lines
     from rokd.models.tokenizers import save_tokenizer, train_wordpiece
@@ -271,15 +324,23 @@ def _build_locked(prof: Profile, key: str, folder: Path, build: TeacherBuild, tr
         tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
     else:
         log(f"[teachers] {key}: training a WordPiece tokenizer (vocab {shape.vocab_size}, lowercase={shape.lowercase})")
-        tokenizer = train_wordpiece(files=[train_txt], vocab_size=shape.vocab_size, lowercase=shape.lowercase,
-                                    model_max_length=shape.max_position_embeddings)
+        tokenizer = train_wordpiece(
+            files=[train_txt],
+            vocab_size=shape.vocab_size,
+            lowercase=shape.lowercase,
+            model_max_length=shape.max_position_embeddings,
+        )
         save_tokenizer(tokenizer, tok_dir)
     model = new_teacher(shape, tokenizer, seed=cfg.seed)
-    n_params = sum(p.numel() for p in model.parameters())
-    log(f"[teachers] {key}: pretraining BertForMaskedLM ({n_params / 1e6:.2f} M parameters, {cfg.steps} steps) on {device}")
+    n_params = io.count_params(model)
+    log(
+        f"[teachers] {key}: pretraining BertForMaskedLM ({n_params / 1e6:.2f} M parameters, {cfg.steps} steps) on "
+        f"{device}"
+    )
     t_train = time.perf_counter()
-    log_path = pretrain_mlm(model, tokenizer, train_txt, cfg, work, device=device, heldout_txt=heldout_txt,
-                            allow_lr_change=resume_lr)
+    log_path = pretrain_mlm(
+        model, tokenizer, train_txt, cfg, work, device=device, heldout_txt=heldout_txt, allow_lr_change=resume_lr
+    )
     train_s = time.perf_counter() - t_train
     model = model.to("cpu").eval()
 
@@ -288,17 +349,34 @@ def _build_locked(prof: Profile, key: str, folder: Path, build: TeacherBuild, tr
     train_lines = read_lines(train_txt)
     from rokd.trainer import resolve_mixed_precision
 
-    quality = measure_quality(model, tokenizer, heldout, train_lines, pppl_lines=cfg.pppl_lines,
-                              max_length=cfg.max_length, mlm_probability=cfg.mlm_probability, seed=cfg.seed,
-                              precision=resolve_mixed_precision(cfg.precision, cpu=True))  # the model is on the CPU
-    quality.update(key=key, profile=prof.name, parameters=n_params, train_wall_s=round(train_s, 1),
-                   build_wall_s=round(time.perf_counter() - t0, 1), device=device,
-                   torch_threads=threads)
+    quality = measure_quality(
+        model,
+        tokenizer,
+        heldout,
+        train_lines,
+        pppl_lines=cfg.pppl_lines,
+        max_length=cfg.max_length,
+        mlm_probability=cfg.mlm_probability,
+        seed=cfg.seed,
+        precision=resolve_mixed_precision(cfg.precision, cpu=True),
+    )  # the model is on the CPU
+    quality.update(
+        key=key,
+        profile=prof.name,
+        parameters=n_params,
+        train_wall_s=round(train_s, 1),
+        build_wall_s=round(time.perf_counter() - t0, 1),
+        device=device,
+        torch_threads=threads,
+    )
     records = read_train_log(log_path)
     if records:
         quality["precision"] = records[-1].get("precision", "fp32")
-    curve = [{"step": r["step"], "heldout_mlm_accuracy": r["eval_heldout_mlm_accuracy"]}
-             for r in records if r.get("eval_heldout_mlm_accuracy") is not None]
+    curve = [
+        {"step": r["step"], "heldout_mlm_accuracy": r["eval_heldout_mlm_accuracy"]}
+        for r in records
+        if r.get("eval_heldout_mlm_accuracy") is not None
+    ]
     if curve:
         quality["learning_curve"] = curve
     tps = [r["tokens_per_s"] for r in records if r.get("tokens_per_s") is not None]
@@ -339,19 +417,28 @@ def _device(prof: Profile) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def build_teachers(profile: str | Profile, keys: list[str] | tuple[str, ...] | None = None, *, force: bool = False,
-                   log=print, wait: bool = True, resume_lr: bool = False) -> dict[str, Path]:
+def build_teachers(
+    profile: str | Profile,
+    keys: list[str] | tuple[str, ...] | None = None,
+    *,
+    force: bool = False,
+    log=print,
+    wait: bool = True,
+    resume_lr: bool = False,
+) -> dict[str, Path]:
     """Build (or reuse) the profile's miniature teachers; returns ``{key: folder}``.
 
     Under a hub profile (``teachers.source: hub``) nothing is built and the hub IDs are returned as paths
     of their :class:`~rokd.models.registry.ModelRef` (``name_or_path``).
     """
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     keys = tuple(keys or TEACHERS)
     if prof.teachers.source == "hub":
         return {k: Path(resolve(k, prof).name_or_path) for k in keys}
     if prof.teachers.source != "build":
-        raise ValueError(f"profile {prof.name!r}: teachers.source must be 'build' or 'hub', got {prof.teachers.source!r}")
+        raise ValueError(
+            f"profile {prof.name!r}: teachers.source must be 'build' or 'hub', got {prof.teachers.source!r}"
+        )
     return {k: build_teacher(profile, k, force=force, log=log, wait=wait, resume_lr=resume_lr) for k in keys}
 
 
@@ -369,7 +456,7 @@ QUALITY_KEYS = ("mlm_accuracy", "pseudo_perplexity", "whole_word_pseudo_perplexi
 
 def ensure_quality(profile: str | Profile, key: str) -> dict:
     """A teacher's quality: its ``quality.json`` when complete, else measured now (and written)."""
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     ref = resolve(key, prof)
     path = ref.path / QUALITY_FILE if ref.source == "local" else None
     if path is not None and path.exists():
@@ -390,16 +477,23 @@ def teacher_quality(profile: str | Profile, key: str, *, write: bool = True) -> 
     from rokd.models.registry import load_model, load_tokenizer
     from rokd.paths import results_dir
 
-    prof = _profile(profile)
+    prof = resolve_profile(profile)
     cfg = prof.teachers
     ref = resolve(key, prof)
     model = load_model(ref, head="mlm").to(_device(prof))  # first: an unreachable hub fails fast
     tokenizer = load_tokenizer(ref)
     train_txt, heldout_txt = corpus_files(prof)
-    quality = measure_quality(model, tokenizer, read_lines(heldout_txt, limit=cfg.eval_lines, seed=cfg.seed),
-                              read_lines(train_txt), pppl_lines=cfg.pppl_lines, max_length=cfg.max_length,
-                              mlm_probability=cfg.mlm_probability, seed=cfg.seed)
-    quality.update(key=key, profile=prof.name, parameters=sum(p.numel() for p in model.parameters()))
+    quality = measure_quality(
+        model,
+        tokenizer,
+        read_lines(heldout_txt, limit=cfg.eval_lines, seed=cfg.seed),
+        read_lines(train_txt),
+        pppl_lines=cfg.pppl_lines,
+        max_length=cfg.max_length,
+        mlm_probability=cfg.mlm_probability,
+        seed=cfg.seed,
+    )
+    quality.update(key=key, profile=prof.name, parameters=io.count_params(model))
     if write:
         if ref.source == "local":
             path = ref.path / QUALITY_FILE
@@ -413,6 +507,14 @@ def teacher_quality(profile: str | Profile, key: str, *, write: bool = True) -> 
 
 
 __all__ = [
-    "TeacherBuild", "build_teacher", "build_teachers", "new_teacher", "bert_config", "pretrain_mlm",
-    "read_train_log", "load_quality", "corpus_files", "teacher_quality",
+    "TeacherBuild",
+    "build_teacher",
+    "build_teachers",
+    "new_teacher",
+    "bert_config",
+    "pretrain_mlm",
+    "read_train_log",
+    "load_quality",
+    "corpus_files",
+    "teacher_quality",
 ]

@@ -16,9 +16,8 @@ from collections.abc import Callable
 import pandas as pd
 
 from rokd import stats
-from rokd.stats import Claim
 from rokd.models.registry import CONTROL_TEACHER, CONTROLS, MODEL_KEYS, STUDENT_TEACHERS
-from rokd.paper import COLUMN_TITLES, PAPER_PARAMS_M, PAPER_SCORES, TASK_COLUMNS
+from rokd.paper import COLUMN_TITLES, PAPER_PARAMS_M, TASK_COLUMNS, paper_score, paper_text
 from rokd.report.tables import (
     INIT_FROM_CONTROL_TEACHER,
     INIT_ONLY,
@@ -32,40 +31,64 @@ from rokd.report.tables import (
     per_seed,
     teacher_gains,
 )
+from rokd.spec import MULTI_STUDENT, SINGLE_STUDENT
+from rokd.stats import Claim
 
 # Reasons of the rows a claim could not be tested on (gated, or a reference missing from the folder).
 UNTESTABLE = "cannot test|cannot be tested|scores in this results folder"
-MULTI, SINGLE = "distilmulti-bert-base-ro", "distil-bert-base-ro"
+MULTI, SINGLE = MULTI_STUDENT, SINGLE_STUDENT
 RETENTION_SHARE = 0.97  # the paper's students keep 97-101 % of their teachers' scores on every task
 SECOND_TEACHER_MARGIN = 1.0  # points; the paper's DistilMulti - Distil-BERT-base-ro lies in [-0.74, +0.10]
 
 
 def _paper_retention() -> str:
-    r = [100 * PAPER_SCORES[s][t] / PAPER_SCORES[te][t] for s, te in RETENTION_PAIRS for t in TASK_COLUMNS]
+    r = [100 * paper_score(s, t) / paper_score(te, t) for s, te in RETENTION_PAIRS for t in TASK_COLUMNS]
     return f"{min(r):.1f}–{max(r):.1f} % per task"
 
 
 def _paper_second_teacher() -> str:
-    d = [PAPER_SCORES[MULTI][t] - PAPER_SCORES[SINGLE][t] for t in TASK_COLUMNS]
+    d = [paper_score(MULTI, t) - paper_score(SINGLE, t) for t in TASK_COLUMNS]
     return f"{min(d):+.2f} to {max(d):+.2f} points per task"
 
 
-CLAIMS: dict[str, Claim] = {c.id: c for c in (
-    Claim("teacher-beats-random-init", "the teacher beats control-random-init (pretraining gave it something)",
-          paper="not reported (full-size pretrained BERTs)"),
-    Claim("model-beats-lexical-baseline", "the model beats baseline-lexical", paper="not reported"),
-    Claim("student-keeps-97pc", f"the student keeps at least {100 * RETENTION_SHARE:.0f} % of its teacher's score",
-          paper=_paper_retention(), distillation=True),
-    Claim("distillation-beats-init-only",
-          "the distilled student beats control-init-only (distillation added something beyond initialisation)",
-          paper="not reported", distillation=True),
-    Claim("second-teacher-changes-little",
-          f"DistilMulti-BERT-base-ro is within ±{SECOND_TEACHER_MARGIN:g} point of Distil-BERT-base-ro",
-          kind="equivalent", margin=SECOND_TEACHER_MARGIN, paper=_paper_second_teacher(), distillation=True),
-    Claim("students-smaller", "students are 30–40 % smaller than their teachers", kind="measured"),
-    Claim("students-faster", "students are at least 1.6x as fast as their teachers", kind="measured",
-          paper="about 2x (GPU)"),
-)}
+CLAIMS: dict[str, Claim] = {
+    c.id: c
+    for c in (
+        Claim(
+            "teacher-beats-random-init",
+            "the teacher beats control-random-init (pretraining gave it something)",
+            paper="not reported (full-size pretrained BERTs)",
+        ),
+        Claim("model-beats-lexical-baseline", "the model beats baseline-lexical", paper="not reported"),
+        Claim(
+            "student-keeps-97pc",
+            f"the student keeps at least {100 * RETENTION_SHARE:.0f} % of its teacher's score",
+            paper=_paper_retention(),
+            distillation=True,
+        ),
+        Claim(
+            "distillation-beats-init-only",
+            "the distilled student beats control-init-only (distillation added something beyond initialisation)",
+            paper="not reported",
+            distillation=True,
+        ),
+        Claim(
+            "second-teacher-changes-little",
+            f"DistilMulti-BERT-base-ro is within ±{SECOND_TEACHER_MARGIN:g} point of Distil-BERT-base-ro",
+            kind="equivalent",
+            margin=SECOND_TEACHER_MARGIN,
+            paper=_paper_second_teacher(),
+            distillation=True,
+        ),
+        Claim("students-smaller", "students are 30–40 % smaller than their teachers", kind="measured"),
+        Claim(
+            "students-faster",
+            "students are at least 1.6x as fast as their teachers",
+            kind="measured",
+            paper="about 2x (GPU)",
+        ),
+    )
+}
 
 COLUMNS = ["id", "claim", "subject", "task", "ours", "paper", "diff", "se", "test", "verdict", "reason"]
 
@@ -74,8 +97,17 @@ def _mean(values: dict[int, float]) -> float:
     return sum(values.values()) / len(values) if values else math.nan
 
 
-def _seeded_row(claim: Claim, subject: str, task: str, a: dict, b: dict, ours: str, paper: str = "",
-                gated: tuple[bool, str] = (True, ""), missing: str = "") -> dict:
+def _seeded_row(
+    claim: Claim,
+    subject: str,
+    task: str,
+    a: dict,
+    b: dict,
+    ours: str,
+    paper: str = "",
+    gated: tuple[bool, str] = (True, ""),
+    missing: str = "",
+) -> dict:
     d = stats.difference(a, b)
     if claim.distillation and not gated[0]:  # the gate first: without a teacher gain nothing else matters
         v, why = stats.INCONCLUSIVE, gated[1]
@@ -83,8 +115,19 @@ def _seeded_row(claim: Claim, subject: str, task: str, a: dict, b: dict, ours: s
         v, why = stats.INCONCLUSIVE, missing
     else:
         v, why = stats.verdict(d, claim.kind, claim.margin)
-    return {"id": claim.id, "claim": claim.text, "subject": subject, "task": COLUMN_TITLES[task], "ours": ours,
-            "paper": paper or claim.paper, "diff": d.diff, "se": d.se, "test": d.test, "verdict": v, "reason": why}
+    return {
+        "id": claim.id,
+        "claim": claim.text,
+        "subject": subject,
+        "task": COLUMN_TITLES[task],
+        "ours": ours,
+        "paper": paper or claim.paper,
+        "diff": d.diff,
+        "se": d.se,
+        "test": d.test,
+        "verdict": v,
+        "reason": why,
+    }
 
 
 def _vs(a: dict, b: dict) -> str:
@@ -116,24 +159,47 @@ def seeded_findings(scores: pd.DataFrame) -> pd.DataFrame:
             share = {s: RETENTION_SHARE * v for s, v in b.items()}
             ratio = 100 * _mean(a) / _mean(b) if a and b and _mean(b) > 0 else math.nan
             ours = "n/a" if math.isnan(ratio) else f"{ratio:.1f} %"
-            paper = f"{100 * PAPER_SCORES[student][t] / PAPER_SCORES[teacher][t]:.1f} %"
-            rows.append(_seeded_row(c, f"{display(student)} / {display(teacher)}", t, a, share, ours, paper,
-                                    gate(gains, (teacher,), t)))
+            paper = paper_text(100 * paper_score(student, t) / paper_score(teacher, t), suffix=" %")
+            rows.append(
+                _seeded_row(
+                    c, f"{display(student)} / {display(teacher)}", t, a, share, ours, paper, gate(gains, (teacher,), t)
+                )
+            )
     c = CLAIMS["distillation-beats-init-only"]
     for student in INIT_FROM_CONTROL_TEACHER:
         for t in TASK_COLUMNS:
             a, b = per_seed(scores, student, t), per_seed(scores, INIT_ONLY, t)
             miss = "" if b else f"no {INIT_ONLY} scores in this results folder"
-            rows.append(_seeded_row(c, f"{display(student)} vs {display(INIT_ONLY)}", t, a, b, _vs(a, b),
-                                    gated=gate(gains, (CONTROL_TEACHER,), t), missing=miss))
+            rows.append(
+                _seeded_row(
+                    c,
+                    f"{display(student)} vs {display(INIT_ONLY)}",
+                    t,
+                    a,
+                    b,
+                    _vs(a, b),
+                    gated=gate(gains, (CONTROL_TEACHER,), t),
+                    missing=miss,
+                )
+            )
     c = CLAIMS["second-teacher-changes-little"]
     for t in TASK_COLUMNS:
         a, b = per_seed(scores, MULTI, t), per_seed(scores, SINGLE, t)
         d = _mean(a) - _mean(b)
         ours = "n/a" if math.isnan(d) else f"{d:+.2f}"
-        paper = f"{PAPER_SCORES[MULTI][t] - PAPER_SCORES[SINGLE][t]:+.2f}"
-        rows.append(_seeded_row(c, f"{display(MULTI)} − {display(SINGLE)}", t, a, b, ours, paper,
-                                gate(gains, STUDENT_TEACHERS[MULTI], t)))
+        paper = paper_text(paper_score(MULTI, t) - paper_score(SINGLE, t), "+.2f")
+        rows.append(
+            _seeded_row(
+                c,
+                f"{display(MULTI)} − {display(SINGLE)}",
+                t,
+                a,
+                b,
+                ours,
+                paper,
+                gate(gains, STUDENT_TEACHERS[MULTI], t),
+            )
+        )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -143,24 +209,49 @@ def measured_findings(model_stats: pd.DataFrame | None) -> pd.DataFrame:
     if model_stats is None or model_stats.empty or "params_M" not in model_stats:
         return pd.DataFrame(rows, columns=COLUMNS)
     by_key = model_stats.set_index("key")
-    red = {s: 100 * (1 - by_key.loc[s, "params_M"] / by_key.loc[ts[0], "params_M"])
-           for s, ts in STUDENT_TEACHERS.items() if s in by_key.index and ts[0] in by_key.index}
-    paper_red = sorted({round(100 * (1 - PAPER_PARAMS_M[s] / PAPER_PARAMS_M[ts[0]]), 1)
-                        for s, ts in STUDENT_TEACHERS.items()})
+    red = {
+        s: 100 * (1 - by_key.loc[s, "params_M"] / by_key.loc[ts[0], "params_M"])
+        for s, ts in STUDENT_TEACHERS.items()
+        if s in by_key.index and ts[0] in by_key.index
+    }
+    paper_red = sorted(
+        {round(100 * (1 - PAPER_PARAMS_M[s] / PAPER_PARAMS_M[ts[0]]), 1) for s, ts in STUDENT_TEACHERS.items()}
+    )
     c = CLAIMS["students-smaller"]
     ok = all(30 <= v <= 40 for v in red.values()) if red else None
-    rows.append({"id": c.id, "claim": c.text, "subject": "students", "task": "—",
-                 "ours": ", ".join(f"{v:.1f} %" for v in red.values()) or "n/a",
-                 "paper": ", ".join(f"{v:.1f} %" for v in paper_red), "diff": math.nan, "se": math.nan,
-                 "test": "one measurement", "verdict": _measured(ok), "reason": "parameter counts of the built models"})
+    rows.append(
+        {
+            "id": c.id,
+            "claim": c.text,
+            "subject": "students",
+            "task": "—",
+            "ours": ", ".join(f"{v:.1f} %" for v in red.values()) or "n/a",
+            "paper": ", ".join(f"{v:.1f} %" for v in paper_red),
+            "diff": math.nan,
+            "se": math.nan,
+            "test": "one measurement",
+            "verdict": _measured(ok),
+            "reason": "parameter counts of the built models",
+        }
+    )
     sp = model_stats.dropna(subset=["speedup_vs_teacher"])
     sp = sp[sp["key"].isin(list(STUDENT_TEACHERS))]["speedup_vs_teacher"]
     c = CLAIMS["students-faster"]
-    rows.append({"id": c.id, "claim": c.text, "subject": "students", "task": "—",
-                 "ours": f"{sp.min():.2f}–{sp.max():.2f}x" if len(sp) else "n/a", "paper": c.paper,
-                 "diff": math.nan, "se": math.nan, "test": "one measurement (median of alternating rounds)",
-                 "verdict": _measured(bool(sp.min() >= 1.6) if len(sp) else None),
-                 "reason": "throughput timed on this machine"})
+    rows.append(
+        {
+            "id": c.id,
+            "claim": c.text,
+            "subject": "students",
+            "task": "—",
+            "ours": f"{sp.min():.2f}–{sp.max():.2f}x" if len(sp) else "n/a",
+            "paper": c.paper,
+            "diff": math.nan,
+            "se": math.nan,
+            "test": "one measurement (median of alternating rounds)",
+            "verdict": _measured(bool(sp.min() >= 1.6) if len(sp) else None),
+            "reason": "throughput timed on this machine",
+        }
+    )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -231,39 +322,52 @@ def _gate_reasons(rows: pd.DataFrame) -> str:
 
 def _pretraining(rows: pd.DataFrame, ctx: dict) -> str:
     if rows["reason"].str.startswith(f"no {RANDOM_INIT}").all():
-        return ("- **What pretraining gave cannot be read from this run**: it has no `control-random-init` scores, so "
-                "the teachers cannot be compared with an unpretrained model of the same shape. The chapter therefore "
-                "states **no finding about distillation**: every distillation verdict in it is `inconclusive` for "
-                "that reason.")
+        return (
+            "- **What pretraining gave cannot be read from this run**: it has no `control-random-init` scores, so "
+            "the teachers cannot be compared with an unpretrained model of the same shape. The chapter therefore "
+            "states **no finding about distillation**: every distillation verdict in it is `inconclusive` for "
+            "that reason."
+        )
     held = _where(rows, stats.HOLDS)
-    text = (f"- **What pretraining gave**: a teacher beats the randomly initialised control (same architecture and "
-            f"tokenizer, fine-tuned alike) on {_count(rows, stats.HOLDS)} of {len(rows)} teacher × task cells "
-            f"({_list(held)}).")
+    text = (
+        f"- **What pretraining gave**: a teacher beats the randomly initialised control (same architecture and "
+        f"tokenizer, fine-tuned alike) on {_count(rows, stats.HOLDS)} of {len(rows)} teacher × task cells "
+        f"({_list(held)})."
+    )
     lost = _where(rows, stats.DOES_NOT_HOLD)
     if lost:
         text += f" It scores *below* the control on {_list(lost)}."
-    text += (" Distillation can only pass on what pretraining gave, so a finding about distillation is stated only "
-             "on those cells; elsewhere this scale cannot test it.")
+    text += (
+        " Distillation can only pass on what pretraining gave, so a finding about distillation is stated only "
+        "on those cells; elsewhere this scale cannot test it."
+    )
     return text
 
 
 def _baselines(rows: pd.DataFrame, ctx: dict) -> str:
     if rows["reason"].str.startswith(f"no {LEXICAL}").all():
-        return ("- **Baselines**: this results folder has no `baseline-lexical` scores, so the models are not "
-                "compared with one.")
+        return (
+            "- **Baselines**: this results folder has no `baseline-lexical` scores, so the models are not "
+            "compared with one."
+        )
     comp = baseline_comparison(ctx["scores"])
     below_all = [r["task"] for r in comp.to_dict("records") if r["models"] and r[f"below_{LEXICAL}"] == r["models"]]
     held = rows[rows["verdict"] == stats.HOLDS]
     best_tasks = sorted(set(held["task"]), key=[COLUMN_TITLES[t] for t in TASK_COLUMNS].index)
-    text = ("- **Against a trivial baseline**: `baseline-lexical` (most frequent tag per word for the tagging tasks, "
-            "TF-IDF + logistic regression for the classification tasks, word overlap for STS) is beaten beyond the "
-            f"seeds' noise on {len(best_tasks)} of {rows['task'].nunique()} tasks"
-            + (f" ({', '.join(best_tasks)})" if best_tasks else "") + ".")
+    text = (
+        "- **Against a trivial baseline**: `baseline-lexical` (most frequent tag per word for the tagging tasks, "
+        "TF-IDF + logistic regression for the classification tasks, word overlap for STS) is beaten beyond the "
+        f"seeds' noise on {len(best_tasks)} of {rows['task'].nunique()} tasks"
+        + (f" ({', '.join(best_tasks)})" if best_tasks else "")
+        + "."
+    )
     if below_all:
         who = "teachers and controls included" if set(CONTROLS) & set(ctx["scores"]["model"]) else "teachers included"
-        text += (f" On **{', '.join(below_all)}**, every fine-tuned model, {who}, scores *below* it: there the models "
-                 "have learned the task less well than a lexical lookup, and their differences measure under-training, "
-                 "not distillation.")
+        text += (
+            f" On **{', '.join(below_all)}**, every fine-tuned model, {who}, scores *below* it: there the models "
+            "have learned the task less well than a lexical lookup, and their differences measure under-training, "
+            "not distillation."
+        )
     return text
 
 
@@ -281,6 +385,7 @@ def _distillation(title: str, success: str, failure: str) -> Callable[[pd.DataFr
         text += f"; inside the noise on {len(open_) - untested}" if len(open_) - untested else ""
         text += f"; untestable on {untested} (the teacher did not beat the control)" if untested else ""
         return text + "."
+
     return write
 
 
@@ -290,15 +395,22 @@ def _retention_hypothesis(rows: pd.DataFrame, ctx: dict) -> str:
     if (rows["verdict"] == stats.DOES_NOT_HOLD).any() and profile is not None:
         layers = profile.teachers.cased.num_hidden_layers
         steps = profile.distill.steps if profile.distill.source == "build" else None
-        text += (f" Hypotheses: a {layers // 2}-layer student of a {layers}-layer miniature teacher has little spare "
-                 "capacity, unlike a 6-layer student of a 12-layer BERT"
-                 + (f"; {steps:,} distillation steps transfer less than the paper's pass over a large corpus"
-                    if steps else "")
-                 + ".")
+        text += (
+            f" Hypotheses: a {layers // 2}-layer student of a {layers}-layer miniature teacher has little spare "
+            "capacity, unlike a 6-layer student of a 12-layer BERT"
+            + (
+                f"; {steps:,} distillation steps transfer less than the paper's pass over a large corpus"
+                if steps
+                else ""
+            )
+            + "."
+        )
     low = low_score_tasks(ctx["scores"])
     if low:
-        text += (f" On {', '.join(low)} every model scores under 30 points, where a ratio of small numbers swings by "
-                 "tens of percent for a point of difference.")
+        text += (
+            f" On {', '.join(low)} every model scores under 30 points, where a ratio of small numbers swings by "
+            "tens of percent for a point of difference."
+        )
     return text
 
 
@@ -306,9 +418,11 @@ def _second_teacher(rows: pd.DataFrame, ctx: dict) -> str:
     write = _distillation("The second teacher", "changes little (within ±1 point)", "matters (beyond ±1 point)")
     text = write(rows, ctx)
     if (rows["verdict"] == stats.DOES_NOT_HOLD).any():
-        text += (" Hypothesis: the uncased teacher reaches the student only where its tokenization lines up with the "
-                 "student's (the distillation chapter gives the coverage) and as lowercased pieces mapped onto cased "
-                 "ones, so its signal is partial and differently shaped.")
+        text += (
+            " Hypothesis: the uncased teacher reaches the student only where its tokenization lines up with the "
+            "student's (the distillation chapter gives the coverage) and as lowercased pieces mapped onto cased "
+            "ones, so its signal is partial and differently shaped."
+        )
     return text
 
 
@@ -318,10 +432,12 @@ def _size_speed(rows: pd.DataFrame, ctx: dict) -> str:
     if size is None or speed is None:
         return ""
     both = size.verdict == speed.verdict == stats.HOLDS
-    return (f"- **Size and speed** ({'hold' if both else 'partly hold'}): halving the layers removes {size.ours} "
-            f"of the parameters and runs {speed.ours} as fast. The size follows from the shapes alone (the embedding "
-            "matrix is kept whole, which is why the reduction is about 35 % and not 50 %); the speed-up is measured "
-            "once on this run's hardware (the timing line of the size and speed table).")
+    return (
+        f"- **Size and speed** ({'hold' if both else 'partly hold'}): halving the layers removes {size.ours} "
+        f"of the parameters and runs {speed.ours} as fast. The size follows from the shapes alone (the embedding "
+        "matrix is kept whole, which is why the reduction is about 35 % and not 50 %); the speed-up is measured "
+        "once on this run's hardware (the timing line of the size and speed table)."
+    )
 
 
 # The chapter's reading of each claim, keyed on the claim's id (never on its wording).
@@ -331,8 +447,10 @@ DISCUSSION: dict[str, Callable[[pd.DataFrame, dict], str]] = {
     "model-beats-lexical-baseline": _baselines,
     "student-keeps-97pc": _retention_hypothesis,
     "distillation-beats-init-only": _distillation(
-        "Distillation beyond initialisation", "the student beats control-init-only",
-        "the student is below control-init-only"),
+        "Distillation beyond initialisation",
+        "the student beats control-init-only",
+        "the student is below control-init-only",
+    ),
     "second-teacher-changes-little": _second_teacher,
 }
 

@@ -25,8 +25,14 @@ def plot_scores(scores: pd.DataFrame, ax=None):
     x = np.arange(len(TASK_COLUMNS))
     for i, m in enumerate(models):
         sub = s[s["model"] == m].set_index("task").reindex(TASK_COLUMNS)
-        ax.bar(x + (i - (len(models) - 1) / 2) * width, sub["mean"], width, yerr=sub["std"].fillna(0),
-               label=display(m), capsize=2)
+        ax.bar(
+            x + (i - (len(models) - 1) / 2) * width,
+            sub["mean"],
+            width,
+            yerr=sub["std"].fillna(0),
+            label=display(m),
+            capsize=2,
+        )
     for b, style in zip(BASELINES, ("dotted", "dashed")):
         sub = s[s["model"] == b].set_index("task").reindex(TASK_COLUMNS)
         if sub["mean"].notna().any():
@@ -53,8 +59,7 @@ def plot_retention(scores: pd.DataFrame, ax=None):
         sub = r[(r["student"] == s_) & (r["teacher"] == t_)].set_index("task").reindex(TASK_COLUMNS)
         off = x + (i - (len(pairs) - 1) / 2) * width
         ax.bar(off, sub["ratio"], width, label=f"{display(s_)} / {display(t_)}")
-        ax.scatter(off, sub["paper"], color="black", marker="_", s=120, zorder=3,
-                   label="paper" if i == 0 else None)
+        ax.scatter(off, sub["paper"], color="black", marker="_", s=120, zorder=3, label="paper" if i == 0 else None)
     ax.axhline(100, color="grey", lw=0.8, ls="--")
     ax.set_xticks(x, [COLUMN_TITLES[t] for t in TASK_COLUMNS])
     ax.set_xlabel("task")
@@ -62,5 +67,3 @@ def plot_retention(scores: pd.DataFrame, ax=None):
     ax.set_title("Retention of the teacher's score (bars: ours; black ticks: the paper's)")
     ax.legend(fontsize=8, ncol=2)
     return ax
-
-

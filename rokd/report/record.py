@@ -52,22 +52,27 @@ def split_provenance_table(profile: str, results: str | Path | None = None) -> p
         for split in ("train", "validation", "test"):
             p = prov.get(split, {}) if isinstance(prov.get(split), dict) else {}
             size = rec["sizes"][split]
-            rows.append({
-                "task": COLUMN_TITLES.get(task, task),
-                "split": split,
-                "kind": p.get("kind", "unknown"),
-                "source": p.get("source", ""),
-                "note": p.get("note", ""),
-                "examples used": size["examples"],
-                "available": size["available"],
-                "max_length": rec["max_length"],
-                "truncated/split": size["truncated_or_split"],
-            })
+            rows.append(
+                {
+                    "task": COLUMN_TITLES.get(task, task),
+                    "split": split,
+                    "kind": p.get("kind", "unknown"),
+                    "source": p.get("source", ""),
+                    "note": p.get("note", ""),
+                    "examples used": size["examples"],
+                    "available": size["available"],
+                    "max_length": rec["max_length"],
+                    "truncated/split": size["truncated_or_split"],
+                }
+            )
     order = {COLUMN_TITLES[t]: i for i, t in enumerate(TASK_COLUMNS)}
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    return df.sort_values(["task", "split"], key=lambda c: c.map(order) if c.name == "task" else c.map({"train": 0, "validation": 1, "test": 2})).reset_index(drop=True)
+    return df.sort_values(
+        ["task", "split"],
+        key=lambda c: c.map(order) if c.name == "task" else c.map({"train": 0, "validation": 1, "test": 2}),
+    ).reset_index(drop=True)
 
 
 def provenance_summary(prov: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -78,7 +83,10 @@ def provenance_summary(prov: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     table = prov.pivot(index="task", columns="split", values="kind")
     for split in ("train", "validation", "test"):
         sub = prov[prov["split"] == split].set_index("task")
-        table[split] = [f"{table.loc[t, split]} ({sub.loc[t, 'examples used']:,} of {sub.loc[t, 'available']:,})" for t in table.index]
+        table[split] = [
+            f"{table.loc[t, split]} ({sub.loc[t, 'examples used']:,} of {sub.loc[t, 'available']:,})"
+            for t in table.index
+        ]
     order = [COLUMN_TITLES[t] for t in TASK_COLUMNS if COLUMN_TITLES[t] in table.index]
     table = table.loc[order, ["train", "validation", "test"]]
     table.columns.name = None
@@ -130,18 +138,18 @@ def pipeline_record(profile: str, results: str | Path | None = None, upstream_of
                 text = out.get("data", {}).get("text/markdown")
                 if text and "**Produced by**" in "".join(text):
                     info = RunInfo.from_markdown("".join(text))
-        rows.append({
-            "step": step.name,
-            "started": pm.get("start_time", "")[:19].replace("T", " "),
-            "wall_s": float(pm["duration"]) if pm.get("duration") is not None else math.nan,
-            "commit": info.git_commit if info else "unknown",
-            "hardware": info.hardware if info else "unknown",
-            "torch": info.torch_version if info else "unknown",
-            "failed": bool(pm.get("exception")),
-        })
+        rows.append(
+            {
+                "step": step.name,
+                "started": pm.get("start_time", "")[:19].replace("T", " "),
+                "wall_s": float(pm["duration"]) if pm.get("duration") is not None else math.nan,
+                "commit": info.git_commit if info else "unknown",
+                "hardware": info.hardware if info else "unknown",
+                "torch": info.torch_version if info else "unknown",
+                "failed": bool(pm.get("exception")),
+            }
+        )
     return pd.DataFrame(rows)
-
-
 
 
 # ------------------------------------------------------------------------------ all the compute
@@ -228,8 +236,15 @@ def compute_record(profile: str, results: str | Path | None = None) -> pd.DataFr
     order = [m for m in MODEL_KEYS if m in by_model] + sorted(set(by_model) - set(MODEL_KEYS))
     for model in order:
         walls = by_model[model]
-        rows.append({"work": "fine-tuning", "model": DISPLAY_NAMES.get(model, model), "runs": len(walls),
-                     "wall_s": float(sum(walls)), "source": f"{len(walls)} run.json (every task and seed)"})
+        rows.append(
+            {
+                "work": "fine-tuning",
+                "model": DISPLAY_NAMES.get(model, model),
+                "runs": len(walls),
+                "wall_s": float(sum(walls)),
+                "source": f"{len(walls)} run.json (every task and seed)",
+            }
+        )
     return pd.DataFrame(rows, columns=["work", "model", "runs", "wall_s", "source"])
 
 
@@ -242,7 +257,13 @@ def compute_summary(compute: pd.DataFrame) -> str:
         some = f" ({len(w)} of {len(g)} recorded)" if len(w) < len(g) else ""
         parts.append(f"{work}: {w.sum() / 3600:.1f} h{some}" if len(w) else f"{work}: not recorded here")
     missing = compute[compute["wall_s"].isna()]
-    return (f"**All compute behind these numbers: {known.sum() / 3600:.1f} h** of recorded wall time "
-            f"({'; '.join(parts)})"
-            + (f". Not recorded on this machine: {', '.join(f'{r.work} of {r.model}' for r in missing.itertuples())}"
-               if len(missing) else "") + ".")
+    return (
+        f"**All compute behind these numbers: {known.sum() / 3600:.1f} h** of recorded wall time "
+        f"({'; '.join(parts)})"
+        + (
+            f". Not recorded on this machine: {', '.join(f'{r.work} of {r.model}' for r in missing.itertuples())}"
+            if len(missing)
+            else ""
+        )
+        + "."
+    )

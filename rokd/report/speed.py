@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from rokd import io
 from rokd.models.registry import DISPLAY_NAMES, MODEL_KEYS, STUDENT_TEACHERS, TEACHERS
 from rokd.paper import PAPER_PARAMS_M
 from rokd.paths import results_dir
@@ -51,7 +52,7 @@ def model_stats(
     from rokd.models.registry import resolve
     from rokd.profiles import load_profile
     from rokd.tasks.finetune import _quiet_transformers
-    from rokd.tasks.speed import compare_throughput, count_parameters
+    from rokd.tasks.speed import compare_throughput
 
     prof = load_profile(profile)
     ev = prof.evaluate
@@ -74,7 +75,7 @@ def model_stats(
         rows[key] = {
             "model": DISPLAY_NAMES.get(key, key),
             "key": key,
-            "params_M": count_parameters(base) / 1e6,
+            "params_M": io.count_params(base) / 1e6,
             "paper_params_M": PAPER_PARAMS_M.get(key, math.nan),
             "disk_MB": _disk_size(Path(ref.name_or_path)) / 1e6 if local else math.nan,
             "layers": getattr(model.config, "num_hidden_layers", getattr(model.config, "n_layers", None)),
@@ -94,15 +95,16 @@ def model_stats(
     for key, r in rows.items():
         r["seq_per_s"] = speed[key]["seq_per_s"]
         teacher = STUDENT_TEACHERS.get(key, (None,))[0]
-        r["speedup_vs_teacher"] = r["seq_per_s"] / speed[teacher]["seq_per_s"] if teacher in speed else (1.0 if key in TEACHERS else math.nan)
-        r["timing"] = (f"{device}" + (f" (threads: {torch.get_num_threads() if ev.threads <= 0 else ev.threads})" if device == "cpu" else "")
-                       + f", batch {batch_size} x {seq} tokens, median of {rounds} alternating rounds")
+        r["speedup_vs_teacher"] = (
+            r["seq_per_s"] / speed[teacher]["seq_per_s"] if teacher in speed else (1.0 if key in TEACHERS else math.nan)
+        )
+        r["timing"] = (
+            f"{device}"
+            + (f" (threads: {torch.get_num_threads() if ev.threads <= 0 else ev.threads})" if device == "cpu" else "")
+            + f", batch {batch_size} x {seq} tokens, median of {rounds} alternating rounds"
+        )
     out = pd.DataFrame(list(rows.values())).set_index("model")
     path = _results(profile, results) / "model_stats.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(out.reset_index().to_json(orient="records", indent=2), encoding="utf-8")
-    tmp.replace(path)
+    io.atomic_write_text(path, out.reset_index().to_json(orient="records", indent=2))
     return out
-
-

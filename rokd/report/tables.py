@@ -23,10 +23,24 @@ import pandas as pd
 
 from rokd import stats
 from rokd.models.registry import (
-    BASELINES, CONTROL_TEACHER, CONTROLS, DISPLAY_NAMES, MODEL_KEYS, STUDENT_TEACHERS, split_replica,
+    BASELINES,
+    CONTROL_TEACHER,
+    CONTROLS,
+    DISPLAY_NAMES,
+    MODEL_KEYS,
+    STUDENT_TEACHERS,
+    split_replica,
 )
-from rokd.paper import COLUMN_TITLES, PAPER_SCORES, TASK_COLUMNS
+from rokd.paper import COLUMN_TITLES, PAPER_SCORES, TASK_COLUMNS, paper_score, paper_text
 from rokd.paths import results_dir
+from rokd.spec import (
+    INIT_ONLY_CONTROL,
+    LEXICAL_BASELINE,
+    MAJORITY_BASELINE,
+    MULTI_STUDENT,
+    RANDOM_INIT_CONTROL,
+    SINGLE_STUDENT,
+)
 from rokd.tasks.metrics import headline_metric
 from rokd.tasks.scores import read_scores, scores_path
 
@@ -34,8 +48,8 @@ from rokd.tasks.scores import read_scores, scores_path
 RETENTION_PAIRS = tuple((s, t) for s, ts in STUDENT_TEACHERS.items() for t in ts)
 # Rows of the main table, in order: what a trivial method reaches, the paper's models, the controls.
 TABLE_KEYS = BASELINES + MODEL_KEYS + CONTROLS
-RANDOM_INIT, INIT_ONLY = "control-random-init", "control-init-only"
-LEXICAL, MAJORITY = "baseline-lexical", "baseline-majority"
+RANDOM_INIT, INIT_ONLY = RANDOM_INIT_CONTROL, INIT_ONLY_CONTROL
+LEXICAL, MAJORITY = LEXICAL_BASELINE, MAJORITY_BASELINE
 # Students initialised from the cased teacher's layers: control-init-only is their "no distillation" control.
 INIT_FROM_CONTROL_TEACHER = tuple(s for s, ts in STUDENT_TEACHERS.items() if ts[0] == CONTROL_TEACHER)
 NO_GAIN = "teacher gained nothing measurable"
@@ -80,13 +94,16 @@ def headline_note() -> str:
     """Markdown: the headline metric of every task, and why UPOS / XPOS use the one they use."""
     names = ", ".join(f"{COLUMN_TITLES[t]} {headline_metric(t)}" for t in TASK_COLUMNS)
     tagging = {headline_metric("upos"), headline_metric("xpos")}
-    why = ("The paper does not say which metric its UPOS and XPOS columns report; its 98.00 and 96.46 are "
-           "accuracy-level numbers (macro-F1 over hundreds of mostly rare morphological tags cannot reach them)")
+    why = (
+        "The paper does not say which metric its UPOS and XPOS columns report; its 98.00 and 96.46 are "
+        "accuracy-level numbers (macro-F1 over hundreds of mostly rare morphological tags cannot reach them)"
+    )
     if tagging == {"accuracy"}:
         why += ", so token accuracy is our headline there, and macro-F1 stays beside it in `scores.csv`."
     else:
-        why += (f"; here they are scored by {', '.join(sorted(tagging))}, with the other metric beside it in "
-                "`scores.csv`.")
+        why += (
+            f"; here they are scored by {', '.join(sorted(tagging))}, with the other metric beside it in `scores.csv`."
+        )
     return f"Headline metrics: {names}. {why}"
 
 
@@ -104,7 +121,8 @@ def headline_scores(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary(scores: pd.DataFrame) -> pd.DataFrame:
-    """Headline metric per model x task: ``mean``, ``std`` (sample std over seeds; NaN for 1 seed), ``n`` — in percent."""
+    """Headline metric per model x task, in percent: ``mean``, ``std`` (sample std over seeds; NaN for 1 seed),
+    ``n``."""
     h = headline_scores(scores)
     g = h.groupby(["model", "task"])["value"]
     return pd.DataFrame({"mean": g.mean() * 100, "std": g.std(ddof=1) * 100, "n": g.count()}).reset_index()
@@ -152,8 +170,9 @@ def results_table(scores: pd.DataFrame, all_models: bool = True) -> pd.DataFrame
         row = {}
         for t in TASK_COLUMNS:
             cell = s[(s["model"] == m) & (s["task"] == t)]
-            row[COLUMN_TITLES[t]] = _fmt(*cell[["mean", "std", "n"]].iloc[0]) if len(cell) else (
-                "n/a" if m in present else "not run")
+            row[COLUMN_TITLES[t]] = (
+                _fmt(*cell[["mean", "std", "n"]].iloc[0]) if len(cell) else ("n/a" if m in present else "not run")
+            )
         table[display(m)] = row
     return pd.DataFrame.from_dict(table, orient="index")
 
@@ -161,7 +180,12 @@ def results_table(scores: pd.DataFrame, all_models: bool = True) -> pd.DataFrame
 def paper_table() -> pd.DataFrame:
     """The paper's own table (percent), same layout."""
     return pd.DataFrame.from_dict(
-        {DISPLAY_NAMES[m]: {COLUMN_TITLES[t]: PAPER_SCORES[m][t] for t in TASK_COLUMNS} for m in MODEL_KEYS}, orient="index"
+        {
+            DISPLAY_NAMES[m]: {COLUMN_TITLES[t]: paper_score(m, t) for t in TASK_COLUMNS}
+            for m in MODEL_KEYS
+            if m in PAPER_SCORES
+        },
+        orient="index",
     )
 
 
@@ -204,10 +228,19 @@ def teacher_gains(scores: pd.DataFrame, teachers=None) -> pd.DataFrame:
                 v, why = stats.INCONCLUSIVE, f"no {teacher} scores in this results folder"
             else:
                 d, v, why = stats.compare(a, b, "greater")
-            rows.append({"teacher": teacher, "task": task,
-                         "teacher_score": float(np.mean(list(a.values()))) if a else math.nan,
-                         "control_score": float(np.mean(list(b.values()))) if b else math.nan,
-                         "diff": d.diff, "se": d.se, "test": d.test, "verdict": v, "reason": why})
+            rows.append(
+                {
+                    "teacher": teacher,
+                    "task": task,
+                    "teacher_score": float(np.mean(list(a.values()))) if a else math.nan,
+                    "control_score": float(np.mean(list(b.values()))) if b else math.nan,
+                    "diff": d.diff,
+                    "se": d.se,
+                    "test": d.test,
+                    "verdict": v,
+                    "reason": why,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -219,8 +252,10 @@ def gate(gains: pd.DataFrame, teachers, task: str) -> tuple[bool, str]:
             why = row["reason"].iloc[0] if len(row) else "not measured"
             if why.startswith(f"no {RANDOM_INIT}"):
                 return False, f"{why}: the teachers' gain cannot be measured, so distillation cannot be tested"
-            return False, (f"{display(t)} does not beat {display(RANDOM_INIT)} on {COLUMN_TITLES.get(task, task)} "
-                           f"({why}): this scale cannot test distillation there")
+            return False, (
+                f"{display(t)} does not beat {display(RANDOM_INIT)} on {COLUMN_TITLES.get(task, task)} "
+                f"({why}): this scale cannot test distillation there"
+            )
     return True, ""
 
 
@@ -249,9 +284,17 @@ def retention_table(scores: pd.DataFrame, gains: pd.DataFrame | None = None) -> 
                 gained, note = math.nan, NO_GAIN
             else:
                 gained, note = 100 * (s_ - c_) / (t_ - c_), ""
-            rows.append({"student": student, "teacher": teacher, "task": t, "ratio": ratio,
-                         "retained_gain": gained, "gain_note": note,
-                         "paper": 100 * PAPER_SCORES[student][t] / PAPER_SCORES[teacher][t]})
+            rows.append(
+                {
+                    "student": student,
+                    "teacher": teacher,
+                    "task": t,
+                    "ratio": ratio,
+                    "retained_gain": gained,
+                    "gain_note": note,
+                    "paper": 100 * paper_score(student, t) / paper_score(teacher, t),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -265,10 +308,14 @@ def retention_wide(scores: pd.DataFrame, gains: pd.DataFrame | None = None) -> p
     out = {}
     for (student, teacher), g in r.groupby(["student", "teacher"], sort=False):
         label = f"{display(student)} / {display(teacher)}"
-        out[(label, "ratio")] = {COLUMN_TITLES[row.task]: ("n/a" if math.isnan(row.ratio) else f"{row.ratio:.1f}")
-                                 + f" ({row.paper:.1f})" for row in g.itertuples()}
-        out[(label, "retained gain")] = {COLUMN_TITLES[row.task]: (row.gain_note or f"{row.retained_gain:.0f}")
-                                         for row in g.itertuples()}
+        out[(label, "ratio")] = {
+            COLUMN_TITLES[row.task]: ("n/a" if math.isnan(row.ratio) else f"{row.ratio:.1f}")
+            + f" ({paper_text(row.paper)})"
+            for row in g.itertuples()
+        }
+        out[(label, "retained gain")] = {
+            COLUMN_TITLES[row.task]: (row.gain_note or f"{row.retained_gain:.0f}") for row in g.itertuples()
+        }
     frame = pd.DataFrame.from_dict(out, orient="index")
     frame.index = pd.MultiIndex.from_tuples(frame.index, names=["student / teacher", "measure"])
     return frame
@@ -276,11 +323,11 @@ def retention_wide(scores: pd.DataFrame, gains: pd.DataFrame | None = None) -> p
 
 def ablation_table(scores: pd.DataFrame) -> pd.DataFrame:
     """DistilMulti-BERT-base-ro minus Distil-BERT-base-ro per task (points): ours with its SE, and the paper's."""
-    multi, single = "distilmulti-bert-base-ro", "distil-bert-base-ro"
+    multi, single = MULTI_STUDENT, SINGLE_STUDENT
     rows = {}
     for t in TASK_COLUMNS:
         d = stats.difference(per_seed(scores, multi, t), per_seed(scores, single, t))
-        rows[COLUMN_TITLES[t]] = {"ours": d.diff, "se": d.se, "paper": PAPER_SCORES[multi][t] - PAPER_SCORES[single][t]}
+        rows[COLUMN_TITLES[t]] = {"ours": d.diff, "se": d.se, "paper": paper_score(multi, t) - paper_score(single, t)}
     return pd.DataFrame(rows).T
 
 
@@ -297,8 +344,12 @@ def baseline_comparison(scores: pd.DataFrame) -> pd.DataFrame:
     for t in TASK_COLUMNS:
         have = {m: means[(m, t)] for m in fitted if (m, t) in means and not math.isnan(means[(m, t)])}
         best = max(have, key=have.get) if have else None
-        row = {"task": COLUMN_TITLES[t], "best_model": display(best) if best else "n/a",
-               "best": have.get(best, math.nan) if best else math.nan, "models": len(have)}
+        row = {
+            "task": COLUMN_TITLES[t],
+            "best_model": display(best) if best else "n/a",
+            "best": have.get(best, math.nan) if best else math.nan,
+            "models": len(have),
+        }
         for b in BASELINES:
             v = means.get((b, t), math.nan)
             row[b] = v
@@ -332,9 +383,15 @@ def seed_spread(scores: pd.DataFrame) -> pd.DataFrame:
     for model in _order_models(s["model"].unique()):
         g = s[s.model == model]
         worst = g.loc[g["std"].idxmax()]
-        rows.append({"model": display(model), "median std": g["std"].median(),
-                     "largest std": worst["std"], "on task": COLUMN_TITLES.get(worst.task, worst.task),
-                     "seeds": int(g["n"].min())})
+        rows.append(
+            {
+                "model": display(model),
+                "median std": g["std"].median(),
+                "largest std": worst["std"],
+                "on task": COLUMN_TITLES.get(worst.task, worst.task),
+                "seeds": int(g["n"].min()),
+            }
+        )
     return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
 
 

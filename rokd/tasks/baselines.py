@@ -39,7 +39,6 @@ import math
 import re
 import sys
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +46,10 @@ from typing import Callable
 
 import numpy as np
 
+from rokd import io
 from rokd.config import save_config
 from rokd.models.registry import BASELINES
+from rokd.spec import LEXICAL_BASELINE, MAJORITY_BASELINE, TASKS
 from rokd.tasks.encode import LabelInventory, select_split
 from rokd.tasks.metrics import (
     ALL_TASKS,
@@ -138,8 +139,9 @@ def majority(labels: Sequence[int], n_labels: int) -> tuple[int, np.ndarray]:
     return int(counts.argmax()), _frequencies(counts)
 
 
-def tfidf_logistic_regression(train_text, train_y, val_text, val_y, test_text, task: str, n_labels: int,
-                              grid: Sequence[float] = C_GRID) -> tuple[np.ndarray, np.ndarray, dict]:
+def tfidf_logistic_regression(
+    train_text, train_y, val_text, val_y, test_text, task: str, n_labels: int, grid: Sequence[float] = C_GRID
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """TF-IDF + logistic regression fitted on train, ``C`` picked on validation by the headline metric."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -159,10 +161,14 @@ def tfidf_logistic_regression(train_text, train_y, val_text, val_y, test_text, t
     probs = np.zeros((x_test.shape[0], n_labels), dtype=np.float32)
     probs[:, clf.classes_] = clf.predict_proba(x_test)  # a class absent from train keeps probability 0
     pred = clf.classes_[clf.predict_proba(x_test).argmax(axis=1)].astype(np.int64)
-    details = {"method": "tfidf + logistic regression", "tfidf": {k: list(v) if isinstance(v, tuple) else v
-                                                                   for k, v in TFIDF.items()},
-               "C_grid": [float(g) for g in grid], "validation_" + metric: scores, "C": float(c),
-               "features": int(x_train.shape[1])}
+    details = {
+        "method": "tfidf + logistic regression",
+        "tfidf": {k: list(v) if isinstance(v, tuple) else v for k, v in TFIDF.items()},
+        "C_grid": [float(g) for g in grid],
+        "validation_" + metric: scores,
+        "C": float(c),
+        "features": int(x_train.shape[1]),
+    }
     return pred, probs, details
 
 
@@ -204,8 +210,9 @@ def _texts(ds) -> list[str]:
     return [f"{a} {b}" if b else str(a) for a, b in zip(ds["text"], pairs)]
 
 
-def run_baseline(name: str, task: str, dd, max_train_examples: int | None,
-                 max_eval_examples: int | None) -> BaselineRun:
+def run_baseline(
+    name: str, task: str, dd, max_train_examples: int | None, max_eval_examples: int | None
+) -> BaselineRun:
     """Fit ``name`` on the selected train (and validation) examples of ``dd`` and predict the selected test ones."""
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose from {list(BASELINES)}")
@@ -214,8 +221,10 @@ def run_baseline(name: str, task: str, dd, max_train_examples: int | None,
     train = select_split(dd["train"], max_train_examples)
     val = select_split(dd["validation"], max_eval_examples)
     test = select_split(dd["test"], max_eval_examples)
-    sizes = {s: {"examples": len(d), "available": len(dd[s]), "truncated_or_split": 0}
-             for s, d in (("train", train), ("validation", val), ("test", test))}
+    sizes = {
+        s: {"examples": len(d), "available": len(dd[s]), "truncated_or_split": 0}
+        for s, d in (("train", train), ("validation", val), ("test", test))
+    }
     names = _label_names(dd["train"], task)
     details: dict = {}
 
@@ -224,7 +233,7 @@ def run_baseline(name: str, task: str, dd, max_train_examples: int | None,
         ids = np.asarray([f"{i}#{w}" for i, sent in zip(test["id"], test_tokens) for w in range(len(sent))])
         gold = np.asarray([int(x) for labs in test["labels"] for x in labs], dtype=np.int64)
         train_labels = list(train["labels"])
-        if name == "baseline-majority":
+        if name == MAJORITY_BASELINE:
             tag, freq = majority([x for labs in train_labels for x in labs], len(names))
             pred = np.full(len(gold), tag, dtype=np.int64)
             probs = np.tile(freq, (len(gold), 1))
@@ -232,10 +241,13 @@ def run_baseline(name: str, task: str, dd, max_train_examples: int | None,
         else:
             tagger = MostFrequentTag(len(names)).fit(list(train["tokens"]), train_labels)
             pred, probs, unseen = tagger.predict(test_tokens)
-            details = {"method": "most frequent training tag of each word (exact form, else lowercased; "
-                                 "unseen: most frequent tag)",
-                       "fallback_tag": names[int(tagger.overall.argmax())], "test_words_unseen": unseen,
-                       "train_word_forms": len(tagger.table)}
+            details = {
+                "method": "most frequent training tag of each word (exact form, else lowercased; "
+                "unseen: most frequent tag)",
+                "fallback_tag": names[int(tagger.overall.argmax())],
+                "test_words_unseen": unseen,
+                "train_word_forms": len(tagger.table),
+            }
         if task in ("upos", "xpos"):  # the same label set fine-tuned models get
             details["labels"] = LabelInventory.build(task, names, [train_labels, val["labels"]]).record(gold)
         for s, d in (("train", train), ("validation", val), ("test", test)):
@@ -248,24 +260,33 @@ def run_baseline(name: str, task: str, dd, max_train_examples: int | None,
     if task in CLASSIFICATION_TASKS:
         y_train = np.asarray(train["label"], dtype=np.int64)
         gold = np.asarray(test["label"], dtype=np.int64)
-        if name == "baseline-majority":
+        if name == MAJORITY_BASELINE:
             cls, freq = majority(y_train, len(names))
             pred = np.full(len(gold), cls, dtype=np.int64)
             probs = np.tile(freq, (len(gold), 1))
             details = {"method": "most frequent training class", "class": names[cls]}
         else:
             pred, probs, details = tfidf_logistic_regression(
-                _texts(train), y_train, _texts(val), np.asarray(val["label"], dtype=np.int64), _texts(test), task,
-                len(names))
+                _texts(train),
+                y_train,
+                _texts(val),
+                np.asarray(val["label"], dtype=np.int64),
+                _texts(test),
+                task,
+                len(names),
+            )
         return BaselineRun(ids, gold, pred, probs, names, details, sizes)
 
     # STS
     gold = np.asarray(test["label"], dtype=np.float32)
-    if name == "baseline-majority":
+    if name == MAJORITY_BASELINE:
         mean = float(np.mean(np.asarray(train["label"], dtype=np.float64)))
         pred = np.full(len(gold), mean, dtype=np.float32)
-        details = {"method": "mean training score", "score": mean,
-                   "correlation": "a constant prediction: Pearson and Spearman are 0/0, reported as 0 (no association)"}
+        details = {
+            "method": "mean training score",
+            "score": mean,
+            "correlation": "a constant prediction: Pearson and Spearman are 0/0, reported as 0 (no association)",
+        }
         return BaselineRun(ids, gold, pred, None, None, details, sizes)
     train_sents = list(train["text"]) + list(train["text_pair"])
     candidates: dict[str, Callable] = {
@@ -274,16 +295,19 @@ def run_baseline(name: str, task: str, dd, max_train_examples: int | None,
     }
     val_gold = np.asarray(val["label"], dtype=np.float32)
     val_scores = {k: compute_metrics(task, val_gold, f(val))["pearson"] for k, f in candidates.items()}
-    chosen = max(val_scores, key=lambda k: (-math.inf if math.isnan(val_scores[k]) else val_scores[k]))
+    chosen = max(val_scores, key=lambda k: -math.inf if math.isnan(val_scores[k]) else val_scores[k])
     pred = candidates[chosen](test)
-    details = {"method": "unsupervised sentence similarity, chosen on validation (no training scores used)",
-               "validation_pearson": val_scores, "similarity": chosen}
+    details = {
+        "method": "unsupervised sentence similarity, chosen on validation (no training scores used)",
+        "validation_pearson": val_scores,
+        "similarity": chosen,
+    }
     return BaselineRun(ids, gold, pred, None, None, details, sizes)
 
 
 def baseline_metrics(name: str, task: str, run: BaselineRun) -> dict[str, float]:
     metrics = compute_metrics(task, run.gold, run.pred, run.label_names, list(run.ids))
-    if task in REGRESSION_TASKS and name == "baseline-majority":
+    if task in REGRESSION_TASKS and name == MAJORITY_BASELINE:
         metrics = {k: 0.0 if math.isnan(v) else v for k, v in metrics.items()}  # see the module doc
     return metrics
 
@@ -301,10 +325,15 @@ def _provenance(dd) -> dict:
 def baseline_run_config(profile, name: str, task: str, seed: int) -> dict:
     """Everything that determines a baseline's outputs (compared for idempotence)."""
     ev = profile.evaluate
-    cfg = {"baseline_version": BASELINE_VERSION, "profile": profile.name, "model": name, "task": task,
-           "seed": int(seed),
-           "evaluate": {"max_train_examples": ev.max_train_examples, "max_eval_examples": ev.max_eval_examples}}
-    if name == "baseline-lexical" and task in CLASSIFICATION_TASKS:
+    cfg = {
+        "baseline_version": BASELINE_VERSION,
+        "profile": profile.name,
+        "model": name,
+        "task": task,
+        "seed": int(seed),
+        "evaluate": {"max_train_examples": ev.max_train_examples, "max_eval_examples": ev.max_eval_examples},
+    }
+    if name == LEXICAL_BASELINE and task in CLASSIFICATION_TASKS:
         tfidf = {k: list(v) if isinstance(v, tuple) else v for k, v in TFIDF.items()}
         cfg["method"] = {"C_grid": list(C_GRID), "tfidf": tfidf}
     return cfg
@@ -329,11 +358,11 @@ def score_baseline(
     ``results/<profile>`` (tests use both). ``commit``: the git commit to record (default: now).
     """
     from rokd.paths import results_dir as default_results_dir
-    from rokd.profiles import Profile, load_profile
+    from rokd.profiles import resolve_profile
     from rokd.runinfo import RunInfo
     from rokd.tasks.finetune import load_task_cached, run_paths
 
-    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    prof = resolve_profile(profile)
     seeds = [int(s) for s in (seeds or prof.evaluate.seeds)]
     results = Path(results_dir) if results_dir is not None else default_results_dir(prof.name)
     configs = {s: baseline_run_config(prof, name, task, s) for s in seeds}
@@ -354,15 +383,31 @@ def score_baseline(
     metrics = baseline_metrics(name, task, run)
     wall = time.perf_counter() - t0
     for s in seeds:
-        info = RunInfo(profile=prof.name, step=f"baseline {name} {task}", seed=s,
-                       **({"git_commit": commit} if commit else {}))
+        info = RunInfo(
+            profile=prof.name, step=f"baseline {name} {task}", seed=s, **({"git_commit": commit} if commit else {})
+        )
         info.wall_time_s = round(wall, 4)  # not rounded to 0.1 s: a majority baseline takes milliseconds
-        meta = {"model": name, "task": task, "seed": s, "profile": prof.name, "baseline": True,
-                "label_scheme": "BIO2" if task == "ner" else ("score 0-5" if task in REGRESSION_TASKS else "class ids"),
-                "rows": "one per word" if task in TAGGING_TASKS else "one per example", "max_length": None}
-        save_predictions(Predictions(ids=run.ids, gold=run.gold, pred=run.pred, probs=run.probs,
-                                     label_names=run.label_names if run.probs is not None else None, meta=meta),
-                         paths[s]["predictions"])
+        meta = {
+            "model": name,
+            "task": task,
+            "seed": s,
+            "profile": prof.name,
+            "baseline": True,
+            "label_scheme": TASKS[task].label_scheme,
+            "rows": "one per word" if task in TAGGING_TASKS else "one per example",
+            "max_length": None,
+        }
+        save_predictions(
+            Predictions(
+                ids=run.ids,
+                gold=run.gold,
+                pred=run.pred,
+                probs=run.probs,
+                label_names=run.label_names if run.probs is not None else None,
+                meta=meta,
+            ),
+            paths[s]["predictions"],
+        )
         record = {
             "config": configs[s],
             "metrics": metrics,
@@ -377,9 +422,7 @@ def score_baseline(
             "runinfo": info.to_dict(),
         }
         save_config(configs[s], paths[s]["config"])
-        tmp = paths[s]["run"].with_name(paths[s]["run"].name + ".tmp")
-        tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
-        tmp.replace(paths[s]["run"])
+        io.atomic_write_json(paths[s]["run"], record, default=str)
         merge_scores(scores_path(results), name, task, s, metrics)
     if log:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
@@ -391,11 +434,10 @@ def score_baselines(profile, names: Sequence[str] = BASELINES, tasks: Sequence[s
     """Every baseline x task (default: the profile's tasks); a DataFrame of the TEST metrics."""
     import pandas as pd
 
-    from rokd.profiles import Profile, load_profile
-
+    from rokd.profiles import resolve_profile
     from rokd.runinfo import git_commit
 
-    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    prof = resolve_profile(profile)
     # The commit is read once, before the first run writes into results/: a committed results folder that
     # is being rewritten would otherwise make every later record say "+dirty".
     kwargs.setdefault("commit", git_commit())
@@ -410,7 +452,8 @@ def score_baselines(profile, names: Sequence[str] = BASELINES, tasks: Sequence[s
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m rokd.tasks.baselines",
-        description="Score both baselines on every task of a profile (seconds; no model needed).")
+        description="Score both baselines on every task of a profile (seconds; no model needed).",
+    )
     p.add_argument("--profile", default="smoke", help="smoke | mini | paper | path to a profile YAML")
     p.add_argument("--task", action="append", choices=ALL_TASKS, help="task (repeatable; default: the profile's)")
     p.add_argument("--model", action="append", choices=BASELINES, help="baseline (repeatable; default: both)")

@@ -30,7 +30,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "evaluate",
+        "tasks",
+        aliases=["evaluate"],
         help="fine-tune a model on task(s) and score the test split (scores.csv + per-example predictions)",
         description="Fine-tune MODEL on each TASK x SEED (defaults: the profile's), select the best validation "
         "checkpoint, score the test split once; writes results/<profile>/scores.csv and "
@@ -38,9 +39,12 @@ def register(subparsers) -> None:
         "exist with the same resolved config.",
     )
     p.add_argument("--profile", default="smoke", help="smoke | mini | paper | path to a profile YAML (default: smoke)")
-    p.add_argument("--model", required=True,
-                   help="a model key (bert-base-ro, ..., distilmulti-bert-base-ro, control-random-init, "
-                   "control-init-only), a baseline (baseline-majority, baseline-lexical), a local HF folder or a hub ID")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="a model key (bert-base-ro, ..., distilmulti-bert-base-ro, control-random-init, "
+        "control-init-only), a baseline (baseline-majority, baseline-lexical), a local HF folder or a hub ID",
+    )
     p.add_argument("--task", action="append", choices=ALL_TASKS, help="task (repeatable; default: the profile's tasks)")
     p.add_argument("--seed", action="append", type=int, help="seed (repeatable; default: the profile's seeds)")
     p.add_argument("--name", default=None, help="name of the model in results files (default: its key or folder name)")

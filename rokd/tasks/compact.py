@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from rokd import io
 from rokd.tasks.predictions import Predictions
 
 FORMAT = "rokd-compact-predictions"
@@ -115,8 +115,9 @@ def expand(rows: CompactRows, comp: CompactPredictions) -> Predictions:
     probs = np.repeat(rest[:, None], c, axis=1)
     idx = comp.topk_idx.astype(np.int64)
     np.put_along_axis(probs, idx, kept, axis=1)
-    return Predictions(ids=rows.ids, gold=rows.gold, pred=idx[:, 0], probs=probs,
-                       label_names=rows.label_names, meta=comp.meta)
+    return Predictions(
+        ids=rows.ids, gold=rows.gold, pred=idx[:, 0], probs=probs, label_names=rows.label_names, meta=comp.meta
+    )
 
 
 def _arrays_equal(path: Path, arrays: dict[str, np.ndarray]) -> bool:
@@ -132,27 +133,36 @@ def _write(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     """Write ``arrays`` unless the file already holds exactly them (no churn in a committed folder)."""
     if _arrays_equal(path, arrays):
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    with io.atomic_path(path, ".npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
     return path
 
 
-def save_compact(results: str | Path, model: str, task: str, seed: int, preds: Predictions,
-                 top_k: int = TOP_K) -> Path:
+def save_compact(results: str | Path, model: str, task: str, seed: int, preds: Predictions, top_k: int = TOP_K) -> Path:
     """Write the compact form of one model x seed (and its task's rows file when new or changed)."""
     rows, comp = compact(preds, top_k)
     digest = rows.digest
-    row_arrays = {"ids": rows.ids, "gold": rows.gold,
-                  "meta": np.asarray(json.dumps({"format": FORMAT, "version": VERSION, "task": task,
-                                                 "rows_digest": digest}, sort_keys=True))}
+    row_arrays = {
+        "ids": rows.ids,
+        "gold": rows.gold,
+        "meta": np.asarray(
+            json.dumps({"format": FORMAT, "version": VERSION, "task": task, "rows_digest": digest}, sort_keys=True)
+        ),
+    }
     if rows.label_names is not None:
         row_arrays["label_names"] = np.asarray(rows.label_names, dtype=str)
     _write(rows_path(results, task, digest), row_arrays)
-    meta = {"format": FORMAT, "version": VERSION, "rows_digest": digest, "n_labels": comp.n_labels,
-            "top_k": top_k, "model": model, "task": task, "seed": int(seed),
-            "source": {k: v for k, v in comp.meta.items() if isinstance(v, (str, int, float, bool)) or v is None}}
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "rows_digest": digest,
+        "n_labels": comp.n_labels,
+        "top_k": top_k,
+        "model": model,
+        "task": task,
+        "seed": int(seed),
+        "source": {k: v for k, v in comp.meta.items() if isinstance(v, (str, int, float, bool)) or v is None},
+    }
     arrays = {"meta": np.asarray(json.dumps(meta, sort_keys=True))}
     if comp.is_regression:
         arrays["pred"] = comp.pred
@@ -164,32 +174,38 @@ def save_compact(results: str | Path, model: str, task: str, seed: int, preds: P
 def load_rows(results: str | Path, task: str, digest: str) -> CompactRows:
     path = rows_path(results, task, digest)
     if not path.exists():
-        raise FileNotFoundError(f"compact rows file not found: {path} "
-                                f"(run `rokd loyalty` where the full predictions are)")
+        raise FileNotFoundError(
+            f"compact rows file not found: {path} (run `rokd loyalty` where the full predictions are)"
+        )
     with np.load(path, allow_pickle=False) as z:
         names = [str(s) for s in z["label_names"]] if "label_names" in z.files else None
         rows = CompactRows(z["ids"], z["gold"], names)
     if rows.digest != digest:
-        raise StaleCompactError(f"{path}: its content does not match its name (digest {rows.digest}); "
-                                "re-run `rokd loyalty` where the full predictions are")
+        raise StaleCompactError(
+            f"{path}: its content does not match its name (digest {rows.digest}); "
+            "re-run `rokd loyalty` where the full predictions are"
+        )
     return rows
 
 
-def load_compact(results: str | Path, model: str, task: str, seed: int,
-                 rows_cache: dict[str, CompactRows] | None = None) -> Predictions:
+def load_compact(
+    results: str | Path, model: str, task: str, seed: int, rows_cache: dict[str, CompactRows] | None = None
+) -> Predictions:
     """The rebuilt :class:`Predictions` of one model x seed from the compact files (see :func:`expand`).
 
     ``rows_cache`` (digest -> rows) saves re-reading a rows file shared by several models."""
     path = compact_path(results, model, task, seed)
     if not path.exists():
-        raise FileNotFoundError(f"compact predictions not found: {path} "
-                                f"(run `rokd loyalty` where the full predictions are)")
+        raise FileNotFoundError(
+            f"compact predictions not found: {path} (run `rokd loyalty` where the full predictions are)"
+        )
     rows_cache = {} if rows_cache is None else rows_cache
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["meta"]))
         if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise ValueError(f"{path}: not a {FORMAT} v{VERSION} file "
-                             f"(meta {meta.get('format')!r} v{meta.get('version')})")
+            raise ValueError(
+                f"{path}: not a {FORMAT} v{VERSION} file (meta {meta.get('format')!r} v{meta.get('version')})"
+            )
         digest = meta["rows_digest"]
         if digest not in rows_cache:
             rows_cache[digest] = load_rows(results, task, digest)

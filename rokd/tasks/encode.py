@@ -70,7 +70,9 @@ def _special_tokens_count(tokenizer, pair: bool = False) -> int:
     return tokenizer.num_special_tokens_to_add(pair=pair)
 
 
-def encode_tagging(tokenizer, ids: list[str], tokens: list[list[str]], labels: list[list[int]], max_length: int) -> Encoded:
+def encode_tagging(
+    tokenizer, ids: list[str], tokens: list[list[str]], labels: list[list[int]], max_length: int
+) -> Encoded:
     """First-sub-word encoding of word-tokenised sentences; long sentences split into word chunks."""
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError("tagging needs a fast tokenizer (word_ids()); load it with AutoTokenizer(use_fast=True)")
@@ -79,7 +81,9 @@ def encode_tagging(tokenizer, ids: list[str], tokens: list[list[str]], labels: l
         raise ValueError(f"max_length {max_length} leaves no room for sub-words")
     # Sub-word count of every distinct word, in one batched call.
     vocab = sorted({w for sent in tokens for w in sent})
-    counts = dict(zip(vocab, (len(x) for x in tokenizer(vocab, add_special_tokens=False)["input_ids"]))) if vocab else {}
+    counts = (
+        dict(zip(vocab, (len(x) for x in tokenizer(vocab, add_special_tokens=False)["input_ids"]))) if vocab else {}
+    )
     unk = tokenizer.unk_token or "[UNK]"
 
     chunk_words: list[list[str]] = []
@@ -130,7 +134,13 @@ def encode_tagging(tokenizer, ids: list[str], tokens: list[list[str]], labels: l
 
 
 def encode_sentences(
-    tokenizer, ids: list[str], text: list[str], text_pair: list[str] | None, labels: list, max_length: int, regression: bool
+    tokenizer,
+    ids: list[str],
+    text: list[str],
+    text_pair: list[str] | None,
+    labels: list,
+    max_length: int,
+    regression: bool,
 ) -> Encoded:
     """Single sentences or sentence pairs, truncated to ``max_length`` sub-words."""
     if text_pair is not None and not any(text_pair):

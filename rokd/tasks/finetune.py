@@ -32,7 +32,6 @@ import hashlib
 import inspect
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -42,9 +41,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from rokd import io
 from rokd.config import save_config, to_dict
 from rokd.paths import results_dir as default_results_dir
-from rokd.profiles import EvalConfig, Profile, load_profile
+from rokd.profiles import EvalConfig, Profile, resolve_profile
+from rokd.spec import TASKS
 from rokd.tasks.encode import IGNORE_INDEX, Encoded, LabelInventory, encode_sentences, encode_tagging, select_split
 from rokd.tasks.metrics import ALL_TASKS, REGRESSION_TASKS, TAGGING_TASKS, compute_metrics, headline_metric
 from rokd.tasks.predictions import Predictions, predictions_path, save_predictions
@@ -81,10 +82,13 @@ def resolve_model(model: str, profile: Profile, name: str | None = None) -> Reso
     if ref.key in registry.CONTROLS:  # cheap and deterministic: built (once) where it is first needed
         from rokd.distill.student import build_init_only_control
         from rokd.models.controls import build_random_init_control
+        from rokd.spec import RANDOM_INIT_CONTROL
 
-        build = build_random_init_control if ref.key == "control-random-init" else build_init_only_control
+        build = build_random_init_control if ref.key == RANDOM_INIT_CONTROL else build_init_only_control
         build(profile, log=None)
-    default_name = ref.key or (Path(ref.name_or_path).name if ref.source == "local" else ref.name_or_path.replace("/", "__"))
+    default_name = ref.key or (
+        Path(ref.name_or_path).name if ref.source == "local" else ref.name_or_path.replace("/", "__")
+    )
     if ref.source == "local":
         local = Path(ref.name_or_path)
         if not (local / "config.json").exists():
@@ -126,7 +130,9 @@ def build_task_model(name_or_path: str, task: str, label_names: list[str] | None
 
     with _quiet_transformers():
         if task in REGRESSION_TASKS:
-            return AutoModelForSequenceClassification.from_pretrained(name_or_path, num_labels=1, problem_type="regression")
+            return AutoModelForSequenceClassification.from_pretrained(
+                name_or_path, num_labels=1, problem_type="regression"
+            )
         id2label = dict(enumerate(label_names))
         kwargs = dict(num_labels=len(label_names), id2label=id2label, label2id={v: k for k, v in id2label.items()})
         if task in TAGGING_TASKS:
@@ -156,8 +162,10 @@ def label_inventory(dd, task: str, cfg: EvalConfig) -> LabelInventory | None:
         return None
     sources = []
     if task in TAGGING_TASKS:
-        sources = [select_split(dd["train"], cfg.max_train_examples)["labels"],
-                   select_split(dd["validation"], cfg.max_eval_examples)["labels"]]
+        sources = [
+            select_split(dd["train"], cfg.max_train_examples)["labels"],
+            select_split(dd["validation"], cfg.max_eval_examples)["labels"],
+        ]
     return LabelInventory.build(task, names, sources)
 
 
@@ -181,8 +189,9 @@ def _provenance(dd) -> dict:
         return {"unavailable": str(e)}
 
 
-def encode_split(ds, task: str, tokenizer, max_length: int, limit: int | None,
-                 inventory: LabelInventory | None = None) -> Encoded:
+def encode_split(
+    ds, task: str, tokenizer, max_length: int, limit: int | None, inventory: LabelInventory | None = None
+) -> Encoded:
     """Encode a (hash-selected subset of a) split for ``task``.
 
     ``inventory``: tagging labels become the model's class ids (train / validation); without it they
@@ -197,8 +206,9 @@ def encode_split(ds, task: str, tokenizer, max_length: int, limit: int | None,
         return encode_tagging(tokenizer, ids, list(ds["tokens"]), labels, max_length)
     # datasets 5 returns lazy Column objects: the tokenizer wants plain lists.
     pairs = list(ds["text_pair"]) if "text_pair" in ds.column_names else None
-    return encode_sentences(tokenizer, ids, list(ds["text"]), pairs, list(ds["label"]), max_length,
-                            regression=task in REGRESSION_TASKS)
+    return encode_sentences(
+        tokenizer, ids, list(ds["text"]), pairs, list(ds["label"]), max_length, regression=task in REGRESSION_TASKS
+    )
 
 
 # --------------------------------------------------------------------------------------- training
@@ -306,8 +316,16 @@ class TaskBatches:
     ``drawn`` counts batches handed out in total (= optimizer steps, with no gradient accumulation).
     """
 
-    def __init__(self, enc: Encoded, batch_size: int, seed: int, pad_id: int, input_names: tuple[str, ...],
-                 tagging: bool, regression: bool):
+    def __init__(
+        self,
+        enc: Encoded,
+        batch_size: int,
+        seed: int,
+        pad_id: int,
+        input_names: tuple[str, ...],
+        tagging: bool,
+        regression: bool,
+    ):
         self.enc, self.batch_size, self.seed = enc, batch_size, seed
         self._collate_args = (pad_id, input_names, tagging, regression)
         self.drawn = 0
@@ -332,13 +350,20 @@ class TaskBatches:
         return _collate([self.enc.features[i] for i in idx], *self._collate_args)
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position, "drawn": self.drawn, "seed": self.seed,
-                "batch_size": self.batch_size}
+        return {
+            "epoch": self.epoch,
+            "position": self.position,
+            "drawn": self.drawn,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+        }
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if int(state["seed"]) != self.seed or int(state["batch_size"]) != self.batch_size:
-            raise ValueError(f"batch state saved with seed {state['seed']} / batch size {state['batch_size']}, "
-                             f"this stream has {self.seed} / {self.batch_size}")
+            raise ValueError(
+                f"batch state saved with seed {state['seed']} / batch size {state['batch_size']}, "
+                f"this stream has {self.seed} / {self.batch_size}"
+            )
         self.drawn = int(state["drawn"])
         self._seek(int(state["epoch"]), int(state["position"]))
 
@@ -357,8 +382,18 @@ class ModelSelection:
     that step bit for bit and writes the same state again.
     """
 
-    def __init__(self, val: Encoded, task: str, label_names, batch_size: int, precision, batches: TaskBatches,
-                 work: Path, total_steps: int, log: Callable[[str], None] | None):
+    def __init__(
+        self,
+        val: Encoded,
+        task: str,
+        label_names,
+        batch_size: int,
+        precision,
+        batches: TaskBatches,
+        work: Path,
+        total_steps: int,
+        log: Callable[[str], None] | None,
+    ):
         self.val, self.task, self.label_names, self.batch_size = val, task, label_names, batch_size
         self.precision, self.batches, self.work, self.total_steps, self.log = precision, batches, work, total_steps, log
         self.metric = headline_metric(task)
@@ -367,7 +402,7 @@ class ModelSelection:
 
     def _restore(self, step: int) -> None:
         """Best value among the scorings logged before ``step`` (a resumed run's earlier steps)."""
-        for rec in _read_jsonl(self.work / "train_log.jsonl"):
+        for rec in io.read_jsonl(self.work / "train_log.jsonl", missing_ok=True):
             value = rec.get("eval_" + self.metric, "absent")
             if rec["step"] < step and value != "absent":
                 value = math.nan if value is None else float(value)
@@ -392,17 +427,9 @@ class ModelSelection:
 def _save_best(model, work: Path, step: int, value: float) -> None:
     from safetensors.torch import save_model
 
-    tmp = work / ".best.tmp.safetensors"
-    save_model(model, str(tmp))
-    os.replace(tmp, work / "best.safetensors")
-    (work / ".best.tmp.json").write_text(json.dumps({"step": step, "value": None if math.isnan(value) else value}))
-    os.replace(work / ".best.tmp.json", work / "best.json")
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    with io.atomic_path(work / "best.safetensors") as tmp:
+        save_model(model, str(tmp))
+    io.atomic_write_json(work / "best.json", {"step": step, "value": None if math.isnan(value) else value}, indent=None)
 
 
 def selection_history(train_log: list[dict], metric: str, steps_per_epoch: int) -> list[dict]:
@@ -414,8 +441,13 @@ def selection_history(train_log: list[dict], metric: str, steps_per_epoch: int) 
         if "eval_" + metric not in rec:
             continue
         value = math.nan if rec["eval_" + metric] is None else float(rec["eval_" + metric])
-        entry = {"step": rec["step"], "epoch": round(rec["step"] / steps_per_epoch, 3),
-                 "train_loss": float(np.mean(running)), "val_" + metric: value, "elapsed_s": round(rec["elapsed_s"], 2)}
+        entry = {
+            "step": rec["step"],
+            "epoch": round(rec["step"] / steps_per_epoch, 3),
+            "train_loss": float(np.mean(running)),
+            "val_" + metric: value,
+            "elapsed_s": round(rec["elapsed_s"], 2),
+        }
         running = []
         if _better(value, best):
             best = value
@@ -433,9 +465,21 @@ class FitResult:
     completed: bool  # False when max_steps_this_run stopped it early
 
 
-def train_and_select(model, train: Encoded, val: Encoded, task: str, label_names: list[str] | None, cfg: EvalConfig,
-                     seed: int, work: Path, *, device: str = "auto", resume: bool = True,
-                     max_steps_this_run: int | None = None, log: Callable[[str], None] | None = None) -> FitResult:
+def train_and_select(
+    model,
+    train: Encoded,
+    val: Encoded,
+    task: str,
+    label_names: list[str] | None,
+    cfg: EvalConfig,
+    seed: int,
+    work: Path,
+    *,
+    device: str = "auto",
+    resume: bool = True,
+    max_steps_this_run: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> FitResult:
     """Fine-tune ``model`` with :func:`rokd.trainer.train`; load the best validation state into it.
 
     The budget: ``cfg.epochs`` x the training batches, AdamW (eps 1e-8) with linear warm-up
@@ -450,28 +494,53 @@ def train_and_select(model, train: Encoded, val: Encoded, task: str, label_names
     total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
     eval_every = max(1, steps_per_epoch // max(1, cfg.evals_per_epoch))
     tcfg = trainer.TrainerConfig(
-        output_dir=str(work), steps=total_steps, lr=cfg.lr, warmup_steps=int(cfg.warmup_ratio * total_steps),
-        weight_decay=cfg.weight_decay, adam_eps=1e-8, max_grad_norm=cfg.max_grad_norm,
-        checkpoint_every=cfg.checkpoint_every, keep_checkpoints=1, seed=seed, mixed_precision=cfg.precision,
-        cpu=device == "cpu", progress=False,
+        output_dir=str(work),
+        **cfg.trainer_settings(),
+        steps=total_steps,
+        warmup_steps=int(cfg.warmup_ratio * total_steps),
+        adam_eps=1e-8,
+        keep_checkpoints=1,
+        seed=seed,
+        cpu=device == "cpu",
+        progress=False,
     )
     precision = trainer.resolve_mixed_precision(cfg.precision, tcfg.cpu)
-    batches = TaskBatches(train, cfg.batch_size, seed, model.config.pad_token_id or 0,
-                          _input_names(model, train.features), tagging, regression)
+    batches = TaskBatches(
+        train,
+        cfg.batch_size,
+        seed,
+        model.config.pad_token_id or 0,
+        _input_names(model, train.features),
+        tagging,
+        regression,
+    )
     select = ModelSelection(val, task, label_names, cfg.batch_size * 2, precision, batches, work, total_steps, log)
-    result = trainer.train(model, _task_step, batches, tcfg, resume=resume, max_steps_this_run=max_steps_this_run,
-                   evaluate=select, eval_every=eval_every)
-    history = selection_history(_read_jsonl(work / "train_log.jsonl"), select.metric, steps_per_epoch)
+    result = trainer.train(
+        model,
+        _task_step,
+        batches,
+        tcfg,
+        resume=resume,
+        max_steps_this_run=max_steps_this_run,
+        evaluate=select,
+        eval_every=eval_every,
+    )
+    history = selection_history(
+        io.read_jsonl(work / "train_log.jsonl", missing_ok=True), select.metric, steps_per_epoch
+    )
     if result.completed:
         from safetensors.torch import load_model
 
         best = max((h for h in history if h.get("best")), key=lambda h: h["step"])
         saved = json.loads((work / "best.json").read_text(encoding="utf-8"))
         if saved["step"] != best["step"]:
-            raise RuntimeError(f"{work}: the saved best state is from step {saved['step']}, the log's best scoring "
-                               f"is at step {best['step']}; delete {work} and rerun")
+            raise RuntimeError(
+                f"{work}: the saved best state is from step {saved['step']}, the log's best scoring "
+                f"is at step {best['step']}; delete {work} and rerun"
+            )
         load_model(result.module, work / "best.safetensors", strict=True)
     return FitResult(history, precision, result.threads, result.resumed_from, result.completed)
+
 
 # ------------------------------------------------------------------------------------ entry point
 def _device(profile: Profile):
@@ -491,18 +560,30 @@ def variant_name(model: str, variant: str) -> str:
 
 def run_paths(results: Path, model: str, task: str, seed: int) -> dict[str, Path]:
     npz = predictions_path(results, model, task, seed)
-    return {"predictions": npz, "run": npz.with_suffix(".run.json"), "config": npz.with_suffix(".config.json"),
-            # checkpoints, training log and best state while training (git-ignored; removed when the run is done)
-            "work": results / ".work" / "finetune" / model / task / f"seed{seed}"}
+    return {
+        "predictions": npz,
+        "run": npz.with_suffix(".run.json"),
+        "config": npz.with_suffix(".config.json"),
+        # checkpoints, training log and best state while training (git-ignored; removed when the run is done)
+        "work": results / ".work" / "finetune" / model / task / f"seed{seed}",
+    }
 
 
 # EvalConfig fields that change how fast a run goes or where it keeps checkpoints, never its outputs.
-_BOOKKEEPING_FIELDS = ("tasks", "seeds", "threads", "checkpoint_every", "speed_batch_size", "speed_seq_length",
-                       "speed_rounds")
+_BOOKKEEPING_FIELDS = (
+    "tasks",
+    "seeds",
+    "threads",
+    "checkpoint_every",
+    "speed_batch_size",
+    "speed_seq_length",
+    "speed_rounds",
+)
 
 
-def resolved_run_config(profile: Profile, resolved: ResolvedModel, task: str, seed: int,
-                        precision: str = "fp32") -> dict:
+def resolved_run_config(
+    profile: Profile, resolved: ResolvedModel, task: str, seed: int, precision: str = "fp32"
+) -> dict:
     """Everything that determines a run's outputs (compared for idempotence); ``precision`` is the resolved one."""
     ev = to_dict(profile.evaluate.for_task(task))  # this task's budget only: another task's edit keeps this run
     ev.pop("per_task", None)
@@ -535,20 +616,24 @@ def evaluate_model(
 ) -> dict[str, float] | None:
     """:func:`_evaluate_model` holding the lock of its outputs: one run per model/task/seed at a time (a second
     one waits with ``wait``, else stops naming the holder). ``name`` must be a plain name (no path)."""
-    from rokd import io
     from rokd.errors import CorruptFileError
 
-    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    prof = resolve_profile(profile)
     resolved = resolve_model(model, prof, name)
     local = Path(resolved.name_or_path)
     problem = io.weights_problem(local) if (local / "model.safetensors").is_file() else None
     if problem:  # a truncated or altered model is named here, not deep inside from_pretrained
-        raise CorruptFileError(local, "model folder", "delete it and rebuild it (`rokd pipeline` or the step that "
-                               "made it)", problem)
+        raise CorruptFileError(
+            local, "model folder", "delete it and rebuild it (`rokd pipeline` or the step that made it)", problem
+        )
     results = Path(results_dir) if results_dir is not None else default_results_dir(prof.name)
     out = run_paths(results, resolved.name, task, seed)["predictions"]
-    with io.lock(out.parent / f".{out.stem}.lock", f"the evaluation {resolved.name} / {task} / seed {seed}", wait=wait,
-                 hint=", or rerun with --wait"):
+    with io.lock(
+        out.parent / f".{out.stem}.lock",
+        f"the evaluation {resolved.name} / {task} / seed {seed}",
+        wait=wait,
+        hint=", or rerun with --wait",
+    ):
         return _evaluate_model(prof, model, task, seed, name=name, results_dir=results_dir, **kwargs)
 
 
@@ -577,7 +662,7 @@ def _evaluate_model(
     from rokd.precision import runtime_record, threads_for
     from rokd.trainer import resolve_mixed_precision
 
-    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    prof = resolve_profile(profile)
     if task not in ALL_TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {list(ALL_TASKS)}")
     cfg = prof.evaluate.for_task(task)  # the task's budget (evaluate.per_task)
@@ -588,8 +673,9 @@ def _evaluate_model(
     with threads_for(cfg.threads) as threads:
         precision = resolve_mixed_precision(cfg.precision, cpu=device.type == "cpu")
         run_config = resolved_run_config(prof, resolved, task, seed, precision.name)
-        variants_done = all(predictions_path(results, variant_name(resolved.name, v), task, seed).exists()
-                            for v in cfg.variants)
+        variants_done = all(
+            predictions_path(results, variant_name(resolved.name, v), task, seed).exists() for v in cfg.variants
+        )
         if not force and paths["run"].exists() and paths["predictions"].exists() and variants_done:
             previous = json.loads(paths["run"].read_text(encoding="utf-8"))
             if previous.get("config") == run_config:
@@ -600,8 +686,13 @@ def _evaluate_model(
 
         from rokd.runinfo import RunInfo
 
-        info = RunInfo(profile=prof.name, step=f"evaluate {resolved.name} {task}", seed=int(seed),
-                       precision=precision.name, threads=threads)
+        info = RunInfo(
+            profile=prof.name,
+            step=f"evaluate {resolved.name} {task}",
+            seed=int(seed),
+            precision=precision.name,
+            threads=threads,
+        )
         t0 = time.perf_counter()
         dd = dataset if dataset is not None else load_task_cached(task)
         for split in ("train", "validation", "test"):
@@ -614,8 +705,10 @@ def _evaluate_model(
         val = encode_split(dd["validation"], task, tokenizer, cfg.max_length, cfg.max_eval_examples, inventory)
         test = encode_split(dd["test"], task, tokenizer, cfg.max_length, cfg.max_eval_examples)
         if not train.features or not val.features or not test.features:
-            raise ValueError(f"task {task!r}: an empty split after selection (train {len(train.features)}, "
-                             f"validation {len(val.features)}, test {len(test.features)})")
+            raise ValueError(
+                f"task {task!r}: an empty split after selection (train {len(train.features)}, "
+                f"validation {len(val.features)}, test {len(test.features)})"
+            )
         t_data = time.perf_counter() - t0
 
         work = paths["work"]
@@ -631,16 +724,31 @@ def _evaluate_model(
 
         torch.manual_seed(seed)  # the new head's initialisation depends on the seed
         task_model = build_task_model(resolved.name_or_path, task, model_names)
-        fit = train_and_select(task_model, train, val, task, model_names, cfg, seed, work,
-                               device="cpu" if device.type == "cpu" else "auto", resume=True,
-                               max_steps_this_run=max_steps_this_run, log=log)
+        fit = train_and_select(
+            task_model,
+            train,
+            val,
+            task,
+            model_names,
+            cfg,
+            seed,
+            work,
+            device="cpu" if device.type == "cpu" else "auto",
+            resume=True,
+            max_steps_this_run=max_steps_this_run,
+            log=log,
+        )
         if not fit.completed:  # stopped by max_steps_this_run: the checkpoint in `work` continues it
             return None
         t_train = time.perf_counter() - t0 - t_data
         record = _test_and_write(
             RunOutputs(prof, cfg, resolved, task, seed, dd, inventory, train, val, test, paths, run_config, results),
-            task_model, fit, info, {"data": round(t_data, 2), "train_and_select": round(t_train, 2)},
-            runtime_record(precision), log,
+            task_model,
+            fit,
+            info,
+            {"data": round(t_data, 2), "train_and_select": round(t_train, 2)},
+            runtime_record(precision),
+            log,
         )
         shutil.rmtree(work, ignore_errors=True)
         for parent in work.parents:  # empty model / task folders of the work tree, up to results/.work
@@ -666,6 +774,7 @@ class RunOutputs:
     def label_names(self) -> list[str] | None:
         """The dataset's label names: predictions are written and scored in them."""
         return list(self.inventory.source_names) if self.inventory is not None else None
+
     train: Encoded
     val: Encoded
     test: Encoded
@@ -689,13 +798,19 @@ def _test_and_write(out: RunOutputs, model, fit: "FitResult", info, timing: dict
         "task": task,
         "seed": int(out.seed),
         "profile": out.profile.name,
-        "label_scheme": "BIO2" if task == "ner" else ("score 0-5" if task in REGRESSION_TASKS else "class ids"),
+        "label_scheme": TASKS[task].label_scheme,
         "rows": "one per word, predicted at its first sub-word" if task in TAGGING_TASKS else "one per example",
         "max_length": cfg.max_length,
     }
     save_predictions(
-        Predictions(ids=np.asarray(out.test.row_ids), gold=out.test.gold, pred=pred, probs=probs,
-                    label_names=out.label_names if probs is not None else None, meta=meta),
+        Predictions(
+            ids=np.asarray(out.test.row_ids),
+            gold=out.test.gold,
+            pred=pred,
+            probs=probs,
+            label_names=out.label_names if probs is not None else None,
+            meta=meta,
+        ),
         out.paths["predictions"],
     )
     metric = headline_metric(task)
@@ -710,8 +825,13 @@ def _test_and_write(out: RunOutputs, model, fit: "FitResult", info, timing: dict
         "max_length": cfg.max_length,
         "labels": out.inventory.record(out.test.gold) if out.inventory is not None else None,
         "sizes": {
-            s: {"examples": e.n_examples, "rows": len(e.row_ids), "features": len(e.features),
-                "truncated_or_split": e.n_truncated, "available": len(out.dataset[s])}
+            s: {
+                "examples": e.n_examples,
+                "rows": len(e.row_ids),
+                "features": len(e.features),
+                "truncated_or_split": e.n_truncated,
+                "available": len(out.dataset[s]),
+            }
             for s, e in splits
         },
         "provenance": _provenance(out.dataset),
@@ -724,14 +844,14 @@ def _test_and_write(out: RunOutputs, model, fit: "FitResult", info, timing: dict
     }
     record["variants"] = _test_variants(out, model, meta, metrics)
     save_config(out.run_config, out.paths["config"])
-    tmp = out.paths["run"].with_name(out.paths["run"].name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(out.paths["run"])
+    io.atomic_write_json(out.paths["run"], record, default=str)
     merge_scores(scores_path(out.results), out.resolved.name, task, out.seed, metrics)
     if log:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-        log(f"{out.resolved.name} / {task} / seed {out.seed}: {shown} ({info.wall_time_s:.1f} s, "
-            f"{runtime['precision']}, {runtime['torch_threads']} thread(s))")
+        log(
+            f"{out.resolved.name} / {task} / seed {out.seed}: {shown} ({info.wall_time_s:.1f} s, "
+            f"{runtime['precision']}, {runtime['torch_threads']} thread(s))"
+        )
     return record
 
 
@@ -750,12 +870,22 @@ def _test_variants(out: RunOutputs, model, meta: dict, fp32_metrics: dict) -> di
             pred, probs = out.inventory.to_source(pred, probs)
         metrics = compute_metrics(task, out.test.gold, pred, out.label_names, out.test.row_ids)
         name = variant_name(out.resolved.name, variant)
-        save_predictions(Predictions(ids=np.asarray(out.test.row_ids), gold=out.test.gold, pred=pred, probs=probs,
-                                     label_names=out.label_names if probs is not None else None,
-                                     meta={**meta, "model": name, "variant": variant, "variant_of": out.resolved.name}),
-                         predictions_path(out.results, name, task, out.seed))
-        done[variant] = {"metrics": metrics, "test_s": round(time.perf_counter() - t0, 2),
-                         "change": {k: metrics[k] - fp32_metrics[k] for k in metrics}}
+        save_predictions(
+            Predictions(
+                ids=np.asarray(out.test.row_ids),
+                gold=out.test.gold,
+                pred=pred,
+                probs=probs,
+                label_names=out.label_names if probs is not None else None,
+                meta={**meta, "model": name, "variant": variant, "variant_of": out.resolved.name},
+            ),
+            predictions_path(out.results, name, task, out.seed),
+        )
+        done[variant] = {
+            "metrics": metrics,
+            "test_s": round(time.perf_counter() - t0, 2),
+            "change": {k: metrics[k] - fp32_metrics[k] for k in metrics},
+        }
     return done
 
 
@@ -769,7 +899,7 @@ def evaluate_all(
     """Every task x seed of ``model`` (defaults: the profile's); a DataFrame of the TEST metrics."""
     import pandas as pd
 
-    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    prof = resolve_profile(profile)
     tasks = list(tasks or prof.evaluate.tasks)
     seeds = list(seeds or prof.evaluate.seeds)
     rows = []
@@ -785,6 +915,7 @@ def load_run(profile: str, model: str, task: str, seed: int, results_dir: str | 
     results = Path(results_dir) if results_dir is not None else default_results_dir(profile)
     path = run_paths(results, model, task, seed)["run"]
     if not path.exists():
-        raise FileNotFoundError(f"no run record {path}; run `rokd evaluate --profile {profile} --model {model} --task {task} --seed {seed}`")
+        raise FileNotFoundError(
+            f"no run record {path}; run `rokd evaluate --profile {profile} --model {model} --task {task} --seed {seed}`"
+        )
     return json.loads(path.read_text(encoding="utf-8"))
-

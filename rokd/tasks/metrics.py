@@ -32,10 +32,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from rokd.paper import HEADLINE_METRIC
+from rokd.spec import TASKS, tasks_of_kind
 
-TAGGING_TASKS = ("upos", "xpos", "ner")
-CLASSIFICATION_TASKS = ("sapn", "sar", "di")
-REGRESSION_TASKS = ("sts",)
+TAGGING_TASKS = tasks_of_kind("tagging")
+CLASSIFICATION_TASKS = tasks_of_kind("classification")
+REGRESSION_TASKS = tasks_of_kind("regression")
 ALL_TASKS = TAGGING_TASKS + CLASSIFICATION_TASKS + REGRESSION_TASKS
 
 
@@ -136,7 +137,7 @@ def compute_metrics(
     """
     if task in REGRESSION_TASKS:
         return regression_metrics(gold, pred)
-    if task == "ner":
+    if task in TASKS and TASKS[task].label_scheme == "BIO2":  # entity spans (NER)
         if label_names is None or ids is None:
             raise ValueError("NER metrics need label_names and row ids ('<example id>#<word index>')")
         gold = np.asarray(gold)

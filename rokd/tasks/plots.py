@@ -33,9 +33,17 @@ def validation_history(profile: str, model: str, tasks, seeds, results: str | Pa
         for seed in seeds:
             rec = load_run(profile, model, task, seed, results)
             for h in rec["history"]:
-                rows.append({"task": COLUMN_TITLES[task], "seed": seed, "epoch": h["epoch"], "step": h["step"],
-                             "train_loss": h["train_loss"], "validation": h["val_" + metric] * 100,
-                             "selected": h["step"] == rec["selected"]["step"]})
+                rows.append(
+                    {
+                        "task": COLUMN_TITLES[task],
+                        "seed": seed,
+                        "epoch": h["epoch"],
+                        "step": h["step"],
+                        "train_loss": h["train_loss"],
+                        "validation": h["val_" + metric] * 100,
+                        "selected": h["step"] == rec["selected"]["step"],
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -48,7 +56,7 @@ def plot_validation_curves(history: pd.DataFrame, model: str):
     nrows = -(-len(tasks) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.8 * nrows), squeeze=False)
     flat = axes.ravel()
-    for ax in flat[len(tasks):]:
+    for ax in flat[len(tasks) :]:
         ax.set_visible(False)
     for ax, task in zip(flat, tasks):
         sub = history[history["task"] == task]
@@ -86,8 +94,16 @@ def plot_confusion(cm: pd.DataFrame, title: str):
 
     norm = cm.div(cm.sum(axis=1).replace(0, np.nan), axis=0)
     fig, ax = plt.subplots(figsize=(1.2 * len(cm) + 2, 1.0 * len(cm) + 1.5))
-    sns.heatmap(norm, annot=cm.values, fmt="d", cmap="Blues", vmin=0, vmax=1, ax=ax,
-                cbar_kws={"label": "share of the gold class"})
+    sns.heatmap(
+        norm,
+        annot=cm.values,
+        fmt="d",
+        cmap="Blues",
+        vmin=0,
+        vmax=1,
+        ax=ax,
+        cbar_kws={"label": "share of the gold class"},
+    )
     ax.set_xlabel("predicted label")
     ax.set_ylabel("gold label")
     ax.set_title(title)
@@ -97,8 +113,11 @@ def plot_confusion(cm: pd.DataFrame, title: str):
 
 def headline_means(scores: pd.DataFrame, models, tasks) -> pd.DataFrame:
     """Headline metric per model x task (x100): ``mean`` and ``std`` over seeds (std NaN for one seed)."""
-    h = scores[(scores["metric"] == scores["task"].map(HEADLINE_METRIC)) & scores["model"].isin(list(models))
-               & scores["task"].isin(list(tasks))]
+    h = scores[
+        (scores["metric"] == scores["task"].map(HEADLINE_METRIC))
+        & scores["model"].isin(list(models))
+        & scores["task"].isin(list(tasks))
+    ]
     g = h.groupby(["model", "task"])["value"]
     return pd.DataFrame({"mean": g.mean() * 100, "std": g.std(ddof=1) * 100})
 
@@ -126,5 +145,36 @@ def comparison_table(scores: pd.DataFrame, models, tasks) -> pd.DataFrame:
 def tasks_below(scores: pd.DataFrame, model: str, reference: str, tasks) -> list[str]:
     """Tasks (display titles) where ``model``'s mean headline score is below ``reference``'s."""
     stats = headline_means(scores, [model, reference], tasks)
-    return [COLUMN_TITLES[t] for t in COLUMN_TITLES if t in set(tasks) and (model, t) in stats.index
-            and (reference, t) in stats.index and stats.loc[(model, t), "mean"] < stats.loc[(reference, t), "mean"]]
+    return [
+        COLUMN_TITLES[t]
+        for t in COLUMN_TITLES
+        if t in set(tasks)
+        and (model, t) in stats.index
+        and (reference, t) in stats.index
+        and stats.loc[(model, t), "mean"] < stats.loc[(reference, t), "mean"]
+    ]
+
+
+def run_table(profile: str, model: str, tasks, seeds, results: str | Path | None = None) -> pd.DataFrame:
+    """What each fine-tuning run of ``model`` used: examples per split (after the hash-based selection), test
+    rows scored, truncated / split training examples, ``max_length``, the selected epoch and the wall time."""
+    rows = []
+    for task in tasks:
+        for seed in seeds:
+            rec = load_run(profile, model, task, seed, results)
+            sz = rec["sizes"]
+            rows.append(
+                {
+                    "task": task,
+                    "seed": seed,
+                    "train": sz["train"]["examples"],
+                    "validation": sz["validation"]["examples"],
+                    "test": sz["test"]["examples"],
+                    "test rows scored": sz["test"]["rows"],
+                    "train truncated/split": sz["train"]["truncated_or_split"],
+                    "max_length": rec["max_length"],
+                    "selected epoch": rec["selected"]["epoch"],
+                    "wall time (s)": rec["timing_s"]["total"],
+                }
+            )
+    return pd.DataFrame(rows).set_index(["task", "seed"])

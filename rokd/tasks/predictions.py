@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from rokd import io
+
 
 @dataclass
 class Predictions:
@@ -52,7 +54,8 @@ class Predictions:
                 raise ValueError(f"Predictions.probs must be (N={n}, C), got {self.probs.shape}")
             if self.label_names is not None and len(self.label_names) != self.probs.shape[1]:
                 raise ValueError(
-                    f"Predictions.label_names has {len(self.label_names)} names, probs has {self.probs.shape[1]} columns"
+                    f"Predictions.label_names has {len(self.label_names)} names, probs has {self.probs.shape[1]} "
+                    "columns"
                 )
 
 
@@ -76,16 +79,17 @@ def save_predictions(preds: Predictions, path: str | Path) -> Path:
     if preds.probs is not None:
         arrays["probs"] = np.asarray(preds.probs, dtype=np.float32)
         arrays["label_names"] = np.asarray(preds.label_names if preds.label_names is not None else [], dtype=str)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)  # never leave a half-written predictions file
+    with io.atomic_path(path, ".npz") as tmp:  # never leave a half-written predictions file
+        np.savez_compressed(tmp, **arrays)
     return path
 
 
 def load_predictions(path: str | Path) -> Predictions:
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"predictions file not found: {path} (run the evaluation step for this model/task/seed)")
+        raise FileNotFoundError(
+            f"predictions file not found: {path} (run the evaluation step for this model/task/seed)"
+        )
     try:
         with np.load(path, allow_pickle=False) as z:
             probs = z["probs"] if "probs" in z.files else None
@@ -101,5 +105,10 @@ def load_predictions(path: str | Path) -> Predictions:
     except Exception as e:  # a truncated zip, a missing array, a bad meta string
         from rokd.errors import CorruptFileError
 
-        raise CorruptFileError(path, "predictions file", "delete it and re-run the evaluation of that model/task/seed "
-                               "(`rokd pipeline` or `rokd evaluate ... --force`)", e) from None
+        raise CorruptFileError(
+            path,
+            "predictions file",
+            "delete it and re-run the evaluation of that model/task/seed "
+            "(`rokd pipeline` or `rokd evaluate ... --force`)",
+            e,
+        ) from None

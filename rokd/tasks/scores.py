@@ -11,9 +11,10 @@ import contextlib
 import csv
 import fcntl
 import math
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+from rokd import io
 
 SCORE_COLUMNS = ("model", "task", "metric", "seed", "value")
 
@@ -54,13 +55,15 @@ def read_scores(path: str | Path) -> list[dict]:
         raise CorruptFileError(path, "scores file", fix, e) from None
     reader = csv.DictReader(text.splitlines(keepends=True))
     if tuple(reader.fieldnames or ()) != SCORE_COLUMNS:
-        raise CorruptFileError(path, "scores file", f"expected the header {','.join(SCORE_COLUMNS)}, got "
-                               f"{reader.fieldnames}; {fix}")
+        raise CorruptFileError(
+            path, "scores file", f"expected the header {','.join(SCORE_COLUMNS)}, got {reader.fieldnames}; {fix}"
+        )
     rows = []
     for line, row in enumerate(reader, start=2):
         if None in row or any(not row[c] for c in SCORE_COLUMNS):
-            raise CorruptFileError(path, "scores file", f"line {line} does not have the 5 fields "
-                                   f"{','.join(SCORE_COLUMNS)} ({row}); {fix}")
+            raise CorruptFileError(
+                path, "scores file", f"line {line} does not have the 5 fields {','.join(SCORE_COLUMNS)} ({row}); {fix}"
+            )
         try:
             rows.append({**row, "seed": int(row["seed"]), "value": float(row["value"])})
         except ValueError as e:
@@ -75,18 +78,18 @@ def merge_scores(path: str | Path, model: str, task: str, seed: int, metrics: Ma
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise TypeError(f"metric {name!r} of {model}/{task}/seed {seed} is not a number: {value!r}")
     with _locked(path):
-        rows = [r for r in read_scores(path) if not (r["model"] == model and r["task"] == task and r["seed"] == int(seed))]
+        rows = [
+            r for r in read_scores(path) if not (r["model"] == model and r["task"] == task and r["seed"] == int(seed))
+        ]
         rows += [
             {"model": model, "task": task, "metric": name, "seed": int(seed), "value": float(value)}
             for name, value in sorted(metrics.items())
         ]
         rows.sort(key=lambda r: (r["model"], r["task"], r["seed"], r["metric"]))
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+        with io.atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=SCORE_COLUMNS)
             writer.writeheader()
             for r in rows:
                 v = r["value"]
                 writer.writerow({**r, "value": "nan" if math.isnan(v) else repr(v)})
-        tmp.replace(path)
     return path

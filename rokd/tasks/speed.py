@@ -12,6 +12,8 @@ import statistics
 import time
 from collections.abc import Mapping
 
+from rokd import io
+
 
 def _sync(device) -> None:
     import torch
@@ -69,7 +71,7 @@ def compare_throughput(
                 slowest = max(slowest, time.perf_counter() - t0)
             batches_per_round = max(1, math.ceil(min_round_s / max(slowest, 1e-6)))
         for r in range(rounds):
-            order = names[r % len(names):] + names[: r % len(names)]  # rotate who goes first
+            order = names[r % len(names) :] + names[: r % len(names)]  # rotate who goes first
             for name in order:
                 _sync(device)
                 t0 = time.perf_counter()
@@ -88,10 +90,6 @@ def compare_throughput(
         }
         for name, v in per_round.items()
     }
-
-
-def count_parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def variant_throughput(
@@ -127,10 +125,19 @@ def variant_throughput(
     for key, res in speed.items():
         name, variant = key.split("\t")
         fp32 = speed.get(f"{name}\tfp32", {}).get("seq_per_s")
-        rows.append({"model": name, "variant": variant, "seq_per_s": res["seq_per_s"],
-                     "vs_fp32": res["seq_per_s"] / fp32 if fp32 else math.nan, "params": count_parameters(models[name]),
-                     "batch_size": batch_size, "seq_length": seq_length, "device": str(device),
-                     "threads": torch.get_num_threads()})
+        rows.append(
+            {
+                "model": name,
+                "variant": variant,
+                "seq_per_s": res["seq_per_s"],
+                "vs_fp32": res["seq_per_s"] / fp32 if fp32 else math.nan,
+                "params": io.count_params(models[name]),
+                "batch_size": batch_size,
+                "seq_length": seq_length,
+                "device": str(device),
+                "threads": torch.get_num_threads(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -155,6 +162,14 @@ def precision_speed_table(speed, cost=None, pairs: Mapping[str, str] | None = No
         cost_columns = ["change", "label_loyalty", "prob_loyalty", "regression_loyalty"]
         table.loc[fp32_rows, cost_columns] = [0.0, 100.0, 100.0, 100.0]
     table["params"] = (table["params"] / 1e6).round(1)
-    return table.rename(columns={"params": "params (M)", "seq_per_s": "seq/s", "vs_fp32": "vs own fp32",
-                                 "change": "score change (points)", "label_loyalty": "L-L to fp32 (%)",
-                                 "prob_loyalty": "P-L to fp32 (%)", "regression_loyalty": "R-L to fp32 (%)"})
+    return table.rename(
+        columns={
+            "params": "params (M)",
+            "seq_per_s": "seq/s",
+            "vs_fp32": "vs own fp32",
+            "change": "score change (points)",
+            "label_loyalty": "L-L to fp32 (%)",
+            "prob_loyalty": "P-L to fp32 (%)",
+            "regression_loyalty": "R-L to fp32 (%)",
+        }
+    )

@@ -393,18 +393,84 @@ def train(
     precision = {"no": "fp32"}.get(acc.mixed_precision, acc.mixed_precision)
     runtime = {"precision": precision, "threads": torch.get_num_threads()}
     main = acc.is_main_process
-    rank = acc.process_index
     t_start = time.perf_counter()
-
     for frozen in frozen_modules:
         frozen.requires_grad_(False).eval().to(acc.device)
+    model, optimizer, scheduler, done = _setup(module, batches, config, acc, resume)
+    stop_at = config.steps if max_steps_this_run is None else min(config.steps, done.step + max_steps_this_run)
+    batch_iter: Iterator[Any] = iter(batches)
+    model.train()
+    log_file = (out / "train_log.jsonl").open("a", encoding="utf-8") if main else None
+    from tqdm.auto import tqdm
 
+    bar = tqdm(total=config.steps, initial=done.step, desc="train", disable=not (main and config.progress),
+               dynamic_ncols=True)
+    step, last_losses, tokens_this_run, train_time = done.step, done.losses, 0, 0.0
+    last_ckpt = latest_checkpoint(out)
+    try:
+        while step < stop_at:
+            t0 = time.perf_counter()
+            losses, step_tokens = _accumulate(model, batch_iter, step_fn, config, acc, count_tokens, step)
+            grad_norm, lr = _apply_update(model, optimizer, scheduler, config, acc, losses, step, last_ckpt)
+            step, last_losses = step + 1, losses
+            dt = time.perf_counter() - t0
+            tokens_this_run, train_time = tokens_this_run + step_tokens, train_time + dt
+            eval_now = evaluate is not None and eval_every > 0 and (step % eval_every == 0 or step == config.steps)
+            if main and (step % config.log_every == 0 or step == stop_at or eval_now):
+                record = {"step": step, **losses, "lr": lr, "grad_norm": grad_norm, "tokens": step_tokens,
+                          "tokens_per_s": step_tokens / dt if dt > 0 else None,
+                          "elapsed_s": done.elapsed + (time.perf_counter() - t_start),
+                          "peak_mem_mb": _peak_memory_mb(acc.device), **runtime}
+                if eval_now:
+                    record.update({f"eval_{k}": v for k, v in _held_out(evaluate, acc.unwrap_model(model)).items()})
+                _write_record(log_file, record)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
+            bar.update(1)
+            if step == stop_at or (config.checkpoint_every and step % config.checkpoint_every == 0):
+                last_ckpt = _save_checkpoint(acc, model, optimizer, scheduler, batches, config, step,
+                                             tokens=done.tokens + tokens_this_run,
+                                             elapsed=done.elapsed + (time.perf_counter() - t_start), losses=losses)
+    finally:
+        bar.close()
+        if log_file is not None:
+            log_file.close()
+
+    return TrainResult(
+        final_step=step,
+        completed=step >= config.steps,
+        losses=last_losses,
+        wall_time_s=time.perf_counter() - t_start,
+        tokens_per_s=tokens_this_run / train_time if train_time > 0 else 0.0,
+        resumed_from=done.resumed_from,
+        checkpoint=latest_checkpoint(out),
+        precision=precision,
+        threads=runtime["threads"],
+        module=acc.unwrap_model(model),
+    )
+
+
+@dataclass
+class _Done:
+    """Where a run starts: what the checkpoint it resumes from had done (all zero for a fresh run)."""
+
+    step: int = 0
+    tokens: int = 0
+    elapsed: float = 0.0
+    losses: dict[str, float] = field(default_factory=dict)
+    resumed_from: int | None = None
+
+
+def _setup(module: nn.Module, batches: Any, config: TrainerConfig, acc: Any, resume: bool):
+    """Seed, build the optimizer and schedule, prepare them with Accelerate, and restore the latest checkpoint
+    (``resume``) or start a fresh log. Returns ``(model, optimizer, scheduler, _Done)``."""
+    out = Path(config.output_dir)
+    main = acc.is_main_process
     # Seed before the optimizer exists; on resume every RNG is overwritten at the end of setup.
     ckpt = latest_checkpoint(out) if resume else None
     if ckpt is None:
         from accelerate.utils import set_seed
 
-        set_seed(config.seed + rank)
+        set_seed(config.seed + acc.process_index)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(config, out / "trainer_config.json")
@@ -415,180 +481,134 @@ def train(
     optimizer = make_optimizer(module, config)
     scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
     model, optimizer, scheduler = acc.prepare(module, optimizer, scheduler)
-
-    step, tokens_total_before, elapsed_before = 0, 0, 0.0
-    resumed_from = None
-    last_losses: dict[str, float] = {}
+    done = _Done()
     if ckpt is not None:
-        state = _read_checkpoint_state(ckpt)
-        _check_resume_config(state["config"], config, ckpt)
-        if int(state.get("num_processes", 1)) != acc.num_processes:
-            raise ConfigError(
-                f"cannot resume from {ckpt}: it was written by {state.get('num_processes')} process(es), this run has "
-                f"{acc.num_processes}; each process's data position is saved separately, so launch with the same number"
-            )
-        from safetensors.torch import load_model
-
-        _verify_checkpoint(ckpt, state)
-        with _reading(ckpt / "model.safetensors"):
-            load_model(acc.unwrap_model(model), ckpt / "model.safetensors", strict=True)  # read on CPU, then copied
-        with _reading(ckpt / "optimizer.pt"):
-            optimizer.load_state_dict(_load_tensors(ckpt / "optimizer.pt"))
-        with _reading(ckpt / "scheduler.pt"):
-            scheduler.load_state_dict(_load_tensors(ckpt / "scheduler.pt"))
-        if float(state["config"].get("lr", config.lr)) != config.lr:  # allowed by allow_lr_change
-            _rescale_lr(optimizer, scheduler, config.lr)
-        if hasattr(batches, "load_state_dict"):
-            data_file = ckpt / f"data-{rank}.pt"
-            if not data_file.is_file():
-                raise FileNotFoundError(
-                    f"{data_file} missing: the checkpoint was written by fewer processes than this run has"
-                )
-            with _reading(data_file):
-                batches.load_state_dict(_load_tensors(data_file))
-        with _reading(ckpt / f"rng-{rank}.pt"):
-            rng_json = json.loads((ckpt / f"rng-{rank}.json").read_text(encoding="utf-8"))
-            set_rng_state(rng_json, _load_tensors(ckpt / f"rng-{rank}.pt"))
-        step = resumed_from = int(state["step"])
-        tokens_total_before, elapsed_before = int(state["tokens"]), float(state["elapsed_s"])
-        last_losses = state.get("losses", {})
-        if main:
-            _truncate_log(out / "train_log.jsonl", step)
-            for stale in (out / "checkpoints").glob(f".tmp-{CHECKPOINT_PREFIX}*"):  # a save the kill interrupted
-                shutil.rmtree(stale, ignore_errors=True)
+        done = _restore(ckpt, model, optimizer, scheduler, batches, config, acc)
     elif main:
         # A fresh run starts a fresh log and drops checkpoints of an earlier run in the same directory
         # (they would otherwise mix with this run's in "latest" and in the keep-last-K rotation).
         (out / "train_log.jsonl").unlink(missing_ok=True)
         _remove_checkpoints(out / "checkpoints")
     acc.wait_for_everyone()
-
     if not hasattr(batches, "state_dict"):
         warnings.warn(
             f"{type(batches).__name__} has no state_dict(): checkpoints will not hold the data position, and a resumed "
             "run restarts the data from its beginning (use rokd.mlm.BatchStream for exact resumption)",
-            stacklevel=2,
+            stacklevel=3,
         )
-    stop_at = config.steps if max_steps_this_run is None else min(config.steps, step + max_steps_this_run)
-    batch_iter: Iterator[Any] = iter(batches)
-    model.train()
-    log_file = (out / "train_log.jsonl").open("a", encoding="utf-8") if main else None
-    from tqdm.auto import tqdm
+    return model, optimizer, scheduler, done
 
-    bar = tqdm(
-        total=config.steps, initial=step, desc="train", disable=not (main and config.progress), dynamic_ncols=True
-    )
-    tokens_this_run, train_time = 0, 0.0
-    last_ckpt = latest_checkpoint(out)
-    try:
-        while step < stop_at:
-            t0 = time.perf_counter()
-            sums: dict[str, torch.Tensor] = {}
-            step_tokens = 0
-            for micro in range(config.grad_accum):
-                try:
-                    batch = next(batch_iter)
-                except StopIteration as e:
-                    raise RuntimeError(
-                        f"the batch iterator ran out at step {step + 1}; it must be endless (use rokd.mlm.BatchStream)"
-                    ) from e
-                step_tokens += count_tokens(batch)
-                batch = _to_device(batch, acc.device)
-                sync = micro == config.grad_accum - 1
-                ctx = acc.no_sync(model) if not sync else contextlib.nullcontext()
-                with ctx:
-                    with acc.autocast():
-                        terms = step_fn(model, batch)
-                    if not isinstance(terms, dict) or "loss" not in terms:
-                        got = sorted(terms) if isinstance(terms, dict) else type(terms).__name__
-                        raise KeyError(f"step_fn must return a dict with a 'loss' entry (the total); got {got}")
-                    bad = [k for k, v in terms.items() if not (isinstance(v, torch.Tensor) and v.ndim == 0)]
-                    if bad:
-                        raise TypeError(f"step_fn must return scalar tensors; not scalar: {bad}")
-                    acc.backward(terms["loss"] / config.grad_accum)
-                for k, v in terms.items():
-                    v = v.detach().float()
-                    sums[k] = sums[k] + v if k in sums else v
-            means = {k: v / config.grad_accum for k, v in sums.items()}
-            # One reduction for every term: mean over processes; non-finite values propagate.
-            keys = sorted(means)
-            stacked = acc.reduce(torch.stack([means[k] for k in keys]), reduction="mean")
-            losses = {k: float(x) for k, x in zip(keys, stacked.tolist())}
-            # Only the total decides: other entries may be statistics that are legitimately NaN at times.
-            if not math.isfinite(losses["loss"]):
-                raise NonFiniteLossError(step + 1, losses, last_ckpt, config.lr)
-            grad_norm = None
-            if config.max_grad_norm:
-                grad_norm = float(acc.clip_grad_norm_(model.parameters(), config.max_grad_norm))
-                if not math.isfinite(grad_norm):
-                    raise NonFiniteLossError(step + 1, {**losses, "grad_norm": grad_norm}, last_ckpt, config.lr)
-            lr = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            last_losses = losses
 
-            step_tokens_all = (
-                int(acc.reduce(torch.tensor(step_tokens, device=acc.device), reduction="sum"))
-                if acc.num_processes > 1
-                else step_tokens
+def _restore(ckpt: Path, model, optimizer, scheduler, batches: Any, config: TrainerConfig, acc: Any) -> _Done:
+    """Load everything a checkpoint holds into the prepared objects; the RNG states last (see the module doc)."""
+    rank = acc.process_index
+    state = _read_checkpoint_state(ckpt)
+    _check_resume_config(state["config"], config, ckpt)
+    if int(state.get("num_processes", 1)) != acc.num_processes:
+        raise ConfigError(
+            f"cannot resume from {ckpt}: it was written by {state.get('num_processes')} process(es), this run has "
+            f"{acc.num_processes}; each process's data position is saved separately, so launch with the same number"
+        )
+    from safetensors.torch import load_model
+
+    _verify_checkpoint(ckpt, state)
+    with _reading(ckpt / "model.safetensors"):
+        load_model(acc.unwrap_model(model), ckpt / "model.safetensors", strict=True)  # read on CPU, then copied
+    with _reading(ckpt / "optimizer.pt"):
+        optimizer.load_state_dict(_load_tensors(ckpt / "optimizer.pt"))
+    with _reading(ckpt / "scheduler.pt"):
+        scheduler.load_state_dict(_load_tensors(ckpt / "scheduler.pt"))
+    if float(state["config"].get("lr", config.lr)) != config.lr:  # allowed by allow_lr_change
+        _rescale_lr(optimizer, scheduler, config.lr)
+    if hasattr(batches, "load_state_dict"):
+        data_file = ckpt / f"data-{rank}.pt"
+        if not data_file.is_file():
+            raise FileNotFoundError(
+                f"{data_file} missing: the checkpoint was written by fewer processes than this run has"
             )
-            dt = time.perf_counter() - t0
-            tokens_this_run += step_tokens_all
-            train_time += dt
-            eval_now = evaluate is not None and eval_every > 0 and (step % eval_every == 0 or step == config.steps)
-            if main and (step % config.log_every == 0 or step == stop_at or eval_now):
-                record = {
-                    "step": step,
-                    **losses,
-                    "lr": lr,
-                    "grad_norm": grad_norm,
-                    "tokens": step_tokens_all,
-                    "tokens_per_s": step_tokens_all / dt if dt > 0 else None,
-                    "elapsed_s": elapsed_before + (time.perf_counter() - t_start),
-                    "peak_mem_mb": _peak_memory_mb(acc.device),
-                    **runtime,
-                }
-                if eval_now:
-                    record.update({f"eval_{k}": v for k, v in _held_out(evaluate, acc.unwrap_model(model)).items()})
-                record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-                log_file.write(json.dumps(record) + "\n")  # strict JSON: NaN/inf statistics become null
-                log_file.flush()
-                bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
-            bar.update(1)
+        with _reading(data_file):
+            batches.load_state_dict(_load_tensors(data_file))
+    with _reading(ckpt / f"rng-{rank}.pt"):
+        rng_json = json.loads((ckpt / f"rng-{rank}.json").read_text(encoding="utf-8"))
+        set_rng_state(rng_json, _load_tensors(ckpt / f"rng-{rank}.pt"))
+    step = int(state["step"])
+    if acc.is_main_process:
+        out = Path(config.output_dir)
+        _truncate_log(out / "train_log.jsonl", step)
+        for stale in (out / "checkpoints").glob(f".tmp-{CHECKPOINT_PREFIX}*"):  # a save the kill interrupted
+            shutil.rmtree(stale, ignore_errors=True)
+    return _Done(step, int(state["tokens"]), float(state["elapsed_s"]), state.get("losses", {}), step)
 
-            if step == stop_at or (config.checkpoint_every and step % config.checkpoint_every == 0):
-                last_ckpt = _save_checkpoint(
-                    acc,
-                    model,
-                    optimizer,
-                    scheduler,
-                    batches,
-                    config,
-                    step,
-                    tokens=tokens_total_before + tokens_this_run,
-                    elapsed=elapsed_before + (time.perf_counter() - t_start),
-                    losses=losses,
-                )
-    finally:
-        bar.close()
-        if log_file is not None:
-            log_file.close()
 
-    wall = time.perf_counter() - t_start
-    return TrainResult(
-        final_step=step,
-        completed=step >= config.steps,
-        losses=last_losses,
-        wall_time_s=wall,
-        tokens_per_s=tokens_this_run / train_time if train_time > 0 else 0.0,
-        resumed_from=resumed_from,
-        checkpoint=latest_checkpoint(out),
-        precision=precision,
-        threads=runtime["threads"],
-        module=acc.unwrap_model(model),
-    )
+def _accumulate(model, batch_iter: Iterator[Any], step_fn, config: TrainerConfig, acc: Any, count_tokens,
+                step: int) -> tuple[dict[str, float], int]:
+    """Forward and backward over the ``grad_accum`` micro-batches of one optimizer step.
+
+    Returns the loss terms (mean over micro-batches and processes) and the step's tokens (all processes).
+    """
+    sums: dict[str, torch.Tensor] = {}
+    tokens = 0
+    for micro in range(config.grad_accum):
+        try:
+            batch = next(batch_iter)
+        except StopIteration as e:
+            raise RuntimeError(
+                f"the batch iterator ran out at step {step + 1}; it must be endless (use rokd.mlm.BatchStream)"
+            ) from e
+        tokens += count_tokens(batch)
+        batch = _to_device(batch, acc.device)
+        last = micro == config.grad_accum - 1
+        with acc.no_sync(model) if not last else contextlib.nullcontext():
+            with acc.autocast():
+                terms = step_fn(model, batch)
+            _check_terms(terms)
+            acc.backward(terms["loss"] / config.grad_accum)
+        for k, v in terms.items():
+            v = v.detach().float()
+            sums[k] = sums[k] + v if k in sums else v
+    # One reduction for every term: mean over processes; non-finite values propagate.
+    keys = sorted(sums)
+    stacked = acc.reduce(torch.stack([sums[k] / config.grad_accum for k in keys]), reduction="mean")
+    if acc.num_processes > 1:
+        tokens = int(acc.reduce(torch.tensor(tokens, device=acc.device), reduction="sum"))
+    return {k: float(x) for k, x in zip(keys, stacked.tolist())}, tokens
+
+
+def _check_terms(terms: Any) -> None:
+    if not isinstance(terms, dict) or "loss" not in terms:
+        got = sorted(terms) if isinstance(terms, dict) else type(terms).__name__
+        raise KeyError(f"step_fn must return a dict with a 'loss' entry (the total); got {got}")
+    bad = [k for k, v in terms.items() if not (isinstance(v, torch.Tensor) and v.ndim == 0)]
+    if bad:
+        raise TypeError(f"step_fn must return scalar tensors; not scalar: {bad}")
+
+
+def _apply_update(model, optimizer, scheduler, config: TrainerConfig, acc: Any, losses: dict[str, float], step: int,
+                  last_ckpt: Path | None) -> tuple[float | None, float]:
+    """Guard against a non-finite loss or gradient, clip, step the optimizer and the schedule.
+
+    Returns ``(grad_norm, lr)`` -- the norm before clipping (None without clipping) and the step's learning rate.
+    """
+    # Only the total decides: other entries may be statistics that are legitimately NaN at times.
+    if not math.isfinite(losses["loss"]):
+        raise NonFiniteLossError(step + 1, losses, last_ckpt, config.lr)
+    grad_norm = None
+    if config.max_grad_norm:
+        grad_norm = float(acc.clip_grad_norm_(model.parameters(), config.max_grad_norm))
+        if not math.isfinite(grad_norm):
+            raise NonFiniteLossError(step + 1, {**losses, "grad_norm": grad_norm}, last_ckpt, config.lr)
+    lr = scheduler.get_last_lr()[0]
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm, lr
+
+
+def _write_record(log_file, record: dict) -> None:
+    """One strict-JSON line of the training log: NaN / inf statistics become null."""
+    record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+    log_file.write(json.dumps(record) + "\n")
+    log_file.flush()
 
 
 def _held_out(evaluate: Callable[[nn.Module], dict[str, float]], module: nn.Module) -> dict[str, float]:

@@ -154,7 +154,6 @@ def test_soft_targets_all_computes_the_kl_at_every_token_of_a_same_vocabulary_te
     run_masked, _ = _setup(**one_teacher)
     assert run_masked.soft_targets == "masked"
     masked_terms = {k: v.detach() for k, v in make_step_fn(setup.adaptors, run_masked)(setup.net, batch).items()}
-    assert float(masked_terms["ce"]) != pytest.approx(float(terms["ce"]), rel=1e-3)
     with torch.no_grad():
         t_masked = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[masked]
     expected_masked = soft_target_kl(_student_logits(setup.net, batch, masked), t_masked, run.temperature)

@@ -803,7 +803,6 @@ def _distill_locked(
     resume_lr: bool,
     corpus: tuple[str | Path, str | Path] | None,
 ) -> Path:
-    from rokd.models.quality import mlm_accuracy, read_lines
     from rokd.models.teachers import build_teachers, corpus_files
     from rokd.precision import runtime_record, set_threads
     from rokd.trainer import make_accelerator, resolve_mixed_precision, train
@@ -814,18 +813,59 @@ def _distill_locked(
     keys_to_build = [k for k in TEACHERS if k in sources.values()]
     if keys_to_build:  # the profile's miniature teachers (an empty list would mean all of them)
         build_teachers(prof, keys_to_build, log=log, wait=True)
-    run = resolve_run(
-        prof,
-        student_key,
-        overrides,
-        corpus_sha256=io.file_sha256(train_txt),
-        fingerprints={k: _teacher_fingerprint(prof, sources[k]) for k in teacher_keys},
-    )
+    fingerprints = {k: _teacher_fingerprint(prof, sources[k]) for k in teacher_keys}
+    run = resolve_run(prof, student_key, overrides, corpus_sha256=io.file_sha256(train_txt), fingerprints=fingerprints)
+    work = _work_dir(out, run, student_key, resume=resume, resume_lr=resume_lr, log=log)
+    if work is None:
+        return out
+    if not progress:  # also quiet the weight-loading / saving bars of transformers
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    t0 = time.perf_counter()
+    models = {k: load_model(sources[k], "mlm", prof) for k in teacher_keys}
+    toks = {k: load_tokenizer(sources[k], prof) for k in teacher_keys}
+    threads = set_threads(prof.distill.threads)
+    d = prof.distill
+    tcfg = trainer_config(run, work, prof.device, d.checkpoint_every, progress, allow_lr_change=resume_lr,
+                          precision=d.precision)
+    acc = make_accelerator(tcfg)
+    precision = resolve_mixed_precision(tcfg.mixed_precision, tcfg.cpu)
+    setup = build_setup(run, models, toks, train_txt, cache_dir=work, num_shards=acc.num_processes,
+                        shard_index=acc.process_index, num_workers=d.data_workers)
+    log(f"student {student_key}: distilling from {', '.join(teacher_keys)} ({run.strategy}, {run.steps} steps) "
+        f"into {out}")
+    _log_vocabulary_maps(setup, teacher_keys, student_key, log)
+    curve = _heldout_curve(setup, run, heldout_txt, d.curve_lines, precision) if d.curve_every > 0 else None
+    result = train(setup.net, make_step_fn(setup.adaptors, run), setup.batches, tcfg,
+                   frozen_modules=[a.model for a in setup.adaptors], resume=resume, accelerator=acc,
+                   evaluate=curve, eval_every=d.curve_every)
+    if not acc.is_main_process:
+        return out
+    student = result.module.student.model.eval()
+    lines, heldout = _heldout_accuracies(student, setup, models, toks, student_key, heldout_txt, run, precision)
+    runtime = {**runtime_record(precision), "torch_threads": threads}  # what training and the measures ran in
+    stage = io.make_stage(out, STUDENT_WHAT)
+    try:
+        trained = _Trained(student, models, teacher_keys, result, heldout, len(lines), t0, runtime)
+        _write_student(stage, prof, student_key, run, setup, work, trained)
+        io.replace_dir(stage, out, f"{STUDENT_WHAT} ({student_key})", legacy=(CONFIG_FILE,))
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+    io.remove_dir(work, f"the checkpoints of {STUDENT_WHAT}", legacy=(CONFIG_FILE,))
+    _log_saved(out, student, heldout[student_key], student_key, log)
+    return out
+
+
+def _work_dir(out: Path, run: DistillRun, student_key: str, *, resume: bool, resume_lr: bool, log) -> Path | None:
+    """The checkpoint folder of a distillation (kept when it holds this run's checkpoints, else started afresh);
+    None when ``out`` already holds this run's student with intact weights."""
     if (out / SUMMARY_FILE).is_file() and _same_run(io.read_json(out / CONFIG_FILE), run):
         problem = io.weights_problem(out)
         if problem is None:
             log(f"student {student_key}: up to date in {out}")
-            return out
+            return None
         log(f"student {student_key}: rebuilding, its weights are damaged ({problem})")
     work = out.parent / (out.name + ".work")
     if work.exists():
@@ -835,172 +875,91 @@ def _distill_locked(
             io.remove_dir(work, f"the checkpoints of {STUDENT_WHAT}", legacy=(CONFIG_FILE,))
     io.mark_output(work, f"the checkpoints of {STUDENT_WHAT}")
     save_config(run, work / CONFIG_FILE)
+    return work
 
-    if not progress:  # also quiet the weight-loading / saving bars of transformers
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
-    t0 = time.perf_counter()
-    models = {k: load_model(sources[k], "mlm", prof) for k in teacher_keys}
-    toks = {k: load_tokenizer(sources[k], prof) for k in teacher_keys}
-    threads = set_threads(prof.distill.threads)
-    tcfg = trainer_config(
-        run,
-        work,
-        prof.device,
-        prof.distill.checkpoint_every,
-        progress,
-        allow_lr_change=resume_lr,
-        precision=prof.distill.precision,
-    )
-    acc = make_accelerator(tcfg)
-    precision = resolve_mixed_precision(tcfg.mixed_precision, tcfg.cpu)
-    setup = build_setup(
-        run,
-        models,
-        toks,
-        train_txt,
-        cache_dir=work,
-        num_shards=acc.num_processes,
-        shard_index=acc.process_index,
-        num_workers=prof.distill.data_workers,
-    )
-    log(
-        f"student {student_key}: distilling from {', '.join(teacher_keys)} ({run.strategy}, {run.steps} steps) into "
-        f"{out}"
-    )
+def _log_vocabulary_maps(setup: DistillSetup, teacher_keys: list[str], student_key: str, log) -> None:
     for a in setup.adaptors:
         if a.vocab_map is not None:
             d = a.vocab_map.describe()
-            log(
-                f"student {student_key}: vocabulary map {teacher_keys[0]} ({d['student_family']}) <- "
+            log(f"student {student_key}: vocabulary map {teacher_keys[0]} ({d['student_family']}) <- "
                 f"{a.name} ({d['teacher_family']}): {d['student_tokens_mapped']:.1%} of the student's tokens and "
-                f"{d['teacher_tokens_mapped']:.1%} of the teacher's "
-                f"have a counterpart (case folded: {d['case_folded']})"
-            )
-    evaluate = None
-    if prof.distill.curve_every > 0:  # the learning curve: has the student's held-out MLM accuracy flattened?
-        curve_lines = read_lines(heldout_txt, limit=prof.distill.curve_lines, seed=run.seed)
+                f"{d['teacher_tokens_mapped']:.1%} of the teacher's have a counterpart "
+                f"(case folded: {d['case_folded']})")
 
-        def evaluate(net):
-            return {
-                "heldout_mlm_accuracy": mlm_accuracy(
-                    net.student.model,
-                    setup.student_tokenizer,
-                    curve_lines,
-                    max_length=run.max_length,
-                    seed=run.seed,
-                    precision=precision,
-                )["mlm_accuracy"]
-            }
 
-    result = train(
-        setup.net,
-        make_step_fn(setup.adaptors, run),
-        setup.batches,
-        tcfg,
-        frozen_modules=[a.model for a in setup.adaptors],
-        resume=resume,
-        accelerator=acc,
-        evaluate=evaluate,
-        eval_every=prof.distill.curve_every,
-    )
-    if not acc.is_main_process:
-        return out
-    student = result.module.student.model.eval()
-    train_log = read_log(work / LOG_FILE)
+def _heldout_curve(setup: DistillSetup, run: DistillRun, heldout_txt: Path, n_lines: int, precision):
+    """The trainer's evaluate hook of the learning curve: has the student's held-out MLM accuracy flattened?"""
+    from rokd.models.quality import mlm_accuracy, read_lines
 
-    # Held-out MLM accuracy: the student and each teacher, same lines, same masking seed (identical
-    # masks for a teacher that shares the student's tokenizer; its own tokenization otherwise).
+    lines = read_lines(heldout_txt, limit=n_lines, seed=run.seed)
+
+    def evaluate(net):
+        acc = mlm_accuracy(net.student.model, setup.student_tokenizer, lines, max_length=run.max_length,
+                           seed=run.seed, precision=precision)
+        return {"heldout_mlm_accuracy": acc["mlm_accuracy"]}
+
+    return evaluate
+
+
+def _heldout_accuracies(student, setup: DistillSetup, models, toks, student_key: str, heldout_txt: Path,
+                        run: DistillRun, precision) -> tuple[list[str], dict[str, float]]:
+    """Held-out MLM accuracy of the student and of each teacher: same lines, same masking seed (identical masks
+    for a teacher that shares the student's tokenizer; its own tokenization otherwise)."""
+    from rokd.models.quality import mlm_accuracy, read_lines
+
     lines = read_lines(heldout_txt, limit=run.eval_lines, seed=run.seed)
-    heldout = {
-        student_key: mlm_accuracy(
-            student, setup.student_tokenizer, lines, max_length=run.max_length, seed=run.seed, precision=precision
-        )["mlm_accuracy"]
-    }
-    for k in teacher_keys:
-        heldout[k] = mlm_accuracy(
-            models[k].to(student.device), toks[k], lines, max_length=run.max_length, seed=run.seed, precision=precision
-        )["mlm_accuracy"]
-    wall = result.wall_time_s
+    measure = dict(max_length=run.max_length, seed=run.seed, precision=precision)
+    heldout = {student_key: mlm_accuracy(student, setup.student_tokenizer, lines, **measure)["mlm_accuracy"]}
+    for k, model in models.items():
+        heldout[k] = mlm_accuracy(model.to(student.device), toks[k], lines, **measure)["mlm_accuracy"]
+    return lines, heldout
 
-    stage = io.make_stage(out, STUDENT_WHAT)
-    try:
-        runtime = {**runtime_record(precision), "torch_threads": threads}  # what training and the measures ran in
-        _write_student(
-            stage,
-            prof,
-            student_key,
-            run,
-            setup,
-            student,
-            models,
-            teacher_keys,
-            work,
-            train_log,
-            result,
-            heldout,
-            lines,
-            wall,
-            t0,
-            runtime,
-        )
-        io.replace_dir(stage, out, f"{STUDENT_WHAT} ({student_key})", legacy=(CONFIG_FILE,))
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
-    io.remove_dir(work, f"the checkpoints of {STUDENT_WHAT}", legacy=(CONFIG_FILE,))
+
+def _log_saved(out: Path, student, heldout_accuracy: float, student_key: str, log) -> None:
     for name, cov in io.read_json(out / SUMMARY_FILE)["coverage"].items():
-        log(
-            f"student {student_key}: {name} covered {cov['masked_positions_covered']:.1%} of the masked positions "
+        log(f"student {student_key}: {name} covered {cov['masked_positions_covered']:.1%} of the masked positions "
             f"(its token mapped onto the student's at {cov['masked_positions_label_mapped']:.1%}), "
-            f"mapped probability mass {cov['mapped_probability_mass']:.1%}"
-        )
-    s_params = io.count_params(student)
-    log(
-        f"student {student_key}: saved to {out} ({s_params / 1e6:.2f} M params, "
-        f"held-out MLM accuracy {heldout[student_key]:.3f})"
-    )
-    return out
+            f"mapped probability mass {cov['mapped_probability_mass']:.1%}")
+    log(f"student {student_key}: saved to {out} ({io.count_params(student) / 1e6:.2f} M params, "
+        f"held-out MLM accuracy {heldout_accuracy:.3f})")
 
 
-def _write_student(
-    stage: Path,
-    prof: Profile,
-    student_key: str,
-    run: DistillRun,
-    setup: DistillSetup,
-    student,
-    models,
-    teacher_keys,
-    work: Path,
-    train_log,
-    result,
-    heldout,
-    lines,
-    wall: float,
-    t0: float,
-    runtime: dict,
-) -> None:
+@dataclass
+class _Trained:
+    """What a finished distillation hands to :func:`_write_student`."""
+
+    student: nn.Module
+    teachers: dict[str, nn.Module]
+    teacher_keys: list[str]
+    result: Any  # rokd.trainer.TrainResult
+    heldout: dict[str, float]
+    heldout_lines: int
+    t0: float  # perf_counter() when the run started (the summary's wall time)
+    runtime: dict
+
+
+def _write_student(stage: Path, prof: Profile, student_key: str, run: DistillRun, setup: DistillSetup, work: Path,
+                   trained: _Trained) -> None:
+    student, result = trained.student, trained.result
     student.config.rokd_teacher_layers = setup.teacher_layers
     save_student(student.to("cpu"), setup.student_tokenizer, stage)
     io.write_weights_sha256(stage)
     shutil.copy(work / LOG_FILE, stage / LOG_FILE)
     save_config(run, stage / CONFIG_FILE)
-    first = models[teacher_keys[0]]
     sources = teacher_sources(run)
     teacher_sizes = {}
-    for k in teacher_keys:
+    for k in trained.teacher_keys:
         ref = resolve(sources[k], prof)
         teacher_sizes[k] = {
-            "params": io.count_params(models[k]),
+            "params": io.count_params(trained.teachers[k]),
             "disk_mb": folder_size_mb(Path(ref.name_or_path)) if ref.source == "local" else None,
         }
     s_params = io.count_params(student)
     summary = {
         "student": student_key,
         "profile": prof.name,
-        "teachers": teacher_keys,
+        "teachers": trained.teacher_keys,
         "teacher_sources": sources,
         "teacher_weights": run.teacher_weights,
         "strategy": run.strategy,
@@ -1008,17 +967,17 @@ def _write_student(
         "params": s_params,
         "disk_mb": folder_size_mb(stage),
         "teacher_sizes": teacher_sizes,
-        "params_ratio_to_first_teacher": s_params / io.count_params(first),
-        "wall_time_s": round(time.perf_counter() - t0, 1),
-        "train_time_s": round(wall, 1),
+        "params_ratio_to_first_teacher": s_params / io.count_params(trained.teachers[trained.teacher_keys[0]]),
+        "wall_time_s": round(time.perf_counter() - trained.t0, 1),
+        "train_time_s": round(result.wall_time_s, 1),
         "steps": result.final_step,
         "resumed_from": result.resumed_from,
         "tokens_per_s": result.tokens_per_s,
         "final_losses": {k: v for k, v in result.losses.items() if not k.startswith("stat_")},
-        "coverage": coverage_summary(train_log, setup.adaptors),
-        "heldout_mlm_accuracy": heldout,
-        "heldout_lines": len(lines),
-        "runtime": runtime,
+        "coverage": coverage_summary(read_log(work / LOG_FILE), setup.adaptors),
+        "heldout_mlm_accuracy": trained.heldout,
+        "heldout_lines": trained.heldout_lines,
+        "runtime": trained.runtime,
     }
     io.atomic_write_text(stage / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
 

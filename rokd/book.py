@@ -91,18 +91,25 @@ def _with_colab_link(nb_json: dict, notebook_stem: str) -> dict:
 
 
 def _chapter_json(path: Path, step: str, stamp_dir: Path, profile: str) -> dict:
-    """An executed notebook, checked: readable JSON, and finished when the pipeline keeps stamps here."""
+    """An executed notebook, checked: readable JSON, no error output, not left by a step that began and did not
+    finish, and -- where the pipeline kept a stamp -- the very notebook its step finished with. Published results
+    come without stamps: their notebooks are judged by their content."""
+    from rokd.pipeline import running_marker
+
     rerun = f"rerun `rokd pipeline --profile {profile} --only {step}`"
-    if stamp_dir.is_dir():  # a local pipeline run (published results come without stamps)
-        stamp = io.read_json(stamp_dir / f"{step}.json")
-        if not isinstance(stamp, dict):
-            raise RokdError(f"step {step!r} did not finish ({path} may hold an error or a partial run): {rerun}")
-        if "notebook_sha256" in stamp and stamp["notebook_sha256"] != io.file_sha256(path):
-            raise CorruptFileError(path, "executed notebook", f"it is not the one its step finished with; {rerun}")
+    if running_marker(stamp_dir, step).exists():
+        raise RokdError(f"step {step!r} did not finish ({path} may hold an error or a partial run): {rerun}")
+    stamp = io.read_json(stamp_dir / f"{step}.json")
+    if isinstance(stamp, dict) and "notebook_sha256" in stamp and stamp["notebook_sha256"] != io.file_sha256(path):
+        raise CorruptFileError(path, "executed notebook", f"it is not the one its step finished with; {rerun}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        nb = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CorruptFileError(path, "executed notebook", f"delete it and {rerun}", e) from None
+    errors = [o for c in nb.get("cells", []) for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    if errors:
+        raise RokdError(f"step {step!r} failed: {path} shows {errors[0].get('ename', 'an error')}; {rerun}")
+    return nb
 
 
 def prepare_chapters(profile: str, wait: bool = False) -> list[Path]:

@@ -222,6 +222,11 @@ def _nonempty(path: Path) -> bool:
     return path.is_file() and path.stat().st_size > 0
 
 
+def running_marker(stamp_dir: Path, step: str) -> Path:
+    """The file that says a step began and has not finished (a failure or a kill leaves it behind)."""
+    return stamp_dir / f"{step}.running"
+
+
 def not_done_reason(step: Step, key: str, executed: Path, stamp: Path) -> str | None:
     """None when ``step`` finished with ``key`` and its outputs are intact; otherwise why it must run.
 
@@ -374,6 +379,8 @@ def _run_locked(name, prof, steps, only, force, out, notebook_dir, nb_dir, stamp
         print(f"{prefix}: running ({reason}; {len(steps) - i} left after this, elapsed "
               f"{_fmt(time.perf_counter() - t_start)})", file=out, flush=True)
         stamp.unlink(missing_ok=True)  # from here on the step is not done, whatever happens
+        running = running_marker(stamp_dir, step.name)  # removed only once the stamp is written (rokd book checks it)
+        io.atomic_write_text(running, f"{os.getpid()}\n")
         tmp = executed.with_name(f".{executed.stem}.{os.getpid()}.tmp.ipynb")
         t0 = time.perf_counter()
         try:
@@ -389,6 +396,7 @@ def _run_locked(name, prof, steps, only, force, out, notebook_dir, nb_dir, stamp
         os.replace(tmp, executed)
         io.atomic_write_json(stamp, {"key": key, "seconds": round(seconds, 1), "parameters": step.parameters,
                                      "notebook_sha256": io.file_sha256(executed)})
+        running.unlink(missing_ok=True)
         print(f"{prefix}: done in {_fmt(seconds)}", file=out, flush=True)
         records.append({"step": step.name, "status": "ran", "seconds": round(seconds, 1)})
     total = time.perf_counter() - t_start

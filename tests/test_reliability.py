@@ -361,6 +361,26 @@ def test_sigkill_during_a_step_keeps_the_old_notebook_and_marks_the_step_not_don
     assert not (out / STATE_DIR / "slow.json").exists()  # removed before the step ran: not done
     step = Step("slow", "slow", {"profile": "x"})
     assert not_done_reason(step, "any", out / "notebooks" / "slow.ipynb", out / STATE_DIR / "slow.json") == "no stamp"
+    from rokd.book import _chapter_json
+
+    with pytest.raises(Exception, match="did not finish"):  # the kill left its running marker: the book refuses
+        _chapter_json(out / "notebooks" / "slow.ipynb", "slow", out / STATE_DIR, "x")
+
+
+def test_published_chapters_without_stamps_are_judged_by_their_content(tmp_path):
+    """A fresh clone has the committed notebooks and no stamps (the lock may have made the stamp folder):
+    complete notebooks are accepted, one with an error output is refused."""
+    from rokd.book import _chapter_json
+
+    state = tmp_path / STATE_DIR
+    state.mkdir()  # what taking the pipeline lock leaves in a fresh clone
+    good = {"cells": [{"cell_type": "code", "outputs": [{"output_type": "stream", "text": "ok"}]}]}
+    (tmp_path / "good.ipynb").write_text(json.dumps(good))
+    assert _chapter_json(tmp_path / "good.ipynb", "good", state, "mini") == good
+    bad = {"cells": [{"cell_type": "code", "outputs": [{"output_type": "error", "ename": "ValueError"}]}]}
+    (tmp_path / "bad.ipynb").write_text(json.dumps(bad))
+    with pytest.raises(Exception, match="failed: .*ValueError"):
+        _chapter_json(tmp_path / "bad.ipynb", "bad", state, "mini")
 
 
 def test_a_failed_rerun_is_not_done_and_the_book_refuses_it(one_step, monkeypatch):

@@ -143,7 +143,42 @@ def prepare_chapters(profile: str, wait: bool = False) -> list[Path]:
     return sorted(CHAPTER_DIR.glob("*.ipynb"))
 
 
-def _jupyter_book_command(out: Path) -> tuple[list[str], Path | None]:
+def profile_toc(step_names: list[str], toc: dict | None = None) -> dict:
+    """``_toc.yml`` for one profile's plan: its chapter entries (``book/chapters/<step>``) kept when the plan has
+    the step, each followed by the plan's distillation replicas of it (``<step>@d<k>``, ``distill.replicas``)."""
+    import copy
+
+    import yaml
+
+    if toc is None:
+        toc = yaml.safe_load((REPO_ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    toc = copy.deepcopy(toc)
+    prefix = "book/chapters/"
+
+    def entries(items: list) -> list:
+        kept = []
+        for item in items:
+            if isinstance(item, dict) and "file" in item and item["file"].startswith(prefix):
+                name = item["file"][len(prefix):]
+                if name not in step_names:
+                    continue
+                kept.append(item)
+                kept += [{"file": prefix + s} for s in step_names if s.startswith(name + "@d")]
+                continue
+            if isinstance(item, dict):
+                for key in ("chapters", "sections", "parts"):
+                    if key in item:
+                        item[key] = entries(item[key])
+            kept.append(item)
+        return kept
+
+    for key in ("parts", "chapters"):
+        if key in toc:
+            toc[key] = entries(toc[key])
+    return toc
+
+
+def _jupyter_book_command(out: Path, toc: Path | None = None) -> tuple[list[str], Path | None]:
     """The jupyter-book command that writes to ``out`` (it always writes to ``<path-output>/_build``)."""
     jb = Path(sys.executable).with_name("jupyter-book")  # `python -m jupyter_book` has no entry point
     cmd = [
@@ -156,6 +191,8 @@ def _jupyter_book_command(out: Path) -> tuple[list[str], Path | None]:
         "--nitpick",
         "--keep-going",
     ]
+    if toc is not None:
+        cmd += ["--toc", str(toc)]
     if out == REPO_ROOT / "_build":
         return cmd, None
     if out.name == "_build":
@@ -170,6 +207,9 @@ def build(profile: str, fresh: bool = False, wait: bool = False) -> Path:
 
     Raises on any Sphinx warning. One build at a time per build folder (a lock beside it).
     """
+    import yaml
+
+    from rokd.pipeline import plan
     from rokd.profiles import load_profile
 
     name = load_profile(profile).name
@@ -183,7 +223,9 @@ def build(profile: str, fresh: bool = False, wait: bool = False) -> Path:
         if fresh or (previous and previous != name):
             io.remove_dir(out, "the rendered book (ROKD_BUILD_DIR)", _LEGACY_BUILD_FILES)
         io.mark_output(out, "rokd book")
-        cmd, link_home = _jupyter_book_command(out)
+        toc = out / "_toc.yml"  # this profile's chapters (replicas included), derived from the plan
+        io.atomic_write_text(toc, yaml.safe_dump(profile_toc([s.name for s in plan(profile)]), sort_keys=False))
+        cmd, link_home = _jupyter_book_command(out, toc)
         where = f" (into {out})" if out != REPO_ROOT / "_build" else ""
         print(f"$ jupyter-book build . --builder html -W -n --keep-going{where}", flush=True)
         try:

@@ -26,24 +26,35 @@ def test_colab_pairs_are_in_sync():
     assert not stale, f"run `rokd notebooks sync`: out of date {stale}"
 
 
-def test_the_table_of_contents_lists_the_pipeline_plan():
-    """The chapter list is written once, in ``rokd.pipeline.plan``: ``_toc.yml`` must list exactly its steps
-    (``book/chapters/<step>``), in its order, and every notebook the plan runs exists."""
-    import yaml
+def _toc_chapters(node):
+    if isinstance(node, dict):
+        if "file" in node and node["file"].startswith("book/chapters/"):
+            yield node["file"].removeprefix("book/chapters/")
+        for value in node.values():
+            yield from _toc_chapters(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _toc_chapters(item)
 
+
+@pytest.mark.parametrize("profile", ["smoke", "mini"])
+def test_the_table_of_contents_lists_the_pipeline_plan(profile):
+    """The chapter list is written once, in ``rokd.pipeline.plan``: the book's table of contents for a profile
+    (``_toc.yml`` narrowed to the plan, distillation replicas added; ``rokd.book.profile_toc``) lists exactly
+    its steps, in its order, and every notebook the plan runs exists."""
+    from rokd.book import profile_toc
     from rokd.pipeline import plan
 
-    def files(node):
-        if isinstance(node, dict):
-            yield from ([node["file"]] if "file" in node else [])
-            for value in node.values():
-                yield from files(value)
-        elif isinstance(node, list):
-            for item in node:
-                yield from files(item)
-
-    toc = yaml.safe_load((REPO_ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    chapters = [f.removeprefix("book/chapters/") for f in files(toc) if f.startswith("book/chapters/")]
-    steps = plan("mini")
-    assert chapters == [s.name for s in steps]
+    steps = plan(profile)
+    assert list(_toc_chapters(profile_toc([s.name for s in steps]))) == [s.name for s in steps]
     assert {s.notebook for s in steps} <= set(NOTEBOOKS)
+
+
+def test_distillation_replicas_follow_their_student_in_the_table_of_contents():
+    from rokd.book import profile_toc
+
+    toc = {"root": "intro", "chapters": [{"file": "book/chapters/00_data"}, {"file": "book/distillation", "sections": [
+        {"file": "book/chapters/02_distill-a"}, {"file": "book/chapters/02_distill-b"}]}]}
+    steps = ["00_data", "02_distill-a", "02_distill-a@d2", "02_distill-b"]
+    assert list(_toc_chapters(profile_toc(steps, toc))) == steps
+    assert list(_toc_chapters(profile_toc(["00_data"], toc))) == ["00_data"]  # chapters outside the plan left out

@@ -13,6 +13,7 @@ Everything is importable from ``rokd.report`` directly, as before the split.
 
 from rokd import stats
 from rokd.models.registry import BASELINES, CONTROLS, DISPLAY_NAMES, MODEL_KEYS, STUDENT_TEACHERS
+from rokd.report.caveats import caveats, chapter_intro, fine_tuning_budget, smoke_note
 from rokd.report.findings import (
     CLAIMS,
     DISCUSSION,
@@ -59,6 +60,10 @@ from rokd.report.tables import (
 )
 
 __all__ = [
+    "caveats",
+    "chapter_intro",
+    "fine_tuning_budget",
+    "smoke_note",
     "BASELINES",
     "CLAIMS",
     "CONTROLS",

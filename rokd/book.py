@@ -159,7 +159,7 @@ def profile_toc(step_names: list[str], toc: dict | None = None) -> dict:
         kept = []
         for item in items:
             if isinstance(item, dict) and "file" in item and item["file"].startswith(prefix):
-                name = item["file"][len(prefix):]
+                name = item["file"][len(prefix) :]
                 if name not in step_names:
                     continue
                 kept.append(item)

@@ -54,8 +54,9 @@ class StepFailed(RokdError):
     def __init__(self, step: str, executed: Path, cause: BaseException):
         self.step, self.executed = step, executed
         last = str(cause).strip().splitlines()[-1] if str(cause).strip() else ""
-        super().__init__(f"step {step!r} failed: {type(cause).__name__}: {last}; "
-                         f"the executed notebook with the error: {executed}")
+        super().__init__(
+            f"step {step!r} failed: {type(cause).__name__}: {last}; the executed notebook with the error: {executed}"
+        )
 
 
 @dataclass
@@ -87,30 +88,55 @@ def plan(profile: str | Path, prof: Profile | None = None) -> list[Step]:
     built_students = prof.distill.source == "build"
     steps = [
         Step("00_data", "00_data", dict(base), outputs=[res / "data_summary.json"]),
-        Step("01_teachers", "01_teachers", dict(base), ["00_data"],
-             outputs=[art / "teachers" / k / "model.safetensors" for k in TEACHERS] if built_teachers else []),
+        Step(
+            "01_teachers",
+            "01_teachers",
+            dict(base),
+            ["00_data"],
+            outputs=[art / "teachers" / k / "model.safetensors" for k in TEACHERS] if built_teachers else [],
+        ),
     ]
     distil_names = []
     students = student_models(prof)  # with distillation replicas <student>@d<k>
     for student in students:  # the multi student last: its chapter compares with the cased-only one
         name = f"02_distill-{student}"
         folder = art / "students" / student
-        steps.append(Step(name, "02_distill", {**base, "student": student}, ["01_teachers"],
-                          outputs=[folder / "model.safetensors", folder / "summary.json"] if built_students else []))
+        steps.append(
+            Step(
+                name,
+                "02_distill",
+                {**base, "student": student},
+                ["01_teachers"],
+                outputs=[folder / "model.safetensors", folder / "summary.json"] if built_students else [],
+            )
+        )
         distil_names.append(name)
     eval_names = []
     for model in [*TEACHERS, *students]:
         name = f"03_evaluate-{model}"
         upstream = ["01_teachers"] if model in TEACHERS else [f"02_distill-{model}"]
         controls = [c for c, of in CONTROL_OF.items() if of == model]  # fine-tuned in their model's chapter
-        runs = [predictions_path(res, m, t, s) for m in (model, *controls)
-                for t in prof.evaluate.tasks for s in prof.evaluate.seeds]
+        runs = [
+            predictions_path(res, m, t, s)
+            for m in (model, *controls)
+            for t in prof.evaluate.tasks
+            for s in prof.evaluate.seeds
+        ]
         outputs = [res / "scores.csv", *runs, *(p.with_suffix(".run.json") for p in runs)]
-        steps.append(Step(name, "03_evaluate", {**base, "model": model, **({"controls": controls} if controls else {})},
-                          upstream, outputs=outputs, score_rows=(res / "scores.csv", model)))
+        steps.append(
+            Step(
+                name,
+                "03_evaluate",
+                {**base, "model": model, **({"controls": controls} if controls else {})},
+                upstream,
+                outputs=outputs,
+                score_rows=(res / "scores.csv", model),
+            )
+        )
         eval_names.append(name)
-    steps.append(Step("04_results", "04_results", dict(base), eval_names + distil_names,
-                      outputs=[res / "model_stats.json"]))
+    steps.append(
+        Step("04_results", "04_results", dict(base), eval_names + distil_names, outputs=[res / "model_stats.json"])
+    )
     steps.append(Step("05_loyalty", "05_loyalty", dict(base), eval_names, outputs=[res / "loyalty.csv"]))
     return steps
 
@@ -160,9 +186,13 @@ def _code_digest(path: Path) -> str:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
-                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)):
+        if (
+            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             node.body = body[1:] or [ast.Pass()]
     return hashlib.sha256(ast.dump(tree).encode()).hexdigest()
 
@@ -204,8 +234,13 @@ def profile_digest(prof: Profile | None) -> str:
     return hashlib.sha256(json.dumps(to_dict(prof), sort_keys=True).encode()).hexdigest()
 
 
-def step_key(step: Step, profile_hash: str, upstream_keys: list[str], sources: str | None = None,
-             notebook_dir: Path = NOTEBOOK_DIR) -> str:
+def step_key(
+    step: Step,
+    profile_hash: str,
+    upstream_keys: list[str],
+    sources: str | None = None,
+    notebook_dir: Path = NOTEBOOK_DIR,
+) -> str:
     h = hashlib.sha256()
     h.update((notebook_dir / f"{step.notebook}.md").read_bytes())
     h.update(json.dumps(step.parameters, sort_keys=True).encode())
@@ -257,14 +292,23 @@ def not_done_reason(step: Step, key: str, executed: Path, stamp: Path) -> str | 
 
 
 def step_is_done(step: Step, key: str, output_dir: Path) -> bool:
-    return not_done_reason(step, key, output_dir / "notebooks" / f"{step.name}.ipynb",
-                           output_dir / STATE_DIR / f"{step.name}.json") is None
+    return (
+        not_done_reason(
+            step, key, output_dir / "notebooks" / f"{step.name}.ipynb", output_dir / STATE_DIR / f"{step.name}.json"
+        )
+        is None
+    )
 
 
 def pipeline_lock(output_dir: Path, name: str, *, wait: bool = False, log=None):
     """The lock of a profile's pipeline (also taken by ``rokd book`` while it reads the notebooks)."""
-    return io.lock(Path(output_dir) / STATE_DIR / LOCK_FILE, f"the pipeline of profile {name!r}", wait=wait,
-                   hint=", or rerun with --wait", log=log)
+    return io.lock(
+        Path(output_dir) / STATE_DIR / LOCK_FILE,
+        f"the pipeline of profile {name!r}",
+        wait=wait,
+        hint=", or rerun with --wait",
+        log=log,
+    )
 
 
 # The kernel's environment during a pipeline run: progress bars are noise in a rendered chapter
@@ -376,8 +420,12 @@ def _run_locked(name, prof, steps, only, force, out, notebook_dir, nb_dir, stamp
             print(f"{prefix}: {'cached' if cached else 'not selected'}", file=out, flush=True)
             records.append({"step": step.name, "status": "cached" if cached else "skipped", "seconds": 0.0})
             continue
-        print(f"{prefix}: running ({reason}; {len(steps) - i} left after this, elapsed "
-              f"{_fmt(time.perf_counter() - t_start)})", file=out, flush=True)
+        print(
+            f"{prefix}: running ({reason}; {len(steps) - i} left after this, elapsed "
+            f"{_fmt(time.perf_counter() - t_start)})",
+            file=out,
+            flush=True,
+        )
         stamp.unlink(missing_ok=True)  # from here on the step is not done, whatever happens
         running = running_marker(stamp_dir, step.name)  # removed only once the stamp is written (rokd book checks it)
         io.atomic_write_text(running, f"{os.getpid()}\n")
@@ -394,13 +442,23 @@ def _run_locked(name, prof, steps, only, force, out, notebook_dir, nb_dir, stamp
             raise
         seconds = time.perf_counter() - t0
         os.replace(tmp, executed)
-        io.atomic_write_json(stamp, {"key": key, "seconds": round(seconds, 1), "parameters": step.parameters,
-                                     "notebook_sha256": io.file_sha256(executed)})
+        io.atomic_write_json(
+            stamp,
+            {
+                "key": key,
+                "seconds": round(seconds, 1),
+                "parameters": step.parameters,
+                "notebook_sha256": io.file_sha256(executed),
+            },
+        )
         running.unlink(missing_ok=True)
         print(f"{prefix}: done in {_fmt(seconds)}", file=out, flush=True)
         records.append({"step": step.name, "status": "ran", "seconds": round(seconds, 1)})
     total = time.perf_counter() - t_start
-    print(f"pipeline {name}: {sum(r['status'] == 'ran' for r in records)} ran, "
-          f"{sum(r['status'] == 'cached' for r in records)} cached, total {_fmt(total)}", file=out, flush=True)
+    print(
+        f"pipeline {name}: {sum(r['status'] == 'ran' for r in records)} ran, "
+        f"{sum(r['status'] == 'cached' for r in records)} cached, total {_fmt(total)}",
+        file=out,
+        flush=True,
+    )
     return records
-

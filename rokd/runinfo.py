@@ -27,8 +27,13 @@ def git_commit() -> str:
         commit = out.stdout.strip() or "unknown"
         # "+dirty": uncommitted changes to what produces results -- not the results themselves (a pipeline run
         # rewrites results/ as it goes; the chapters executed after the first would all look dirty).
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
-                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return commit + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -403,8 +403,9 @@ def train(
     log_file = (out / "train_log.jsonl").open("a", encoding="utf-8") if main else None
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=config.steps, initial=done.step, desc="train", disable=not (main and config.progress),
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=config.steps, initial=done.step, desc="train", disable=not (main and config.progress), dynamic_ncols=True
+    )
     step, last_losses, tokens_this_run, train_time = done.step, done.losses, 0, 0.0
     last_ckpt = latest_checkpoint(out)
     try:
@@ -417,19 +418,35 @@ def train(
             tokens_this_run, train_time = tokens_this_run + step_tokens, train_time + dt
             eval_now = evaluate is not None and eval_every > 0 and (step % eval_every == 0 or step == config.steps)
             if main and (step % config.log_every == 0 or step == stop_at or eval_now):
-                record = {"step": step, **losses, "lr": lr, "grad_norm": grad_norm, "tokens": step_tokens,
-                          "tokens_per_s": step_tokens / dt if dt > 0 else None,
-                          "elapsed_s": done.elapsed + (time.perf_counter() - t_start),
-                          "peak_mem_mb": _peak_memory_mb(acc.device), **runtime}
+                record = {
+                    "step": step,
+                    **losses,
+                    "lr": lr,
+                    "grad_norm": grad_norm,
+                    "tokens": step_tokens,
+                    "tokens_per_s": step_tokens / dt if dt > 0 else None,
+                    "elapsed_s": done.elapsed + (time.perf_counter() - t_start),
+                    "peak_mem_mb": _peak_memory_mb(acc.device),
+                    **runtime,
+                }
                 if eval_now:
                     record.update({f"eval_{k}": v for k, v in _held_out(evaluate, acc.unwrap_model(model)).items()})
                 _write_record(log_file, record)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
             bar.update(1)
             if step == stop_at or (config.checkpoint_every and step % config.checkpoint_every == 0):
-                last_ckpt = _save_checkpoint(acc, model, optimizer, scheduler, batches, config, step,
-                                             tokens=done.tokens + tokens_this_run,
-                                             elapsed=done.elapsed + (time.perf_counter() - t_start), losses=losses)
+                last_ckpt = _save_checkpoint(
+                    acc,
+                    model,
+                    optimizer,
+                    scheduler,
+                    batches,
+                    config,
+                    step,
+                    tokens=done.tokens + tokens_this_run,
+                    elapsed=done.elapsed + (time.perf_counter() - t_start),
+                    losses=losses,
+                )
     finally:
         bar.close()
         if log_file is not None:
@@ -540,8 +557,9 @@ def _restore(ckpt: Path, model, optimizer, scheduler, batches: Any, config: Trai
     return _Done(step, int(state["tokens"]), float(state["elapsed_s"]), state.get("losses", {}), step)
 
 
-def _accumulate(model, batch_iter: Iterator[Any], step_fn, config: TrainerConfig, acc: Any, count_tokens,
-                step: int) -> tuple[dict[str, float], int]:
+def _accumulate(
+    model, batch_iter: Iterator[Any], step_fn, config: TrainerConfig, acc: Any, count_tokens, step: int
+) -> tuple[dict[str, float], int]:
     """Forward and backward over the ``grad_accum`` micro-batches of one optimizer step.
 
     Returns the loss terms (mean over micro-batches and processes) and the step's tokens (all processes).
@@ -583,8 +601,16 @@ def _check_terms(terms: Any) -> None:
         raise TypeError(f"step_fn must return scalar tensors; not scalar: {bad}")
 
 
-def _apply_update(model, optimizer, scheduler, config: TrainerConfig, acc: Any, losses: dict[str, float], step: int,
-                  last_ckpt: Path | None) -> tuple[float | None, float]:
+def _apply_update(
+    model,
+    optimizer,
+    scheduler,
+    config: TrainerConfig,
+    acc: Any,
+    losses: dict[str, float],
+    step: int,
+    last_ckpt: Path | None,
+) -> tuple[float | None, float]:
     """Guard against a non-finite loss or gradient, clip, step the optimizer and the schedule.
 
     Returns ``(grad_norm, lr)`` -- the norm before clipping (None without clipping) and the step's learning rate.

@@ -53,8 +53,16 @@ def test_the_table_of_contents_lists_the_pipeline_plan(profile):
 def test_distillation_replicas_follow_their_student_in_the_table_of_contents():
     from rokd.book import profile_toc
 
-    toc = {"root": "intro", "chapters": [{"file": "book/chapters/00_data"}, {"file": "book/distillation", "sections": [
-        {"file": "book/chapters/02_distill-a"}, {"file": "book/chapters/02_distill-b"}]}]}
+    toc = {
+        "root": "intro",
+        "chapters": [
+            {"file": "book/chapters/00_data"},
+            {
+                "file": "book/distillation",
+                "sections": [{"file": "book/chapters/02_distill-a"}, {"file": "book/chapters/02_distill-b"}],
+            },
+        ],
+    }
     steps = ["00_data", "02_distill-a", "02_distill-a@d2", "02_distill-b"]
     assert list(_toc_chapters(profile_toc(steps, toc))) == steps
     assert list(_toc_chapters(profile_toc(["00_data"], toc))) == ["00_data"]  # chapters outside the plan left out

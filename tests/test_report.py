@@ -401,8 +401,7 @@ def test_discussion_follows_the_verdicts(synthetic):
     assert "a 3-layer student of a 6-layer miniature teacher" in text
     assert (
         "**The second teacher** (tested on 7 of 7 cells): changes little (within ±1 point) nowhere; matters (beyond "
-        "±1 point) for DistilMulti"
-        in text
+        "±1 point) for DistilMulti" in text
     )
     assert "every fine-tuned model, teachers and controls included, scores *below* it" in text  # UPOS..SAPN < 85
     assert low_score_tasks(scores) == [] and low_score_tasks(scores, below=95.0) == [

@@ -17,8 +17,9 @@ from rokd.config import ConfigError, load_config
 from rokd.errors import CorruptFileError, OutputDirError
 from rokd.trainer import NonFiniteLossError, TrainerConfig, latest_checkpoint, list_checkpoints, parameter_groups, train
 
-WORDS = ("casa mare frumoasă copilul aleargă prin parcul orașului seara când soarele apune încet peste dealuri "
-         "și râuri").split()
+WORDS = (
+    "casa mare frumoasă copilul aleargă prin parcul orașului seara când soarele apune încet peste dealuri și râuri"
+).split()
 
 
 @pytest.fixture(scope="module")

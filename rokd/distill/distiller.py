@@ -827,19 +827,38 @@ def _distill_locked(
     toks = {k: load_tokenizer(sources[k], prof) for k in teacher_keys}
     threads = set_threads(prof.distill.threads)
     d = prof.distill
-    tcfg = trainer_config(run, work, prof.device, d.checkpoint_every, progress, allow_lr_change=resume_lr,
-                          precision=d.precision)
+    tcfg = trainer_config(
+        run, work, prof.device, d.checkpoint_every, progress, allow_lr_change=resume_lr, precision=d.precision
+    )
     acc = make_accelerator(tcfg)
     precision = resolve_mixed_precision(tcfg.mixed_precision, tcfg.cpu)
-    setup = build_setup(run, models, toks, train_txt, cache_dir=work, num_shards=acc.num_processes,
-                        shard_index=acc.process_index, num_workers=d.data_workers)
-    log(f"student {student_key}: distilling from {', '.join(teacher_keys)} ({run.strategy}, {run.steps} steps) "
-        f"into {out}")
+    setup = build_setup(
+        run,
+        models,
+        toks,
+        train_txt,
+        cache_dir=work,
+        num_shards=acc.num_processes,
+        shard_index=acc.process_index,
+        num_workers=d.data_workers,
+    )
+    log(
+        f"student {student_key}: distilling from {', '.join(teacher_keys)} ({run.strategy}, {run.steps} steps) "
+        f"into {out}"
+    )
     _log_vocabulary_maps(setup, teacher_keys, student_key, log)
     curve = _heldout_curve(setup, run, heldout_txt, d.curve_lines, precision) if d.curve_every > 0 else None
-    result = train(setup.net, make_step_fn(setup.adaptors, run), setup.batches, tcfg,
-                   frozen_modules=[a.model for a in setup.adaptors], resume=resume, accelerator=acc,
-                   evaluate=curve, eval_every=d.curve_every)
+    result = train(
+        setup.net,
+        make_step_fn(setup.adaptors, run),
+        setup.batches,
+        tcfg,
+        frozen_modules=[a.model for a in setup.adaptors],
+        resume=resume,
+        accelerator=acc,
+        evaluate=curve,
+        eval_every=d.curve_every,
+    )
     if not acc.is_main_process:
         return out
     student = result.module.student.model.eval()
@@ -882,10 +901,12 @@ def _log_vocabulary_maps(setup: DistillSetup, teacher_keys: list[str], student_k
     for a in setup.adaptors:
         if a.vocab_map is not None:
             d = a.vocab_map.describe()
-            log(f"student {student_key}: vocabulary map {teacher_keys[0]} ({d['student_family']}) <- "
+            log(
+                f"student {student_key}: vocabulary map {teacher_keys[0]} ({d['student_family']}) <- "
                 f"{a.name} ({d['teacher_family']}): {d['student_tokens_mapped']:.1%} of the student's tokens and "
                 f"{d['teacher_tokens_mapped']:.1%} of the teacher's have a counterpart "
-                f"(case folded: {d['case_folded']})")
+                f"(case folded: {d['case_folded']})"
+            )
 
 
 def _heldout_curve(setup: DistillSetup, run: DistillRun, heldout_txt: Path, n_lines: int, precision):
@@ -895,15 +916,22 @@ def _heldout_curve(setup: DistillSetup, run: DistillRun, heldout_txt: Path, n_li
     lines = read_lines(heldout_txt, limit=n_lines, seed=run.seed)
 
     def evaluate(net):
-        acc = mlm_accuracy(net.student.model, setup.student_tokenizer, lines, max_length=run.max_length,
-                           seed=run.seed, precision=precision)
+        acc = mlm_accuracy(
+            net.student.model,
+            setup.student_tokenizer,
+            lines,
+            max_length=run.max_length,
+            seed=run.seed,
+            precision=precision,
+        )
         return {"heldout_mlm_accuracy": acc["mlm_accuracy"]}
 
     return evaluate
 
 
-def _heldout_accuracies(student, setup: DistillSetup, models, toks, student_key: str, heldout_txt: Path,
-                        run: DistillRun, precision) -> tuple[list[str], dict[str, float]]:
+def _heldout_accuracies(
+    student, setup: DistillSetup, models, toks, student_key: str, heldout_txt: Path, run: DistillRun, precision
+) -> tuple[list[str], dict[str, float]]:
     """Held-out MLM accuracy of the student and of each teacher: same lines, same masking seed (identical masks
     for a teacher that shares the student's tokenizer; its own tokenization otherwise)."""
     from rokd.models.quality import mlm_accuracy, read_lines
@@ -918,11 +946,15 @@ def _heldout_accuracies(student, setup: DistillSetup, models, toks, student_key:
 
 def _log_saved(out: Path, student, heldout_accuracy: float, student_key: str, log) -> None:
     for name, cov in io.read_json(out / SUMMARY_FILE)["coverage"].items():
-        log(f"student {student_key}: {name} covered {cov['masked_positions_covered']:.1%} of the masked positions "
+        log(
+            f"student {student_key}: {name} covered {cov['masked_positions_covered']:.1%} of the masked positions "
             f"(its token mapped onto the student's at {cov['masked_positions_label_mapped']:.1%}), "
-            f"mapped probability mass {cov['mapped_probability_mass']:.1%}")
-    log(f"student {student_key}: saved to {out} ({io.count_params(student) / 1e6:.2f} M params, "
-        f"held-out MLM accuracy {heldout_accuracy:.3f})")
+            f"mapped probability mass {cov['mapped_probability_mass']:.1%}"
+        )
+    log(
+        f"student {student_key}: saved to {out} ({io.count_params(student) / 1e6:.2f} M params, "
+        f"held-out MLM accuracy {heldout_accuracy:.3f})"
+    )
 
 
 @dataclass
@@ -939,8 +971,9 @@ class _Trained:
     runtime: dict
 
 
-def _write_student(stage: Path, prof: Profile, student_key: str, run: DistillRun, setup: DistillSetup, work: Path,
-                   trained: _Trained) -> None:
+def _write_student(
+    stage: Path, prof: Profile, student_key: str, run: DistillRun, setup: DistillSetup, work: Path, trained: _Trained
+) -> None:
     student, result = trained.student, trained.result
     student.config.rokd_teacher_layers = setup.teacher_layers
     save_student(student.to("cpu"), setup.student_tokenizer, stage)

@@ -5,6 +5,7 @@
 - :mod:`rokd.loyalty.compute`: the paper's pairs and the control pairs, ``loyalty.csv`` (computed from the
   compact predictions of :mod:`rokd.tasks.compact`, so it can be recomputed from the repository);
 - :mod:`rokd.loyalty.tables`: the chapter's tables and the orderings' verdicts (rule of :mod:`rokd.stats`);
+- :mod:`rokd.loyalty.plots`: the chapter's figures;
 - :mod:`rokd.loyalty.cli`: ``rokd loyalty``.
 
 Values are fractions (reports multiply by 100). Everything is importable from ``rokd.loyalty`` directly.
@@ -45,6 +46,14 @@ from rokd.loyalty.measures import (
     probability_loyalty,
     regression_loyalty,
 )
+from rokd.loyalty.plots import (
+    pair_available,
+    plot_agreement,
+    plot_loyalty_heatmaps,
+    plot_loyalty_vs_score,
+    plot_regression_loyalty,
+    plot_sts_clouds,
+)
 from rokd.loyalty.tables import (
     LOYALTY_CLAIMS,
     format_paper_table,
@@ -60,6 +69,12 @@ from rokd.loyalty.tables import (
 )
 
 __all__ = [
+    "pair_available",
+    "plot_agreement",
+    "plot_loyalty_heatmaps",
+    "plot_loyalty_vs_score",
+    "plot_regression_loyalty",
+    "plot_sts_clouds",
     "pair_loyalty",
     "ENSEMBLE",
     "FORMAT_VERSION",

@@ -21,8 +21,10 @@ def chapter_intro(scores: pd.DataFrame, profile: Profile, missing: list[str]) ->
         f"references, {scores['task'].nunique()} tasks, up to {n_seeds} seed(s) per model and task."
     )
     if missing:
-        text += (f" **Not in this results folder**: {', '.join(f'`{m}`' for m in missing)}; the comparisons that "
-                 "need them are `inconclusive` below, with that reason.")
+        text += (
+            f" **Not in this results folder**: {', '.join(f'`{m}`' for m in missing)}; the comparisons that "
+            "need them are `inconclusive` below, with that reason."
+        )
     return text
 
 
@@ -36,10 +38,14 @@ def fine_tuning_budget(profile: Profile) -> str:
     budgets = {t: e.for_task(t) for t in e.tasks}
     shapes = {(b.max_train_examples, b.epochs, b.max_eval_examples, b.max_length) for b in budgets.values()}
     if len(shapes) == 1:
-        return (f"At most {_count(e.max_train_examples)} training examples per task, {e.epochs:g} epochs, test sets "
-                f"capped at {_count(e.max_eval_examples)} examples")
-    parts = [f"{t.upper()} {_count(b.max_train_examples)} × {b.epochs:g} epochs (≤ {b.max_length} sub-words)"
-             for t, b in budgets.items()]
+        return (
+            f"At most {_count(e.max_train_examples)} training examples per task, {e.epochs:g} epochs, test sets "
+            f"capped at {_count(e.max_eval_examples)} examples"
+        )
+    parts = [
+        f"{t.upper()} {_count(b.max_train_examples)} × {b.epochs:g} epochs (≤ {b.max_length} sub-words)"
+        for t, b in budgets.items()
+    ]
     return "Per task (training examples × epochs): " + "; ".join(parts)
 
 
@@ -49,7 +55,7 @@ def caveats(profile: Profile) -> str:
     if t.source == "hub":
         return "The teachers are the real hub models (profile `paper`)."
     replicas = {k: n for k, n in d.replicas.items() if n > 1}
-    seeds = (f" ({', '.join(f'{k}: {n} distillation seeds' for k, n in replicas.items())})" if replicas else "")
+    seeds = f" ({', '.join(f'{k}: {n} distillation seeds' for k, n in replicas.items())})" if replicas else ""
     lines = [
         f"- **Miniature teachers.** Ours have {t.cased.num_hidden_layers} layers of width {t.cased.hidden_size} and "
         f"vocabularies of {t.cased.vocab_size:,} (cased) / {t.uncased.vocab_size:,} (uncased) pieces, pretrained for "
@@ -73,8 +79,10 @@ def smoke_note(profile: Profile) -> str:
     """What the smoke profile's numbers mean (nothing about distillation); empty for other profiles."""
     if profile.name != "smoke":
         return ""
-    return ("- Profile `smoke`: miniature models trained for seconds. These numbers show that the pipeline runs end "
-            "to end; they say nothing about distillation. Read the `mini` profile's run for that.")
+    return (
+        "- Profile `smoke`: miniature models trained for seconds. These numbers show that the pipeline runs end "
+        "to end; they say nothing about distillation. Read the `mini` profile's run for that."
+    )
 
 
 __all__ = ["chapter_intro", "fine_tuning_budget", "caveats", "smoke_note"]

@@ -660,6 +660,7 @@ def _evaluate_model(
     with a checkpoint and returns None (time-boxed runs; the resume test).
     """
     from rokd.precision import runtime_record, threads_for
+    from rokd.runinfo import RunInfo
     from rokd.trainer import resolve_mixed_precision
 
     prof = resolve_profile(profile)
@@ -673,63 +674,31 @@ def _evaluate_model(
     with threads_for(cfg.threads) as threads:
         precision = resolve_mixed_precision(cfg.precision, cpu=device.type == "cpu")
         run_config = resolved_run_config(prof, resolved, task, seed, precision.name)
-        variants_done = all(
-            predictions_path(results, variant_name(resolved.name, v), task, seed).exists() for v in cfg.variants
-        )
-        if not force and paths["run"].exists() and paths["predictions"].exists() and variants_done:
-            previous = json.loads(paths["run"].read_text(encoding="utf-8"))
-            if previous.get("config") == run_config:
-                merge_scores(scores_path(results), resolved.name, task, seed, previous["metrics"])
-                if log:
-                    log(f"{resolved.name} / {task} / seed {seed}: up to date (reusing {paths['run'].name})")
-                return previous["metrics"]
-
-        from rokd.runinfo import RunInfo
-
+        previous = None if force else _reusable_run(results, resolved, task, seed, cfg, paths, run_config)
+        if previous is not None:
+            merge_scores(scores_path(results), resolved.name, task, seed, previous["metrics"])
+            if log:
+                log(f"{resolved.name} / {task} / seed {seed}: up to date (reusing {paths['run'].name})")
+            return previous["metrics"]
         info = RunInfo(
-            profile=prof.name,
-            step=f"evaluate {resolved.name} {task}",
-            seed=int(seed),
-            precision=precision.name,
-            threads=threads,
+            prof.name, f"evaluate {resolved.name} {task}", int(seed), precision=precision.name, threads=threads
         )
         t0 = time.perf_counter()
-        dd = dataset if dataset is not None else load_task_cached(task)
-        for split in ("train", "validation", "test"):
-            if split not in dd:
-                raise ValueError(f"task {task!r}: the data has no {split!r} split (has {list(dd)})")
-        inventory = label_inventory(dd, task, cfg)
-        model_names = inventory.model_names if inventory is not None else None  # the task head's classes
-        tokenizer = load_tokenizer(resolved)
-        train = encode_split(dd["train"], task, tokenizer, cfg.max_length, cfg.max_train_examples, inventory)
-        val = encode_split(dd["validation"], task, tokenizer, cfg.max_length, cfg.max_eval_examples, inventory)
-        test = encode_split(dd["test"], task, tokenizer, cfg.max_length, cfg.max_eval_examples)
-        if not train.features or not val.features or not test.features:
-            raise ValueError(
-                f"task {task!r}: an empty split after selection (train {len(train.features)}, "
-                f"validation {len(val.features)}, test {len(test.features)})"
-            )
+        data = _encoded_task(dataset, task, resolved, cfg)
         t_data = time.perf_counter() - t0
-
-        work = paths["work"]
-        if work.exists():
-            saved = work / "run_config.json"
-            if force or not saved.is_file() or json.loads(saved.read_text(encoding="utf-8")) != run_config:
-                shutil.rmtree(work)  # checkpoints of another config (or a forced rerun): start afresh
-        work.mkdir(parents=True, exist_ok=True)
-        save_config(run_config, work / "run_config.json")
+        work = _work_dir(paths["work"], run_config, force)
         random.seed(seed)
         np.random.seed(seed)
         import torch
 
         torch.manual_seed(seed)  # the new head's initialisation depends on the seed
-        task_model = build_task_model(resolved.name_or_path, task, model_names)
+        task_model = build_task_model(resolved.name_or_path, task, data.model_names)
         fit = train_and_select(
             task_model,
-            train,
-            val,
+            data.train,
+            data.val,
             task,
-            model_names,
+            data.model_names,
             cfg,
             seed,
             work,
@@ -740,22 +709,89 @@ def _evaluate_model(
         )
         if not fit.completed:  # stopped by max_steps_this_run: the checkpoint in `work` continues it
             return None
-        t_train = time.perf_counter() - t0 - t_data
-        record = _test_and_write(
-            RunOutputs(prof, cfg, resolved, task, seed, dd, inventory, train, val, test, paths, run_config, results),
-            task_model,
-            fit,
-            info,
-            {"data": round(t_data, 2), "train_and_select": round(t_train, 2)},
-            runtime_record(precision),
-            log,
+        timing = {"data": round(t_data, 2), "train_and_select": round(time.perf_counter() - t0 - t_data, 2)}
+        outputs = RunOutputs(
+            prof,
+            cfg,
+            resolved,
+            task,
+            seed,
+            data.dataset,
+            data.inventory,
+            data.train,
+            data.val,
+            data.test,
+            paths,
+            run_config,
+            results,
         )
-        shutil.rmtree(work, ignore_errors=True)
-        for parent in work.parents:  # empty model / task folders of the work tree, up to results/.work
-            if parent == results or not parent.is_dir() or any(parent.iterdir()):
-                break
-            parent.rmdir()
+        record = _test_and_write(outputs, task_model, fit, info, timing, runtime_record(precision), log)
+        _remove_work_dir(work, results)
         return record["metrics"]
+
+
+def _reusable_run(results: Path, resolved, task: str, seed: int, cfg: EvalConfig, paths: dict, run_config: dict):
+    """The ``run.json`` of a finished run with this very config (and its variants' predictions), else None."""
+    variants_done = all(
+        predictions_path(results, variant_name(resolved.name, v), task, seed).exists() for v in cfg.variants
+    )
+    if not (paths["run"].exists() and paths["predictions"].exists() and variants_done):
+        return None
+    previous = json.loads(paths["run"].read_text(encoding="utf-8"))
+    return previous if previous.get("config") == run_config else None
+
+
+@dataclass
+class _TaskData:
+    """One task's splits, encoded for one model: the selected subsets and the model's label inventory."""
+
+    dataset: Any
+    inventory: LabelInventory | None
+    train: Encoded
+    val: Encoded
+    test: Encoded
+
+    @property
+    def model_names(self) -> list[str] | None:
+        return self.inventory.model_names if self.inventory is not None else None  # the task head's classes
+
+
+def _encoded_task(dataset, task: str, resolved, cfg: EvalConfig) -> _TaskData:
+    dd = dataset if dataset is not None else load_task_cached(task)
+    for split in ("train", "validation", "test"):
+        if split not in dd:
+            raise ValueError(f"task {task!r}: the data has no {split!r} split (has {list(dd)})")
+    inventory = label_inventory(dd, task, cfg)
+    tokenizer = load_tokenizer(resolved)
+    train = encode_split(dd["train"], task, tokenizer, cfg.max_length, cfg.max_train_examples, inventory)
+    val = encode_split(dd["validation"], task, tokenizer, cfg.max_length, cfg.max_eval_examples, inventory)
+    test = encode_split(dd["test"], task, tokenizer, cfg.max_length, cfg.max_eval_examples)
+    if not train.features or not val.features or not test.features:
+        raise ValueError(
+            f"task {task!r}: an empty split after selection (train {len(train.features)}, "
+            f"validation {len(val.features)}, test {len(test.features)})"
+        )
+    return _TaskData(dd, inventory, train, val, test)
+
+
+def _work_dir(work: Path, run_config: dict, force: bool) -> Path:
+    """The run's checkpoint folder: kept for the same config (a killed run resumes), else started afresh."""
+    if work.exists():
+        saved = work / "run_config.json"
+        if force or not saved.is_file() or json.loads(saved.read_text(encoding="utf-8")) != run_config:
+            shutil.rmtree(work)  # checkpoints of another config (or a forced rerun): start afresh
+    work.mkdir(parents=True, exist_ok=True)
+    save_config(run_config, work / "run_config.json")
+    return work
+
+
+def _remove_work_dir(work: Path, results: Path) -> None:
+    """Drop a finished run's checkpoints and the empty model / task folders above them, up to results/.work."""
+    shutil.rmtree(work, ignore_errors=True)
+    for parent in work.parents:
+        if parent == results or not parent.is_dir() or any(parent.iterdir()):
+            break
+        parent.rmdir()
 
 
 @dataclass

@@ -762,7 +762,7 @@ def distill_student(
             "Load them with rokd.models.registry.load_model."
         )
     out = Path(output_dir).expanduser().resolve() if output_dir is not None else student_dir(prof, student_key)
-    resolve_run(prof, student_key, overrides)  # validates before any work
+    run = resolve_run(prof, student_key, overrides)  # validates before any work
     io.check_replaceable(out, f"{STUDENT_WHAT} ({student_key})", legacy=(CONFIG_FILE,))  # before hours of training
     with io.lock(
         out.parent / f".{out.name}.lock", f"the student folder {out}", wait=wait, hint=", or rerun with --wait", log=log
@@ -771,7 +771,7 @@ def distill_student(
             return _distill_locked(
                 prof,
                 student_key,
-                overrides,
+                run,
                 out,
                 resume=resume,
                 progress=progress,
@@ -794,7 +794,7 @@ def distill_student(
 def _distill_locked(
     prof: Profile,
     student_key: str,
-    overrides: DistillOverrides | None,
+    run: DistillRun,
     out: Path,
     *,
     resume: bool,
@@ -803,18 +803,20 @@ def _distill_locked(
     resume_lr: bool,
     corpus: tuple[str | Path, str | Path] | None,
 ) -> Path:
+    """Distil into ``out`` (its lock held). ``run``: the resolved config, completed here with the fingerprints of
+    the corpus and of the teachers (which may have to be built first)."""
     from rokd.models.teachers import build_teachers, corpus_files
     from rokd.precision import runtime_record, set_threads
     from rokd.trainer import make_accelerator, resolve_mixed_precision, train
 
-    sources = teacher_sources(resolve_run(prof, student_key, overrides))
+    sources = teacher_sources(run)
     teacher_keys = list(sources)
     train_txt, heldout_txt = (Path(corpus[0]), Path(corpus[1])) if corpus is not None else corpus_files(prof)
     keys_to_build = [k for k in TEACHERS if k in sources.values()]
     if keys_to_build:  # the profile's miniature teachers (an empty list would mean all of them)
         build_teachers(prof, keys_to_build, log=log, wait=True)
     fingerprints = {k: _teacher_fingerprint(prof, sources[k]) for k in teacher_keys}
-    run = resolve_run(prof, student_key, overrides, corpus_sha256=io.file_sha256(train_txt), fingerprints=fingerprints)
+    run = dataclasses.replace(run, corpus_sha256=io.file_sha256(train_txt), teacher_fingerprints=fingerprints)
     work = _work_dir(out, run, student_key, resume=resume, resume_lr=resume_lr, log=log)
     if work is None:
         return out

@@ -120,8 +120,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str | None = None) -> T
     kwargs = {k: _convert(hints[k], v, _join(where, k)) for k, v in data.items()}
     for k, v in kwargs.items():
         allowed = fields[k].metadata.get("choices")
-        if allowed and v is not None and v not in allowed:
-            raise ConfigError(f"{_join(where, k)}: {v!r} is not allowed; choose one of {list(allowed)}")
+        for item in v if isinstance(v, list) else [v]:  # a list field: each of its items
+            if allowed and item is not None and item not in allowed:
+                raise ConfigError(f"{_join(where, k)}: {item!r} is not allowed; choose one of {list(allowed)}")
     try:
         return cls(**kwargs)
     except TypeError as e:

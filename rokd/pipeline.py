@@ -138,6 +138,11 @@ def plan(profile: str | Path, prof: Profile | None = None) -> list[Step]:
         Step("04_results", "04_results", dict(base), eval_names + distil_names, outputs=[res / "model_stats.json"])
     )
     steps.append(Step("05_loyalty", "05_loyalty", dict(base), eval_names, outputs=[res / "loyalty.csv"]))
+    if "07_distil_your_own" in prof.chapters:
+        # The worked example of the API distils from the profile's cased teacher and a stand-in of another
+        # tokenizer family: a demonstration, not a result, so a third of the profile's distillation steps.
+        demo = {**base, "steps": max(1, prof.distill.steps // 3)}
+        steps.append(Step("07_distil_your_own", "07_distil_your_own", demo, ["01_teachers"]))
     return steps
 
 

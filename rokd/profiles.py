@@ -231,6 +231,10 @@ class EvalConfig(TrainingBudget):
         return from_dict(EvalConfig, {**to_dict(self), **overrides, "per_task": {}}, where=f"evaluate.per_task.{task}")
 
 
+# Optional chapters a profile can add to the pipeline (notebooks/<stem>.md), in their order in the book.
+OPTIONAL_CHAPTERS = ("07_distil_your_own",)
+
+
 @dataclass
 class Profile:
     name: str
@@ -240,6 +244,9 @@ class Profile:
     teachers: TeachersConfig = field(default_factory=TeachersConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
+    # Chapters beyond the reproduction that this profile executes (worked examples of the API); a published
+    # profile lists only those its committed results hold.
+    chapters: list[str] = field(default_factory=list, metadata=choices(*OPTIONAL_CHAPTERS))
 
 
 def profile_file(name_or_path: str | Path) -> Path:

@@ -143,3 +143,14 @@ def test_temperature_is_declared_once():
                     if isinstance(item, ast.AnnAssign) and getattr(item.target, "id", "") == "temperature"
                 ]
     assert declared == ["profiles.py:DistillObjective"]
+
+
+def test_a_list_field_checks_each_item_against_its_choices(tmp_path):
+    from rokd.paths import REPO_ROOT
+
+    text = (REPO_ROOT / "rokd" / "profiles" / "smoke.yaml").read_text(encoding="utf-8")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("chapters: [07_distil_your_own]", "chapters: [07_distil_your_own, 08_nope]"))
+    with pytest.raises(ConfigError, match=r"chapters: '08_nope' is not allowed"):
+        load_profile(bad)
+    assert load_profile("smoke").chapters == ["07_distil_your_own"]

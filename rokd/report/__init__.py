@@ -34,7 +34,7 @@ from rokd.report.record import (
     run_records,
     split_provenance_table,
 )
-from rokd.report.speed import model_stats
+from rokd.report.speed import model_stats, precision_table
 from rokd.report.tables import (
     NO_GAIN,
     RETENTION_PAIRS,
@@ -90,6 +90,7 @@ __all__ = [
     "measured_findings",
     "missing_references",
     "model_stats",
+    "precision_table",
     "paper_table",
     "per_seed",
     "pipeline_record",

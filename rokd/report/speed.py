@@ -2,9 +2,13 @@
 
 - :func:`model_stats`: parameters, size on disk and inference throughput (teacher vs student, timed in
   alternation by :func:`rokd.tasks.speed.compare_throughput`) of the built models.
+- :func:`precision_table`: the same models in fp32 / bf16 / int8 (timed in alternation by
+  :func:`rokd.tasks.speed.variant_throughput`) beside what each variant costs on the tasks
+  (:mod:`rokd.precision_cost`: score change, loyalty to its own fp32 model), from the test predictions
+  the fine-tuning writes when the profile sets ``evaluate.variants``.
 
-Other speed tables (e.g. fp32 / bf16 / int8 inference of the same model) belong in this module, beside
-:func:`model_stats`, and are re-exported by :mod:`rokd.report`.
+Both save what they measured (``model_stats.json``, ``precision_speed.csv`` / ``precision_cost.csv``) and
+fall back on those records where the models or predictions are not on this machine (a published book).
 """
 
 from __future__ import annotations
@@ -28,6 +32,26 @@ def _disk_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.iterdir() if f.is_file() and f.suffix in {".safetensors", ".bin"})
 
 
+def _built_models(prof, keys: list[str]) -> dict:
+    """Each model of ``keys`` that is built here (or downloadable), with a two-way classification head."""
+    from transformers import AutoModelForSequenceClassification
+
+    from rokd.models.registry import resolve
+    from rokd.tasks.finetune import _quiet_transformers
+
+    loaded = {}
+    for key in keys:
+        ref = resolve(key, prof)
+        if ref.source == "local" and not (Path(ref.name_or_path) / "config.json").exists():
+            continue  # not built yet: nothing to measure
+        try:
+            with _quiet_transformers():
+                loaded[key] = AutoModelForSequenceClassification.from_pretrained(ref.name_or_path, num_labels=2)
+        except OSError:  # a hub model without network: leave it out of the table
+            continue
+    return loaded
+
+
 def model_stats(
     profile: str,
     models: list[str] | None = None,
@@ -47,11 +71,9 @@ def model_stats(
     alternation. ``speedup_vs_teacher`` is relative to each student's first teacher.
     """
     import torch
-    from transformers import AutoModelForSequenceClassification
 
     from rokd.models.registry import resolve
     from rokd.profiles import load_profile
-    from rokd.tasks.finetune import _quiet_transformers
     from rokd.tasks.speed import compare_throughput
 
     prof = load_profile(profile)
@@ -59,19 +81,11 @@ def model_stats(
     batch_size = batch_size or ev.speed_batch_size
     seq_length = seq_length or ev.speed_seq_length
     rounds = rounds or ev.speed_rounds
-    loaded, rows = {}, {}
-    for key in models or list(MODEL_KEYS):
+    loaded, rows = _built_models(prof, models or list(MODEL_KEYS)), {}
+    for key, model in loaded.items():
         ref = resolve(key, prof)
         local = ref.source == "local"
-        if local and not (Path(ref.name_or_path) / "config.json").exists():
-            continue  # not built yet: nothing to measure
-        try:
-            with _quiet_transformers():
-                model = AutoModelForSequenceClassification.from_pretrained(ref.name_or_path, num_labels=2)
-        except OSError:  # a hub model without network: leave it out of the table
-            continue
         base = getattr(model, model.base_model_prefix)  # encoder (+ pooler): what the paper counts
-        loaded[key] = model
         rows[key] = {
             "model": DISPLAY_NAMES.get(key, key),
             "key": key,
@@ -108,3 +122,59 @@ def model_stats(
     path.parent.mkdir(parents=True, exist_ok=True)
     io.atomic_write_text(path, out.reset_index().to_json(orient="records", indent=2))
     return out
+
+
+def precision_table(profile: str, results: str | Path | None = None, min_round_s: float = 0.5) -> pd.DataFrame:
+    """Teachers and students in fp32 / bf16 / int8: throughput (own fp32, and the fp32 teacher) and the cost.
+
+    Speed: the built teachers and (first-replica) students timed in alternation at the profile's speed shape
+    and fine-tuning threads, saved to ``precision_speed.csv``; where none is built, that file is read back.
+    Cost: :func:`rokd.precision_cost.precision_cost` over every model whose variant predictions exist (mean
+    over tasks and seeds), saved per task and seed to ``precision_cost.csv``, else read back from it. Empty
+    when neither was ever measured.
+    """
+    import torch
+
+    from rokd.precision_cost import COST_COLUMNS, cost_summary, precision_cost
+    from rokd.profiles import load_profile
+    from rokd.tasks.speed import precision_speed_table, variant_throughput
+
+    prof = load_profile(profile)
+    res = _results(profile, results)
+    ev = prof.evaluate
+    keys = [k for k in MODEL_KEYS if k in TEACHERS or k in STUDENT_TEACHERS]
+    speed_file, cost_file = res / "precision_speed.csv", res / "precision_cost.csv"
+    loaded = _built_models(prof, keys)
+    if loaded:
+        seq = min(ev.speed_seq_length, *(m.config.max_position_embeddings for m in loaded.values()))
+        threads_before = torch.get_num_threads()
+        if ev.threads > 0:
+            torch.set_num_threads(ev.threads)
+        try:
+            speed = variant_throughput(
+                loaded, batch_size=ev.speed_batch_size, seq_length=seq, rounds=ev.speed_rounds, min_round_s=min_round_s
+            )
+        finally:
+            torch.set_num_threads(threads_before)
+        res.mkdir(parents=True, exist_ok=True)
+        io.atomic_write_text(speed_file, speed.to_csv(index=False))
+    elif speed_file.exists():
+        speed = pd.read_csv(speed_file)
+    else:
+        return pd.DataFrame()
+    variants = [v for v in ("bf16", "int8") if v in set(speed["variant"])]
+    try:
+        cost = precision_cost(profile, keys, variants=variants, results=res)
+        io.atomic_write_text(cost_file, cost.to_csv(index=False))
+    except FileNotFoundError:
+        cost = pd.read_csv(cost_file).reindex(columns=list(COST_COLUMNS)) if cost_file.exists() else None
+    pairs = {k: STUDENT_TEACHERS[k][0] for k in keys if k in STUDENT_TEACHERS}
+    table = precision_speed_table(speed, cost_summary(cost) if cost is not None and len(cost) else None, pairs)
+    table.insert(
+        0,
+        "timing",
+        f"{speed['device'].iloc[0]}, {int(speed['threads'].iloc[0])} thread(s), batch "
+        f"{int(speed['batch_size'].iloc[0])} x {int(speed['seq_length'].iloc[0])}",
+    )
+    table["model"] = [DISPLAY_NAMES.get(m, m) for m in table["model"]]
+    return table

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -271,6 +272,125 @@ def _paper_pair(student: str, teacher: str, metric: str) -> float:
 Gate = Callable[[tuple[str, ...], str], tuple[bool, str]]
 
 
+FINDING_COLUMNS = [
+    "id",
+    "claim",
+    "subject",
+    "task",
+    "measure",
+    "ours",
+    "paper",
+    "diff",
+    "se",
+    "test",
+    "verdict",
+    "reason",
+]
+
+
+@dataclass
+class _Comparison:
+    """One tested ordering on one task and measure: seeds of ``a`` against seeds of ``b`` (points)."""
+
+    claim: stats.Claim
+    subject: str
+    a: dict[int, float]
+    b: dict[int, float]
+    ours: str
+    paper: str
+    needs: list[tuple[str, str]]  # the (student, teacher) pairs it reads
+    teachers: tuple[str, ...]  # whose gain over control-random-init must hold for a distillation claim
+
+
+def _vs(a: dict, b: dict) -> str:
+    return f"{_mean(a):.2f} vs {_mean(b):.2f}" if a and b else "n/a"
+
+
+def _comparisons(loyalty: pd.DataFrame, task: str, metric: str) -> list[_Comparison]:
+    """The paper's loyalty orderings and the control readings on one task and measure."""
+    cased, uncased, multi, single = (DISPLAY_NAMES[k] for k in (CASED, UNCASED, MULTI, SINGLE))
+    out = []
+    a, b = _seeds(loyalty, MULTI, CASED, task, metric), _seeds(loyalty, MULTI, UNCASED, task, metric)
+    paper = f"{_paper_pair(MULTI, CASED, metric):.2f} vs {_paper_pair(MULTI, UNCASED, metric):.2f}"
+    out.append(
+        _Comparison(
+            LOYALTY_CLAIMS["multi-closer-to-cased"],
+            f"{multi}: → {cased} vs → {uncased}",
+            a,
+            b,
+            _vs(a, b),
+            paper,
+            [(MULTI, CASED), (MULTI, UNCASED)],
+            STUDENT_TEACHERS[MULTI],
+        )
+    )
+    a, b = _seeds(loyalty, SINGLE, CASED, task, metric), _seeds(loyalty, MULTI, CASED, task, metric)
+    paper = f"{_paper_pair(SINGLE, CASED, metric):.2f} vs {_paper_pair(MULTI, CASED, metric):.2f}"
+    out.append(
+        _Comparison(
+            LOYALTY_CLAIMS["single-closer-than-multi"],
+            f"→ {cased}: {single} vs {multi}",
+            a,
+            b,
+            _vs(a, b),
+            paper,
+            [(SINGLE, CASED), (MULTI, CASED)],
+            STUDENT_TEACHERS[SINGLE],
+        )
+    )
+    claim = LOYALTY_CLAIMS["second-teacher-pulls-multi"]
+    a, b = _gap(loyalty, MULTI, task, metric), _gap(loyalty, SINGLE, task, metric)
+    out.append(
+        _Comparison(
+            claim,
+            f"preference for {cased}: {multi} vs {single}",
+            a,
+            b,
+            f"gap {_mean(a):+.2f} vs {_mean(b):+.2f}" if a and b else "n/a",
+            claim.paper,
+            [(MULTI, CASED), (MULTI, UNCASED), (SINGLE, CASED), (SINGLE, UNCASED)],
+            STUDENT_TEACHERS[MULTI],
+        )
+    )
+    claim = LOYALTY_CLAIMS["distillation-raises-loyalty"]
+    for student in (SINGLE, MULTI):
+        a, b = _seeds(loyalty, student, CASED, task, metric), _seeds(loyalty, INIT_ONLY, CASED, task, metric)
+        subject = f"→ {cased}: {DISPLAY_NAMES[student]} vs {DISPLAY_NAMES.get(INIT_ONLY, INIT_ONLY)}"
+        out.append(
+            _Comparison(
+                claim, subject, a, b, _vs(a, b), claim.paper, [(student, CASED), (INIT_ONLY, CASED)], (CONTROL_TEACHER,)
+            )
+        )
+    return out
+
+
+def _finding(c: _Comparison, task: str, metric: str, have: set, gate: "Gate | None") -> dict:
+    """The statistics rule on one comparison; a missing pair or a failed gate makes it ``inconclusive``."""
+    d = stats.difference(c.a, c.b)
+    verdict, why = stats.verdict(d, c.claim.kind, c.claim.margin)
+    lacking = [p for p in c.needs if p not in have]
+    if lacking:
+        verdict, why = (
+            stats.INCONCLUSIVE,
+            f"no {pair_label(*lacking[0])} rows in this loyalty.csv (control not evaluated)",
+        )
+    elif c.claim.distillation:
+        ok, reason = gate(c.teachers, task) if gate else (False, "no scores given to check the teachers' gain")
+        if not ok:
+            verdict, why = stats.INCONCLUSIVE, reason
+    measured = {"diff": d.diff, "se": d.se, "test": d.test, "verdict": verdict, "reason": why}
+    return {
+        "id": c.claim.id,
+        "claim": c.claim.text,
+        "subject": c.subject,
+        "task": task.upper(),
+        "measure": METRIC_TITLES[metric],
+        "ours": c.ours,
+        "paper": c.paper,
+        **measured,
+    }
+
+
 def loyalty_findings(loyalty: pd.DataFrame, gate: Gate | None = None) -> pd.DataFrame:
     """The orderings of the paper and the control readings, tested per task and measure (see :data:`LOYALTY_CLAIMS`).
 
@@ -281,132 +401,14 @@ def loyalty_findings(loyalty: pd.DataFrame, gate: Gate | None = None) -> pd.Data
     of a run made before they existed) makes its rows ``inconclusive`` with that reason.
     """
     have = set(zip(loyalty.student, loyalty.teacher))
-    rows = []
-
-    def add(
-        claim: stats.Claim,
-        subject: str,
-        task: str,
-        metric: str,
-        a: dict,
-        b: dict,
-        ours: str,
-        paper: str,
-        needs: list[tuple[str, str]],
-        teachers: tuple[str, ...],
-    ) -> None:
-        d = stats.difference(a, b)
-        v, why = stats.verdict(d, claim.kind, claim.margin)
-        lacking = [p for p in needs if p not in have]
-        if lacking:
-            v, why = (
-                stats.INCONCLUSIVE,
-                f"no {pair_label(*lacking[0])} rows in this loyalty.csv (control not evaluated)",
-            )
-        elif claim.distillation:
-            ok, reason = gate(teachers, task) if gate else (False, "no scores given to check the teachers' gain")
-            if not ok:
-                v, why = stats.INCONCLUSIVE, reason
-        rows.append(
-            {
-                "id": claim.id,
-                "claim": claim.text,
-                "subject": subject,
-                "task": task.upper(),
-                "measure": METRIC_TITLES[metric],
-                "ours": ours,
-                "paper": paper,
-                "diff": d.diff,
-                "se": d.se,
-                "test": d.test,
-                "verdict": v,
-                "reason": why,
-            }
-        )
-
-    def vs(a: dict, b: dict) -> str:
-        return f"{_mean(a):.2f} vs {_mean(b):.2f}" if a and b else "n/a"
-
     tasks = [t for t in (*LABEL_TASKS, *REGRESSION_TASKS) if t in set(loyalty.task)]
-    for task in tasks:
-        for metric in _metric_for(task):
-            c = LOYALTY_CLAIMS["multi-closer-to-cased"]
-            a, b = _seeds(loyalty, MULTI, CASED, task, metric), _seeds(loyalty, MULTI, UNCASED, task, metric)
-            subject = f"{DISPLAY_NAMES[MULTI]}: → {DISPLAY_NAMES[CASED]} vs → {DISPLAY_NAMES[UNCASED]}"
-            add(
-                c,
-                subject,
-                task,
-                metric,
-                a,
-                b,
-                vs(a, b),
-                f"{_paper_pair(MULTI, CASED, metric):.2f} vs {_paper_pair(MULTI, UNCASED, metric):.2f}",
-                [(MULTI, CASED), (MULTI, UNCASED)],
-                STUDENT_TEACHERS[MULTI],
-            )
-            c = LOYALTY_CLAIMS["single-closer-than-multi"]
-            a, b = _seeds(loyalty, SINGLE, CASED, task, metric), _seeds(loyalty, MULTI, CASED, task, metric)
-            add(
-                c,
-                f"→ {DISPLAY_NAMES[CASED]}: {DISPLAY_NAMES[SINGLE]} vs {DISPLAY_NAMES[MULTI]}",
-                task,
-                metric,
-                a,
-                b,
-                vs(a, b),
-                f"{_paper_pair(SINGLE, CASED, metric):.2f} vs {_paper_pair(MULTI, CASED, metric):.2f}",
-                [(SINGLE, CASED), (MULTI, CASED)],
-                STUDENT_TEACHERS[SINGLE],
-            )
-            c = LOYALTY_CLAIMS["second-teacher-pulls-multi"]
-            a, b = _gap(loyalty, MULTI, task, metric), _gap(loyalty, SINGLE, task, metric)
-            add(
-                c,
-                f"preference for {DISPLAY_NAMES[CASED]}: {DISPLAY_NAMES[MULTI]} vs {DISPLAY_NAMES[SINGLE]}",
-                task,
-                metric,
-                a,
-                b,
-                f"gap {_mean(a):+.2f} vs {_mean(b):+.2f}" if a and b else "n/a",
-                c.paper,
-                [(MULTI, CASED), (MULTI, UNCASED), (SINGLE, CASED), (SINGLE, UNCASED)],
-                STUDENT_TEACHERS[MULTI],
-            )
-            c = LOYALTY_CLAIMS["distillation-raises-loyalty"]
-            for student in (SINGLE, MULTI):
-                a, b = _seeds(loyalty, student, CASED, task, metric), _seeds(loyalty, INIT_ONLY, CASED, task, metric)
-                init_name = DISPLAY_NAMES.get(INIT_ONLY, INIT_ONLY)
-                subject = f"→ {DISPLAY_NAMES[CASED]}: {DISPLAY_NAMES[student]} vs {init_name}"
-                add(
-                    c,
-                    subject,
-                    task,
-                    metric,
-                    a,
-                    b,
-                    vs(a, b),
-                    c.paper,
-                    [(student, CASED), (INIT_ONLY, CASED)],
-                    (CONTROL_TEACHER,),
-                )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "id",
-            "claim",
-            "subject",
-            "task",
-            "measure",
-            "ours",
-            "paper",
-            "diff",
-            "se",
-            "test",
-            "verdict",
-            "reason",
-        ],
-    )
+    rows = [
+        _finding(c, task, metric, have, gate)
+        for task in tasks
+        for metric in _metric_for(task)
+        for c in _comparisons(loyalty, task, metric)
+    ]
+    return pd.DataFrame(rows, columns=FINDING_COLUMNS)
 
 
 def ordering_controls(loyalty: pd.DataFrame) -> pd.DataFrame:

@@ -299,39 +299,14 @@ def _build_locked(
     force: bool = False,
     resume_lr: bool = False,
 ) -> Path:
-
-    from rokd.models.quality import measure_quality, read_lines
-    from rokd.models.tokenizers import save_tokenizer, train_wordpiece
     from rokd.precision import set_threads
 
     cfg = prof.teachers
     threads = set_threads(cfg.threads)  # this process builds teachers: the count stays for the quality measures too
-    shape = build.shape
-    work = artifacts_dir(prof.name) / "runs" / "teachers" / key
-    # A stale run (other config), or any run when forced, must not be resumed.
-    stamp = work / TEACHER_CONFIG_FILE
-    if work.exists() and (force or not _same_build(io.read_json(stamp), build, ignore_lr=resume_lr)):
-        io.remove_dir(work, f"the pretraining run of the teacher {key}", legacy=(TEACHER_CONFIG_FILE,))
-    io.mark_output(work, f"the pretraining run of the teacher {key}")
-    save_config(build, stamp)
-
+    work = _pretraining_folder(prof, key, build, force, resume_lr)
     t0 = time.perf_counter()
-    tok_dir = work / "tokenizer"
-    if (tok_dir / "tokenizer.json").exists():  # resuming an interrupted run: keep its token ids
-        from transformers import AutoTokenizer
-
-        log(f"[teachers] {key}: resuming with the tokenizer of the interrupted run")
-        tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
-    else:
-        log(f"[teachers] {key}: training a WordPiece tokenizer (vocab {shape.vocab_size}, lowercase={shape.lowercase})")
-        tokenizer = train_wordpiece(
-            files=[train_txt],
-            vocab_size=shape.vocab_size,
-            lowercase=shape.lowercase,
-            model_max_length=shape.max_position_embeddings,
-        )
-        save_tokenizer(tokenizer, tok_dir)
-    model = new_teacher(shape, tokenizer, seed=cfg.seed)
+    tokenizer = _teacher_tokenizer(work / "tokenizer", key, build.shape, train_txt, log)
+    model = new_teacher(build.shape, tokenizer, seed=cfg.seed)
     n_params = io.count_params(model)
     log(
         f"[teachers] {key}: pretraining BertForMaskedLM ({n_params / 1e6:.2f} M parameters, {cfg.steps} steps) on "
@@ -343,23 +318,8 @@ def _build_locked(
     )
     train_s = time.perf_counter() - t_train
     model = model.to("cpu").eval()
-
     log(f"[teachers] {key}: measuring quality on held-out text")
-    heldout = read_lines(heldout_txt, limit=cfg.eval_lines, seed=cfg.seed)
-    train_lines = read_lines(train_txt)
-    from rokd.trainer import resolve_mixed_precision
-
-    quality = measure_quality(
-        model,
-        tokenizer,
-        heldout,
-        train_lines,
-        pppl_lines=cfg.pppl_lines,
-        max_length=cfg.max_length,
-        mlm_probability=cfg.mlm_probability,
-        seed=cfg.seed,
-        precision=resolve_mixed_precision(cfg.precision, cpu=True),
-    )  # the model is on the CPU
+    quality = _teacher_quality(model, tokenizer, cfg, train_txt, heldout_txt, log_path)
     quality.update(
         key=key,
         profile=prof.name,
@@ -368,6 +328,60 @@ def _build_locked(
         build_wall_s=round(time.perf_counter() - t0, 1),
         device=device,
         torch_threads=threads,
+    )
+    _save_teacher(folder, key, model, tokenizer, log_path, quality, build)
+    log(f"[teachers] {key}: done in {time.perf_counter() - t0:.0f} s -> {folder}")
+    return folder
+
+
+def _pretraining_folder(prof: Profile, key: str, build: TeacherBuild, force: bool, resume_lr: bool) -> Path:
+    """The pretraining run's folder, stamped with ``build``; a stale run (other config), or any run when
+    forced, is removed first, so that only a run of this very build is ever resumed."""
+    work = artifacts_dir(prof.name) / "runs" / "teachers" / key
+    stamp = work / TEACHER_CONFIG_FILE
+    if work.exists() and (force or not _same_build(io.read_json(stamp), build, ignore_lr=resume_lr)):
+        io.remove_dir(work, f"the pretraining run of the teacher {key}", legacy=(TEACHER_CONFIG_FILE,))
+    io.mark_output(work, f"the pretraining run of the teacher {key}")
+    save_config(build, stamp)
+    return work
+
+
+def _teacher_tokenizer(tok_dir: Path, key: str, shape, train_txt: Path, log):
+    """The run's WordPiece tokenizer: an interrupted run's own (its token ids), else a new one trained and saved."""
+    from rokd.models.tokenizers import save_tokenizer, train_wordpiece
+
+    if (tok_dir / "tokenizer.json").exists():
+        from transformers import AutoTokenizer
+
+        log(f"[teachers] {key}: resuming with the tokenizer of the interrupted run")
+        return AutoTokenizer.from_pretrained(str(tok_dir))
+    log(f"[teachers] {key}: training a WordPiece tokenizer (vocab {shape.vocab_size}, lowercase={shape.lowercase})")
+    tokenizer = train_wordpiece(
+        files=[train_txt],
+        vocab_size=shape.vocab_size,
+        lowercase=shape.lowercase,
+        model_max_length=shape.max_position_embeddings,
+    )
+    save_tokenizer(tokenizer, tok_dir)
+    return tokenizer
+
+
+def _teacher_quality(model, tokenizer, cfg, train_txt: Path, heldout_txt: Path, log_path: Path) -> dict:
+    """Held-out quality of the pretrained model (on the CPU) plus what its training log says: the
+    precision it trained in, its held-out learning curve and its mean throughput."""
+    from rokd.models.quality import measure_quality, read_lines
+    from rokd.trainer import resolve_mixed_precision
+
+    quality = measure_quality(
+        model,
+        tokenizer,
+        read_lines(heldout_txt, limit=cfg.eval_lines, seed=cfg.seed),
+        read_lines(train_txt),
+        pppl_lines=cfg.pppl_lines,
+        max_length=cfg.max_length,
+        mlm_probability=cfg.mlm_probability,
+        seed=cfg.seed,
+        precision=resolve_mixed_precision(cfg.precision, cpu=True),
     )
     records = read_train_log(log_path)
     if records:
@@ -382,8 +396,11 @@ def _build_locked(
     tps = [r["tokens_per_s"] for r in records if r.get("tokens_per_s") is not None]
     if tps:
         quality["mean_tokens_per_s"] = round(sum(tps) / len(tps), 1)
+    return quality
 
-    # Write into a temp folder, then swap it in: a crash never leaves a half-written teacher.
+
+def _save_teacher(folder: Path, key: str, model, tokenizer, log_path: Path, quality: dict, build: TeacherBuild) -> None:
+    """Write into a temp folder, then swap it in: a crash never leaves a half-written teacher."""
     tmp = io.make_stage(folder, f"the teacher {key}")
     try:
         model.save_pretrained(str(tmp), safe_serialization=True)
@@ -397,8 +414,6 @@ def _build_locked(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log(f"[teachers] {key}: done in {time.perf_counter() - t0:.0f} s -> {folder}")
-    return folder
 
 
 def _make_readable(folder: Path) -> None:

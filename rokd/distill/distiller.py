@@ -223,61 +223,21 @@ def resolve_run(
     given = {k: getattr(o, k) for k in OVERRIDABLE if getattr(o, k) is not None}
     # The profile's section with the overrides applied, converted and checked like a profile's YAML.
     d = from_dict(DistillConfig, to_dict(dataclasses.replace(prof.distill, **given)), where="distill")
-    teachers = o.teachers
-    extra: dict[str, Any] = {}
     base, replica = split_replica(student_key)  # "<student>@d<k>": the k-th distillation, seed + k - 1
-    if base not in STUDENTS:
-        if not teachers:
-            raise ConfigError(
-                f"unknown student {student_key!r}; choose one of {list(STUDENTS)} (or <student>@d<k>), "
-                "or name its teachers (registry keys, local folders or hub IDs) to distil a student "
-                "of your own"
-            )
-        # A student of one's own: teachers are keys, folders or hub IDs, named by their last path part.
-        sources = [str(t) for t in teachers]
-        if len(set(sources)) != len(sources):
-            raise ConfigError(f"teachers must be distinct, got {sources}")
-        names: list[str] = []
-        for src in sources:
-            name = src if src in TEACHERS else teacher_name(src)
-            stem, k = name, 2
-            while name in names:
-                name, k = f"{stem}-{k}", k + 1
-            names.append(name)
-        teachers = names
-        extra["teacher_sources"] = dict(zip(names, sources))
+    if base in STUDENTS:
+        teachers, extra = _registry_teachers(student_key, base, o.teachers), {}
+    elif o.teachers:
+        teachers, extra = _own_teachers(o.teachers)
     else:
-        teachers = list(teachers) if teachers else list(STUDENT_TEACHERS[base])
-        bad = [t for t in teachers if t not in TEACHERS]
-        if bad or len(set(teachers)) != len(teachers):
-            raise ConfigError(f"teachers must be distinct keys among {list(TEACHERS)}, got {teachers}")
-        if teachers[0] != STUDENT_TEACHERS[base][0]:
-            raise ConfigError(
-                f"student {student_key} uses the tokenizer of {STUDENT_TEACHERS[base][0]}; "
-                f"it must be the first teacher (got {teachers})"
-            )
-    if o.student_layers is not None and o.student_depth is not None:
-        raise ConfigError("give the student's layers (student_layers) or its depth (student_depth), not both")
-    if o.student_layers is not None:
-        extra["student_layers"] = [int(x) for x in o.student_layers]
-    if o.student_depth is not None:
-        if int(o.student_depth) < 1:
-            raise ConfigError(f"student_depth must be >= 1, got {o.student_depth}")
-        extra["student_depth"] = int(o.student_depth)
-    if o.teacher_weights is not None:
-        weights = [float(w) for w in o.teacher_weights]
-    elif d.teacher_weights is not None:  # the profile's weights are for the first teachers, in order
-        weights = [float(w) for w in d.teacher_weights][: len(teachers)]
-    else:
-        weights = [1.0] * len(teachers)
-    if len(weights) != len(teachers) or any(w < 0 for w in weights) or sum(weights) <= 0:
         raise ConfigError(
-            f"teacher_weights: need {len(teachers)} non-negative numbers, not all zero; got {d.teacher_weights}"
+            f"unknown student {student_key!r}; choose one of {list(STUDENTS)} (or <student>@d<k>), "
+            "or name its teachers (registry keys, local folders or hub IDs) to distil a student of your own"
         )
-    total = sum(weights)
+    extra.update(_student_shape(o))
+    weights = _teacher_weights(o.teacher_weights, d.teacher_weights, len(teachers))
     objective = {f.name: getattr(d, f.name) for f in fields(DistillObjective)}
     run = DistillRun(
-        **{**objective, "strategy": S.canonical_name(d.strategy), "teacher_weights": [w / total for w in weights]},
+        **{**objective, "strategy": S.canonical_name(d.strategy), "teacher_weights": weights},
         **{k: getattr(d, k) for k in _RUN_SETTINGS},
         profile=prof.name,
         student=student_key,
@@ -289,6 +249,68 @@ def resolve_run(
     run.warmup_steps = min(run.warmup_steps, run.steps)
     if "seed" not in given:  # "<student>@d<k>": the k-th distillation, seed + k - 1
         run.seed += replica - 1
+    _check_run(run)
+    return run
+
+
+def _registry_teachers(student_key: str, base: str, teachers) -> list[str]:
+    """A registry student's teachers: its own, or the given registry keys with its tokenizer's teacher first."""
+    teachers = list(teachers) if teachers else list(STUDENT_TEACHERS[base])
+    bad = [t for t in teachers if t not in TEACHERS]
+    if bad or len(set(teachers)) != len(teachers):
+        raise ConfigError(f"teachers must be distinct keys among {list(TEACHERS)}, got {teachers}")
+    if teachers[0] != STUDENT_TEACHERS[base][0]:
+        raise ConfigError(
+            f"student {student_key} uses the tokenizer of {STUDENT_TEACHERS[base][0]}; "
+            f"it must be the first teacher (got {teachers})"
+        )
+    return teachers
+
+
+def _own_teachers(teachers) -> tuple[list[str], dict[str, Any]]:
+    """A student of one's own: teachers are keys, folders or hub IDs, named by their last path part
+    (``-2``, ``-3`` ... where two share it); ``extra["teacher_sources"]`` maps the names back."""
+    sources = [str(t) for t in teachers]
+    if len(set(sources)) != len(sources):
+        raise ConfigError(f"teachers must be distinct, got {sources}")
+    names: list[str] = []
+    for src in sources:
+        name = src if src in TEACHERS else teacher_name(src)
+        stem, k = name, 2
+        while name in names:
+            name, k = f"{stem}-{k}", k + 1
+        names.append(name)
+    return names, {"teacher_sources": dict(zip(names, sources))}
+
+
+def _student_shape(o: DistillOverrides) -> dict[str, Any]:
+    """The student's layers (teacher layer indices) or depth, when given (one of the two)."""
+    if o.student_layers is not None and o.student_depth is not None:
+        raise ConfigError("give the student's layers (student_layers) or its depth (student_depth), not both")
+    if o.student_layers is not None:
+        return {"student_layers": [int(x) for x in o.student_layers]}
+    if o.student_depth is not None:
+        if int(o.student_depth) < 1:
+            raise ConfigError(f"student_depth must be >= 1, got {o.student_depth}")
+        return {"student_depth": int(o.student_depth)}
+    return {}
+
+
+def _teacher_weights(given, profile_weights, n: int) -> list[float]:
+    """The teachers' weights in the ensemble, normalised to sum to 1: the given ones, else the profile's (for
+    its first teachers, in order), else equal."""
+    if given is not None:
+        weights = [float(w) for w in given]
+    elif profile_weights is not None:
+        weights = [float(w) for w in profile_weights][:n]
+    else:
+        weights = [1.0] * n
+    if len(weights) != n or any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise ConfigError(f"teacher_weights: need {n} non-negative numbers, not all zero; got {profile_weights}")
+    return [w / sum(weights) for w in weights]
+
+
+def _check_run(run: DistillRun) -> None:
     if run.batch_size < 1 or run.grad_accum < 1 or run.max_length < 3:
         raise ConfigError(
             "batch_size and grad_accum must be >= 1 and max_length >= 3 "
@@ -311,7 +333,6 @@ def resolve_run(
         )
     if run.alpha_ce + run.alpha_mlm + run.alpha_cos == 0:
         raise ConfigError("alpha_ce, alpha_mlm and alpha_cos are all 0: nothing to train")
-    return run
 
 
 # --------------------------------------------------------------------------------------------------

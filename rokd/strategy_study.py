@@ -19,10 +19,10 @@ only calls down into the stages. For each strategy and seed:
    evaluation, ``results/<profile>/predictions/``, produced here when missing); rows
    ``metric = "<measure>.<teacher>"``.
 
-:func:`compare_to_baseline` applies the results chapter's rule to every strategy against ``span-map``:
-the difference of the seed means is compared with the seeds' noise (root mean square of the two
-standard deviations): beyond the noise in the claimed direction ``holds``, beyond it the other way
-``does not hold``, within it (or with fewer than two seeds) ``inconclusive``.
+:func:`compare_to_baseline` applies the results chapter's rule (:mod:`rokd.stats`) to every strategy against
+``span-map``: the difference of the means over distillation seeds with its standard error (paired by seed);
+beyond 2 SE in the claimed direction ``holds``, beyond it the other way ``does not hold``, inside it (or
+with fewer than two seeds) ``inconclusive``.
 
 Run it as ``python -m rokd.strategy_study --profile mini --seeds 1 2``.
 """
@@ -346,40 +346,42 @@ def wide_table(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None,
 def compare_to_baseline(
     df: pd.DataFrame, baseline: str = BASELINE, pairs: Sequence[tuple[str, str]] | None = None
 ) -> pd.DataFrame:
-    """Each strategy against ``baseline`` on each (task, metric): the claim "<strategy> does better than <baseline>".
+    """Each strategy against ``baseline`` on each (task, metric): the claim "<strategy> does better than <baseline>",
+    judged by the results chapter's rule (:mod:`rokd.stats`: ``d`` = difference of the means over distillation
+    seeds, its standard error paired by seed when both sides have the same seeds, Welch otherwise; ``holds``
+    beyond 2 SE in the better direction -- lower for KL --, ``does not hold`` beyond it the other way,
+    ``inconclusive`` inside it or with fewer than two seeds)."""
+    from rokd import stats
 
-    ``difference`` = mean(strategy) - mean(baseline) over seeds; ``noise`` = sqrt((sd_a^2 + sd_b^2) / 2)
-    (the results chapter's pooled seed standard deviation). Verdict: ``holds`` when the difference
-    exceeds the noise in the better direction (lower for KL), ``does not hold`` when it exceeds it the
-    other way, ``inconclusive`` within the noise or with fewer than two seeds on either side.
-    """
-    s = summary_table(df, pairs).set_index(["strategy", "task", "metric"])
+    values = df.groupby(["strategy", "task", "metric", "seed"])["value"].mean()
     rows = []
-    for strategy in [x for x in STRATEGIES if x != baseline and x in s.index.get_level_values(0)]:
+    for strategy in [x for x in STRATEGIES if x != baseline and x in set(df.strategy)]:
         for task, metric in pairs or headline_metrics():
-            if (strategy, task, metric) not in s.index or (baseline, task, metric) not in s.index:
+            if (strategy, task, metric) not in values.index.droplevel(3) or (
+                baseline,
+                task,
+                metric,
+            ) not in values.index.droplevel(3):
                 continue
-            a, b = s.loc[(strategy, task, metric)], s.loc[(baseline, task, metric)]
-            diff = float(a["mean"] - b["mean"])
-            two = min(a["seeds"], b["seeds"]) >= 2
-            noise = float(math.sqrt((a["std"] ** 2 + b["std"] ** 2) / 2)) if two else math.nan
-            better = -diff if lower_is_better(metric) else diff
-            if math.isnan(noise) or abs(diff) <= noise:
-                verdict = "inconclusive"
-            else:
-                verdict = "holds" if better > 0 else "does not hold"
+            a = values.loc[(strategy, task, metric)].to_dict()
+            b = values.loc[(baseline, task, metric)].to_dict()
+            kind = "less" if lower_is_better(metric) else "greater"
+            d, verdict, reason = stats.compare(a, b, kind=kind)
             rows.append(
                 {
                     "strategy": strategy,
                     "task": task,
                     "metric": metric,
-                    "difference": diff,
-                    "noise": noise,
-                    "seeds": int(min(a["seeds"], b["seeds"])),
+                    "difference": d.diff,
+                    "se": d.se,
+                    "test": d.test,
+                    "seeds": int(min(d.n_a, d.n_b)),
                     "verdict": verdict,
+                    "reason": reason,
                 }
             )
-    return pd.DataFrame(rows, columns=["strategy", "task", "metric", "difference", "noise", "seeds", "verdict"])
+    columns = ["strategy", "task", "metric", "difference", "se", "test", "seeds", "verdict", "reason"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -447,7 +449,7 @@ def conclusion(
         wins, diff, strategy = max(candidates)
         g = down[down.strategy == strategy]
         shown = ", ".join(
-            f"{DOWNSTREAM.get(t, t)} {d:+.4f} (noise ±{n:.4f})" for t, d, n in zip(g.task, g.difference, g.noise)
+            f"{DOWNSTREAM.get(t, t)} {d:+.4f} (± {2 * n:.4f}, 2 SE)" for t, d, n in zip(g.task, g.difference, g.se)
         )
         out.append(
             f"- **Recommendation: `{strategy}`.** It does better than `{baseline}` beyond the seeds' noise "

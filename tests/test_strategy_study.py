@@ -148,16 +148,16 @@ def test_study_writes_every_row_and_compares(study_world):
     # Seed 1 and 2 differ (other masks): the students are not copies.
     a = df[(df.strategy == "span-map") & (df.task == "distill") & (df.metric == "final_loss")].value.tolist()
     assert len(a) == 2 and a[0] != a[1]
-    # The comparison: difference of means, pooled seed noise, and a verdict from that rule only.
+    # The comparison: the results chapter's rule (paired by distillation seed), and a verdict from it only.
     table = summary_table(df)
     assert set(table.seeds) == {2}
     cmp = compare_to_baseline(df)
     assert len(cmp) > 0 and set(cmp.strategy) == {"projection"}
     for _, r in cmp.iterrows():
-        if abs(r.difference) <= r.noise or np.isnan(r.noise):
+        better = -r.difference if r.metric.startswith("kl.") else r.difference
+        if np.isnan(r.se) or abs(r.difference) <= 2 * r.se:
             assert r.verdict == "inconclusive"
         else:
-            better = -r.difference if r.metric.startswith("kl.") else r.difference
             assert r.verdict == ("holds" if better > 0 else "does not hold")
     assert list(wide_table(df).index) == ["span-map", "projection"]
 
@@ -166,16 +166,21 @@ def test_compare_to_baseline_rule_hand_checked():
     from rokd.strategy_study import compare_to_baseline
 
     rows = []
-    for seed, (a, b) in enumerate([(0.50, 0.40), (0.52, 0.42)], 1):  # +0.10, seed sd 0.0141 each: holds
+    for seed, (a, b) in enumerate([(0.50, 0.40), (0.52, 0.42)], 1):  # +0.10 under both seeds: SE 0, holds
         rows += [("span-map", seed, "ner", "macro_f1", b), ("uld", seed, "ner", "macro_f1", a)]
-    for seed, (a, b) in enumerate([(1.0, 0.5), (1.2, 0.7)], 1):  # KL higher by 0.5 > noise 0.141: does not hold
+    for seed, (a, b) in enumerate([(1.0, 0.5), (1.2, 0.7)], 1):  # KL higher by 0.5 under both seeds: does not hold
         rows += [("span-map", seed, "heldout", "kl.bert-base-ro", b), ("uld", seed, "heldout", "kl.bert-base-ro", a)]
-    for seed, (a, b) in enumerate([(0.3, 0.2), (0.1, 0.4)], 1):  # mean .2 vs .3, noise ~0.18 > 0.1: inconclusive
+    for seed, (a, b) in enumerate([(0.3, 0.2), (0.1, 0.4)], 1):  # diffs +.1, -.3: d -.1, SE .2: inconclusive
         rows += [("span-map", seed, "heldout", "mlm_accuracy", b), ("uld", seed, "heldout", "mlm_accuracy", a)]
     df = pd.DataFrame(rows, columns=["strategy", "seed", "task", "metric", "value"])
     out = compare_to_baseline(df).set_index("metric")
     assert out.loc["macro_f1", "difference"] == pytest.approx(0.10)
-    assert out.loc["macro_f1", "noise"] == pytest.approx(np.sqrt(0.0002))
+    assert (
+        out.loc["macro_f1", "se"] == pytest.approx(0.0, abs=1e-12) and out.loc["macro_f1", "test"] == "paired (2 seeds)"
+    )
+    assert out.loc["mlm_accuracy", "difference"] == pytest.approx(-0.1) and out.loc[
+        "mlm_accuracy", "se"
+    ] == pytest.approx(0.2)
     assert out.loc["macro_f1", "verdict"] == "holds"
     assert out.loc["kl.bert-base-ro", "verdict"] == "does not hold"
     assert out.loc["mlm_accuracy", "verdict"] == "inconclusive"

@@ -585,3 +585,28 @@ def test_no_model_key_is_written_outside_the_spec_and_the_papers_numbers():
             if isinstance(n, ast.Constant) and id(n) not in docs and isinstance(n.value, str) and n.value in MODELS
         ]
     assert found == []
+
+
+def test_acceptance_counts_the_teachers_wins_and_checks_the_best_tagger_against_the_lexical_baseline(synthetic):
+    from rokd.report import acceptance
+
+    path = synthetic / "scores.csv"
+    for task in TASK_COLUMNS:
+        for seed, delta in ((1, -0.01), (2, 0.0), (3, 0.02)):
+            # The control: far below both teachers on five tasks, level with them on NER and STS.
+            level = task in ("ner", "sts")
+            merge_scores(
+                path, "control-random-init", task, seed, {headline_metric(task): (0.85 if level else 0.5) + delta}
+            )
+            # The lexical baseline (no seed noise): below the best model on UPOS, above it on XPOS.
+            merge_scores(
+                path, "baseline-lexical", task, seed, {headline_metric(task): 0.85 if task == "upos" else 0.95}
+            )
+    table = acceptance(load_scores("unit", synthetic)).set_index("check")
+    cased = table.loc["BERT-base-ro beats Control: random init by > 2 SE"]
+    assert cased["measured"].startswith("5 of 7") and cased["passed"]  # 80 vs 85 on NER/STS: no win there
+    uncased = table.loc["RoBERT-base beats Control: random init by > 2 SE"]
+    assert uncased["measured"].startswith("7 of 7") and uncased["passed"]  # 90 beats 85 +- noise everywhere
+    upos = table.loc["best model (RoBERT-base) beats Baseline: lexical on UPOS"]
+    xpos = table.loc["best model (RoBERT-base) beats Baseline: lexical on XPOS"]
+    assert upos["passed"] and not xpos["passed"] and xpos["measured"].startswith("does not hold")

@@ -40,6 +40,7 @@ from rokd.report.tables import (
     RETENTION_PAIRS,
     TABLE_KEYS,
     ablation_table,
+    acceptance,
     baseline_comparison,
     baseline_sentence,
     gate,
@@ -108,6 +109,7 @@ __all__ = [
     "stats",
     "summary",
     "teacher_gains",
+    "acceptance",
     "verdict_counts",
     "verdict_grid",
 ]

@@ -259,6 +259,51 @@ def gate(gains: pd.DataFrame, teachers, task: str) -> tuple[bool, str]:
     return True, ""
 
 
+def acceptance(
+    scores: pd.DataFrame, gains: pd.DataFrame | None = None, min_tasks: int = 5, tagging=("upos", "xpos")
+) -> pd.DataFrame:
+    """The bar a run must pass before its distillation findings mean anything (issue "a miniature reproduction
+    strong enough to test the paper"): each teacher beats ``control-random-init`` (verdict ``holds`` of
+    :func:`teacher_gains`) on at least ``min_tasks`` of the seven metrics, and the best model beats
+    ``baseline-lexical`` on the tagging tasks, by the same rule. Columns ``check, measured, required, passed``."""
+    gains = teacher_gains(scores) if gains is None else gains
+    rows = []
+    for teacher, g in gains.groupby("teacher", sort=False):
+        won = [COLUMN_TITLES[t] for t, v in zip(g["task"], g["verdict"]) if v == stats.HOLDS]
+        rows.append(
+            {
+                "check": f"{display(teacher)} beats {display(RANDOM_INIT)} by > 2 SE",
+                "measured": f"{len(won)} of {len(g)}" + (f" ({', '.join(won)})" if won else ""),
+                "required": f"≥ {min_tasks} of {len(TASK_COLUMNS)}",
+                "passed": len(won) >= min_tasks,
+            }
+        )
+    models = [m for m in MODEL_KEYS if m in set(scores["model"])]
+    means = _means(scores)
+    for task in tagging:
+        best = max(models, key=lambda m: means.get((m, task), -math.inf), default=None)
+        if best is None or (best, task) not in means:
+            rows.append(
+                {
+                    "check": f"best model beats {display(LEXICAL)} on {COLUMN_TITLES[task]}",
+                    "measured": "no scores",
+                    "required": "holds",
+                    "passed": False,
+                }
+            )
+            continue
+        d, v, why = stats.compare(per_seed(scores, best, task), per_seed(scores, LEXICAL, task), "greater")
+        rows.append(
+            {
+                "check": f"best model ({display(best)}) beats {display(LEXICAL)} on {COLUMN_TITLES[task]}",
+                "measured": f"{v}: {why}",
+                "required": "holds",
+                "passed": v == stats.HOLDS,
+            }
+        )
+    return pd.DataFrame(rows, columns=["check", "measured", "required", "passed"])
+
+
 # ------------------------------------------------------------------------------------- retention
 def retention_table(scores: pd.DataFrame, gains: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per (student, teacher, task): the ratio student/teacher and the retained gain, ours and the paper's ratio.

@@ -610,3 +610,38 @@ def test_acceptance_counts_the_teachers_wins_and_checks_the_best_tagger_against_
     upos = table.loc["best model (RoBERT-base) beats Baseline: lexical on UPOS"]
     xpos = table.loc["best model (RoBERT-base) beats Baseline: lexical on XPOS"]
     assert upos["passed"] and not xpos["passed"] and xpos["measured"].startswith("does not hold")
+
+
+def test_compute_record_counts_every_sitting_of_a_resumed_run(tmp_path, monkeypatch):
+    """The trainer's clock (``elapsed_s``, restored with each checkpoint) counts the sittings before a resume
+    that the last sitting's own wall time (``build_wall_s``, ``timing_s``, ``wall_time_s``) leaves out."""
+    import json
+
+    from rokd.report import compute_record
+
+    monkeypatch.setenv("ROKD_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    art, res = tmp_path / "artifacts" / "smoke", tmp_path / "results"
+    teacher = art / "teachers" / "bert-base-ro"
+    teacher.mkdir(parents=True)
+    # Resumed at step 2 of 3: the last sitting trained 100 s and spent 20 s more (tokenizer, quality measures).
+    (teacher / "quality.json").write_text(json.dumps({"train_wall_s": 100.0, "build_wall_s": 120.0}))
+    log = [{"step": 1, "elapsed_s": 900.0}, {"step": 2, "elapsed_s": 1800.0}, {"step": 3, "elapsed_s": 1900.0}]
+    (teacher / "train_log.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
+    student = art / "students" / "distil-bert-base-ro"
+    student.mkdir(parents=True)
+    (student / "summary.json").write_text(json.dumps({"wall_time_s": 12.0, "train_time_s": 10.0}))
+    (student / "train_log.jsonl").write_text(json.dumps({"step": 9, "elapsed_s": 500.0}) + "\n")
+    run = res / "predictions" / "bert-base-ro" / "ner"
+    run.mkdir(parents=True)
+    record = {  # killed after its first validation, finished in a second sitting of 30 s (20 s of training)
+        "config": {"model": "bert-base-ro", "task": "ner"},
+        "history": [{"step": 5, "elapsed_s": 50.0}, {"step": 10, "elapsed_s": 400.0}],
+        "timing_s": {"data": 4.0, "train_and_select": 20.0, "total": 30.0},
+        "runinfo": {"wall_time_s": 30.0},
+    }
+    (run / "seed1.run.json").write_text(json.dumps(record))
+    rec = compute_record("smoke", res).set_index(["work", "model"])
+    assert rec.loc[("teacher pretraining", "BERT-base-ro"), "wall_s"] == 1900.0 + 20.0
+    assert "every sitting" in rec.loc[("teacher pretraining", "BERT-base-ro"), "source"]
+    assert rec.loc[("distillation", "Distil-BERT-base-ro"), "wall_s"] == 500.0 + 2.0
+    assert rec.loc[("fine-tuning", "BERT-base-ro"), "wall_s"] == 400.0 + 10.0

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rokd.models.registry import DISPLAY_NAMES, MODEL_KEYS, STUDENTS, TEACHERS
+from rokd.models.registry import DISPLAY_NAMES, MODEL_KEYS, TEACHERS
 from rokd.paper import COLUMN_TITLES, TASK_COLUMNS
 from rokd.paths import artifacts_dir, results_dir
 
@@ -179,22 +179,59 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
+def _trained_s(folder: Path) -> float | None:
+    """The trainer's own clock at the last step of ``folder/train_log.jsonl``: ``elapsed_s`` is restored from
+    each checkpoint, so it sums the training of every sitting of a resumed run (minus the steps redone after
+    the last checkpoint)."""
+    try:
+        lines = (folder / "train_log.jsonl").read_text(encoding="utf-8").splitlines()
+        return float(json.loads(lines[-1])["elapsed_s"])
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+
+
+def _build_wall(folder: Path, record: dict | None, total: str, train: str) -> tuple[float, str] | None:
+    """Wall time of a built model: training from its log (every sitting) + the rest of its last sitting."""
+    trained = _trained_s(folder)
+    if record and record.get(total) and trained is not None:
+        rest = max(0.0, float(record[total]) - float(record.get(train) or 0.0))
+        return trained + rest, f"train_log.jsonl elapsed_s (every sitting) + the rest of {total}"
+    if record and (record.get(total) or record.get(train)):
+        key = total if record.get(total) else train
+        return float(record[key]), f"{key} (its last sitting only)"
+    return None
+
+
+def _finetune_wall(rec: dict) -> float:
+    """A fine-tuning run's wall time: the trainer's clock at its last validation (every sitting of a resumed
+    run) plus the data and test time of the call that finished it."""
+    timing = rec.get("timing_s") or {}
+    trained = max((h.get("elapsed_s") or 0.0 for h in rec.get("history") or []), default=0.0)
+    if timing.get("total") is not None:
+        return float(trained + max(0.0, timing["total"] - timing.get("train_and_select", 0.0)))
+    return float((rec.get("runinfo") or {}).get("wall_time_s") or math.nan)
+
+
 def compute_record(profile: str, results: str | Path | None = None) -> pd.DataFrame:
     """All compute behind a profile's numbers: one row per kind of work and model.
 
     Columns: ``work`` (teacher pretraining / distillation / fine-tuning), ``model``, ``runs``, ``wall_s``
-    and ``source``. Sources, in order of preference:
+    and ``source``. A run that was stopped and resumed (the ``mini`` run spans several sittings) counts every
+    sitting: training time is read from the trainer's clock (``elapsed_s`` of the last logged step, restored
+    with each checkpoint), the rest from the last sitting. Sources, in order of preference:
 
-    - teacher pretraining: ``quality.json`` of the built teacher (``build_wall_s``, else ``train_wall_s``);
+    - teacher pretraining: the built teacher's ``train_log.jsonl`` + ``quality.json`` (``build_wall_s``);
       where the teacher folder is not on this machine (published results rendered elsewhere), the
       minutes printed by the executed teachers chapter; hub teachers were not pretrained here;
-    - distillation: the student's ``summary.json`` (``wall_time_s``); else the executed distillation
-      chapter's own wall time (an upper bound: it includes the chapter's other cells);
-    - fine-tuning: the sum of ``wall_time_s`` of every ``seed<k>.run.json`` of the model (every task and
-      seed, wherever it ran: a chapter or ``rokd evaluate``).
+    - distillation, every student and distillation replica: its ``train_log.jsonl`` + ``summary.json``
+      (``wall_time_s``); else the executed distillation chapter's own wall time (an upper bound: it
+      includes the chapter's other cells);
+    - fine-tuning: per ``seed<k>.run.json`` of the model (every task and seed, wherever it ran: a chapter or
+      ``rokd evaluate``), the last validation's ``elapsed_s`` plus its data and test time.
 
     ``wall_s`` is NaN where nothing recorded the work (the ``source`` column then says so).
     """
+    from rokd.models.registry import student_models
     from rokd.profiles import load_profile
 
     prof = load_profile(profile)
@@ -205,25 +242,26 @@ def compute_record(profile: str, results: str | Path | None = None) -> pd.DataFr
     printed = {m["name"]: 60.0 * int(m["minutes"]) for m in _PRETRAINED.finditer(teachers_text)}
     for key in TEACHERS:
         name = DISPLAY_NAMES[key]
-        q = _read_json(artifacts_dir(prof.name) / "teachers" / key / "quality.json")
+        folder = artifacts_dir(prof.name) / "teachers" / key
+        built = _build_wall(folder, _read_json(folder / "quality.json"), "build_wall_s", "train_wall_s")
         if prof.teachers.source == "hub":
             wall, source = 0.0, "hub model: not pretrained here"
-        elif q and (q.get("build_wall_s") or q.get("train_wall_s")):
-            wall = float(q.get("build_wall_s") or q["train_wall_s"])
-            source = "quality.json (" + ("build_wall_s" if q.get("build_wall_s") else "train_wall_s") + ")"
+        elif built:
+            wall, source = built[0], "teacher's " + built[1]
         elif name in printed:
             wall, source = printed[name], "executed teachers chapter (pretraining minutes, rounded)"
         else:
             wall, source = math.nan, "not recorded here (no quality.json, no executed teachers chapter)"
         rows.append({"work": "teacher pretraining", "model": name, "runs": 1, "wall_s": wall, "source": source})
-    for key in STUDENTS:
-        name = DISPLAY_NAMES[key]
-        summary = _read_json(artifacts_dir(prof.name) / "students" / key / "summary.json")
+    for key in student_models(prof):
+        name = DISPLAY_NAMES.get(key, key)
+        folder = artifacts_dir(prof.name) / "students" / key
+        built = _build_wall(folder, _read_json(folder / "summary.json"), "wall_time_s", "train_time_s")
         chapter = _CHAPTER_WALL.search(_chapter_text(notebooks / f"02_distill-{key}.ipynb"))
         if prof.distill.source == "hub":
             wall, source = 0.0, "hub model: not distilled here"
-        elif summary and summary.get("wall_time_s"):
-            wall, source = float(summary["wall_time_s"]), "summary.json (wall_time_s)"
+        elif built:
+            wall, source = built[0], "student's " + built[1]
         elif chapter:
             wall, source = float(chapter["seconds"]), "executed distillation chapter's wall time (an upper bound)"
         else:
@@ -231,8 +269,7 @@ def compute_record(profile: str, results: str | Path | None = None) -> pd.DataFr
         rows.append({"work": "distillation", "model": name, "runs": 1, "wall_s": wall, "source": source})
     by_model: dict[str, list[float]] = {}
     for rec in run_records(profile, results):
-        wall = (rec.get("runinfo") or {}).get("wall_time_s") or (rec.get("timing_s") or {}).get("total") or math.nan
-        by_model.setdefault(rec["config"].get("model", "?"), []).append(float(wall))
+        by_model.setdefault(rec["config"].get("model", "?"), []).append(_finetune_wall(rec))
     order = [m for m in MODEL_KEYS if m in by_model] + sorted(set(by_model) - set(MODEL_KEYS))
     for model in order:
         walls = by_model[model]

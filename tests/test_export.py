@@ -156,13 +156,13 @@ def test_fine_tuning_writes_variant_predictions_and_their_cost(tiny_models, tmp_
 def test_precision_table_measures_speed_and_cost_then_reads_its_records_back(classifier_dir, tmp_path, monkeypatch):
     import pandas as pd
 
-    from rokd.report import speed as report_speed
+    from rokd.report import precision_table
+    from rokd.tasks import speed
     from rokd.tasks.predictions import Predictions, predictions_path, save_predictions
 
     model = DistilBertForSequenceClassification.from_pretrained(classifier_dir)
-    monkeypatch.setattr(
-        report_speed, "_built_models", lambda prof, keys: {"bert-base-ro": model, "distil-bert-base-ro": model}
-    )
+    two = {"bert-base-ro": model, "distil-bert-base-ro": model}
+    monkeypatch.setattr(speed, "load_classifiers", lambda prof, keys: two)
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.7, 0.3]], dtype=np.float32)
     flipped = probs.copy()
     flipped[2] = [0.6, 0.4]  # the int8 copy changes one of four labels
@@ -170,16 +170,18 @@ def test_precision_table_measures_speed_and_cost_then_reads_its_records_back(cla
     for name, p in (("distil-bert-base-ro", probs), ("distil-bert-base-ro@int8", flipped)):
         preds = Predictions(ids=ids, gold=gold, pred=p.argmax(1), probs=p, label_names=["neg", "pos"])
         save_predictions(preds, predictions_path(tmp_path, name, "sapn", 1))
-    table = report_speed.precision_table("smoke", results=tmp_path, min_round_s=0.01)
+    assert precision_table("smoke", results=tmp_path).empty  # nothing timed yet
+    speed.measure_precision_speed("smoke", results=tmp_path, min_round_s=0.01)
+    table = precision_table("smoke", results=tmp_path)
     assert len(table) == 6 and set(table["variant"]) == {"fp32", "bf16", "int8"}
     row = table[(table["model"] == "Distil-BERT-base-ro") & (table["variant"] == "int8")].iloc[0]
     assert row["score change (points)"] == pytest.approx(-25.0) and row["L-L to fp32 (%)"] == pytest.approx(75.0)
     teacher_int8 = table[(table["model"] == "BERT-base-ro") & (table["variant"] == "int8")].iloc[0]
     assert math.isnan(teacher_int8["score change (points)"])  # no predictions of the teacher's int8 copy
-    assert (tmp_path / "precision_speed.csv").exists() and len(pd.read_csv(tmp_path / "precision_cost.csv")) == 1
+    assert len(pd.read_csv(tmp_path / "precision_cost.csv")) == 1
     # Without the models and the full predictions (a published book), the records give the same table.
-    monkeypatch.setattr(report_speed, "_built_models", lambda prof, keys: {})
+    monkeypatch.setattr(speed, "load_classifiers", lambda prof, keys: {})
+    assert speed.measure_precision_speed("smoke", results=tmp_path) is None  # nothing built: the record stays
     for f in tmp_path.glob("predictions/*/*/*.npz"):
         f.unlink()
-    again = report_speed.precision_table("smoke", results=tmp_path)
-    pd.testing.assert_frame_equal(again, table, check_dtype=False)
+    pd.testing.assert_frame_equal(precision_table("smoke", results=tmp_path), table, check_dtype=False)

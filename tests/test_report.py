@@ -196,10 +196,12 @@ def test_provenance_summary_condenses_kinds_and_notes():
 def test_model_stats_measures_built_models(tmp_path, monkeypatch):
     import json
 
+    import pandas as pd
     import torch
     from transformers import BertConfig, BertForMaskedLM, DistilBertConfig, DistilBertForMaskedLM
 
     from rokd.report import model_stats
+    from rokd.tasks.speed import measure_model_stats
 
     monkeypatch.setenv("ROKD_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
     torch.manual_seed(0)
@@ -216,7 +218,10 @@ def test_model_stats_measures_built_models(tmp_path, monkeypatch):
     DistilBertForMaskedLM(
         DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32, max_position_embeddings=32)
     ).save_pretrained(tmp_path / "artifacts" / "smoke" / "students" / "distil-bert-base-ro")
-    stats = model_stats("smoke", batch_size=2, seq_length=16, rounds=2, results=tmp_path / "results", min_round_s=0.01)
+    assert model_stats("smoke", results=tmp_path / "results").empty  # nothing measured yet
+    stats = measure_model_stats(
+        "smoke", batch_size=2, seq_length=16, rounds=2, results=tmp_path / "results", min_round_s=0.01
+    )
     assert list(stats["key"]) == ["bert-base-ro", "distil-bert-base-ro"]  # the others are not built
     assert stats.loc["BERT-base-ro", "layers"] == 2 and stats.loc["Distil-BERT-base-ro", "layers"] == 1
     assert stats.loc["BERT-base-ro", "params_M"] > stats.loc["Distil-BERT-base-ro", "params_M"] > 0
@@ -225,6 +230,9 @@ def test_model_stats_measures_built_models(tmp_path, monkeypatch):
     assert s["speedup_vs_teacher"] == pytest.approx(s["seq_per_s"] / stats.loc["BERT-base-ro", "seq_per_s"])
     saved = json.loads((tmp_path / "results" / "model_stats.json").read_text())
     assert [r["key"] for r in saved] == ["bert-base-ro", "distil-bert-base-ro"]
+    # The results chapter reads the record back, also where the models are gone.
+    monkeypatch.setenv("ROKD_ARTIFACTS_DIR", str(tmp_path / "elsewhere"))
+    pd.testing.assert_frame_equal(model_stats("smoke", results=tmp_path / "results"), stats, check_dtype=False)
 
 
 def _stats_frame(params: dict[str, float], speedups: dict[str, float]):

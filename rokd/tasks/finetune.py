@@ -110,7 +110,7 @@ def load_tokenizer(resolved: ResolvedModel):
 
 
 @contextlib.contextmanager
-def _quiet_transformers():
+def quiet_transformers():
     """Loading an MLM checkpoint into a task model prints a long load report; keep notebooks readable."""
     from transformers.utils import logging as hf_logging
 
@@ -128,7 +128,7 @@ def build_task_model(name_or_path: str, task: str, label_names: list[str] | None
     """A fresh task head on the pretrained encoder (the MLM head is dropped)."""
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    with _quiet_transformers():
+    with quiet_transformers():
         if task in REGRESSION_TASKS:
             return AutoModelForSequenceClassification.from_pretrained(
                 name_or_path, num_labels=1, problem_type="regression"

@@ -3,6 +3,10 @@
 Timing the models in alternating rounds (and in a rotated order each round) puts any slow-down of the
 machine (another process, thermal throttling) on all of them alike; the median over rounds is kept.
 Inputs are random token ids of a fixed shape: speed does not depend on the text.
+
+The measurements of the results chapter live here too, each written as a record in ``results/<profile>/``
+that :mod:`rokd.report.speed` reads: :func:`measure_model_stats` (size and speed of teacher vs student,
+``model_stats.json``) and :func:`measure_precision_speed` (fp32 / bf16 / int8, ``precision_speed.csv``).
 """
 
 from __future__ import annotations
@@ -11,8 +15,21 @@ import math
 import statistics
 import time
 from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
 
 from rokd import io
+
+# Records of the measurements below, in results/<profile>/ (read back by rokd.report.speed).
+MODEL_STATS_FILE = "model_stats.json"
+PRECISION_SPEED_FILE = "precision_speed.csv"
+
+
+def _results(profile, results) -> Path:
+    from rokd.paths import results_dir
+
+    return Path(results) if results is not None else results_dir(profile)
 
 
 def _sync(device) -> None:
@@ -173,3 +190,130 @@ def precision_speed_table(speed, cost=None, pairs: Mapping[str, str] | None = No
             "regression_loyalty": "R-L to fp32 (%)",
         }
     )
+
+
+def _disk_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.iterdir() if f.is_file() and f.suffix in {".safetensors", ".bin"})
+
+
+def load_classifiers(prof, keys: list[str]) -> dict:
+    """Each model of ``keys`` that is built here (or downloadable), with a two-way classification head."""
+    from transformers import AutoModelForSequenceClassification
+
+    from rokd.models.registry import resolve
+    from rokd.tasks.finetune import quiet_transformers
+
+    loaded = {}
+    for key in keys:
+        ref = resolve(key, prof)
+        if ref.source == "local" and not (Path(ref.name_or_path) / "config.json").exists():
+            continue  # not built yet: nothing to measure
+        try:
+            with quiet_transformers():
+                loaded[key] = AutoModelForSequenceClassification.from_pretrained(ref.name_or_path, num_labels=2)
+        except OSError:  # a hub model without network: leave it out of the table
+            continue
+    return loaded
+
+
+def measure_model_stats(
+    profile: str,
+    models: list[str] | None = None,
+    batch_size: int | None = None,
+    seq_length: int | None = None,
+    rounds: int | None = None,
+    results: str | Path | None = None,
+    min_round_s: float = 0.5,
+) -> pd.DataFrame:
+    """Parameters, size on disk and inference throughput of the built models; saved to ``model_stats.json``.
+
+    Models that are not built (or hub models that cannot be downloaded) are left out; with none at
+    all the result is an empty DataFrame and nothing is written. The results chapter reads the record back
+    (:func:`rokd.report.model_stats`).
+
+    Throughput: every model with a 2-way classification head (the fine-tuned setting), random token
+    ids of ``batch_size`` x ``seq_length`` (profile's ``evaluate.speed_*``), all models timed in
+    alternation. ``speedup_vs_teacher`` is relative to each student's first teacher.
+    """
+    import torch
+
+    from rokd.models.registry import DISPLAY_NAMES, MODEL_KEYS, STUDENT_TEACHERS, TEACHERS, resolve
+    from rokd.paper import PAPER_PARAMS_M
+    from rokd.profiles import load_profile
+
+    prof = load_profile(profile)
+    ev = prof.evaluate
+    batch_size = batch_size or ev.speed_batch_size
+    seq_length = seq_length or ev.speed_seq_length
+    rounds = rounds or ev.speed_rounds
+    loaded, rows = load_classifiers(prof, models or list(MODEL_KEYS)), {}
+    for key, model in loaded.items():
+        ref = resolve(key, prof)
+        local = ref.source == "local"
+        base = getattr(model, model.base_model_prefix)  # encoder (+ pooler): what the paper counts
+        rows[key] = {
+            "model": DISPLAY_NAMES.get(key, key),
+            "key": key,
+            "params_M": io.count_params(base) / 1e6,
+            "paper_params_M": PAPER_PARAMS_M.get(key, math.nan),
+            "disk_MB": _disk_size(Path(ref.name_or_path)) / 1e6 if local else math.nan,
+            "layers": getattr(model.config, "num_hidden_layers", getattr(model.config, "n_layers", None)),
+            "hidden": getattr(model.config, "hidden_size", getattr(model.config, "dim", None)),
+        }
+    if not loaded:
+        return pd.DataFrame()
+    seq = min(seq_length, *(m.config.max_position_embeddings for m in loaded.values()))
+    device = "cuda" if torch.cuda.is_available() and prof.device != "cpu" else "cpu"
+    threads_before = torch.get_num_threads()
+    if ev.threads > 0:  # the same CPU threads as fine-tuning
+        torch.set_num_threads(ev.threads)
+    try:
+        speed = compare_throughput(loaded, batch_size, seq, rounds=rounds, device=device, min_round_s=min_round_s)
+    finally:
+        torch.set_num_threads(threads_before)
+    for key, r in rows.items():
+        r["seq_per_s"] = speed[key]["seq_per_s"]
+        teacher = STUDENT_TEACHERS.get(key, (None,))[0]
+        r["speedup_vs_teacher"] = (
+            r["seq_per_s"] / speed[teacher]["seq_per_s"] if teacher in speed else (1.0 if key in TEACHERS else math.nan)
+        )
+        r["timing"] = (
+            f"{device}"
+            + (f" (threads: {torch.get_num_threads() if ev.threads <= 0 else ev.threads})" if device == "cpu" else "")
+            + f", batch {batch_size} x {seq} tokens, median of {rounds} alternating rounds"
+        )
+    out = pd.DataFrame(list(rows.values())).set_index("model")
+    path = _results(profile, results) / MODEL_STATS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    io.atomic_write_text(path, out.reset_index().to_json(orient="records", indent=2))
+    return out
+
+
+def measure_precision_speed(profile: str, results: str | Path | None = None, min_round_s: float = 0.5):
+    """The built teachers and students in fp32 / bf16 / int8, timed in alternation at the profile's speed shape
+    and fine-tuning threads (:func:`variant_throughput`); saved to ``precision_speed.csv`` and returned.
+    ``None`` (nothing written) when no model is built here."""
+    import torch
+
+    from rokd.models.registry import MODEL_KEYS, STUDENT_TEACHERS, TEACHERS
+    from rokd.profiles import load_profile
+
+    prof = load_profile(profile)
+    ev = prof.evaluate
+    loaded = load_classifiers(prof, [k for k in MODEL_KEYS if k in TEACHERS or k in STUDENT_TEACHERS])
+    if not loaded:
+        return None
+    seq = min(ev.speed_seq_length, *(m.config.max_position_embeddings for m in loaded.values()))
+    threads_before = torch.get_num_threads()
+    if ev.threads > 0:  # the same CPU threads as fine-tuning
+        torch.set_num_threads(ev.threads)
+    try:
+        speed = variant_throughput(
+            loaded, batch_size=ev.speed_batch_size, seq_length=seq, rounds=ev.speed_rounds, min_round_s=min_round_s
+        )
+    finally:
+        torch.set_num_threads(threads_before)
+    path = _results(profile, results) / PRECISION_SPEED_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    io.atomic_write_text(path, speed.to_csv(index=False))
+    return speed

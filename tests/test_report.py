@@ -653,3 +653,34 @@ def test_compute_record_counts_every_sitting_of_a_resumed_run(tmp_path, monkeypa
     assert "every sitting" in rec.loc[("teacher pretraining", "BERT-base-ro"), "source"]
     assert rec.loc[("distillation", "Distil-BERT-base-ro"), "wall_s"] == 500.0 + 2.0
     assert rec.loc[("fine-tuning", "BERT-base-ro"), "wall_s"] == 400.0 + 10.0
+
+
+def test_earlier_run_lesson_is_computed_from_the_kept_files(tmp_path):
+    import json
+    from dataclasses import replace
+
+    from rokd.config import save_config
+    from rokd.profiles import load_profile
+    from rokd.report.earlier import earlier_run_lesson, earlier_runs
+
+    assert earlier_run_lesson("mini", tmp_path) == ""  # nothing kept: no paragraph
+    old = tmp_path / "mini-v1"
+    old.mkdir()
+    prof = load_profile("mini")
+    prof = replace(
+        prof,
+        teachers=replace(prof.teachers, steps=2400, batch_size=64),
+        evaluate=replace(prof.evaluate, max_train_examples=1500, epochs=2, batch_size=32, per_task={}),
+    )
+    save_config(prof, old / "profile.yaml")
+    (old / "corpus_stats.json").write_text(json.dumps({"train_lines": 768000}))
+    for task in TASK_COLUMNS:
+        lexical = 0.9 if task in ("upos", "xpos", "di") else 0.1  # the models beat it on four tasks only
+        for seed in (1, 2):
+            merge_scores(old / "scores.csv", "baseline-lexical", task, seed, {headline_metric(task): lexical})
+            merge_scores(old / "scores.csv", "bert-base-ro", task, seed, {headline_metric(task): 0.5})
+    assert [p.name for p in earlier_runs("mini", tmp_path)] == ["mini-v1"]
+    text = earlier_run_lesson("mini", tmp_path)
+    assert "2,400 steps of 64 lines, 0.20 of one pass over the 768,000-line corpus" in text  # 153,600 lines
+    assert "for 94 steps (1,500 examples x 2 epochs)" in text
+    assert "lexical baseline on 3 of 7 metrics (UPOS, XPOS, DI)" in text and "no controls" in text

@@ -14,6 +14,7 @@ Everything is importable from ``rokd.report`` directly, as before the split.
 from rokd import stats
 from rokd.models.registry import BASELINES, CONTROLS, DISPLAY_NAMES, MODEL_KEYS, STUDENT_TEACHERS
 from rokd.report.caveats import caveats, chapter_intro, fine_tuning_budget, smoke_note
+from rokd.report.earlier import earlier_run_lesson
 from rokd.report.findings import (
     CLAIMS,
     DISCUSSION,
@@ -62,6 +63,7 @@ from rokd.report.tables import (
 
 __all__ = [
     "caveats",
+    "earlier_run_lesson",
     "chapter_intro",
     "fine_tuning_budget",
     "smoke_note",

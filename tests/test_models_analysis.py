@@ -169,6 +169,8 @@ def test_quality_summary_compares_each_measure_with_the_baseline():
     assert "MLM accuracy **0.200** vs 0.050 for the unigram baseline (4.0x)" in text
     assert "whole-word pseudo-perplexity **300** vs 1,000 (beats the baseline, ratio 0.30)" in text
     assert "single-token pseudo-perplexity **1,200** vs 1,000 (does not beat the baseline, ratio 1.20)" in text
-    assert "pretrained in 10 min on cpu at 2 torch thread(s)" in text
+    assert "pretrained in 10 min on cpu at 2 torch thread(s)." in text
+    resumed = quality_summary({"T": {**q, "trained_s": 13800.0}})  # resumed: the trainer's clock counts every sitting
+    assert "pretrained in 230 min on cpu at 2 torch thread(s) (over several sittings; the last took 10 min)" in resumed
     old = {k: v for k, v in q.items() if k != "whole_word_pseudo_perplexity"}  # a quality.json from before the measure
     assert len(quality_frame({"T": old})) == 3 and len(quality_frame({"T": q})) == 4

@@ -358,3 +358,16 @@ def test_nan_advice_for_teachers_resumes_with_the_lowered_lr(tiny_corpus, tmp_pa
     assert [r["step"] for r in log] == list(range(1, 13))
     assert log[5]["lr"] > log[6]["lr"] * 1.5  # steps 7-12 ran at the lowered rate, resumed from step 6
     assert json.loads((folder / "teacher_config.json").read_text())["training"]["lr"] == 0.0015
+
+
+def test_load_quality_reads_the_training_time_of_every_sitting_from_the_log(tmp_path):
+    import json
+
+    from rokd.models.teachers import load_quality
+
+    (tmp_path / "quality.json").write_text(json.dumps({"mlm_accuracy": 0.2, "train_wall_s": 100.0}))
+    assert "trained_s" not in load_quality(tmp_path)  # no log: nothing to add
+    log = [{"step": 1, "elapsed_s": 900.0}, {"step": 2, "elapsed_s": 1234.5}]  # resumed after step 1
+    (tmp_path / "train_log.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
+    assert load_quality(tmp_path)["trained_s"] == 1234.5
+    assert json.loads((tmp_path / "quality.json").read_text()) == {"mlm_accuracy": 0.2, "train_wall_s": 100.0}

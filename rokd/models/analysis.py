@@ -495,8 +495,14 @@ def quality_summary(qualities: dict[str, dict]) -> str:
                 parts.append(
                     f"{label} **{q[key]:,.0f}** vs {base:,.0f} ({verdict} the baseline, ratio {q[key] / base:.2f})"
                 )
-        if q.get("train_wall_s"):
+        trained = q.get("trained_s") or q.get("train_wall_s")  # every sitting of a resumed run where known
+        if trained:
             threads = f" at {q['torch_threads']} torch thread(s)" if q.get("torch_threads") else ""
-            parts.append(f"pretrained in {q['train_wall_s'] / 60:.0f} min on {q.get('device', 'cpu')}{threads}")
+            sittings = (
+                f" (over several sittings; the last took {q['train_wall_s'] / 60:.0f} min)"
+                if q.get("train_wall_s") and q.get("trained_s") and q["trained_s"] > 1.05 * q["train_wall_s"]
+                else ""
+            )
+            parts.append(f"pretrained in {trained / 60:.0f} min on {q.get('device', 'cpu')}{threads}{sittings}")
         lines.append(f"- **{name}**: " + "; ".join(parts) + ".")
     return "\n".join(lines)

@@ -386,6 +386,8 @@ def _teacher_quality(model, tokenizer, cfg, train_txt: Path, heldout_txt: Path, 
     records = read_train_log(log_path)
     if records:
         quality["precision"] = records[-1].get("precision", "fp32")
+        if records[-1].get("elapsed_s") is not None:  # the trainer's clock: every sitting of a resumed run
+            quality["trained_s"] = round(float(records[-1]["elapsed_s"]), 1)
     curve = [
         {"step": r["step"], "heldout_mlm_accuracy": r["eval_heldout_mlm_accuracy"]}
         for r in records
@@ -458,11 +460,17 @@ def build_teachers(
 
 
 def load_quality(folder: str | Path) -> dict:
-    """The ``quality.json`` of a built teacher."""
+    """The ``quality.json`` of a built teacher, with ``trained_s`` (training time over every sitting of a resumed
+    run: the trainer's clock at its last step) read from its training log where the file predates it."""
     path = Path(folder) / QUALITY_FILE
     if not path.exists():
         raise FileNotFoundError(f"no {QUALITY_FILE} in {folder}; build the teacher with `rokd teachers build`")
-    return json.loads(path.read_text(encoding="utf-8"))
+    quality = json.loads(path.read_text(encoding="utf-8"))
+    if "trained_s" not in quality and (Path(folder) / TRAIN_LOG_FILE).exists():
+        records = read_train_log(Path(folder) / TRAIN_LOG_FILE)
+        if records and records[-1].get("elapsed_s") is not None:
+            quality["trained_s"] = round(float(records[-1]["elapsed_s"]), 1)
+    return quality
 
 
 # Measures a quality.json must hold; an older file without one of them is re-measured by ensure_quality.

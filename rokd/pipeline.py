@@ -79,6 +79,7 @@ def _profile_arg(profile: str | Path) -> str:
 
 def plan(profile: str | Path, prof: Profile | None = None) -> list[Step]:
     """The steps of a profile, in an order that respects their dependencies."""
+    from rokd.strategy_study import CSV_NAME
     from rokd.tasks.predictions import predictions_path
 
     prof = prof or load_profile(profile)
@@ -138,6 +139,15 @@ def plan(profile: str | Path, prof: Profile | None = None) -> list[Step]:
         Step("04_results", "04_results", dict(base), eval_names + distil_names, outputs=[res / "model_stats.json"])
     )
     steps.append(Step("05_loyalty", "05_loyalty", dict(base), eval_names, outputs=[res / "loyalty.csv"]))
+    if "06_strategies" in prof.chapters:
+        # Every cross-tokenizer strategy x two distillation seeds (rokd.strategy_study, into strategies.csv), each
+        # distilled for a third of the profile's steps so that the fourteen distillations fit the profile's budget;
+        # its loyalty reads the teachers' own test predictions, so it follows their evaluation chapters.
+        study = {**base, "steps": max(1, prof.distill.steps // 3)}
+        teacher_evals = [f"03_evaluate-{t}" for t in TEACHERS]
+        steps.append(
+            Step("06_strategies", "06_strategies", study, ["01_teachers", *teacher_evals], outputs=[res / CSV_NAME])
+        )
     if "07_distil_your_own" in prof.chapters:
         # The worked example of the API distils from the profile's cased teacher and a stand-in of another
         # tokenizer family: a demonstration, not a result, so a third of the profile's distillation steps.

@@ -232,7 +232,7 @@ class EvalConfig(TrainingBudget):
 
 
 # Optional chapters a profile can add to the pipeline (notebooks/<stem>.md), in their order in the book.
-OPTIONAL_CHAPTERS = ("07_distil_your_own",)
+OPTIONAL_CHAPTERS = ("06_strategies", "07_distil_your_own")
 
 
 @dataclass

@@ -150,7 +150,9 @@ def test_a_list_field_checks_each_item_against_its_choices(tmp_path):
 
     text = (REPO_ROOT / "rokd" / "profiles" / "smoke.yaml").read_text(encoding="utf-8")
     bad = tmp_path / "bad.yaml"
-    bad.write_text(text.replace("chapters: [07_distil_your_own]", "chapters: [07_distil_your_own, 08_nope]"))
+    bad.write_text(
+        text.replace("chapters: [06_strategies, 07_distil_your_own]", "chapters: [07_distil_your_own, 08_nope]")
+    )
     with pytest.raises(ConfigError, match=r"chapters: '08_nope' is not allowed"):
         load_profile(bad)
-    assert load_profile("smoke").chapters == ["07_distil_your_own"]
+    assert load_profile("smoke").chapters == ["06_strategies", "07_distil_your_own"]

@@ -415,3 +415,18 @@ def test_fine_tuning_records_precision_and_cleans_up(tiny_models, tmp_path, one_
     done = evaluate_model(prof, model, "ner", 2, dataset=_tagging_dataset(), results_dir=tmp_path, log=None)
     again = json.loads(predictions_path(tmp_path, "tiny-distil", "ner", 2).with_suffix(".run.json").read_text())
     assert again["resumed_from"] == 2 and again["metrics"] == done
+
+
+def test_learning_curve_is_the_validation_history_of_one_run(tiny_models, tmp_path):
+    from rokd.tasks.curves import curve_table, run_curve
+
+    dd = _upos_dataset_with_a_test_only_tag()
+    overrides = {"epochs": 3, "evals_per_epoch": 2, "lr": 5e-4}
+    test = run_curve(_profile(), str(tiny_models["tiny-bert"]), "upos", "c1", overrides, tmp_path, dataset=dd, log=None)
+    table = curve_table(tmp_path)
+    run = json.loads(predictions_path(tmp_path, "c1", "upos", 1).with_suffix(".run.json").read_text())
+    assert run["config"]["evaluate"]["epochs"] == 3 and run["config"]["evaluate"]["lr"] == 5e-4
+    assert table["val"].tolist() == [h["val_accuracy"] for h in run["history"]]
+    assert table["epoch"].tolist() == sorted(table["epoch"]) and table["epoch"].iloc[-1] == 3
+    assert table["examples_seen"].iloc[-1] == 3 * 30  # 30 training sentences, three epochs
+    assert (table["test"] == test["accuracy"]).all() and set(table["name"]) == {"c1"}

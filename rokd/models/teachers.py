@@ -366,13 +366,12 @@ def _teacher_tokenizer(tok_dir: Path, key: str, shape, train_txt: Path, log):
     return tokenizer
 
 
-def _teacher_quality(model, tokenizer, cfg, train_txt: Path, heldout_txt: Path, log_path: Path) -> dict:
-    """Held-out quality of the pretrained model (on the CPU) plus what its training log says: the
-    precision it trained in, its held-out learning curve and its mean throughput."""
+def _heldout_quality(model, tokenizer, cfg, train_txt: Path, heldout_txt: Path, precision=None) -> dict:
+    """:func:`rokd.models.quality.measure_quality` on the profile's held-out lines (unigram baseline from the
+    training lines), with the ``teachers:`` section's settings."""
     from rokd.models.quality import measure_quality, read_lines
-    from rokd.trainer import resolve_mixed_precision
 
-    quality = measure_quality(
+    return measure_quality(
         model,
         tokenizer,
         read_lines(heldout_txt, limit=cfg.eval_lines, seed=cfg.seed),
@@ -381,8 +380,17 @@ def _teacher_quality(model, tokenizer, cfg, train_txt: Path, heldout_txt: Path, 
         max_length=cfg.max_length,
         mlm_probability=cfg.mlm_probability,
         seed=cfg.seed,
-        precision=resolve_mixed_precision(cfg.precision, cpu=True),
+        precision=precision,
     )
+
+
+def _teacher_quality(model, tokenizer, cfg, train_txt: Path, heldout_txt: Path, log_path: Path) -> dict:
+    """Held-out quality of the pretrained model (on the CPU) plus what its training log says: the
+    precision it trained in, its held-out learning curve and its mean throughput."""
+    from rokd.trainer import resolve_mixed_precision
+
+    precision = resolve_mixed_precision(cfg.precision, cpu=True)
+    quality = _heldout_quality(model, tokenizer, cfg, train_txt, heldout_txt, precision=precision)
     records = read_train_log(log_path)
     if records:
         quality["precision"] = records[-1].get("precision", "fp32")
@@ -496,7 +504,6 @@ def teacher_quality(profile: str | Profile, key: str, *, write: bool = True) -> 
     replace those in its ``quality.json`` (training fields are kept); for a hub teacher they are
     written to ``results/<profile>/teachers/<key>/quality.json``.
     """
-    from rokd.models.quality import measure_quality, read_lines
     from rokd.models.registry import load_model, load_tokenizer
     from rokd.paths import results_dir
 
@@ -506,16 +513,7 @@ def teacher_quality(profile: str | Profile, key: str, *, write: bool = True) -> 
     model = load_model(ref, head="mlm").to(_device(prof))  # first: an unreachable hub fails fast
     tokenizer = load_tokenizer(ref)
     train_txt, heldout_txt = corpus_files(prof)
-    quality = measure_quality(
-        model,
-        tokenizer,
-        read_lines(heldout_txt, limit=cfg.eval_lines, seed=cfg.seed),
-        read_lines(train_txt),
-        pppl_lines=cfg.pppl_lines,
-        max_length=cfg.max_length,
-        mlm_probability=cfg.mlm_probability,
-        seed=cfg.seed,
-    )
+    quality = _heldout_quality(model, tokenizer, cfg, train_txt, heldout_txt)
     quality.update(key=key, profile=prof.name, parameters=io.count_params(model))
     if write:
         if ref.source == "local":

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from rokd import io
 from rokd.models.registry import DISPLAY_NAMES, MODEL_KEYS, TEACHERS
 from rokd.paper import COLUMN_TITLES, TASK_COLUMNS
 from rokd.paths import artifacts_dir, results_dir
@@ -184,9 +185,9 @@ def _trained_s(folder: Path) -> float | None:
     each checkpoint, so it sums the training of every sitting of a resumed run (minus the steps redone after
     the last checkpoint)."""
     try:
-        lines = (folder / "train_log.jsonl").read_text(encoding="utf-8").splitlines()
-        return float(json.loads(lines[-1])["elapsed_s"])
-    except (OSError, ValueError, KeyError, IndexError):
+        records = io.read_jsonl(folder / "train_log.jsonl", missing_ok=True)
+        return float(records[-1]["elapsed_s"]) if records and records[-1].get("elapsed_s") is not None else None
+    except (OSError, ValueError):
         return None
 
 

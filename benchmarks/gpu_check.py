@@ -13,6 +13,10 @@ spread like the corpus's (8-``--seq-length`` tokens, grouped by length).
     python benchmarks/gpu_check.py                       # CUDA if visible: mini and base, 20 timed steps
     python benchmarks/gpu_check.py --device cpu --tiny --steps 2 --workers 0    # what CI runs
 
+Steps: ``distill`` (batches with the corpus's spread of lengths), ``distill-fix`` (the same step, every batch at
+the full length: one shape, so a large gap to ``distill`` is a per-shape cost), ``finetune``, ``infer-t`` /
+``infer-s`` (teacher / student encoder). Figures measured on GPUs are in ``results/gpu_check/``.
+
 Output: one line per shape x step: ``<step> <shape> <precision>: <tokens/s> tokens/s, step <ms> ms, peak <MiB> MiB``.
 """
 
@@ -58,14 +62,15 @@ def synthetic_tokenizer(vocab_size: int):
     )
 
 
-def synthetic_corpus(n: int, vocab_size: int, max_length: int, seed: int = 0):
-    """``n`` random sentences as a :class:`rokd.mlm.TokenizedLines` (one word per token; [CLS] ... [SEP])."""
+def synthetic_corpus(n: int, vocab_size: int, max_length: int, seed: int = 0, fixed_length: bool = False):
+    """``n`` random sentences as a :class:`rokd.mlm.TokenizedLines` (one word per token; [CLS] ... [SEP]);
+    ``fixed_length``: every sentence ``max_length`` tokens long (every batch the same shape)."""
     import numpy as np
 
     from rokd import mlm
 
     rng = np.random.default_rng(seed)
-    lengths = rng.integers(8, max_length + 1, size=n)
+    lengths = np.full(n, max_length) if fixed_length else rng.integers(8, max_length + 1, size=n)
     ids, words = [], []
     for length in lengths:
         body = rng.integers(5, vocab_size, size=length - 2)
@@ -155,14 +160,21 @@ def run_shape(name: str, shape: dict, args, device, precision, clock: Clock) -> 
     step_fn = make_step_fn([adaptor], run)
     opt = make_optimizer(net, TrainerConfig(lr=1e-4, steps=1))
     scaler = torch.amp.GradScaler(device.type) if precision.name == "fp16" else None
-    corpus = synthetic_corpus(max(64, args.batch_size * (args.steps + 4)), shape["vocab_size"], seq)
-    collator = mlm.WholeWordMaskCollator(tokenizer, 0.15, seed=0, per_batch_seed=True)
-    stream = mlm.BatchStream(
-        corpus,
-        mlm.LengthGroupedBatchSampler(corpus.lengths, args.batch_size, seed=0),
-        collator,
-        num_workers=args.workers,
-    )
+
+    def batch_stream(fixed_length: bool):
+        corpus = synthetic_corpus(
+            max(64, args.batch_size * (args.steps + args.warmup + 1)),
+            shape["vocab_size"],
+            seq,
+            fixed_length=fixed_length,
+        )
+        return mlm.BatchStream(
+            corpus,
+            mlm.LengthGroupedBatchSampler(corpus.lengths, args.batch_size, seed=0),
+            mlm.WholeWordMaskCollator(tokenizer, 0.15, seed=0, per_batch_seed=True),
+            num_workers=args.workers,
+        )
+
     lines = []
 
     def timed(label: str, step, batches_for, n_tokens):
@@ -180,7 +192,7 @@ def run_shape(name: str, shape: dict, args, device, precision, clock: Clock) -> 
             tokens += n_tokens(batch)
         per_s = tokens / sum(times)
         lines.append(
-            f"{label:9s} {name:5s} {precision.name}: {per_s:,.0f} tokens/s, "
+            f"{label:11s} {name:5s} {precision.name}: {per_s:,.0f} tokens/s, "
             f"step {statistics.median(times) * 1000:.1f} ms, peak {clock.peak_mib():,.0f} MiB"
         )
         print(lines[-1], flush=True)
@@ -193,7 +205,14 @@ def run_shape(name: str, shape: dict, args, device, precision, clock: Clock) -> 
             loss = step_fn(net, batch)["loss"]
         backward_and_step(loss, net, opt, scaler)
 
-    timed("distill", distill_step, lambda: to_device(next(stream)), lambda b: int(b["attention_mask"].sum()))
+    # Sentence lengths as in a corpus (a new batch shape at almost every step), then every batch at the full
+    # length (one shape): a large gap means per-shape costs (kernel or plan selection per sequence length).
+    for label, fixed_length in (("distill", False), ("distill-fix", True)):
+        stream = batch_stream(fixed_length)
+        try:
+            timed(label, distill_step, lambda s=stream: to_device(next(s)), lambda b: int(b["attention_mask"].sum()))
+        finally:
+            stream.close()  # stop its workers before the next DataLoader forks
 
     # Fine-tuning: a sequence classifier on the teacher's encoder, the trainer's optimizer, the task head's loss.
     clf = (

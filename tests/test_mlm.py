@@ -215,6 +215,27 @@ def test_workers_mask_in_parallel_and_resume_exactly(corpus, tokenizer):
         )
 
 
+def test_closing_a_stream_stops_its_workers_and_it_continues_where_it_was(corpus, tokenizer):
+    def stream(workers):
+        collator = mlm.WholeWordMaskCollator(tokenizer, 0.15, seed=7, per_batch_seed=True)
+        return mlm.BatchStream(
+            corpus, mlm.LengthGroupedBatchSampler(corpus.lengths, 64, seed=5), collator, num_workers=workers
+        )
+
+    serial = stream(0)
+    expected = [next(serial) for _ in range(8)]
+    parallel = stream(2)
+    first = [next(parallel) for _ in range(3)]
+    workers = list(parallel._loader._workers)
+    parallel.close()
+    assert parallel._loader is None and not any(w.is_alive() for w in workers)
+    _same_batches(expected, first + [next(parallel) for _ in range(5)])  # workers restarted from the cursor
+    in_process = stream(0)
+    drawn = [next(in_process) for _ in range(3)]
+    in_process.close()  # no workers: nothing to stop, the stream goes on
+    _same_batches(expected, drawn + [next(in_process) for _ in range(5)])
+
+
 def test_batch_seed_depends_on_seed_and_number_only():
     assert mlm.batch_seed(7, 3) == mlm.batch_seed(7, 3)
     assert len({mlm.batch_seed(7, n) for n in range(100)} | {mlm.batch_seed(8, 0)}) == 101

@@ -183,6 +183,17 @@ class BatchStream:
         self.drawn += 1
         return batch
 
+    def close(self) -> None:
+        """Stop the DataLoader workers now (a later ``next`` starts them afresh). Without it the loader's
+        iterator lives until garbage collection, and a DataLoader forked meanwhile copies it into its own
+        workers, where its finaliser fails ("can only test a child process")."""
+        loader, self._loader = self._loader, None
+        shutdown = getattr(loader, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+        if loader is not None and self._cursor is not None:  # the workers ran ahead: rewind to the batch handed out
+            self.batch_sampler.load_state_dict(self._cursor)
+
     def state_dict(self) -> dict[str, Any]:
         cursor = self._cursor if self._cursor is not None else self.batch_sampler.state_dict()
         state: dict[str, Any] = {"sampler": cursor, "drawn": self.drawn}

@@ -105,7 +105,7 @@ def sync(device):
 def main(argv=None) -> int:
     from transformers import BertConfig, BertForMaskedLM
 
-    from rokd.distill.distiller import DistillRun, build_setup, make_step_fn
+    from rokd.distill.distiller import DistillOverrides, build_setup, make_step_fn, resolve_run
     from rokd.models.tokenizers import train_wordpiece
     from rokd.paths import artifacts_dir
     from rokd.profiles import load_profile
@@ -158,31 +158,11 @@ def main(argv=None) -> int:
         return BertForMaskedLM(cfg).eval()
 
     teachers = {k: teacher(k) for k in shapes}
-    common = dict(
-        profile=prof.name,
-        student="distilmulti-bert-base-ro",
-        teacher_fingerprints={},
-        strategy="ensemble",
-        temperature=2.0,
-        alpha_ce=5.0,
-        alpha_mlm=2.0,
-        alpha_cos=1.0,
-        steps=1,
-        batch_size=args.batch_size,
-        grad_accum=1,
-        max_length=max_length,
-        lr=1e-4,
-        warmup_steps=0,
-        weight_decay=0.0,
-        max_grad_norm=5.0,
-        mlm_probability=0.15,
-        smoothed_masking=True,
-        eval_lines=0,
-        seed=0,
-        corpus_sha256="",
-    )
-    single_run = DistillRun(teachers=["bert-base-ro"], teacher_weights=[1.0], **common)
-    multi_run = DistillRun(teachers=["bert-base-ro", "robert-base"], teacher_weights=[0.5, 0.5], **common)
+    # the profile's objective and budget, with this benchmark's batch shape; the single-teacher run has the
+    # multi-teacher student with its first teacher only, so both steps see the same batches and student
+    budget = dict(steps=1, batch_size=args.batch_size, max_length=max_length, lr=1e-4)
+    single_run = resolve_run(prof, "distilmulti-bert-base-ro", DistillOverrides(teachers=["bert-base-ro"], **budget))
+    multi_run = resolve_run(prof, "distilmulti-bert-base-ro", DistillOverrides(**budget))
     text = lines[: 40 * args.batch_size]
     single = build_setup(single_run, teachers, toks, text)
     multi = build_setup(multi_run, teachers, toks, text)

@@ -119,7 +119,7 @@ def run_shape(name: str, shape: dict, args, device, precision, clock: Clock) -> 
 
     from rokd import mlm
     from rokd.distill.adaptors import make_adaptor
-    from rokd.distill.distiller import DistillNet, DistillRun, make_step_fn
+    from rokd.distill.distiller import DistillNet, DistillOverrides, make_step_fn, resolve_run
     from rokd.distill.student import init_student_from_teacher
     from rokd.trainer import TrainerConfig, make_optimizer
 
@@ -130,30 +130,9 @@ def run_shape(name: str, shape: dict, args, device, precision, clock: Clock) -> 
     teacher = BertForMaskedLM(cfg).to(device).eval().requires_grad_(False)
     student = init_student_from_teacher(teacher.cpu()).to(device)
     teacher.to(device)
-    run = DistillRun(
-        profile="gpu-check",
-        student="distil-bert-base-ro",
-        teachers=["bert-base-ro"],
-        teacher_weights=[1.0],
-        teacher_fingerprints={},
-        strategy="ensemble",
-        temperature=2.0,
-        alpha_ce=5.0,
-        alpha_mlm=2.0,
-        alpha_cos=1.0,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        grad_accum=1,
-        max_length=seq,
-        lr=1e-4,
-        warmup_steps=0,
-        weight_decay=0.01,
-        max_grad_norm=5.0,
-        mlm_probability=0.15,
-        smoothed_masking=False,
-        eval_lines=0,
-        seed=0,
-        corpus_sha256="",
+    # the mini profile's objective (its strategy, temperature, loss weights), this benchmark's budget
+    run = resolve_run(
+        "mini", "distil-bert-base-ro", DistillOverrides(steps=args.steps, batch_size=args.batch_size, max_length=seq)
     )
     adaptor = make_adaptor("bert-base-ro", teacher, tokenizer, tokenizer, 1.0, shape["vocab_size"])
     net = DistillNet(student, {adaptor.name: adaptor.hidden_size}).to(device).train()

@@ -154,109 +154,90 @@ def build_corpus(
     all_tmp = out_dir / f".all.{pid}.tmp"
     tmp_train, tmp_held, tmp_stats = (out_dir / f"{n}.{pid}.tmp" for n in FILES)
     try:
-        return _write_corpus(
-            out_dir,
-            all_tmp,
-            tmp_train,
-            tmp_held,
-            tmp_stats,
-            sources,
-            blocked,
-            mirror,
-            max_chars,
-            heldout_lines,
-            include_task_train_text,
-            seed,
-            breve_i,
-        )
+        kept = _keep_unique_lines(sources, blocked, all_tmp, max_chars, breve_i)
+        del blocked
+        split = _split_heldout(all_tmp, tmp_train, tmp_held, kept["lines"], heldout_lines, seed)
+        stats = {
+            "train_lines": kept["lines"] - split["heldout_lines"],
+            "heldout_lines": split["heldout_lines"],
+            "train_words": split["words"]["train"],
+            "heldout_words": split["words"]["heldout"],
+            "train_chars": split["chars"]["train"],
+            "heldout_chars": split["chars"]["heldout"],
+            "dropped": kept["dropped"],
+            "sources": kept["sources"],
+            "mirror": str(mirror) if mirror else None,
+            "raw_corpus": str(mirror / "corpus")
+            if corpus_files(mirror)
+            else "absent (no data mirror: task train text only)",
+            "config": {
+                "max_chars": max_chars,
+                "heldout_lines": heldout_lines,
+                "include_task_train_text": include_task_train_text,
+                "seed": seed,
+                "breve_i": breve_i,
+                "min_words": MIN_WORDS,
+            },
+        }
+        (out_dir / "stats.json").unlink(missing_ok=True)  # outputs without stats.json are never taken as up to date
+        os.replace(tmp_train, out_dir / "train.txt")
+        os.replace(tmp_held, out_dir / "heldout.txt")
+        tmp_stats.write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp_stats, out_dir / "stats.json")
+        return stats
     finally:  # nothing half-written survives a failure
         for tmp in (all_tmp, tmp_train, tmp_held, tmp_stats):
             tmp.unlink(missing_ok=True)
 
 
-def _write_corpus(
-    out_dir,
-    all_tmp,
-    tmp_train,
-    tmp_held,
-    tmp_stats,
-    sources,
-    blocked,
-    mirror,
-    max_chars,
-    heldout_lines,
-    include_task_train_text,
-    seed,
-    breve_i,
+def _keep_unique_lines(
+    sources: list[tuple[str, Iterable[str]]], blocked: set[int], out: Path, max_chars: int | None, breve_i: bool
 ) -> dict:
+    """Write the sources' sentences, round robin and normalised, to ``out``: each once, none of ``blocked``
+    (evaluation text), none shorter than ``MIN_WORDS``, up to ``max_chars``. Returns the counts."""
     seen: set[int] = set()
-    counts = {"duplicates": 0, "blocked_eval_sentences": 0, "too_short": 0}
+    dropped = {"duplicates": 0, "blocked_eval_sentences": 0, "too_short": 0}
     per_source: dict[str, dict[str, int]] = {}
     n_lines = n_chars = 0
-    with open(all_tmp, "w", encoding="utf-8") as out:
+    with open(out, "w", encoding="utf-8") as f:
         for name, sent in _round_robin(sources):
             sent = normalize_diacritics(sent, breve_i=breve_i).strip()
             if len(sent.split()) < MIN_WORDS:
-                counts["too_short"] += 1
+                dropped["too_short"] += 1
                 continue
             key = line_key(sent)
             if key in blocked:
-                counts["blocked_eval_sentences"] += 1
+                dropped["blocked_eval_sentences"] += 1
                 continue
             if key in seen:
-                counts["duplicates"] += 1
+                dropped["duplicates"] += 1
                 continue
             if max_chars is not None and n_chars + len(sent) > max_chars:
                 break
             seen.add(key)
-            out.write(sent + "\n")
+            f.write(sent + "\n")
             n_lines += 1
             n_chars += len(sent)
             src = per_source.setdefault(name, {"lines": 0, "chars": 0})
             src["lines"] += 1
             src["chars"] += len(sent)
-    del seen, blocked
+    return {"lines": n_lines, "dropped": dropped, "sources": per_source}
 
+
+def _split_heldout(all_lines: Path, train: Path, heldout: Path, n_lines: int, heldout_lines: int, seed: int) -> dict:
+    """Copy ``all_lines`` into ``train`` and ``heldout``: ``heldout_lines`` lines (at most half) drawn with
+    ``random.Random(seed)``, in corpus order. Returns their number and the words and characters of each part."""
     n_heldout = min(heldout_lines, n_lines // 2)
     heldout_idx = set(random.Random(seed).sample(range(n_lines), n_heldout))
     words = {"train": 0, "heldout": 0}
     chars = {"train": 0, "heldout": 0}
-    with open(tmp_train, "w", encoding="utf-8") as tr, open(tmp_held, "w", encoding="utf-8") as ho:
-        for i, line in enumerate(iter_lines(all_tmp)):
+    with open(train, "w", encoding="utf-8") as tr, open(heldout, "w", encoding="utf-8") as ho:
+        for i, line in enumerate(iter_lines(all_lines)):
             part = "heldout" if i in heldout_idx else "train"
             (ho if part == "heldout" else tr).write(line + "\n")
             words[part] += len(line.split())
             chars[part] += len(line)
-    all_tmp.unlink()
-
-    stats = {
-        "train_lines": n_lines - n_heldout,
-        "heldout_lines": n_heldout,
-        "train_words": words["train"],
-        "heldout_words": words["heldout"],
-        "train_chars": chars["train"],
-        "heldout_chars": chars["heldout"],
-        "dropped": counts,
-        "sources": per_source,
-        "mirror": str(mirror) if mirror else None,
-        "raw_corpus": str(mirror / "corpus")
-        if corpus_files(mirror)
-        else "absent (no data mirror: task train text only)",
-        "config": {
-            "max_chars": max_chars,
-            "heldout_lines": heldout_lines,
-            "include_task_train_text": include_task_train_text,
-            "seed": seed,
-            "breve_i": breve_i,
-            "min_words": MIN_WORDS,
-        },
-    }
-    (out_dir / "stats.json").unlink(missing_ok=True)  # outputs without stats.json are never taken as up to date
-    os.replace(tmp_train, out_dir / "train.txt")
-    os.replace(tmp_held, out_dir / "heldout.txt")
-    tmp_stats.write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp_stats, out_dir / "stats.json")
-    return stats
+    return {"heldout_lines": n_heldout, "words": words, "chars": chars}
 
 
 def corpus_dir(profile: str) -> Path:

@@ -154,23 +154,22 @@ def task_rows(
     log=print,
 ) -> list[dict]:
     """Rows ``task = <task>``: the student's test metrics (fine-tuned with ``finetune_seed``)."""
-    from rokd.tasks.finetune import evaluate_model
-
     prof = resolve_profile(profile)
     rows = []
     for task in tasks:
-        metrics = evaluate_model(
-            prof,
-            str(path),
-            task,
-            finetune_seed,
-            name=model_name(strategy, seed),
-            results_dir=study_results(prof),
-            dataset=dataset_for(task) if dataset_for else None,
-            log=log,
-        )
+        name = model_name(strategy, seed)
+        metrics = _fine_tuned(prof, str(path), task, finetune_seed, study_results(prof), dataset_for, log, name)
         rows += [_row(strategy, seed, task, m, v) for m, v in metrics.items()]
     return rows
+
+
+def _fine_tuned(prof: Profile, model: str, task: str, seed: int, results: Path, dataset_for, log, name=None) -> dict:
+    """Fine-tune ``model`` on ``task`` with the profile's protocol into ``results`` (reused when up to date);
+    its test metrics. The predictions are then at ``predictions_path(results, name or model, task, seed)``."""
+    from rokd.tasks.finetune import evaluate_model
+
+    dataset = dataset_for(task) if dataset_for else None
+    return evaluate_model(prof, model, task, seed, name=name, results_dir=results, dataset=dataset, log=log)
 
 
 def loyalty_rows(
@@ -185,7 +184,6 @@ def loyalty_rows(
     """Rows ``metric = "<measure>.<teacher>"``: loyalty of the study student to each teacher and to their ensemble."""
     from rokd.loyalty import ENSEMBLE, ensemble_predictions, pair_loyalty
     from rokd.models.registry import STUDENT_TEACHERS
-    from rokd.tasks.finetune import evaluate_model
     from rokd.tasks.predictions import load_predictions, predictions_path
 
     prof = resolve_profile(profile)
@@ -197,15 +195,7 @@ def loyalty_rows(
         teachers = {}
         for t in STUDENT_TEACHERS[STUDENT]:
             # The profile's own evaluation of the teacher (reused when up to date, else run with the same protocol).
-            evaluate_model(
-                prof,
-                t,
-                task,
-                finetune_seed,
-                results_dir=main_results,
-                dataset=dataset_for(task) if dataset_for else None,
-                log=log,
-            )
+            _fine_tuned(prof, t, task, finetune_seed, main_results, dataset_for, log)
             teachers[t] = load_predictions(predictions_path(main_results, t, task, finetune_seed))
         teachers[ENSEMBLE] = ensemble_predictions(list(teachers.values()), list(teachers))
         for t, preds in teachers.items():

@@ -519,6 +519,36 @@ def test_compute_record_counts_all_the_compute(tmp_path, monkeypatch):
     assert "Not recorded on this machine: distillation of DistilMulti-BERT-base-ro." in summary
 
 
+def test_compute_record_says_where_the_fine_tuning_ran(tmp_path, monkeypatch):
+    """Runs made on a GPU are their own rows (GPU seconds are not CPU seconds) and the summary says how much."""
+    import json
+
+    from rokd.report import compute_record, compute_summary
+
+    monkeypatch.setenv("ROKD_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    res = tmp_path / "results"
+    for task, seed, wall, hardware in (
+        ("sapn", 1, 300.0, "Intel(R) Xeon(R) Processor, 2 cores"),
+        ("sapn", 2, 1500.0, "Intel(R) Xeon(R) Processor, 16 cores, GPU NVIDIA H200"),
+        ("sar", 2, 2100.0, "Intel(R) Xeon(R) Processor, 16 cores, GPU NVIDIA H200"),
+    ):
+        d = res / "predictions" / "bert-base-ro" / task
+        d.mkdir(parents=True, exist_ok=True)
+        record = {
+            "config": {"model": "bert-base-ro", "task": task},
+            "runinfo": {"wall_time_s": wall, "hardware": hardware},
+        }
+        (d / f"seed{seed}.run.json").write_text(json.dumps(record))
+    rec = compute_record("smoke", res)
+    tuned = rec[rec["work"] == "fine-tuning"].set_index("hardware")
+    assert tuned.loc["Intel(R) Xeon(R) Processor, 2 cores", ["runs", "wall_s"]].tolist() == [1, 300.0]
+    assert tuned.loc["Intel(R) Xeon(R) Processor, 16 cores, GPU NVIDIA H200", ["runs", "wall_s"]].tolist() == [
+        2,
+        3600.0,
+    ]
+    assert "of the total, 1.0 h ran on a GPU (NVIDIA H200)" in compute_summary(rec)
+
+
 def test_replicas_are_pooled_with_their_student(tmp_path):
     from rokd.report.tables import load_scores
 

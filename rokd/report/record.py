@@ -253,7 +253,16 @@ def compute_record(profile: str, results: str | Path | None = None) -> pd.DataFr
             wall, source = printed[name], "executed teachers chapter (pretraining minutes, rounded)"
         else:
             wall, source = math.nan, "not recorded here (no quality.json, no executed teachers chapter)"
-        rows.append({"work": "teacher pretraining", "model": name, "runs": 1, "wall_s": wall, "source": source})
+        rows.append(
+            {
+                "work": "teacher pretraining",
+                "model": name,
+                "runs": 1,
+                "wall_s": wall,
+                "hardware": _device_of(_read_json(folder / "quality.json")),
+                "source": source,
+            }
+        )
     for key in student_models(prof):
         name = DISPLAY_NAMES.get(key, key)
         folder = artifacts_dir(prof.name) / "students" / key
@@ -267,23 +276,45 @@ def compute_record(profile: str, results: str | Path | None = None) -> pd.DataFr
             wall, source = float(chapter["seconds"]), "executed distillation chapter's wall time (an upper bound)"
         else:
             wall, source = math.nan, "not recorded here (no summary.json, no executed distillation chapter)"
-        rows.append({"work": "distillation", "model": name, "runs": 1, "wall_s": wall, "source": source})
-    by_model: dict[str, list[float]] = {}
+        summary = _read_json(folder / "summary.json") or {}
+        rows.append(
+            {
+                "work": "distillation",
+                "model": name,
+                "runs": 1,
+                "wall_s": wall,
+                "hardware": _device_of(summary.get("runtime")),
+                "source": source,
+            }
+        )
+    by_model: dict[tuple[str, str], list[float]] = {}  # (model, hardware) -> wall times
     for rec in run_records(profile, results):
-        by_model.setdefault(rec["config"].get("model", "?"), []).append(_finetune_wall(rec))
-    order = [m for m in MODEL_KEYS if m in by_model] + sorted(set(by_model) - set(MODEL_KEYS))
-    for model in order:
-        walls = by_model[model]
+        where = (rec.get("runinfo") or {}).get("hardware") or str(rec.get("device") or "")
+        by_model.setdefault((rec["config"].get("model", "?"), where), []).append(_finetune_wall(rec))
+    rank = {m: i for i, m in enumerate(MODEL_KEYS)}
+    for model, where in sorted(by_model, key=lambda k: (rank.get(k[0], len(rank)), k[0], k[1])):
+        walls = by_model[(model, where)]
         rows.append(
             {
                 "work": "fine-tuning",
                 "model": DISPLAY_NAMES.get(model, model),
                 "runs": len(walls),
                 "wall_s": float(sum(walls)),
+                "hardware": where,
                 "source": f"{len(walls)} run.json (every task and seed)",
             }
         )
-    return pd.DataFrame(rows, columns=["work", "model", "runs", "wall_s", "source"])
+    return pd.DataFrame(rows, columns=["work", "model", "runs", "wall_s", "hardware", "source"])
+
+
+def _device_of(record: dict | None) -> str:
+    """Where a build ran, as its record says (``device``: cpu / cuda), or '' when it does not say."""
+    return str((record or {}).get("device") or "")
+
+
+def on_gpu(hardware: str) -> bool:
+    """A ``hardware`` entry of :func:`compute_record` that names a GPU (fine-tuning) or the CUDA device (builds)."""
+    return "GPU" in hardware or hardware.startswith("cuda")
 
 
 def compute_summary(compute: pd.DataFrame) -> str:
@@ -295,6 +326,11 @@ def compute_summary(compute: pd.DataFrame) -> str:
         some = f" ({len(w)} of {len(g)} recorded)" if len(w) < len(g) else ""
         parts.append(f"{work}: {w.sum() / 3600:.1f} h{some}" if len(w) else f"{work}: not recorded here")
     missing = compute[compute["wall_s"].isna()]
+    hardware = compute.get("hardware", pd.Series("", index=compute.index)).fillna("").astype(str)
+    gpu = compute[hardware.map(on_gpu) & compute["wall_s"].notna()]
+    if len(gpu):  # GPU seconds are not CPU seconds: say how much of the total ran where
+        names = sorted({h.split("GPU ", 1)[1] if "GPU " in h else "CUDA" for h in gpu["hardware"]})
+        parts.append(f"of the total, {gpu['wall_s'].sum() / 3600:.1f} h ran on a GPU ({', '.join(names)})")
     return (
         f"**All compute behind these numbers: {known.sum() / 3600:.1f} h** of recorded wall time "
         f"({'; '.join(parts)})"

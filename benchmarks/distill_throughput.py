@@ -97,6 +97,30 @@ def rokd_step(net, step_fn, batch, optimizer, precision, max_grad_norm=5.0):
     return float(terms["loss"].detach())
 
 
+def step_flops(step, shares: bool = False) -> int:
+    """Floating-point operations of one call of ``step`` as torch's FlopCounterMode counts them (matrix
+    products and attention; element-wise work such as softmax is not counted). ``shares``: also print the
+    share of the modules that do the work (teacher encoder and MLM head, student, its vocabulary projection)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    total = int(counter.get_total_flops())
+    if shares:
+        by_module = {m: sum(ops.values()) for m, ops in counter.get_flop_counts().items()}
+        parts = (
+            "BertModel.encoder",
+            "BertOnlyMLMHead",
+            "DistillNet.student",
+            "DistillNet.student.model.vocab_projector",
+        )
+        print(
+            "FLOPs of the rokd single step by module: "
+            + ", ".join(f"{m} {by_module.get(m, 0) / total:.0%}" for m in parts)
+        )
+    return total
+
+
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -222,6 +246,11 @@ def main(argv=None) -> int:
     order = ["reference", *kinds]
     for kind in order:  # warm-up (allocator, kernels)
         timed(kind, batches[-1])
+    flops = {
+        k: step_flops(lambda k=k: timed(k, batches[-1]), shares=k == "rokd single fp32")
+        for k in order
+        if not k.endswith("auto")
+    }
     times = {k: [] for k in order}
     tok = {k: [] for k in order}
     for r in range(args.rounds):
@@ -264,6 +293,16 @@ def main(argv=None) -> int:
     )
     for p in ("fp32", "auto"):
         print(f"multi/single step time {p} (median of per-round ratios): {multi_over_single[p]:.2f}")
+    # What the step costs in arithmetic: a step kind that runs at the same FLOP rate as another cannot be
+    # faster than their FLOP ratio, so these ratios are the bounds of the speedups above at fp32.
+    print(
+        "FLOPs per step (torch FlopCounterMode, one batch): "
+        + ", ".join(f"{k} {v / 1e9:.1f} G ({v / 1e9 / med[k]:.0f} GFLOP/s)" for k, v in flops.items())
+    )
+    print(
+        f"FLOP ratio reference / rokd single: {flops['reference'] / flops['rokd single fp32']:.2f}; "
+        f"rokd multi / single: {flops['rokd multi fp32'] / flops['rokd single fp32']:.2f}"
+    )
     if args.breakdown:
         reference = (ref_student, ref_teacher, ref_opt)
         print_breakdown(kinds["rokd single fp32"], single.adaptors, reference, batches, device)
@@ -294,6 +333,7 @@ def main(argv=None) -> int:
             "speedup_auto": speedup["auto"],
             "multi_over_single": multi_over_single["auto"],
             "multi_over_single_fp32": multi_over_single["fp32"],
+            "flops_per_step": flops,
         }
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

@@ -244,7 +244,8 @@ def compute_record(profile: str, results: str | Path | None = None) -> pd.DataFr
     for key in TEACHERS:
         name = DISPLAY_NAMES[key]
         folder = artifacts_dir(prof.name) / "teachers" / key
-        built = _build_wall(folder, _read_json(folder / "quality.json"), "build_wall_s", "train_wall_s")
+        quality = _read_json(folder / "quality.json")
+        built = _build_wall(folder, quality, "build_wall_s", "train_wall_s")
         if prof.teachers.source == "hub":
             wall, source = 0.0, "hub model: not pretrained here"
         elif built:
@@ -259,14 +260,15 @@ def compute_record(profile: str, results: str | Path | None = None) -> pd.DataFr
                 "model": name,
                 "runs": 1,
                 "wall_s": wall,
-                "hardware": _device_of(_read_json(folder / "quality.json")),
+                "hardware": _device_of(quality),
                 "source": source,
             }
         )
     for key in student_models(prof):
         name = DISPLAY_NAMES.get(key, key)
         folder = artifacts_dir(prof.name) / "students" / key
-        built = _build_wall(folder, _read_json(folder / "summary.json"), "wall_time_s", "train_time_s")
+        summary = _read_json(folder / "summary.json")
+        built = _build_wall(folder, summary, "wall_time_s", "train_time_s")
         chapter = _CHAPTER_WALL.search(_chapter_text(notebooks / f"02_distill-{key}.ipynb"))
         if prof.distill.source == "hub":
             wall, source = 0.0, "hub model: not distilled here"
@@ -276,14 +278,13 @@ def compute_record(profile: str, results: str | Path | None = None) -> pd.DataFr
             wall, source = float(chapter["seconds"]), "executed distillation chapter's wall time (an upper bound)"
         else:
             wall, source = math.nan, "not recorded here (no summary.json, no executed distillation chapter)"
-        summary = _read_json(folder / "summary.json") or {}
         rows.append(
             {
                 "work": "distillation",
                 "model": name,
                 "runs": 1,
                 "wall_s": wall,
-                "hardware": _device_of(summary.get("runtime")),
+                "hardware": _device_of((summary or {}).get("runtime")),
                 "source": source,
             }
         )

@@ -103,6 +103,9 @@ class StepBudget(TrainingBudget):
     grad_accum: int = field(default=1, metadata=about("batches per optimizer step"))
     warmup_steps: int = 100  # linear warm-up, then linear decay
     seed: int = field(default=13, metadata=about("seed of masking, batch order and initialisation"))
+    # DataLoader worker processes that collate and mask batches (a GPU run: 2-4). > 0 switches masking to
+    # per-batch seeds (rokd.mlm.BatchStream): other masks than the in-process stream's, same distribution.
+    data_workers: int = 0
 
     def trainer_settings(self) -> dict[str, Any]:
         return {
@@ -184,9 +187,6 @@ class DistillConfig(StepBudget, DistillObjective):
     # with seeds seed+1 ... seed+n-1 (rokd.models.registry.replica_key), so that comparisons of students
     # include the variance of distillation, not only that of fine-tuning.
     replicas: dict[str, int] = field(default_factory=dict)
-    # DataLoader worker processes that collate and mask batches (a GPU run: 2-4). > 0 switches masking to
-    # per-batch seeds (rokd.mlm.BatchStream): other masks than the in-process stream's, same distribution.
-    data_workers: int = 0
 
 
 @dataclass

@@ -215,6 +215,23 @@ def test_workers_mask_in_parallel_and_resume_exactly(corpus, tokenizer):
         )
 
 
+def test_starting_the_workers_leaves_the_global_rng_alone(corpus, tokenizer):
+    """A resumed run restores the global RNG (dropout) and then starts the workers: starting them must not draw
+    from it, or the resumed run's dropout differs from the uninterrupted run's."""
+    stream = mlm.BatchStream(
+        corpus,
+        mlm.LengthGroupedBatchSampler(corpus.lengths, 64, seed=5),
+        mlm.WholeWordMaskCollator(tokenizer, 0.15, seed=7, per_batch_seed=True),
+        num_workers=2,
+    )
+    torch.manual_seed(11)
+    expected = torch.rand(4)
+    torch.manual_seed(11)
+    next(stream)
+    assert torch.equal(torch.rand(4), expected)
+    stream.close()
+
+
 def test_closing_a_stream_stops_its_workers_and_it_continues_where_it_was(corpus, tokenizer):
     def stream(workers):
         collator = mlm.WholeWordMaskCollator(tokenizer, 0.15, seed=7, per_batch_seed=True)

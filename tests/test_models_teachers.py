@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -371,3 +373,45 @@ def test_load_quality_reads_the_training_time_of_every_sitting_from_the_log(tmp_
     (tmp_path / "train_log.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
     assert load_quality(tmp_path)["trained_s"] == 1234.5
     assert json.loads((tmp_path / "quality.json").read_text()) == {"mlm_accuracy": 0.2, "train_wall_s": 100.0}
+
+
+def test_pretraining_in_data_workers_resumes_to_the_same_teacher(tiny_corpus, tmp_path, monkeypatch):
+    """teachers.data_workers (a GPU run) masks each batch from (seed, batch number) in worker processes: a build
+    interrupted after its first checkpoint and resumed ends with the weights of an uninterrupted build."""
+    from safetensors.torch import load_file
+
+    from rokd import trainer
+
+    torch.set_num_threads(1)
+    prof = tiny_profile(name="workers", steps=12)
+    prof.teachers.checkpoint_every = 6
+    prof.teachers.data_workers = 2
+
+    def build(artifacts):
+        monkeypatch.setenv("ROKD_ARTIFACTS_DIR", str(tmp_path / artifacts))
+        return teachers_mod.build_teachers(prof, keys=["bert-base-ro"], log=lambda *_: None)["bert-base-ro"]
+
+    whole = build("whole")
+    stamp = json.loads((whole / "teacher_config.json").read_text())
+    assert stamp["training"]["data_workers"] == 2  # other masks than the in-process stream's: another build
+    # WordPiece training is not deterministic (huggingface/tokenizers#1794: hash-map order breaks count ties),
+    # so the second build starts from the first one's tokenizer, as a resumed run does from its own
+    run = Path("workers") / "runs" / "teachers" / "bert-base-ro"
+    shutil.copytree(tmp_path / "whole" / run, tmp_path / "halves" / run, ignore=shutil.ignore_patterns("run"))
+
+    real_train = trainer.train
+
+    def interrupted(*args, **kwargs):
+        real_train(*args, **kwargs, max_steps_this_run=6)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build("halves")
+    monkeypatch.setattr(trainer, "train", real_train)
+    halves = build("halves")
+
+    losses = [r["loss"] for r in teachers_mod.read_train_log(halves / "train_log.jsonl")]
+    assert losses == [r["loss"] for r in teachers_mod.read_train_log(whole / "train_log.jsonl")]
+    a, b = load_file(whole / "model.safetensors"), load_file(halves / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -169,6 +169,9 @@ class BatchStream:
                     prefetch_factor=self.prefetch,
                     persistent_workers=False,
                     pin_memory=torch.cuda.is_available(),
+                    # its own generator: a loader started on resume must not draw from the global RNG, which
+                    # the checkpoint restored for dropout (the masks come from per-batch seeds, not from it)
+                    generator=torch.Generator().manual_seed(0),
                 )
                 self._loader = iter(loader)
             cursor, batch = next(self._loader)

@@ -74,7 +74,7 @@ def corpus_files(profile: str | Profile) -> tuple[Path, Path]:
 
 # Settings added after teachers were first built, with the value those builds trained with: left out of the
 # build stamp at that value, so a teacher built before the setting existed stays up to date.
-_UNSTAMPED_DEFAULTS = {"max_grad_norm": 1.0}
+_UNSTAMPED_DEFAULTS = {"max_grad_norm": 1.0, "data_workers": 0}
 
 
 def training_settings(cfg: TeachersConfig) -> dict[str, Any]:
@@ -139,8 +139,11 @@ def pretrain_mlm(
     work_dir.mkdir(parents=True, exist_ok=True)
     corpus = mlm.tokenize_lines(str(train_txt), tokenizer, cfg.max_length, cache_path=str(work_dir / "tokens.npz"))
     sampler = mlm.LengthGroupedBatchSampler(corpus.lengths, cfg.batch_size, seed=cfg.seed)
-    collator = mlm.WholeWordMaskCollator(tokenizer, cfg.mlm_probability, seed=cfg.seed)
-    stream = mlm.BatchStream(corpus, sampler, collator)
+    # workers (a GPU run) mask each batch from (seed, batch number): the build stamp records data_workers
+    collator = mlm.WholeWordMaskCollator(
+        tokenizer, cfg.mlm_probability, seed=cfg.seed, per_batch_seed=cfg.data_workers > 0
+    )
+    stream = mlm.BatchStream(corpus, sampler, collator, num_workers=cfg.data_workers)
     net = mlm.SparseMLM(model)
 
     def step_fn(net, batch):
@@ -176,16 +179,19 @@ def pretrain_mlm(
         progress=False,
         allow_lr_change=allow_lr_change,
     )
-    trainer.train(
-        net,
-        step_fn,
-        stream,
-        tcfg,
-        resume=resume,
-        count_tokens=mlm.count_tokens,
-        evaluate=evaluate,
-        eval_every=cfg.curve_every,
-    )
+    try:
+        trainer.train(
+            net,
+            step_fn,
+            stream,
+            tcfg,
+            resume=resume,
+            count_tokens=mlm.count_tokens,
+            evaluate=evaluate,
+            eval_every=cfg.curve_every,
+        )
+    finally:
+        stream.close()  # stop the workers before the quality measures
     return Path(tcfg.output_dir) / TRAIN_LOG_FILE
 
 

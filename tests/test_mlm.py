@@ -84,6 +84,39 @@ def test_tokenize_lines_matches_tokenizer_and_skips_blank_lines(tmp_path, tokeni
     assert corpus.lengths.tolist() == [len(corpus[0]["input_ids"]), len(enc["input_ids"])]
 
 
+@pytest.mark.parametrize("kind", ["bert-cased", "bert-uncased", "xlm-roberta", "roberta"])
+def test_tokenize_lines_reads_what_the_tokenizer_call_returns(kind):
+    """The arrays read straight from the Rust encodings equal the transformers call's lists for every
+    tokenizer family (WordPiece cased / uncased, SentencePiece, byte-level BPE), truncation included; the
+    reading leaves the tokenizer's own truncation / padding settings as they were."""
+    from family_fixtures import ROMANIAN_TEXT, family_tokenizers
+
+    from rokd.mlm.corpus import _blank_token_ids, _encode_chunk, _spans_include_spaces, visible_spans
+
+    tok = family_tokenizers()[kind]
+    texts = [t for t in ROMANIAN_TEXT if t.strip()] + ["", "  două   spații ", "x" * 300]
+    texts = [t.strip() for t in texts if t.strip()]
+    backend = tok.backend_tokenizer
+    backend.enable_padding(pad_id=tok.pad_token_id, pad_token=tok.pad_token, length=7)
+    before = (backend.truncation, backend.padding)
+    _encode_chunk(tok, texts, 20)
+    assert (backend.truncation, backend.padding) == before
+    backend.no_padding()
+    corpus = mlm.tokenize_lines(texts, tok, max_length=20)
+    blank = _blank_token_ids(tok) if _spans_include_spaces(tok) else None
+    for j, text in enumerate(texts):  # the reference: the transformers call, one line at a time
+        enc = tok(text, truncation=True, max_length=20, return_offsets_mapping=True)
+        ids = np.asarray(enc["input_ids"], dtype=np.int32)
+        spans = np.asarray(enc["offset_mapping"], dtype=np.int32).reshape(-1, 2)
+        if blank is not None:
+            spans = visible_spans(text, ids, spans, blank)
+        ex = corpus[j]
+        assert ex["input_ids"].tolist() == ids.tolist()
+        assert ex["word_ids"].tolist() == [-1 if w is None else w for w in enc.word_ids()]
+        assert ex["char_spans"].tolist() == spans.tolist()
+    assert corpus.lengths.max() == 20
+
+
 def test_tokenize_lines_truncates_and_caches(tmp_path, lines, tokenizer):
     path = tmp_path / "train.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -244,7 +244,7 @@ def resolve_run(
         teachers=teachers,
         teacher_fingerprints=dict(fingerprints or {}),
         corpus_sha256=corpus_sha256,
-        extra={**extra, **({"masking_seeds": "per-batch"} if d.data_workers > 0 else {})},  # other masks: another run
+        extra={**extra, **mlm.masking_stamp(d.data_workers)},  # other masks: another run
     )
     run.warmup_steps = min(run.warmup_steps, run.steps)
     if "seed" not in given:  # "<student>@d<k>": the k-th distillation, seed + k - 1

@@ -84,6 +84,7 @@ from rokd.mlm.masking import (
     batch_seed,
     choose_word_actions,
     evaluation_mask,
+    masking_stamp,
     pad_examples,
     whole_word_mask,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "WholeWordMaskCollator",
     "BatchStream",
     "batch_seed",
+    "masking_stamp",
     "bert_mlm_head",
     "distilbert_mlm_head",
     "roberta_mlm_head",

@@ -162,6 +162,15 @@ def batch_seed(seed: int, batch_number: int) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
+def masking_stamp(num_workers: int) -> dict[str, str]:
+    """What a run records about its masking: ``{"masking_seeds": "per-batch"}`` when batches are masked in
+    DataLoader workers, else nothing (the continuous in-process stream of the published runs).
+
+    Per-batch masks depend on the seed and the batch number only, so the number of workers stays out of the
+    record: a run started with six workers on a GPU resumes with one on a CPU."""
+    return {"masking_seeds": "per-batch"} if num_workers > 0 else {}
+
+
 class WholeWordMaskCollator:
     """Pad tokenized examples and apply whole-word masking (80 % mask / 10 % random / 10 % keep per word).
 

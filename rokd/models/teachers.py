@@ -74,14 +74,19 @@ def corpus_files(profile: str | Profile) -> tuple[Path, Path]:
 
 # Settings added after teachers were first built, with the value those builds trained with: left out of the
 # build stamp at that value, so a teacher built before the setting existed stays up to date.
-_UNSTAMPED_DEFAULTS = {"max_grad_norm": 1.0, "data_workers": 0}
+_UNSTAMPED_DEFAULTS = {"max_grad_norm": 1.0}
 
 
 def training_settings(cfg: TeachersConfig) -> dict[str, Any]:
     """The fields of the teachers section that change training (not the shapes, not the hub IDs)."""
-    skip = {"source", "cased", "uncased", "hub_cased", "hub_uncased"}
+    from rokd.mlm import masking_stamp
+
+    # the worker count is not a setting of the training: the masking mode it implies is (one record, as a
+    # distillation's)
+    skip = {"source", "cased", "uncased", "hub_cased", "hub_uncased", "data_workers"}
     settings = {k: v for k, v in to_dict(cfg).items() if k not in skip}
-    return {k: v for k, v in settings.items() if not (k in _UNSTAMPED_DEFAULTS and v == _UNSTAMPED_DEFAULTS[k])}
+    settings = {k: v for k, v in settings.items() if not (k in _UNSTAMPED_DEFAULTS and v == _UNSTAMPED_DEFAULTS[k])}
+    return {**settings, **masking_stamp(cfg.data_workers)}
 
 
 def teacher_shape(cfg: TeachersConfig, key: str) -> BertShape:
@@ -139,7 +144,7 @@ def pretrain_mlm(
     work_dir.mkdir(parents=True, exist_ok=True)
     corpus = mlm.tokenize_lines(str(train_txt), tokenizer, cfg.max_length, cache_path=str(work_dir / "tokens.npz"))
     sampler = mlm.LengthGroupedBatchSampler(corpus.lengths, cfg.batch_size, seed=cfg.seed)
-    # workers (a GPU run) mask each batch from (seed, batch number): the build stamp records data_workers
+    # workers (a GPU run) mask each batch from (seed, batch number): the build stamp records the masking mode
     collator = mlm.WholeWordMaskCollator(
         tokenizer, cfg.mlm_probability, seed=cfg.seed, per_batch_seed=cfg.data_workers > 0
     )

@@ -14,7 +14,8 @@ spread like the corpus's (8-``--seq-length`` tokens, grouped by length).
     python benchmarks/gpu_check.py --device cpu --tiny --steps 2 --workers 0    # what CI runs
 
 Steps: ``distill`` (batches with the corpus's spread of lengths), ``distill-fix`` (the same step, every batch at
-the full length: one shape, so a large gap to ``distill`` is a per-shape cost), ``finetune``, ``infer-t`` /
+the full length: one shape, so a large gap to ``distill`` is a per-shape cost), ``distill-cudnn`` (CUDA, half
+precision: ``distill`` with cuDNN attention, which rokd turns off there, back on), ``finetune``, ``infer-t`` /
 ``infer-s`` (teacher / student encoder). Figures measured on GPUs are in ``results/gpu_check/``.
 
 Output: one line per shape x step: ``<step> <shape> <precision>: <tokens/s> tokens/s, step <ms> ms, peak <MiB> MiB``.
@@ -171,7 +172,7 @@ def run_shape(name: str, shape: dict, args, device, precision, clock: Clock) -> 
             tokens += n_tokens(batch)
         per_s = tokens / sum(times)
         lines.append(
-            f"{label:11s} {name:5s} {precision.name}: {per_s:,.0f} tokens/s, "
+            f"{label:13s} {name:5s} {precision.name}: {per_s:,.0f} tokens/s, "
             f"step {statistics.median(times) * 1000:.1f} ms, peak {clock.peak_mib():,.0f} MiB"
         )
         print(lines[-1], flush=True)
@@ -186,11 +187,19 @@ def run_shape(name: str, shape: dict, args, device, precision, clock: Clock) -> 
 
     # Sentence lengths as in a corpus (a new batch shape at almost every step), then every batch at the full
     # length (one shape): a large gap means per-shape costs (kernel or plan selection per sequence length).
-    for label, fixed_length in (("distill", False), ("distill-fix", True)):
+    # ``distill-cudnn``: the first again with cuDNN attention back in SDPA's backends (torch's default, which
+    # rokd.precision turns off in half precision on CUDA): the per-shape plan cost, side by side.
+    variants = [("distill", False, False), ("distill-fix", True, False)]
+    if device.type == "cuda" and precision.name != "fp32":
+        variants.append(("distill-cudnn", False, True))
+    for label, fixed_length, cudnn in variants:
         stream = batch_stream(fixed_length)
+        before = torch.backends.cuda.cudnn_sdp_enabled()
+        torch.backends.cuda.enable_cudnn_sdp(before or cudnn)
         try:
             timed(label, distill_step, lambda s=stream: to_device(next(s)), lambda b: int(b["attention_mask"].sum()))
         finally:
+            torch.backends.cuda.enable_cudnn_sdp(before)
             stream.close()  # stop its workers before the next DataLoader forks
 
     # Fine-tuning: a sequence classifier on the teacher's encoder, the trainer's optimizer, the task head's loss.
@@ -288,10 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     precision = resolve_precision(args.precision, device.type)
     where = torch.cuda.get_device_name(device) if cuda else f"{torch.get_num_threads()} CPU threads"
+    cudnn = "on" if torch.backends.cuda.cudnn_sdp_enabled() else "off"
     print(
         f"machine: {hardware()}; device {device} ({where}); torch {torch.__version__}; precision {precision.name} "
         f"({precision.reason}); batch {args.batch_size} x <= {args.seq_length} tokens; {args.steps} timed steps; "
-        f"{args.workers} DataLoader workers"
+        f"{args.workers} DataLoader workers; cuDNN attention {cudnn}"
     )
     clock = Clock(device)
     for name in args.shapes:

@@ -15,6 +15,14 @@ bf16 matmuls ~6.7x faster than fp32, but a Xeon that exposes AVX512-BF16 without
 (84 vs 154 GFLOP/s, 1 thread) and a bf16-autocast training step at 0.68x. The flags say what is possible;
 only a measurement says what is faster.
 
+Attention on a GPU in bf16/fp16: torch >= 2.10 with a recent cuDNN sends SDPA with a padding mask on Hopper
+and Blackwell to cuDNN first, and cuDNN builds an execution plan for every new (batch, length) shape. rokd's
+batches follow the corpus's sentence lengths, a new shape almost every step: on a lent H200 a bf16 mini
+distillation step took 300 ms against 30 ms in fp32, where cuDNN attention is not used (fine-tuning, one
+shape, was as fast in both; modelscope/FunASR#3704 reports the same per-shape cost). So resolving a half
+precision on CUDA takes cuDNN out of SDPA's backends (:func:`use_attention_backends`); FlashAttention and
+memory-efficient attention serve those shapes without per-shape plans. ``ROKD_CUDNN_SDPA=1`` keeps cuDNN.
+
 Threads: torch's default (one per core) unless ``threads`` (profile) / ``ROKD_THREADS`` (environment) says
 otherwise. Measured on a quiet 2-core Xeon, a mini-teacher MLM step ran 1.72x faster at 2 threads than at 1;
 two 2-thread jobs on 2 cores slow each other 3-10x, so give each concurrent job 1 thread.
@@ -131,7 +139,18 @@ def resolve_precision(setting: str = "auto", device: str | torch.device = "cpu")
     """Turn a precision setting into what a run on ``device`` will compute in (see the module docstring)."""
     resolved = _resolve(setting, device)
     _SEEN["precision"].add(resolved.name)
+    use_attention_backends(resolved)
     return resolved
+
+
+def use_attention_backends(precision: Precision) -> None:
+    """Keep SDPA off cuDNN attention for a half-precision run on CUDA (per-shape plans: module docstring),
+    unless ``ROKD_CUDNN_SDPA=1``. A process-wide torch switch; fp32 and CPU runs leave it alone."""
+    if precision.device != "cuda" or precision.name == "fp32":
+        return
+    if os.environ.get("ROKD_CUDNN_SDPA", "").strip() == "1":
+        return
+    torch.backends.cuda.enable_cudnn_sdp(False)
 
 
 def _resolve(setting: str, device: str | torch.device) -> Precision:
@@ -200,18 +219,22 @@ def threads_for(threads: int = 0):
 
 def runtime_record(precision: Precision) -> dict:
     """What a run record stores about how it computed: precision (and why) and the thread count."""
-    return {
+    record = {
         "precision": precision.name,
         "precision_reason": precision.reason,
         "device": precision.device,
         "torch_threads": torch.get_num_threads(),
     }
+    if precision.device == "cuda":
+        record["cudnn_attention"] = torch.backends.cuda.cudnn_sdp_enabled()
+    return record
 
 
 __all__ = [
     "PRECISIONS",
     "Precision",
     "check_precision",
+    "use_attention_backends",
     "cpu_bf16_instructions",
     "cpu_bf16_speedup",
     "resolve_precision",

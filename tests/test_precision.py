@@ -24,6 +24,15 @@ def tokenizer():
 @pytest.fixture
 def no_env(monkeypatch):
     monkeypatch.delenv("ROKD_PRECISION", raising=False)
+    monkeypatch.delenv("ROKD_CUDNN_SDPA", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def cudnn_attention_switch():
+    """Resolving a half precision on "cuda" flips a process-wide torch switch: put it back."""
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    yield
+    torch.backends.cuda.enable_cudnn_sdp(before)
 
 
 # ------------------------------------------------------------------------------ auto, on a CPU
@@ -98,6 +107,25 @@ def test_auto_on_cuda_picks_bf16_or_fp16_with_a_scaler(monkeypatch, no_env):
     with pytest.raises(ValueError, match="no bf16"):
         P.resolve_precision("bf16", "cuda")
     assert P.resolve_precision("fp16", "cuda").dtype == torch.float16
+
+
+def test_half_precision_on_cuda_keeps_attention_off_cudnn(monkeypatch, no_env):
+    """cuDNN attention builds a plan per new batch shape (a bf16 distillation step 10x slower on an H200):
+    resolving bf16/fp16 on CUDA takes it out of SDPA's backends; fp32, the CPU and ROKD_CUDNN_SDPA=1 do not."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    for setting, device in (("fp32", "cuda"), ("bf16", "cpu")):
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        P.resolve_precision(setting, device)
+        assert torch.backends.cuda.cudnn_sdp_enabled(), (setting, device)
+    monkeypatch.setenv("ROKD_CUDNN_SDPA", "1")
+    assert P.runtime_record(P.resolve_precision("auto", "cuda"))["cudnn_attention"] is True
+    monkeypatch.delenv("ROKD_CUDNN_SDPA")
+    for setting in ("auto", "bf16", "fp16"):
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        got = P.resolve_precision(setting, "cuda")
+        assert not torch.backends.cuda.cudnn_sdp_enabled(), setting
+        assert P.runtime_record(got)["cudnn_attention"] is False
+    assert "cudnn_attention" not in P.runtime_record(P.resolve_precision("fp32", "cpu"))
 
 
 def test_trainer_on_a_gpu_machine_resolves_through_cuda(monkeypatch, no_env):

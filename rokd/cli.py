@@ -135,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # a run stopped by a signal says where its checkpoint is (rokd.trainer.TrainingStopped)
+        print(f"rokd: {exc}" if str(exc) else "interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
         described = user_error(exc)

@@ -32,6 +32,10 @@ trainer does the rest:
   ``checkpoints/`` folder carries rokd's output marker; a fresh run only deletes a folder that is rokd's;
 - ``resume=True`` continues from the latest checkpoint and ends with bit-for-bit the weights an
   uninterrupted run would have (tested on CPU with dropout, grad_accum > 1 and random masking);
+- SIGTERM or Ctrl-C (SIGINT) stops a run cleanly: the step under way finishes, a checkpoint of it is saved,
+  and :class:`TrainingStopped` (a ``KeyboardInterrupt``) says where; rerunning resumes there, so a stopped run
+  loses no work (a second signal stops at once, as without the handler). Only in the main thread of a
+  one-process run (several processes would stop at different steps);
 - a non-finite loss (or gradient norm) stops the run with :class:`NonFiniteLossError` naming the step,
   the loss terms and the last good checkpoint, which stays (none is written for the bad step). Resuming
   unchanged would hit the same NaN; ``allow_lr_change=True`` lets a run with a lower ``lr`` resume from
@@ -90,7 +94,9 @@ import os
 import random
 import resource
 import shutil
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -111,6 +117,43 @@ CHECKPOINT_PREFIX = "checkpoint-"
 _STATE_VERSION = 1
 # Fields that may change between a run and its resumption without changing what is computed.
 _RESUME_FREE_FIELDS = {"output_dir", "checkpoint_every", "keep_checkpoints", "log_every", "progress", "allow_lr_change"}
+
+
+class TrainingStopped(KeyboardInterrupt):
+    """A run stopped by SIGTERM / SIGINT after saving a checkpoint of its last step; the message says which."""
+
+
+class _StopOnSignal:
+    """Turn the first SIGTERM / SIGINT into a request the loop honours at the next step boundary (saving a
+    checkpoint there); a second one gets the previous handler's behaviour at once."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignal:
+        if self.enabled:
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is None:
+            self.received = signal.Signals(signum).name
+            print(f"[rokd] {self.received}: stopping after this step (a checkpoint is saved first)", file=sys.stderr)
+            return
+        self.__exit__()
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signum)  # the restored handler (by default: terminate)
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
 
 
 class NonFiniteLossError(RokdError, RuntimeError):
@@ -408,7 +451,9 @@ def train(
     )
     step, last_losses, tokens_this_run, train_time = done.step, done.losses, 0, 0.0
     last_ckpt = latest_checkpoint(out)
+    stop = _StopOnSignal(enabled=acc.num_processes == 1)
     try:
+        stop.__enter__()
         while step < stop_at:
             t0 = time.perf_counter()
             losses, step_tokens = _accumulate(model, batch_iter, step_fn, config, acc, count_tokens, step)
@@ -417,7 +462,8 @@ def train(
             dt = time.perf_counter() - t0
             tokens_this_run, train_time = tokens_this_run + step_tokens, train_time + dt
             eval_now = evaluate is not None and eval_every > 0 and (step % eval_every == 0 or step == config.steps)
-            if main and (step % config.log_every == 0 or step == stop_at or eval_now):
+            stopping = stop.received is not None  # read once: a signal arriving later is honoured after the next step
+            if main and (step % config.log_every == 0 or step == stop_at or eval_now or stopping):
                 record = {
                     "step": step,
                     **losses,
@@ -434,7 +480,8 @@ def train(
                 _write_record(log_file, record)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
             bar.update(1)
-            if step == stop_at or (config.checkpoint_every and step % config.checkpoint_every == 0):
+            every = config.checkpoint_every and step % config.checkpoint_every == 0
+            if step == stop_at or every or stopping:
                 last_ckpt = _save_checkpoint(
                     acc,
                     model,
@@ -447,7 +494,15 @@ def train(
                     elapsed=done.elapsed + (time.perf_counter() - t_start),
                     losses=losses,
                 )
+            if stopping:
+                break
+        if stop.received:
+            raise TrainingStopped(
+                f"stopped by {stop.received} after step {step} of {config.steps}; checkpoint {last_ckpt}; "
+                "the same command resumes there"
+            )
     finally:
+        stop.__exit__()
         bar.close()
         if log_file is not None:
             log_file.close()
@@ -806,6 +861,7 @@ __all__ = [
     "TrainerConfig",
     "TrainResult",
     "NonFiniteLossError",
+    "TrainingStopped",
     "train",
     "make_accelerator",
     "resolve_mixed_precision",

@@ -530,3 +530,32 @@ def test_evaluation_mask_masks_whole_words_only_and_uses_the_training_choice():
     assert torch.equal(labels != -100, expected)
     assert torch.equal(masked[expected], torch.full((int(expected.sum()),), 4))
     assert torch.equal(masked[~expected], ids[~expected]) and torch.equal(labels[expected], ids[expected])
+
+
+def test_workers_leave_ctrl_c_to_the_training_process(corpus, tokenizer):
+    """Ctrl-C reaches every process of the terminal's group; the workers ignore it, so the training process
+    can finish its step and checkpoint (rokd.trainer) while they keep serving batches."""
+    import os
+    import signal
+    import time
+
+    def stream(workers):
+        return mlm.BatchStream(
+            corpus,
+            mlm.LengthGroupedBatchSampler(corpus.lengths, 64, seed=5),
+            mlm.WholeWordMaskCollator(tokenizer, 0.15, seed=7, per_batch_seed=True),
+            num_workers=workers,
+        )
+
+    serial = stream(0)
+    expected = [next(serial) for _ in range(6)]
+    parallel = stream(2)
+    got = [next(parallel)]
+    workers = parallel._loader._workers  # torch's worker processes
+    for w in workers:
+        os.kill(w.pid, signal.SIGINT)
+    time.sleep(0.5)
+    assert all(w.is_alive() for w in workers)
+    got += [next(parallel) for _ in range(5)]
+    parallel.close()
+    _same_batches(expected, got)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -377,8 +379,8 @@ def test_load_quality_reads_the_training_time_of_every_sitting_from_the_log(tmp_
 
 def test_pretraining_in_data_workers_resumes_to_the_same_teacher(tiny_corpus, tmp_path, monkeypatch):
     """teachers.data_workers (a GPU run) masks each batch from (seed, batch number) in worker processes: a build
-    interrupted after its first checkpoint and resumed -- with another number of workers -- ends with the weights
-    of an uninterrupted build."""
+    stopped by SIGTERM during step 4 (it saves a checkpoint of that step) and resumed -- with another number of
+    workers -- ends with the weights of an uninterrupted build."""
     from safetensors.torch import load_file
 
     from rokd import trainer
@@ -403,13 +405,21 @@ def test_pretraining_in_data_workers_resumes_to_the_same_teacher(tiny_corpus, tm
 
     real_train = trainer.train
 
-    def interrupted(*args, **kwargs):
-        real_train(*args, **kwargs, max_steps_this_run=6)
-        raise KeyboardInterrupt
+    def stopped_during_step_4(net, step_fn, *args, **kwargs):
+        calls = {"n": 0}
 
-    monkeypatch.setattr(trainer, "train", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+        def step_then_sigterm(module, batch):
+            calls["n"] += 1
+            if calls["n"] == 4:  # `kill <pid>` while step 4 runs (checkpoints every 6)
+                os.kill(os.getpid(), signal.SIGTERM)
+            return step_fn(module, batch)
+
+        return real_train(net, step_then_sigterm, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train", stopped_during_step_4)
+    with pytest.raises(trainer.TrainingStopped, match="after step 4 of 12"):
         build("halves")
+    assert trainer.latest_checkpoint(tmp_path / "halves" / run / "run").name == "checkpoint-4"
     monkeypatch.setattr(trainer, "train", real_train)
     prof.teachers.data_workers = 1  # e.g. started on a GPU machine, finished on a CPU
     halves = build("halves")

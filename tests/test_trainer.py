@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import signal
 
 import pytest
 import torch
@@ -165,6 +167,54 @@ def test_resume_gives_bit_identical_weights(tmp_path, tokenizer):
     again = train(make_net(tokenizer, 9), mlm_step, make_stream(tokenizer), cfg, resume=True)
     assert again.final_step == 10 and again.resumed_from == 10
     assert_same_weights(reference.module, again.module)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_after_the_step_with_a_checkpoint_and_resume_loses_nothing(tmp_path, tokenizer, sig):
+    """SIGTERM / Ctrl-C during step 5 (checkpoints every 3): the step finishes, checkpoint-5 is saved (not only
+    checkpoint-3), TrainingStopped says so; resuming ends with the uninterrupted run's weights and losses."""
+    from rokd.trainer import TrainingStopped
+
+    reference = train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), config(tmp_path, "ref", log_every=1))
+    cfg = config(tmp_path, "stopped", log_every=1)
+    calls = {"n": 0}
+
+    def signalled_step(net, batch):
+        calls["n"] += 1
+        if calls["n"] == 2 * 4 + 1:  # first micro-batch of optimizer step 5
+            os.kill(os.getpid(), sig)
+        return mlm_step(net, batch)
+
+    before = signal.getsignal(sig)
+    with pytest.raises(TrainingStopped, match=f"{signal.Signals(sig).name} after step 5 of 10.*checkpoint-5"):
+        train(make_net(tokenizer, 0), signalled_step, make_stream(tokenizer), cfg)
+    assert signal.getsignal(sig) is before  # the handler is the caller's again
+    assert latest_checkpoint(cfg.output_dir).name == "checkpoint-5"
+    resumed = train(make_net(tokenizer, 5), mlm_step, make_stream(tokenizer), cfg, resume=True)
+    assert resumed.resumed_from == 5 and resumed.completed
+    assert_same_weights(reference.module, resumed.module)
+    log = [json.loads(line) for line in (tmp_path / "stopped" / "train_log.jsonl").read_text().splitlines()]
+    ref_log = [json.loads(line) for line in (tmp_path / "ref" / "train_log.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["loss"]) for r in log] == [(r["step"], r["loss"]) for r in ref_log]
+
+
+def test_a_second_signal_stops_at_once(tmp_path, tokenizer):
+    """Two Ctrl-C: the second interrupts the step under way, as if there were no handler (no new checkpoint)."""
+    cfg = config(tmp_path, "twice")
+    calls = {"n": 0}
+
+    def step_twice_interrupted(net, batch):
+        calls["n"] += 1
+        if calls["n"] == 2 * 4 + 1:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return mlm_step(net, batch)
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        train(make_net(tokenizer, 0), step_twice_interrupted, make_stream(tokenizer), cfg)
+    assert type(caught.value) is KeyboardInterrupt  # not TrainingStopped: nothing was saved for step 5
+    assert latest_checkpoint(cfg.output_dir).name == "checkpoint-3"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_resume_refuses_changed_config(tmp_path, tokenizer):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -172,6 +173,7 @@ class BatchStream:
                     # its own generator: a loader started on resume must not draw from the global RNG, which
                     # the checkpoint restored for dropout (the masks come from per-batch seeds, not from it)
                     generator=torch.Generator().manual_seed(0),
+                    worker_init_fn=_ignore_ctrl_c,
                 )
                 self._loader = iter(loader)
             cursor, batch = next(self._loader)
@@ -213,6 +215,12 @@ class BatchStream:
             if not hasattr(self.collate_fn, "load_state_dict"):
                 raise ValueError("saved stream state has a collator state but this collate_fn cannot load one")
             self.collate_fn.load_state_dict(state["collator"])
+
+
+def _ignore_ctrl_c(worker_id: int) -> None:
+    """Workers leave Ctrl-C (sent to the whole process group) to the training process, which stops cleanly
+    after its step (rokd.trainer) and then shuts them down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def count_tokens(batch: dict[str, torch.Tensor]) -> int:

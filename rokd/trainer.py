@@ -143,7 +143,9 @@ class _StopOnSignal:
     def _handle(self, signum: int, frame: Any) -> None:
         if self.received is None:
             self.received = signal.Signals(signum).name
-            print(f"[rokd] {self.received}: stopping after this step (a checkpoint is saved first)", file=sys.stderr)
+            # os.write, not print: a handler that prints while the loop is printing raises "reentrant call"
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                os.write(sys.stderr.fileno(), f"\n[rokd] {self.received}: stopping after this step\n".encode())
             return
         self.__exit__()
         if signum == signal.SIGINT:

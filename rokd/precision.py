@@ -27,13 +27,18 @@ Threads: torch's default (one per core) unless ``threads`` (profile) / ``ROKD_TH
 otherwise. Measured on a quiet 2-core Xeon, a mini-teacher MLM step ran 1.72x faster at 2 threads than at 1;
 two 2-thread jobs on 2 cores slow each other 3-10x, so give each concurrent job 1 thread.
 Every run records what it used: :func:`runtime_record`.
+
+Memory on a CPU: training calls :func:`return_freed_memory`, so glibc gives freed activation buffers back to
+the OS instead of keeping them in its heap (a 512-line teacher step otherwise held 11-18 GB).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -207,6 +212,31 @@ def set_threads(threads: int = 0) -> int:
     return torch.get_num_threads()
 
 
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_HEAP_LIMIT_BYTES = 128 * 1024
+
+
+@functools.cache
+def return_freed_memory() -> bool:
+    """On glibc (Linux), serve every allocation above 128 KiB with its own mmap, given back when freed.
+
+    Why: glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after which
+    activation buffers come from the heap and stay there when freed. A mini teacher step of 512 lines then
+    held 11-13 GB between steps and peaked at 18 GB, and two such builds met the OOM killer on a 24 GB
+    machine (2026-11-28); with the fixed threshold the same build fell back to 1-5 GB between steps at the
+    same speed (6.2 s against 6.5 s a step, side by side). Python-level; True when applied."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _HEAP_LIMIT_BYTES)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, _HEAP_LIMIT_BYTES)
+        )
+    except (OSError, AttributeError):  # not glibc (musl, ...): leave the allocator alone
+        return False
+
+
 @contextlib.contextmanager
 def threads_for(threads: int = 0):
     """Run a block with :func:`set_threads` applied, then restore the previous count."""
@@ -239,6 +269,7 @@ __all__ = [
     "cpu_bf16_speedup",
     "resolve_precision",
     "set_threads",
+    "return_freed_memory",
     "threads_for",
     "runtime_record",
     "process_runtime",

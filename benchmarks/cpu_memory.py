@@ -1,0 +1,122 @@
+"""CPU memory of a teacher pretraining step: glibc's default allocator against rokd's (``return_freed_memory``).
+
+Each allocator runs in its own process (the setting is process-wide), one after the other, 1 thread: a fresh
+teacher of the ``mini`` shape, the MLM step of ``rokd.models.teachers`` (SparseMLM, cross-entropy at the masked
+positions, AdamW), on random sentences of 8-128 tokens, at batches of 64 and 512 lines. Per allocator and
+batch size it prints the median step time, the resident memory left between steps (after the optimizer step,
+the smallest and the largest over the timed steps) and the process's peak; then the ratios, side by side.
+
+    python benchmarks/cpu_memory.py                    # mini shape, 64 and 512 lines (~3 min on one core)
+    python benchmarks/cpu_memory.py --tiny             # what CI runs (seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+SHAPES = {
+    "tiny": dict(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
+    "mini": dict(vocab_size=8000, hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=1024),
+}
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def measure(allocator: str, shape: str, batch_sizes: list[int], steps: int, warmup: int, max_length: int) -> dict:
+    """One process: steps at each batch size with ``allocator`` ("glibc default" or "rokd")."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from rokd import mlm
+    from rokd.precision import return_freed_memory
+
+    torch.set_num_threads(1)
+    applied = return_freed_memory() if allocator == "rokd" else False
+    torch.manual_seed(0)
+    cfg = BertConfig(**SHAPES[shape], max_position_embeddings=max(128, max_length), attn_implementation="sdpa")
+    net = mlm.SparseMLM(BertForMaskedLM(cfg)).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=False)
+    gen = torch.Generator().manual_seed(1)
+    results = {"allocator": allocator, "applied": applied, "sizes": {}}
+    for bs in batch_sizes:
+        times, between = [], []
+        for i in range(warmup + steps):
+            length = int(torch.randint(8, max_length + 1, (1,), generator=gen))  # a new shape, as in a corpus
+            ids = torch.randint(5, cfg.vocab_size, (bs, length), generator=gen)
+            labels = torch.full_like(ids, -100)
+            masked = torch.rand(ids.shape, generator=gen) < 0.15
+            labels[masked] = ids[masked]
+            t0 = time.perf_counter()
+            out = net(ids, torch.ones_like(ids), labels)
+            torch.nn.functional.cross_entropy(out.logits.float(), out.targets).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+                between.append(rss_mb())
+        results["sizes"][str(bs)] = {
+            "step_s": statistics.median(times),
+            "between_min_mb": min(between),
+            "between_max_mb": max(between),
+        }
+    results["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tiny", action="store_true", help="tiny shape and batches (CI)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per batch size (default 4; 2 with --tiny)")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one allocator's process
+    args = ap.parse_args(argv)
+    shape = "tiny" if args.tiny else "mini"
+    sizes = [4, 32] if args.tiny else [64, 512]
+    steps = args.steps or (2 if args.tiny else 4)
+    max_length = 16 if args.tiny else 128
+    if args.worker:
+        print(json.dumps(measure(args.worker, shape, sizes, steps, 1 if args.tiny else 2, max_length)))
+        return 0
+    if not sys.platform.startswith("linux"):
+        print("cpu_memory: glibc's allocator is Linux only; nothing to compare here")
+        return 0
+    from rokd.runinfo import hardware
+
+    print(f"machine: {hardware()}; shape {shape}; 1 thread; fp32; {steps} timed steps per batch size")
+    runs = {}
+    for allocator in ("glibc default", "rokd"):
+        tiny = ["--tiny"] if args.tiny else []
+        cmd = [sys.executable, __file__, "--worker", allocator, "--steps", str(steps), *tiny]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        runs[allocator] = json.loads(out.stdout.strip().splitlines()[-1])
+    for allocator, r in runs.items():
+        for bs, m in r["sizes"].items():
+            print(
+                f"{allocator:13s} batch {bs:>4s}: {m['step_s']:.3f} s/step, between steps "
+                f"{m['between_min_mb']:,.0f}-{m['between_max_mb']:,.0f} MiB"
+            )
+        print(f"{allocator:13s} peak {r['peak_mb']:,.0f} MiB (applied: {r['applied']})")
+    base, ours = runs["glibc default"], runs["rokd"]
+    for bs in base["sizes"]:
+        b, o = base["sizes"][bs], ours["sizes"][bs]
+        print(
+            f"batch {bs}: step time rokd/default {o['step_s'] / b['step_s']:.2f}x; "
+            f"memory between steps (largest) rokd/default {o['between_max_mb'] / b['between_max_mb']:.2f}x"
+        )
+    print(f"peak rokd/default {ours['peak_mb'] / base['peak_mb']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

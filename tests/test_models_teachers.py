@@ -428,3 +428,13 @@ def test_pretraining_in_data_workers_resumes_to_the_same_teacher(tiny_corpus, tm
     assert losses == [r["loss"] for r in teachers_mod.read_train_log(whole / "train_log.jsonl")]
     a, b = load_file(whole / "model.safetensors"), load_file(halves / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_command_line_shows_pretraining_progress_in_a_terminal(tiny_corpus, capsys):
+    """A build of hours must not be silent: with progress on (``rokd teachers build`` in a terminal) the steps
+    show as a bar; off (notebooks, log files), nothing but the build's own lines."""
+    prof = tiny_profile(name="bar", steps=4)
+    teachers_mod.build_teachers(prof, keys=["bert-base-ro"], log=lambda *_: None, progress=True)
+    assert "4/4" in capsys.readouterr().err
+    teachers_mod.build_teachers(prof, keys=["robert-base"], log=lambda *_: None)
+    assert "4/4" not in capsys.readouterr().err

@@ -12,7 +12,12 @@ def _cmd_build(args) -> int:
 
     prof = load_profile(args.profile)
     built = build_teachers(
-        args.profile, keys=args.key or None, force=args.force, wait=args.wait, resume_lr=args.resume_lr
+        args.profile,
+        keys=args.key or None,
+        force=args.force,
+        wait=args.wait,
+        resume_lr=args.resume_lr,
+        progress=sys.stderr.isatty(),  # a bar in a terminal; none in a log file (the train log has every step)
     )
     for key, where in built.items():
         if prof.teachers.source == "hub":

@@ -129,6 +129,7 @@ def pretrain_mlm(
     resume: bool = True,
     heldout_txt: str | Path | None = None,
     allow_lr_change: bool = False,
+    progress: bool = False,
 ) -> Path:
     """Pretrain ``model`` in place on ``train_txt`` with the shared MLM pieces and training loop.
 
@@ -181,7 +182,7 @@ def pretrain_mlm(
         **cfg.trainer_settings(),
         log_every=max(1, cfg.steps // 300),
         cpu=device == "cpu",
-        progress=False,
+        progress=progress,
         allow_lr_change=allow_lr_change,
     )
     try:
@@ -227,13 +228,15 @@ def build_teacher(
     log=print,
     wait: bool = True,
     resume_lr: bool = False,
+    progress: bool = False,
 ) -> Path:
     """Build one miniature teacher (tokenizer, pretraining, quality) into its registry folder.
 
     Skipped when the folder already holds a teacher built from the same resolved config and corpus.
     Concurrent builders of the same teacher serialise on a file lock; the second one then finds it built
     (``wait=False``: it stops instead, naming the holder). ``resume_lr``: resume the interrupted run's
-    checkpoints although ``teachers.lr`` changed (after a NaN loss).
+    checkpoints although ``teachers.lr`` changed (after a NaN loss). ``progress``: a progress bar of the
+    pretraining steps (the command line shows one in a terminal).
     """
     prof = resolve_profile(profile)
     cfg = prof.teachers
@@ -273,7 +276,17 @@ def build_teacher(
             return folder
         try:
             return _build_locked(
-                prof, key, folder, build, train_txt, heldout_txt, device or _device(prof), log, force, resume_lr
+                prof,
+                key,
+                folder,
+                build,
+                train_txt,
+                heldout_txt,
+                device or _device(prof),
+                log,
+                force,
+                resume_lr,
+                progress=progress,
             )
         except Exception as e:
             from rokd.trainer import NonFiniteLossError
@@ -309,6 +322,8 @@ def _build_locked(
     log,
     force: bool = False,
     resume_lr: bool = False,
+    *,
+    progress: bool = False,
 ) -> Path:
     from rokd.precision import set_threads
 
@@ -325,7 +340,15 @@ def _build_locked(
     )
     t_train = time.perf_counter()
     log_path = pretrain_mlm(
-        model, tokenizer, train_txt, cfg, work, device=device, heldout_txt=heldout_txt, allow_lr_change=resume_lr
+        model,
+        tokenizer,
+        train_txt,
+        cfg,
+        work,
+        device=device,
+        heldout_txt=heldout_txt,
+        allow_lr_change=resume_lr,
+        progress=progress,
     )
     train_s = time.perf_counter() - t_train
     model = model.to("cpu").eval()
@@ -461,6 +484,7 @@ def build_teachers(
     log=print,
     wait: bool = True,
     resume_lr: bool = False,
+    progress: bool = False,
 ) -> dict[str, Path]:
     """Build (or reuse) the profile's miniature teachers; returns ``{key: folder}``.
 
@@ -475,7 +499,10 @@ def build_teachers(
         raise ValueError(
             f"profile {prof.name!r}: teachers.source must be 'build' or 'hub', got {prof.teachers.source!r}"
         )
-    return {k: build_teacher(profile, k, force=force, log=log, wait=wait, resume_lr=resume_lr) for k in keys}
+    return {
+        k: build_teacher(profile, k, force=force, log=log, wait=wait, resume_lr=resume_lr, progress=progress)
+        for k in keys
+    }
 
 
 def load_quality(folder: str | Path) -> dict:

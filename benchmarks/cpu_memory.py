@@ -1,6 +1,7 @@
-"""CPU memory of a teacher pretraining step: glibc's default allocator against rokd's (``return_freed_memory``).
+"""CPU memory of a teacher pretraining step: glibc's default allocator against ``ROKD_LOW_MEMORY=1``.
 
-Each allocator runs in its own process (the setting is process-wide), one after the other, 1 thread: a fresh
+``ROKD_LOW_MEMORY=1`` makes training call ``rokd.precision.return_freed_memory`` (a fixed mmap threshold). Each
+allocator runs in its own process (the setting is process-wide), one after the other, 1 thread: a fresh
 teacher of the ``mini`` shape, the MLM step of ``rokd.models.teachers`` (SparseMLM, cross-entropy at the masked
 positions, AdamW), on random sentences of 8-128 tokens, at batches of 64 and 512 lines. Per allocator and
 batch size it prints the median step time, the resident memory left between steps (after the optimizer step,
@@ -35,7 +36,7 @@ def rss_mb() -> float:
 
 
 def measure(allocator: str, shape: str, batch_sizes: list[int], steps: int, warmup: int, max_length: int) -> dict:
-    """One process: steps at each batch size with ``allocator`` ("glibc default" or "rokd")."""
+    """One process: steps at each batch size with ``allocator`` ("glibc default" or "low memory")."""
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
@@ -43,7 +44,7 @@ def measure(allocator: str, shape: str, batch_sizes: list[int], steps: int, warm
     from rokd.precision import return_freed_memory
 
     torch.set_num_threads(1)
-    applied = return_freed_memory() if allocator == "rokd" else False
+    applied = return_freed_memory() if allocator == "low memory" else False
     torch.manual_seed(0)
     cfg = BertConfig(**SHAPES[shape], max_position_embeddings=max(128, max_length), attn_implementation="sdpa")
     net = mlm.SparseMLM(BertForMaskedLM(cfg)).train()
@@ -79,10 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="tiny shape and batches (CI)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per batch size (default 4; 2 with --tiny)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=None, help="batch sizes (default 64 512; 4 32 with --tiny)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one allocator's process
     args = ap.parse_args(argv)
     shape = "tiny" if args.tiny else "mini"
-    sizes = [4, 32] if args.tiny else [64, 512]
+    sizes = args.sizes or ([4, 32] if args.tiny else [64, 512])
     steps = args.steps or (2 if args.tiny else 4)
     max_length = 16 if args.tiny else 128
     if args.worker:
@@ -95,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"machine: {hardware()}; shape {shape}; 1 thread; fp32; {steps} timed steps per batch size")
     runs = {}
-    for allocator in ("glibc default", "rokd"):
+    for allocator in ("glibc default", "low memory"):
         tiny = ["--tiny"] if args.tiny else []
-        cmd = [sys.executable, __file__, "--worker", allocator, "--steps", str(steps), *tiny]
+        cmd = [sys.executable, __file__, "--worker", allocator, "--steps", str(steps), "--sizes"]
+        cmd += [*map(str, sizes), *tiny]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         runs[allocator] = json.loads(out.stdout.strip().splitlines()[-1])
     for allocator, r in runs.items():
@@ -107,14 +110,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"{m['between_min_mb']:,.0f}-{m['between_max_mb']:,.0f} MiB"
             )
         print(f"{allocator:13s} peak {r['peak_mb']:,.0f} MiB (applied: {r['applied']})")
-    base, ours = runs["glibc default"], runs["rokd"]
+    base, ours = runs["glibc default"], runs["low memory"]
     for bs in base["sizes"]:
         b, o = base["sizes"][bs], ours["sizes"][bs]
         print(
-            f"batch {bs}: step time rokd/default {o['step_s'] / b['step_s']:.2f}x; "
-            f"memory between steps (largest) rokd/default {o['between_max_mb'] / b['between_max_mb']:.2f}x"
+            f"batch {bs}: step time low-memory/default {o['step_s'] / b['step_s']:.2f}x; "
+            f"memory between steps (largest) low-memory/default {o['between_max_mb'] / b['between_max_mb']:.2f}x"
         )
-    print(f"peak rokd/default {ours['peak_mb'] / base['peak_mb']:.2f}x")
+    print(f"peak low-memory/default {ours['peak_mb'] / base['peak_mb']:.2f}x")
     return 0
 
 

@@ -28,8 +28,9 @@ otherwise. Measured on a quiet 2-core Xeon, a mini-teacher MLM step ran 1.72x fa
 two 2-thread jobs on 2 cores slow each other 3-10x, so give each concurrent job 1 thread.
 Every run records what it used: :func:`runtime_record`.
 
-Memory on a CPU: training calls :func:`return_freed_memory`, so glibc gives freed activation buffers back to
-the OS instead of keeping them in its heap (a 512-line teacher step otherwise held 11-18 GB).
+Memory on a CPU: with ``ROKD_LOW_MEMORY=1`` training calls :func:`return_freed_memory`, so glibc gives freed
+activation buffers back to the OS instead of keeping them in its heap (a 512-line teacher step otherwise held
+11-18 GB), at the price of page faults every step (slower; ``benchmarks/cpu_memory.py`` measures both).
 """
 
 from __future__ import annotations
@@ -224,8 +225,9 @@ def return_freed_memory() -> bool:
     Why: glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after which
     activation buffers come from the heap and stay there when freed. A mini teacher step of 512 lines then
     held 11-13 GB between steps and peaked at 18 GB, and two such builds met the OOM killer on a 24 GB
-    machine (2026-11-28); with the fixed threshold the same build fell back to 1-5 GB between steps at the
-    same speed (6.2 s against 6.5 s a step, side by side). Python-level; True when applied."""
+    machine (2026-11-28); with the fixed threshold the same build fell back to 1-5 GB between steps. The price:
+    every step faults its buffers in afresh (measured in ``benchmarks/cpu_memory.py``), so training applies
+    it only when asked (:func:`low_memory_requested`). True when applied."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -235,6 +237,11 @@ def return_freed_memory() -> bool:
         )
     except (OSError, AttributeError):  # not glibc (musl, ...): leave the allocator alone
         return False
+
+
+def low_memory_requested() -> bool:
+    """``ROKD_LOW_MEMORY=1``: trade CPU training speed for memory (:func:`return_freed_memory`)."""
+    return os.environ.get("ROKD_LOW_MEMORY", "").strip() == "1"
 
 
 @contextlib.contextmanager
@@ -270,6 +277,7 @@ __all__ = [
     "resolve_precision",
     "set_threads",
     "return_freed_memory",
+    "low_memory_requested",
     "threads_for",
     "runtime_record",
     "process_runtime",

@@ -111,7 +111,7 @@ from torch import nn
 from rokd import io
 from rokd.config import ConfigError, save_config, to_dict
 from rokd.errors import CorruptFileError, OutputDirError, RokdError
-from rokd.precision import PRECISIONS, Precision, resolve_precision, return_freed_memory
+from rokd.precision import PRECISIONS, Precision, low_memory_requested, resolve_precision, return_freed_memory
 
 CHECKPOINT_PREFIX = "checkpoint-"
 _STATE_VERSION = 1
@@ -435,7 +435,7 @@ def train(
     """
     out = Path(config.output_dir)
     acc = accelerator if accelerator is not None else make_accelerator(config)
-    if acc.device.type == "cpu":
+    if acc.device.type == "cpu" and low_memory_requested():
         return_freed_memory()  # freed activations back to the OS, not kept in glibc's heap (rokd.precision)
     precision = {"no": "fp32"}.get(acc.mixed_precision, acc.mixed_precision)
     runtime = {"precision": precision, "threads": torch.get_num_threads()}

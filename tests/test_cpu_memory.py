@@ -22,8 +22,8 @@ def test_cpu_memory_benchmark_compares_both_allocators_side_by_side():
         cwd=ROOT,
         check=True,
     ).stdout
-    assert "rokd          peak" in out and "(applied: True)" in out  # rokd's setting took effect
+    assert "low memory    peak" in out and "(applied: True)" in out  # ROKD_LOW_MEMORY's setting took effect
     assert "glibc default peak" in out and "(applied: False)" in out
     for bs in (4, 32):
-        assert f"batch {bs}: step time rokd/default" in out
-    assert "peak rokd/default" in out
+        assert f"batch {bs}: step time low-memory/default" in out
+    assert "peak low-memory/default" in out

@@ -217,6 +217,22 @@ def test_a_second_signal_stops_at_once(tmp_path, tokenizer):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_low_memory_mode_only_when_asked(tmp_path, tokenizer, monkeypatch):
+    """Giving freed memory back costs page faults every step: CPU training does it only with ROKD_LOW_MEMORY=1."""
+    import rokd.trainer as trainer_mod
+
+    calls = []
+    monkeypatch.setattr(trainer_mod, "return_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.delenv("ROKD_LOW_MEMORY", raising=False)
+    train(
+        make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), config(tmp_path, "default", steps=1, warmup_steps=0)
+    )
+    assert calls == []
+    monkeypatch.setenv("ROKD_LOW_MEMORY", "1")
+    train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), config(tmp_path, "low", steps=1, warmup_steps=0))
+    assert calls == [1]
+
+
 def test_resume_refuses_changed_config(tmp_path, tokenizer):
     cfg = config(tmp_path, "run", steps=4, checkpoint_every=2)
     train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), cfg, max_steps_this_run=2)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -36,7 +37,7 @@ def rss_mb() -> float:
 
 
 def measure(allocator: str, shape: str, batch_sizes: list[int], steps: int, warmup: int, max_length: int) -> dict:
-    """One process: steps at each batch size with ``allocator`` ("glibc default" or "low memory")."""
+    """One process: steps at each batch size with ``allocator`` ("glibc default", "low memory", "jemalloc")."""
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
@@ -50,6 +51,8 @@ def measure(allocator: str, shape: str, batch_sizes: list[int], steps: int, warm
     net = mlm.SparseMLM(BertForMaskedLM(cfg)).train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=False)
     gen = torch.Generator().manual_seed(1)
+    if allocator == "jemalloc":
+        applied = "libjemalloc" in open("/proc/self/maps").read()
     results = {"allocator": allocator, "applied": applied, "sizes": {}}
     for bs in batch_sizes:
         times, between = [], []
@@ -97,11 +100,15 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"machine: {hardware()}; shape {shape}; 1 thread; fp32; {steps} timed steps per batch size")
     runs = {}
-    for allocator in ("glibc default", "low memory"):
+    allocators = {"glibc default": {}, "low memory": {}}
+    jemalloc = find_jemalloc()
+    if jemalloc:  # the allocator PyTorch's CPU tuning guide suggests, preloaded into the process
+        allocators["jemalloc"] = {"LD_PRELOAD": jemalloc}
+    for allocator, env in allocators.items():
         tiny = ["--tiny"] if args.tiny else []
         cmd = [sys.executable, __file__, "--worker", allocator, "--steps", str(steps), "--sizes"]
         cmd += [*map(str, sizes), *tiny]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, **env})
         runs[allocator] = json.loads(out.stdout.strip().splitlines()[-1])
     for allocator, r in runs.items():
         for bs, m in r["sizes"].items():
@@ -110,15 +117,27 @@ def main(argv: list[str] | None = None) -> int:
                 f"{m['between_min_mb']:,.0f}-{m['between_max_mb']:,.0f} MiB"
             )
         print(f"{allocator:13s} peak {r['peak_mb']:,.0f} MiB (applied: {r['applied']})")
-    base, ours = runs["glibc default"], runs["low memory"]
-    for bs in base["sizes"]:
-        b, o = base["sizes"][bs], ours["sizes"][bs]
-        print(
-            f"batch {bs}: step time low-memory/default {o['step_s'] / b['step_s']:.2f}x; "
-            f"memory between steps (largest) low-memory/default {o['between_max_mb'] / b['between_max_mb']:.2f}x"
-        )
-    print(f"peak low-memory/default {ours['peak_mb'] / base['peak_mb']:.2f}x")
+    base = runs["glibc default"]
+    for allocator in [a for a in runs if a != "glibc default"]:
+        ours, label = runs[allocator], allocator.replace(" ", "-")
+        for bs in base["sizes"]:
+            b, o = base["sizes"][bs], ours["sizes"][bs]
+            print(
+                f"batch {bs}: step time {label}/default {o['step_s'] / b['step_s']:.2f}x; "
+                f"memory between steps (largest) {label}/default {o['between_max_mb'] / b['between_max_mb']:.2f}x"
+            )
+        print(f"peak {label}/default {ours['peak_mb'] / base['peak_mb']:.2f}x")
+    if not jemalloc:
+        print("jemalloc: not found (e.g. apt install libjemalloc2), not compared")
     return 0
+
+
+def find_jemalloc() -> str | None:
+    """The path of a jemalloc shared library to preload, if the system has one."""
+    import glob
+
+    found = sorted(glob.glob("/usr/lib/*/libjemalloc.so*") + glob.glob("/usr/lib/libjemalloc.so*"))
+    return found[0] if found else None
 
 
 if __name__ == "__main__":

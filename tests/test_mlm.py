@@ -532,9 +532,11 @@ def test_evaluation_mask_masks_whole_words_only_and_uses_the_training_choice():
     assert torch.equal(masked[~expected], ids[~expected]) and torch.equal(labels[expected], ids[expected])
 
 
-def test_workers_leave_ctrl_c_to_the_training_process(corpus, tokenizer):
-    """Ctrl-C reaches every process of the terminal's group; the workers ignore it, so the training process
-    can finish its step and checkpoint (rokd.trainer) while they keep serving batches."""
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_workers_leave_stop_signals_to_the_training_process(corpus, tokenizer, sig):
+    """Ctrl-C reaches every process of the terminal's group, `pkill -f` every process with the command line;
+    the workers ignore both, so the training process can finish its step and checkpoint (rokd.trainer) while
+    they keep serving batches (a SIGTERM that killed them stopped a real build without its checkpoint)."""
     import os
     import signal
     import time
@@ -553,7 +555,7 @@ def test_workers_leave_ctrl_c_to_the_training_process(corpus, tokenizer):
     got = [next(parallel)]
     workers = parallel._loader._workers  # torch's worker processes
     for w in workers:
-        os.kill(w.pid, signal.SIGINT)
+        os.kill(w.pid, getattr(signal, sig))
     time.sleep(0.5)
     assert all(w.is_alive() for w in workers)
     got += [next(parallel) for _ in range(5)]

@@ -173,7 +173,7 @@ class BatchStream:
                     # its own generator: a loader started on resume must not draw from the global RNG, which
                     # the checkpoint restored for dropout (the masks come from per-batch seeds, not from it)
                     generator=torch.Generator().manual_seed(0),
-                    worker_init_fn=_ignore_ctrl_c,
+                    worker_init_fn=_leave_stop_signals_to_the_trainer,
                 )
                 self._loader = iter(loader)
             cursor, batch = next(self._loader)
@@ -217,10 +217,12 @@ class BatchStream:
             self.collate_fn.load_state_dict(state["collator"])
 
 
-def _ignore_ctrl_c(worker_id: int) -> None:
-    """Workers leave Ctrl-C (sent to the whole process group) to the training process, which stops cleanly
-    after its step (rokd.trainer) and then shuts them down."""
+def _leave_stop_signals_to_the_trainer(worker_id: int) -> None:
+    """Workers ignore Ctrl-C and SIGTERM sent to the whole process group (a terminal, ``pkill -f``), which
+    would otherwise kill them mid-step; the training process stops cleanly after its step (rokd.trainer) and
+    shuts them down, and torch's workers exit by themselves once their parent is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def count_tokens(batch: dict[str, torch.Tensor]) -> int:

@@ -137,6 +137,8 @@ class _StopOnSignal:
     def __enter__(self) -> _StopOnSignal:
         if self.enabled:
             for sig in self.SIGNALS:
+                if signal.getsignal(sig) is signal.SIG_IGN:  # e.g. SIGINT of a background job: stays ignored
+                    continue
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -147,10 +149,12 @@ class _StopOnSignal:
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 os.write(sys.stderr.fileno(), f"\n[rokd] {self.received}: stopping after this step\n".encode())
             return
+        previous = self._previous.get(signum)
         self.__exit__()
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        os.kill(os.getpid(), signum)  # the restored handler (by default: terminate)
+        if callable(previous):  # e.g. Python's default_int_handler: KeyboardInterrupt
+            previous(signum, frame)
+        else:
+            os.kill(os.getpid(), signum)  # the default action (terminate)
 
     def __exit__(self, *exc: Any) -> None:
         for sig, previous in self._previous.items():

@@ -169,6 +169,15 @@ def test_resume_gives_bit_identical_weights(tmp_path, tokenizer):
     assert_same_weights(reference.module, again.module)
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT as in a terminal session (pytest-xdist workers and background jobs start with it ignored)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_after_the_step_with_a_checkpoint_and_resume_loses_nothing(tmp_path, tokenizer, sig):
     """SIGTERM / Ctrl-C during step 5 (checkpoints every 3): the step finishes, checkpoint-5 is saved (not only
@@ -198,6 +207,7 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint_and_resume_loses_nothin
     assert [(r["step"], r["loss"]) for r in log] == [(r["step"], r["loss"]) for r in ref_log]
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_a_second_signal_stops_at_once(tmp_path, tokenizer):
     """Two Ctrl-C: the second interrupts the step under way, as if there were no handler (no new checkpoint)."""
     cfg = config(tmp_path, "twice")
@@ -215,6 +225,24 @@ def test_a_second_signal_stops_at_once(tmp_path, tokenizer):
     assert type(caught.value) is KeyboardInterrupt  # not TrainingStopped: nothing was saved for step 5
     assert latest_checkpoint(cfg.output_dir).name == "checkpoint-3"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_ignored_signal_stays_ignored(tmp_path, tokenizer):
+    """A background job starts with SIGINT ignored: training must not make it stoppable by a terminal's Ctrl-C."""
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        calls = {"n": 0}
+
+        def step_with_ctrl_c(net, batch):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+            return mlm_step(net, batch)
+
+        done = train(make_net(tokenizer, 0), step_with_ctrl_c, make_stream(tokenizer), config(tmp_path, "bg", steps=4))
+        assert done.completed and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_low_memory_mode_only_when_asked(tmp_path, tokenizer, monkeypatch):

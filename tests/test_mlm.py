@@ -532,11 +532,11 @@ def test_evaluation_mask_masks_whole_words_only_and_uses_the_training_choice():
     assert torch.equal(masked[~expected], ids[~expected]) and torch.equal(labels[expected], ids[expected])
 
 
-@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig", ["SIGINT"])
 def test_workers_leave_stop_signals_to_the_training_process(corpus, tokenizer, sig):
-    """Ctrl-C reaches every process of the terminal's group, `pkill -f` every process with the command line;
-    the workers ignore both, so the training process can finish its step and checkpoint (rokd.trainer) while
-    they keep serving batches (a SIGTERM that killed them stopped a real build without its checkpoint)."""
+    """Ctrl-C reaches every process of the terminal's group; the workers ignore it, so the training process
+    can finish its step and checkpoint (rokd.trainer) while they keep serving batches. (SIGTERM stays theirs:
+    multiprocessing ends leftover workers with it at exit.)"""
     import os
     import signal
     import time

@@ -34,8 +34,10 @@ trainer does the rest:
   uninterrupted run would have (tested on CPU with dropout, grad_accum > 1 and random masking);
 - SIGTERM or Ctrl-C (SIGINT) stops a run cleanly: the step under way finishes, a checkpoint of it is saved,
   and :class:`TrainingStopped` (a ``KeyboardInterrupt``) says where; rerunning resumes there, so a stopped run
-  loses no work (a second signal stops at once, as without the handler). Only in the main thread of a
-  one-process run (several processes would stop at different steps);
+  loses no work (a second signal stops at once, as without the handler); SIGTERM sent to the whole job
+  (Slurm, systemd) stops it the same way, as rokd's data workers leave it to this process
+  (:mod:`rokd.mlm.batching`). Only in the main thread of a one-process run (several processes would stop
+  at different steps);
 - a non-finite loss (or gradient norm) stops the run with :class:`NonFiniteLossError` naming the step,
   the loss terms and the last good checkpoint, which stays (none is written for the bad step). Resuming
   unchanged would hit the same NaN; ``allow_lr_change=True`` lets a run with a lower ``lr`` resume from

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -379,8 +381,8 @@ def test_load_quality_reads_the_training_time_of_every_sitting_from_the_log(tmp_
 
 def test_pretraining_in_data_workers_resumes_to_the_same_teacher(tiny_corpus, tmp_path, monkeypatch):
     """teachers.data_workers (a GPU run) masks each batch from (seed, batch number) in worker processes: a build
-    stopped by SIGTERM during step 4 (it saves a checkpoint of that step) and resumed -- with another number of
-    workers -- ends with the weights of an uninterrupted build."""
+    whose processes all get SIGTERM during step 4 (Slurm, systemd; it saves a checkpoint of that step) and
+    resumed -- with another number of workers -- ends with the weights of an uninterrupted build."""
     from safetensors.torch import load_file
 
     from rokd import trainer
@@ -410,7 +412,11 @@ def test_pretraining_in_data_workers_resumes_to_the_same_teacher(tiny_corpus, tm
 
         def step_then_sigterm(module, batch):
             calls["n"] += 1
-            if calls["n"] == 4:  # `kill <pid>` while step 4 runs (checkpoints every 6)
+            if calls["n"] == 4:  # SIGTERM to the whole job while step 4 runs (checkpoints every 6)
+                # the data workers first (the harder case), sent by another process as Slurm's is: torch's own
+                # worker handler takes a SIGTERM from the training process itself for a quiet shutdown
+                workers = [str(w.pid) for w in multiprocessing.active_children()]
+                subprocess.run(["kill", "-TERM", *workers], check=True)
                 os.kill(os.getpid(), signal.SIGTERM)
             return step_fn(module, batch)
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -173,7 +175,7 @@ class BatchStream:
                     # its own generator: a loader started on resume must not draw from the global RNG, which
                     # the checkpoint restored for dropout (the masks come from per-batch seeds, not from it)
                     generator=torch.Generator().manual_seed(0),
-                    worker_init_fn=_leave_stop_signals_to_the_trainer,
+                    worker_init_fn=functools.partial(_leave_stop_signals_to_the_trainer, os.getpid()),
                 )
                 self._loader = iter(loader)
             cursor, batch = next(self._loader)
@@ -217,12 +219,31 @@ class BatchStream:
             self.collate_fn.load_state_dict(state["collator"])
 
 
-def _leave_stop_signals_to_the_trainer(worker_id: int) -> None:
-    """Workers ignore Ctrl-C sent to the whole process group by a terminal, which would otherwise kill them
-    mid-step; the training process stops cleanly after its step (rokd.trainer) and shuts them down. SIGTERM
-    stays theirs: Python's multiprocessing ends leftover workers with it at exit (ignoring it hung pytest's
-    exit), so stop a run by signalling its main process only (``kill <pid>``, not ``pkill -f``)."""
+def _leave_stop_signals_to_the_trainer(training_pid: int, worker_id: int) -> None:
+    """Workers leave a stop to the training process, which finishes its step, checkpoints it and shuts them
+    down (rokd.trainer): they ignore Ctrl-C (a terminal sends it to the whole process group), and ignore
+    SIGTERM while the training process catches it -- Slurm, systemd or a machine's shutdown signal every
+    process of the job at once, and a worker dying first would kill the step. Otherwise SIGTERM ends them as
+    usual: Python's multiprocessing ends leftover workers with it at exit (ignoring it always hung pytest's
+    exit)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, functools.partial(_on_sigterm, training_pid))
+
+
+def _on_sigterm(training_pid: int, signum: int, frame: Any) -> None:
+    if catches(training_pid, signal.SIGTERM):
+        return  # the trainer stops after its step and shuts the workers down
+    os._exit(0)  # as torch's own worker handler does when its parent ends it: quietly
+
+
+def catches(pid: int, sig: int) -> bool:
+    """Whether process ``pid`` has a handler for ``sig`` (Linux ``/proc``; False where it cannot tell)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            caught = next((line.split()[1] for line in status if line.startswith("SigCgt:")), "0")
+    except OSError:
+        return False
+    return bool(int(caught, 16) >> (sig - 1) & 1)
 
 
 def count_tokens(batch: dict[str, torch.Tensor]) -> int:

@@ -575,7 +575,7 @@ def test_workers_end_quietly_on_sigterm_when_the_training_process_does_not_catch
     import os
     import signal
 
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as outside rokd's training loop
     parallel = _worker_stream(corpus, tokenizer, 2)
     try:
         next(parallel)
@@ -587,3 +587,4 @@ def test_workers_end_quietly_on_sigterm_when_the_training_process_does_not_catch
         assert [w.exitcode for w in workers] == [0, 0]
     finally:
         parallel.close()
+        signal.signal(signal.SIGTERM, previous)

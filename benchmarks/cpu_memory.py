@@ -1,13 +1,17 @@
-"""CPU memory of a teacher pretraining step: glibc's default allocator against ``ROKD_LOW_MEMORY=1``.
+"""CPU memory and speed of a teacher pretraining step under each allocator, against glibc's default.
 
-``ROKD_LOW_MEMORY=1`` makes training call ``rokd.precision.return_freed_memory`` (a fixed mmap threshold). Each
+glibc serves every buffer above its mmap threshold (at most 32 MiB) with a fresh mapping that the kernel
+zero-fills, so a step's large activations cost kernel time at every step. Compared: glibc's default;
+``return`` (``ROKD_LOW_MEMORY=1``: a fixed mmap threshold, every freed buffer goes back to the OS); and, where
+the system has it, jemalloc preloaded with its default decay and with freed pages kept (no decay). Each
 allocator runs in its own process (the setting is process-wide), one after the other, 1 thread: a fresh
 teacher of the ``mini`` shape, the MLM step of ``rokd.models.teachers`` (SparseMLM, cross-entropy at the masked
 positions, AdamW), on random sentences of 8-128 tokens, at batches of 64 and 512 lines. Per allocator and
-batch size it prints the median step time, the resident memory left between steps (after the optimizer step,
-the smallest and the largest over the timed steps) and the process's peak; then the ratios, side by side.
+batch size it prints the median step time and its kernel (system) time, the resident memory left between
+steps (after the optimizer step, the smallest and the largest over the timed steps) and the process's peak;
+then the ratios, side by side.
 
-    python benchmarks/cpu_memory.py                    # mini shape, 64 and 512 lines (~3 min on one core)
+    python benchmarks/cpu_memory.py                    # mini shape, 64 and 512 lines (~4 min on one core)
     python benchmarks/cpu_memory.py --tiny             # what CI runs (seconds)
 """
 
@@ -31,47 +35,56 @@ SHAPES = {
 }
 
 
+# name -> the environment of its process ("jemalloc": preloaded with that MALLOC_CONF)
+ALLOCATORS = {
+    "glibc default": {},
+    "return": {"ROKD_LOW_MEMORY": "1"},
+    "jemalloc": {"jemalloc": ""},
+    "jemalloc keep": {"jemalloc": "dirty_decay_ms:-1,muzzy_decay_ms:-1"},
+}
+
+
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 def measure(allocator: str, shape: str, batch_sizes: list[int], steps: int, warmup: int, max_length: int) -> dict:
-    """One process: steps at each batch size with ``allocator`` ("glibc default", "low memory", "jemalloc")."""
+    """One process: steps at each batch size with ``allocator`` (a key of :data:`ALLOCATORS`)."""
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
     from rokd import mlm
-    from rokd.precision import return_freed_memory
+    from rokd.precision import apply_cpu_memory
 
     torch.set_num_threads(1)
-    applied = return_freed_memory() if allocator == "low memory" else False
+    applied = apply_cpu_memory()
     torch.manual_seed(0)
     cfg = BertConfig(**SHAPES[shape], max_position_embeddings=max(128, max_length), attn_implementation="sdpa")
     net = mlm.SparseMLM(BertForMaskedLM(cfg)).train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=False)
     gen = torch.Generator().manual_seed(1)
-    if allocator == "jemalloc":
-        applied = "libjemalloc" in open("/proc/self/maps").read()
     results = {"allocator": allocator, "applied": applied, "sizes": {}}
     for bs in batch_sizes:
-        times, between = [], []
+        times, between, kernel = [], [], []
         for i in range(warmup + steps):
             length = int(torch.randint(8, max_length + 1, (1,), generator=gen))  # a new shape, as in a corpus
             ids = torch.randint(5, cfg.vocab_size, (bs, length), generator=gen)
             labels = torch.full_like(ids, -100)
             masked = torch.rand(ids.shape, generator=gen) < 0.15
             labels[masked] = ids[masked]
-            t0 = time.perf_counter()
+            t0, sys0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
             out = net(ids, torch.ones_like(ids), labels)
             torch.nn.functional.cross_entropy(out.logits.float(), out.targets).backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
+                kernel.append(resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys0)
                 between.append(rss_mb())
         results["sizes"][str(bs)] = {
             "step_s": statistics.median(times),
+            "kernel_s": statistics.median(kernel),
             "between_min_mb": min(between),
             "between_max_mb": max(between),
         }
@@ -100,21 +113,23 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"machine: {hardware()}; shape {shape}; 1 thread; fp32; {steps} timed steps per batch size")
     runs = {}
-    allocators = {"glibc default": {}, "low memory": {}}
-    jemalloc = find_jemalloc()
-    if jemalloc:  # the allocator PyTorch's CPU tuning guide suggests, preloaded into the process
-        allocators["jemalloc"] = {"LD_PRELOAD": jemalloc}
-    for allocator, env in allocators.items():
+    jemalloc = find_jemalloc()  # the allocator PyTorch's CPU tuning guide suggests, preloaded into the process
+    clean = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF", "ROKD_LOW_MEMORY")}
+    for allocator, spec in ALLOCATORS.items():
+        if "jemalloc" in spec and not jemalloc:
+            continue
+        conf = {"LD_PRELOAD": jemalloc, "MALLOC_CONF": spec["jemalloc"]} if "jemalloc" in spec else spec
+        env = {**clean, **conf}
         tiny = ["--tiny"] if args.tiny else []
         cmd = [sys.executable, __file__, "--worker", allocator, "--steps", str(steps), "--sizes"]
         cmd += [*map(str, sizes), *tiny]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, **env})
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
         runs[allocator] = json.loads(out.stdout.strip().splitlines()[-1])
     for allocator, r in runs.items():
         for bs, m in r["sizes"].items():
             print(
-                f"{allocator:13s} batch {bs:>4s}: {m['step_s']:.3f} s/step, between steps "
-                f"{m['between_min_mb']:,.0f}-{m['between_max_mb']:,.0f} MiB"
+                f"{allocator:13s} batch {bs:>4s}: {m['step_s']:.3f} s/step ({m['kernel_s']:.3f} s in the kernel), "
+                f"between steps {m['between_min_mb']:,.0f}-{m['between_max_mb']:,.0f} MiB"
             )
         print(f"{allocator:13s} peak {r['peak_mb']:,.0f} MiB (applied: {r['applied']})")
     base = runs["glibc default"]

@@ -28,9 +28,14 @@ otherwise. Measured on a quiet 2-core Xeon, a mini-teacher MLM step ran 1.72x fa
 two 2-thread jobs on 2 cores slow each other 3-10x, so give each concurrent job 1 thread.
 Every run records what it used: :func:`runtime_record`.
 
-Memory on a CPU: with ``ROKD_LOW_MEMORY=1`` training calls :func:`return_freed_memory`, so glibc gives freed
-activation buffers back to the OS instead of keeping them in its heap (a 512-line teacher step otherwise held
-11-18 GB), at the price of page faults every step (slower; ``benchmarks/cpu_memory.py`` measures both).
+Memory and speed on a CPU: glibc serves every buffer above its mmap threshold (at most 32 MiB) with a fresh
+mapping that the kernel zero-fills, so a training step's large activations cost kernel time at every step (a
+512-line mini teacher step: 7.0 of 23.6 s; 8.2 s with ``ROKD_LOW_MEMORY=1``, which gives every freed buffer
+back to the OS for the least memory between steps, :func:`return_freed_memory`). jemalloc preloaded with
+freed pages kept (``LD_PRELOAD=.../libjemalloc.so.2 MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1``) reuses
+them without the kernel: 0.74x the step time, holding the step's peak (1.05x glibc's) for the whole run; its
+default 10-s decay gives back and costs as much as ``ROKD_LOW_MEMORY``. ``benchmarks/cpu_memory.py`` measures
+them side by side; training records which allocator served it (:func:`apply_cpu_memory`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -226,9 +232,8 @@ def return_freed_memory() -> bool:
     activation buffers come from the heap and stay there when freed. A mini teacher step of 512 lines then
     held 11-13 GB between steps and peaked at 18 GB, and two such builds met the OOM killer on a 24 GB
     machine (2026-11-28); with the fixed threshold the same build fell back to 1-5 GB between steps. The price:
-    every step faults its buffers in afresh: 1.38x the step time at 64 lines, 1.07x at 512, for 0.21-0.23x the
-    memory between steps and 0.86x the peak (``benchmarks/cpu_memory.py``, Xeon, 1 thread), so training applies
-    it only when asked (:func:`low_memory_requested`). True when applied."""
+    every step's buffers are mapped and zero-filled by the kernel afresh (``benchmarks/cpu_memory.py``), so
+    training applies it only when asked (:func:`low_memory_requested`). True when applied."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -243,6 +248,28 @@ def return_freed_memory() -> bool:
 def low_memory_requested() -> bool:
     """``ROKD_LOW_MEMORY=1``: trade CPU training speed for memory (:func:`return_freed_memory`)."""
     return os.environ.get("ROKD_LOW_MEMORY", "").strip() == "1"
+
+
+def preloaded_allocator() -> str | None:
+    """The allocator preloaded in place of glibc's (``LD_PRELOAD``), e.g. ``"jemalloc"``, else None."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    return next((name for name in ("jemalloc", "tcmalloc", "mimalloc") if f"lib{name}" in maps), None)
+
+
+def apply_cpu_memory() -> str:
+    """Apply ``ROKD_LOW_MEMORY`` to this process's allocator for CPU training and say what serves it, for the
+    run record: ``"glibc"``, ``"glibc, freed memory returned"`` (:func:`return_freed_memory`), or a preloaded
+    allocator with its ``MALLOC_CONF`` (e.g. ``"jemalloc dirty_decay_ms:-1,muzzy_decay_ms:-1"``, the fastest
+    measured: module docstring), which glibc's settings would not reach."""
+    preloaded = preloaded_allocator()
+    if preloaded:
+        return f"{preloaded} {os.environ.get('MALLOC_CONF', '')}".strip()
+    if low_memory_requested() and return_freed_memory():
+        return "glibc, freed memory returned"
+    return "glibc"
 
 
 @contextlib.contextmanager
@@ -277,8 +304,10 @@ __all__ = [
     "cpu_bf16_speedup",
     "resolve_precision",
     "set_threads",
-    "return_freed_memory",
+    "apply_cpu_memory",
     "low_memory_requested",
+    "preloaded_allocator",
+    "return_freed_memory",
     "threads_for",
     "runtime_record",
     "process_runtime",

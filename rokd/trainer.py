@@ -113,7 +113,7 @@ from torch import nn
 from rokd import io
 from rokd.config import ConfigError, save_config, to_dict
 from rokd.errors import CorruptFileError, OutputDirError, RokdError
-from rokd.precision import PRECISIONS, Precision, low_memory_requested, resolve_precision, return_freed_memory
+from rokd.precision import PRECISIONS, Precision, apply_cpu_memory, resolve_precision
 
 CHECKPOINT_PREFIX = "checkpoint-"
 _STATE_VERSION = 1
@@ -441,10 +441,10 @@ def train(
     """
     out = Path(config.output_dir)
     acc = accelerator if accelerator is not None else make_accelerator(config)
-    if acc.device.type == "cpu" and low_memory_requested():
-        return_freed_memory()  # freed activations back to the OS, not kept in glibc's heap (rokd.precision)
     precision = {"no": "fp32"}.get(acc.mixed_precision, acc.mixed_precision)
     runtime = {"precision": precision, "threads": torch.get_num_threads()}
+    if acc.device.type == "cpu":  # which allocator serves the step's buffers: speed and memory (rokd.precision)
+        runtime["cpu_memory"] = apply_cpu_memory()
     main = acc.is_main_process
     t_start = time.perf_counter()
     for frozen in frozen_modules:

@@ -245,20 +245,36 @@ def test_an_ignored_signal_stays_ignored(tmp_path, tokenizer):
         signal.signal(signal.SIGINT, before)
 
 
-def test_low_memory_mode_only_when_asked(tmp_path, tokenizer, monkeypatch):
-    """Giving freed memory back costs page faults every step: CPU training does it only with ROKD_LOW_MEMORY=1."""
-    import rokd.trainer as trainer_mod
+def test_low_memory_mode_only_when_asked_and_the_allocator_recorded(tmp_path, tokenizer, monkeypatch):
+    """Giving freed memory back costs kernel time every step: CPU training does it only with ROKD_LOW_MEMORY=1.
+    The training log says which allocator served the run (a preloaded one takes glibc's place)."""
+    from rokd import precision
 
     calls = []
-    monkeypatch.setattr(trainer_mod, "return_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(precision, "return_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(precision, "preloaded_allocator", lambda: None)
     monkeypatch.delenv("ROKD_LOW_MEMORY", raising=False)
-    train(
-        make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), config(tmp_path, "default", steps=1, warmup_steps=0)
-    )
+    recorded = {}
+
+    def run(name):
+        train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), config(tmp_path, name, steps=1, warmup_steps=0))
+        log = (tmp_path / name / "train_log.jsonl").read_text().splitlines()
+        recorded[name] = {json.loads(line)["cpu_memory"] for line in log}
+
+    run("default")
     assert calls == []
     monkeypatch.setenv("ROKD_LOW_MEMORY", "1")
-    train(make_net(tokenizer, 0), mlm_step, make_stream(tokenizer), config(tmp_path, "low", steps=1, warmup_steps=0))
+    run("low")
     assert calls == [1]
+    monkeypatch.setattr(precision, "preloaded_allocator", lambda: "jemalloc")
+    monkeypatch.setenv("MALLOC_CONF", "dirty_decay_ms:-1")
+    run("jemalloc")
+    assert calls == [1]  # glibc's setting would not reach a preloaded allocator
+    assert recorded == {
+        "default": {"glibc"},
+        "low": {"glibc, freed memory returned"},
+        "jemalloc": {"jemalloc dirty_decay_ms:-1"},
+    }
 
 
 def test_resume_refuses_changed_config(tmp_path, tokenizer):

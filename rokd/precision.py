@@ -283,7 +283,8 @@ def threads_for(threads: int = 0):
 
 
 def runtime_record(precision: Precision) -> dict:
-    """What a run record stores about how it computed: precision (and why) and the thread count."""
+    """What a run record stores about how it computed: precision (and why), the thread count, and on the CPU
+    the allocator that served it (:func:`apply_cpu_memory`; idempotent, the trainer applied it already)."""
     record = {
         "precision": precision.name,
         "precision_reason": precision.reason,
@@ -292,6 +293,8 @@ def runtime_record(precision: Precision) -> dict:
     }
     if precision.device == "cuda":
         record["cudnn_attention"] = torch.backends.cuda.cudnn_sdp_enabled()
+    if precision.device == "cpu":
+        record["cpu_memory"] = apply_cpu_memory()
     return record
 
 

@@ -259,7 +259,7 @@ def test_cli_build_and_quality(tiny_corpus, tmp_path, capsys):
 
 
 def test_an_interrupted_build_resumes_with_its_own_tokenizer(tiny_corpus, tmp_path, monkeypatch):
-    from rokd import trainer
+    from rokd import precision, trainer
 
     torch.set_num_threads(1)
     prof = tiny_profile(name="resumetest", steps=12)
@@ -271,6 +271,8 @@ def test_an_interrupted_build_resumes_with_its_own_tokenizer(tiny_corpus, tmp_pa
         raise KeyboardInterrupt  # as if the machine stopped after the first checkpoint
 
     monkeypatch.setattr(trainer, "train", interrupted)
+    monkeypatch.setattr(precision, "preloaded_allocator", lambda: "jemalloc")  # the first sitting's allocator
+    monkeypatch.setenv("MALLOC_CONF", "dirty_decay_ms:-1")
     with pytest.raises(KeyboardInterrupt):
         teachers_mod.build_teachers(prof, keys=["robert-base"], log=lambda *_: None)
     work = tmp_path / "artifacts" / "resumetest" / "runs" / "teachers" / "robert-base"
@@ -280,6 +282,8 @@ def test_an_interrupted_build_resumes_with_its_own_tokenizer(tiny_corpus, tmp_pa
     assert not (tmp_path / "artifacts" / "resumetest" / "teachers" / "robert-base").exists()  # nothing half-written
 
     monkeypatch.setattr(trainer, "train", real_train)
+    monkeypatch.setattr(precision, "preloaded_allocator", lambda: None)
+    monkeypatch.delenv("ROKD_LOW_MEMORY", raising=False)
     messages = []
     folder = teachers_mod.build_teachers(prof, keys=["robert-base"], log=messages.append)["robert-base"]
     assert any("resuming" in m for m in messages)
@@ -287,6 +291,8 @@ def test_an_interrupted_build_resumes_with_its_own_tokenizer(tiny_corpus, tmp_pa
     log = teachers_mod.read_train_log(folder / "train_log.jsonl")
     assert [r["step"] for r in log] == list(range(1, 13))
     assert log[:6] == first_half  # steps 1-6 were not redone: the run resumed from its checkpoint
+    # the teacher's record names every allocator that served a sitting (speed and memory: rokd.precision)
+    assert json.loads((folder / "quality.json").read_text())["cpu_memory"] == "glibc; jemalloc dirty_decay_ms:-1"
 
 
 def test_damaged_teacher_weights_count_as_not_built(tiny_corpus, tmp_path):

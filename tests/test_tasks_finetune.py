@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from rokd import precision
 from rokd.profiles import EvalConfig, Profile
 from rokd.tasks.encode import IGNORE_INDEX, align_labels, encode_sentences, encode_tagging, stable_subset
 from rokd.tasks.finetune import build_task_model, evaluate_model, length_grouped_batches
@@ -403,6 +404,7 @@ def test_fine_tuning_records_precision_and_cleans_up(tiny_models, tmp_path, one_
     )
     run = json.loads(predictions_path(tmp_path, "tiny-distil", "ner", 1).with_suffix(".run.json").read_text())
     assert run["runtime"]["precision"] in ("fp32", "bf16") and run["runtime"]["torch_threads"] >= 1
+    assert run["runtime"]["cpu_memory"] == precision.apply_cpu_memory()  # the allocator that served it
     assert run["config"]["precision"] == run["runtime"]["precision"] and run["metrics"] == metrics
     assert "threads" not in run["config"]["evaluate"]  # bookkeeping, not part of what decides the outputs
     assert not (tmp_path / ".work").exists()  # checkpoints are removed once the run is written

@@ -231,12 +231,12 @@ def _leave_stop_signals_to_the_trainer(training_pid: int, worker_id: int) -> Non
 
 
 def _on_sigterm(training_pid: int, signum: int, frame: Any) -> None:
-    if catches(training_pid, signal.SIGTERM):
+    if _process_catches(training_pid, signal.SIGTERM):
         return  # the trainer stops after its step and shuts the workers down
     os._exit(0)  # as torch's own worker handler does when its parent ends it: quietly
 
 
-def catches(pid: int, sig: int) -> bool:
+def _process_catches(pid: int, sig: int) -> bool:
     """Whether process ``pid`` has a handler for ``sig`` (Linux ``/proc``; False where it cannot tell)."""
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as status:

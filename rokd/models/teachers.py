@@ -428,6 +428,9 @@ def _teacher_quality(model, tokenizer, cfg, train_txt: Path, heldout_txt: Path, 
     records = read_train_log(log_path)
     if records:
         quality["precision"] = records[-1].get("precision", "fp32")
+        allocators = sorted({r["cpu_memory"] for r in records if r.get("cpu_memory")})
+        if allocators:  # every allocator that served a sitting of a resumed run (rokd.precision.apply_cpu_memory)
+            quality["cpu_memory"] = "; ".join(allocators)
         if records[-1].get("elapsed_s") is not None:  # the trainer's clock: every sitting of a resumed run
             quality["trained_s"] = round(float(records[-1]["elapsed_s"]), 1)
     curve = [

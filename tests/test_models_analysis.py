@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from distill_fixtures import tiny_bert
 
 from rokd.models.analysis import (
     align_words,
@@ -53,19 +54,7 @@ def test_split_words_and_alignment():
 
 
 def _tiny_bert(tok, layers=2, seed=0):
-    from transformers import BertConfig, BertForMaskedLM
-
-    torch.manual_seed(seed)
-    return BertForMaskedLM(
-        BertConfig(
-            vocab_size=len(tok),
-            hidden_size=16,
-            num_hidden_layers=layers,
-            num_attention_heads=2,
-            intermediate_size=32,
-            max_position_embeddings=64,
-        )
-    ).eval()
+    return tiny_bert(tok, hidden=16, layers=layers, seed=seed)
 
 
 def test_word_level_cka_across_different_tokenizers():

@@ -205,21 +205,11 @@ def test_whole_word_pseudo_perplexity_masks_every_piece_of_the_word():
     """Against a hand-built loop: mask all subwords of one word, score them, next word."""
     import math
 
-    from transformers import BertConfig, BertForMaskedLM
+    from distill_fixtures import tiny_bert
 
     texts = tiny_lines(30)
     tok = train_wordpiece(texts, vocab_size=60, lowercase=False)  # small vocabulary: multi-piece words
-    torch.manual_seed(0)
-    model = BertForMaskedLM(
-        BertConfig(
-            vocab_size=len(tok),
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-            max_position_embeddings=64,
-        )
-    ).eval()
+    model = tiny_bert(tok, hidden=16, layers=1, seed=0)
     line = texts[0]
     enc = tok(line)
     ids, wids = enc["input_ids"], enc.word_ids()

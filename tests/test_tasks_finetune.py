@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from distill_fixtures import tiny_bert
 
 from rokd import precision
 from rokd.profiles import EvalConfig, Profile
@@ -44,21 +45,11 @@ def _tokenizer(lowercase: bool = False):
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     """A tiny BERT MLM teacher and a DistilBERT MLM student, saved in HF format with the tokenizer."""
-    from transformers import BertConfig, BertForMaskedLM, DistilBertConfig, DistilBertForMaskedLM
+    from transformers import DistilBertConfig, DistilBertForMaskedLM
 
     root = tmp_path_factory.mktemp("models")
     tok = _tokenizer()
-    torch.manual_seed(0)
-    bert = BertForMaskedLM(
-        BertConfig(
-            vocab_size=len(tok),
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-            max_position_embeddings=64,
-        )
-    )
+    bert = tiny_bert(tok, hidden=16, layers=1, seed=0)
     distil = DistilBertForMaskedLM(
         DistilBertConfig(vocab_size=len(tok), dim=16, n_layers=1, n_heads=2, hidden_dim=32, max_position_embeddings=64)
     )

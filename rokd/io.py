@@ -14,6 +14,8 @@
   :func:`count_params` counts a model's parameters.
 - **Weights checksums**: :func:`write_weights_sha256` writes ``weights.sha256`` (``sha256sum`` format) beside
   a saved model; :func:`weights_problem` tells whether the weights are complete and unchanged.
+- **Model folders**: :func:`write_model` saves a model and its tokenizer (safetensors) with their checksums into
+  a stage; :func:`save_model` does it in a stage of its own and swaps it in with :func:`replace_dir`.
 """
 
 from __future__ import annotations
@@ -271,6 +273,37 @@ def write_weights_sha256(folder: str | Path, pattern: str = "*.safetensors") -> 
     folder = Path(folder)
     lines = [f"{file_sha256(p)}  {p.name}\n" for p in sorted(folder.glob(pattern))]
     return atomic_write_text(folder / WEIGHTS_SHA_FILE, "".join(lines))
+
+
+def write_model(folder: str | Path, model: Any, tokenizer: Any) -> Path:
+    """``save_pretrained`` of ``model`` (safetensors) and ``tokenizer`` into ``folder`` (usually a stage of
+    :func:`make_stage`), with the weights' checksums (:func:`write_weights_sha256`)."""
+    folder = Path(folder)
+    model.save_pretrained(str(folder), safe_serialization=True)
+    tokenizer.save_pretrained(str(folder))
+    write_weights_sha256(folder)
+    return folder
+
+
+def save_model(
+    target: str | Path,
+    model: Any,
+    tokenizer: Any,
+    what: str,
+    extra_files: dict[str, str] | None = None,
+    legacy: Sequence[str] = (),
+) -> Path:
+    """:func:`write_model` plus ``extra_files`` (name -> text) into a stage beside ``target``, then swapped in by
+    :func:`replace_dir`: a crash never leaves half a model, and only a folder rokd made is replaced."""
+    stage = make_stage(target, what)
+    try:
+        write_model(stage, model, tokenizer)
+        for name, text in (extra_files or {}).items():
+            (stage / name).write_text(text, encoding="utf-8")
+        return replace_dir(stage, target, what, legacy)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
 
 
 def read_weights_sha256(folder: str | Path) -> dict[str, str] | None:

@@ -8,6 +8,7 @@ import pytest
 import torch
 from distill_fixtures import tiny_bert, tokenizers
 
+from rokd import io
 from rokd.models.registry import CONTROLS, resolve
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -70,6 +71,21 @@ def test_random_init_control_has_the_teachers_architecture_and_tokenizer_but_not
     build_random_init_control("smoke", force=True, log=None)
     again = _weights(out)
     assert all(torch.equal(weights[k], again[k]) for k in weights)
+    assert io.weights_problem(out) is None and io.read_weights_sha256(out)  # checked before every fine-tuning
+
+
+def test_a_control_never_replaces_a_folder_rokd_did_not_make(saved_teacher):
+    from rokd.errors import OutputDirError
+    from rokd.models.controls import build_random_init_control
+
+    out = resolve("control-random-init", "smoke").path
+    out.mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputDirError, match="not made by rokd"):
+        build_random_init_control("smoke", log=None)
+    assert [p.name for p in out.parent.iterdir()] == [out.name] and (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()  # an empty folder may be used
+    assert (build_random_init_control("smoke", log=None) / "control.json").is_file()
 
 
 def test_init_only_control_is_the_students_initialisation(saved_teacher):

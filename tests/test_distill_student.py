@@ -5,7 +5,9 @@ import torch
 from distill_fixtures import tiny_bert, tokenizers
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
+from rokd import io
 from rokd.distill.student import init_student_from_teacher, layer_map, save_student, weight_correspondence
+from rokd.errors import OutputDirError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -62,7 +64,14 @@ def test_saved_student_loads_with_automodel(tmp_path):
     cased, _ = tokenizers()
     student = init_student_from_teacher(tiny_bert(cased)).eval()
     out = save_student(student, cased, tmp_path / "student")
-    assert (out / "model.safetensors").is_file() and not list(tmp_path.glob("student.tmp*"))
+    assert (out / "model.safetensors").is_file() and [p.name for p in tmp_path.iterdir()] == ["student"]  # no stage
+    assert io.weights_problem(out) is None
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(OutputDirError, match="not made by rokd"):  # a user's folder is never replaced
+        save_student(student, cased, mine)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
     assert out.stat().st_mode & 0o755 == 0o755  # readable by others, like every artifact
     loaded = AutoModelForMaskedLM.from_pretrained(out)
     assert type(loaded).__name__ == "DistilBertForMaskedLM"

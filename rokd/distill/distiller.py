@@ -70,7 +70,7 @@ from rokd.distill.adaptors import (
 )
 from rokd.distill.batching import CrossTokenizerView, DistillCollator, PairedLines
 from rokd.distill.ensemble import ensemble_soft_targets
-from rokd.distill.student import make_student, max_input_tokens, save_student
+from rokd.distill.student import make_student, max_input_tokens
 from rokd.models.registry import (
     STUDENT_TEACHERS,
     STUDENTS,
@@ -999,8 +999,7 @@ def _write_student(
 ) -> None:
     student, result = trained.student, trained.result
     student.config.rokd_teacher_layers = setup.teacher_layers
-    save_student(student.to("cpu"), setup.student_tokenizer, stage)
-    io.write_weights_sha256(stage)
+    io.write_model(stage, student.to("cpu"), setup.student_tokenizer)
     shutil.copy(work / LOG_FILE, stage / LOG_FILE)
     save_config(run, stage / CONFIG_FILE)
     sources = teacher_sources(run)

@@ -35,10 +35,7 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -237,23 +234,11 @@ def make_student(teacher, layers: list[int] | None = None, depth: int | None = N
 
 
 def save_student(student, tokenizer, out_dir: str | Path, extra_files: dict[str, str] | None = None) -> Path:
-    """``save_pretrained`` (safetensors) model + tokenizer into ``out_dir`` atomically."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp", dir=out_dir.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes a private folder; a saved model is shared like any artifact
-    try:
-        student.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
-        for name, text in (extra_files or {}).items():
-            (tmp / name).write_text(text, encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    """``save_pretrained`` (safetensors) model + tokenizer into ``out_dir`` atomically (:func:`rokd.io.save_model`:
+    an existing ``out_dir`` is replaced only when rokd made it)."""
+    from rokd import io
+
+    return io.save_model(out_dir, student, tokenizer, "a student", extra_files)
 
 
 def build_init_only_control(profile, *, force: bool = False, log=print) -> Path:

@@ -15,12 +15,10 @@ the teacher was rebuilt), so its files, and so the fine-tuning runs keyed on the
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from rokd import io
 from rokd.models.registry import CONTROL_OF, load_tokenizer, resolve
 from rokd.spec import RANDOM_INIT_CONTROL
 
@@ -50,22 +48,12 @@ def is_current(folder: Path, record: dict) -> bool:
 
 
 def save_control(model, tokenizer, out_dir: str | Path, record: dict) -> Path:
-    """``save_pretrained`` model + tokenizer + ``control.json`` into ``out_dir`` atomically (temp folder, rename)."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp", dir=out_dir.parent))
-    os.chmod(tmp, 0o755)
-    try:
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
-        (tmp / CONTROL_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    """``save_pretrained`` model + tokenizer + ``control.json`` into ``out_dir`` atomically (:func:`rokd.io.save_model`;
+    controls saved before rokd marked its folders are recognised by their ``control.json``)."""
+    control = json.dumps(record, indent=2) + "\n"
+    return io.save_model(
+        out_dir, model, tokenizer, f"the control {record['control']}", {CONTROL_FILE: control}, (CONTROL_FILE,)
+    )
 
 
 def random_init_model(config, seed: int):

@@ -450,9 +450,7 @@ def _save_teacher(folder: Path, key: str, model, tokenizer, log_path: Path, qual
     """Write into a temp folder, then swap it in: a crash never leaves a half-written teacher."""
     tmp = io.make_stage(folder, f"the teacher {key}")
     try:
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
-        io.write_weights_sha256(tmp)
+        io.write_model(tmp, model, tokenizer)
         shutil.copyfile(log_path, tmp / TRAIN_LOG_FILE)
         (tmp / QUALITY_FILE).write_text(json.dumps(quality, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         save_config(build, tmp / TEACHER_CONFIG_FILE)

@@ -819,14 +819,27 @@ class RunOutputs:
     results: Path
 
 
+def _score_test(out: RunOutputs, model, device, precision=None) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """Predictions on the test split, in dataset ids (a tag outside the inventory is an error), and metrics."""
+    outputs = predict(model, out.test, out.task, out.config.batch_size * 2, device, precision)
+    pred, probs = outputs_to_predictions(outputs, out.task)
+    if out.inventory is not None:
+        pred, probs = out.inventory.to_source(pred, probs)
+    return pred, probs, compute_metrics(out.task, out.test.gold, pred, out.label_names, out.test.row_ids)
+
+
+def _save_test_predictions(out: RunOutputs, pred, probs, meta: dict, path: Path) -> None:
+    labels = out.label_names if probs is not None else None  # regression (STS) has no labels
+    ids = np.asarray(out.test.row_ids)
+    save_predictions(
+        Predictions(ids=ids, gold=out.test.gold, pred=pred, probs=probs, label_names=labels, meta=meta), path
+    )
+
+
 def _test_and_write(out: RunOutputs, model, fit: "FitResult", info, timing: dict, runtime: dict, log) -> dict:
     """Score the test split once with the selected state; write predictions, run record and score rows."""
     cfg, task = out.config, out.task
-    outputs = predict(model, out.test, task, cfg.batch_size * 2, model.device, fit.precision)
-    pred, probs = outputs_to_predictions(outputs, task)
-    if out.inventory is not None:
-        pred, probs = out.inventory.to_source(pred, probs)  # dataset ids: a tag outside the inventory is an error
-    metrics = compute_metrics(task, out.test.gold, pred, out.label_names, out.test.row_ids)
+    pred, probs, metrics = _score_test(out, model, model.device, fit.precision)
     info.finish()
     meta = {
         "model": out.resolved.name,
@@ -838,17 +851,7 @@ def _test_and_write(out: RunOutputs, model, fit: "FitResult", info, timing: dict
         "rows": "one per word, predicted at its first sub-word" if task in TAGGING_TASKS else "one per example",
         "max_length": cfg.max_length,
     }
-    save_predictions(
-        Predictions(
-            ids=np.asarray(out.test.row_ids),
-            gold=out.test.gold,
-            pred=pred,
-            probs=probs,
-            label_names=out.label_names if probs is not None else None,
-            meta=meta,
-        ),
-        out.paths["predictions"],
-    )
+    _save_test_predictions(out, pred, probs, meta, out.paths["predictions"])
     metric = headline_metric(task)
     best = max((h for h in fit.history if h.get("best")), key=lambda h: h["step"])
     splits = (("train", out.train), ("validation", out.val), ("test", out.test))
@@ -896,27 +899,13 @@ def _test_variants(out: RunOutputs, model, meta: dict, fp32_metrics: dict) -> di
     CPU); write their predictions as ``<model>@<variant>``; return their metrics and timings."""
     from rokd.distill.export import make_variant
 
-    cfg, task, done = out.config, out.task, {}
-    for variant in cfg.variants:
+    done = {}
+    for variant in out.config.variants:
         t0 = time.perf_counter()
-        copy = make_variant(model.cpu(), variant)
-        outputs = predict(copy, out.test, task, cfg.batch_size * 2, "cpu")
-        pred, probs = outputs_to_predictions(outputs, task)
-        if out.inventory is not None:
-            pred, probs = out.inventory.to_source(pred, probs)
-        metrics = compute_metrics(task, out.test.gold, pred, out.label_names, out.test.row_ids)
+        pred, probs, metrics = _score_test(out, make_variant(model.cpu(), variant), "cpu")
         name = variant_name(out.resolved.name, variant)
-        save_predictions(
-            Predictions(
-                ids=np.asarray(out.test.row_ids),
-                gold=out.test.gold,
-                pred=pred,
-                probs=probs,
-                label_names=out.label_names if probs is not None else None,
-                meta={**meta, "model": name, "variant": variant, "variant_of": out.resolved.name},
-            ),
-            predictions_path(out.results, name, task, out.seed),
-        )
+        variant_meta = {**meta, "model": name, "variant": variant, "variant_of": out.resolved.name}
+        _save_test_predictions(out, pred, probs, variant_meta, predictions_path(out.results, name, out.task, out.seed))
         done[variant] = {
             "metrics": metrics,
             "test_s": round(time.perf_counter() - t0, 2),

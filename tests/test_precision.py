@@ -201,7 +201,9 @@ def test_runtime_records_and_the_produced_by_line(monkeypatch, no_env):
         "precision_reason": "asked for",
         "device": "cpu",
         "torch_threads": torch.get_num_threads(),
+        "cpu_memory": P.apply_cpu_memory(),  # which allocator served a CPU run
     }
+    assert "cpu_memory" not in P.runtime_record(P.Precision("fp32", "cuda", "asked for"))  # the GPU's own memory
     assert "bf16" in P.process_runtime()["precision"].split("+")
     info = RunInfo(
         "mini",

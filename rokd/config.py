@@ -200,16 +200,19 @@ def command_flags(cfg: Any, names: typing.Iterable[str], show: typing.Callable[[
     return parts
 
 
+def config_text(cfg: Any, path: str | Path) -> str:
+    """A resolved config as the text :func:`save_config` writes to ``path``: JSON (``.json``) or YAML."""
+    data = to_dict(cfg)
+    if Path(path).suffix == ".json":
+        return json.dumps(data, indent=2, sort_keys=True)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
 def save_config(cfg: Any, path: str | Path) -> Path:
     """Write a resolved config as JSON (``.json``) or YAML (anything else)."""
     from rokd.io import atomic_write_text
 
-    path = Path(path)
-    data = to_dict(cfg)
-    text = (
-        json.dumps(data, indent=2, sort_keys=True) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
-    )
-    return atomic_write_text(path, text)
+    return atomic_write_text(path, config_text(cfg, path))
 
 
 def load_config(cls: type[T], path: str | Path) -> T:

@@ -73,6 +73,13 @@ def test_random_init_control_has_the_teachers_architecture_and_tokenizer_but_not
     assert all(torch.equal(weights[k], again[k]) for k in weights)
     assert io.weights_problem(out) is None and io.read_weights_sha256(out)  # checked before every fine-tuning
 
+    # Damaged weights (a truncated copy): the control is rebuilt, with the same weights again.
+    blob = (out / "model.safetensors").read_bytes()
+    (out / "model.safetensors").write_bytes(blob[: len(blob) // 2])
+    assert io.weights_problem(out) is not None
+    build_random_init_control("smoke", log=None)
+    assert io.weights_problem(out) is None and all(torch.equal(weights[k], v) for k, v in _weights(out).items())
+
 
 def test_a_control_never_replaces_a_folder_rokd_did_not_make(saved_teacher):
     from rokd.errors import OutputDirError

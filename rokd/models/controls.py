@@ -9,7 +9,8 @@
 
 A control lives in ``artifacts/<profile>/controls/<key>/`` (``save_pretrained``, safetensors, plus
 ``control.json``: what it was built from). It is rebuilt only when ``control.json`` would change (e.g.
-the teacher was rebuilt), so its files, and so the fine-tuning runs keyed on them, stay put otherwise.
+the teacher was rebuilt) or its weights are damaged, so its files, and so the fine-tuning runs keyed on
+them, stay put otherwise.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ def source_fingerprint(profile: Any, key: str, files: tuple[str, ...]) -> str:
 
 
 def is_current(folder: Path, record: dict) -> bool:
+    """Built from the same sources and sound: damaged weights make a control rebuilt, like a teacher or student."""
     path = folder / CONTROL_FILE
     if not (folder / "config.json").is_file() or not path.is_file():
         return False
-    return json.loads(path.read_text(encoding="utf-8")) == record
+    return json.loads(path.read_text(encoding="utf-8")) == record and io.weights_problem(folder) is None
 
 
 def save_control(model, tokenizer, out_dir: str | Path, record: dict) -> Path:

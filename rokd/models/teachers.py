@@ -25,14 +25,13 @@ last good checkpoint.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rokd import io
-from rokd.config import save_config, to_dict
+from rokd.config import config_text, save_config, to_dict
 from rokd.io import file_sha256
 from rokd.models.registry import TEACHER_SHAPE, TEACHERS, resolve
 from rokd.paths import artifacts_dir
@@ -447,26 +446,13 @@ def _teacher_quality(model, tokenizer, cfg, train_txt: Path, heldout_txt: Path, 
 
 
 def _save_teacher(folder: Path, key: str, model, tokenizer, log_path: Path, quality: dict, build: TeacherBuild) -> None:
-    """Write into a temp folder, then swap it in: a crash never leaves a half-written teacher."""
-    tmp = io.make_stage(folder, f"the teacher {key}")
-    try:
-        io.write_model(tmp, model, tokenizer)
-        shutil.copyfile(log_path, tmp / TRAIN_LOG_FILE)
-        (tmp / QUALITY_FILE).write_text(json.dumps(quality, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        save_config(build, tmp / TEACHER_CONFIG_FILE)
-        _make_readable(tmp)
-        io.replace_dir(tmp, folder, f"the teacher {key}", legacy=(TEACHER_CONFIG_FILE,))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _make_readable(folder: Path) -> None:
-    """``mkdtemp`` creates a private folder; a built model is shared like any other artifact."""
-    folder.chmod(0o755)
-    for p in folder.iterdir():
-        if p.is_file():
-            p.chmod(0o644)
+    """Swapped in whole by :func:`rokd.io.save_model`: a crash never leaves a half-written teacher."""
+    extra = {
+        TRAIN_LOG_FILE: log_path.read_text(encoding="utf-8"),
+        QUALITY_FILE: json.dumps(quality, indent=2, sort_keys=True) + "\n",
+        TEACHER_CONFIG_FILE: config_text(build, TEACHER_CONFIG_FILE),
+    }
+    io.save_model(folder, model, tokenizer, f"the teacher {key}", extra_files=extra, legacy=(TEACHER_CONFIG_FILE,))
 
 
 def _device(prof: Profile) -> str:

@@ -275,12 +275,28 @@ def write_weights_sha256(folder: str | Path, pattern: str = "*.safetensors") -> 
     return atomic_write_text(folder / WEIGHTS_SHA_FILE, "".join(lines))
 
 
+def write_tokenizer(folder: str | Path, tokenizer: Any) -> Path:
+    """``tokenizer.save_pretrained(folder)`` without the state of its last call.
+
+    A fast tokenizer's backend keeps the truncation and padding of the last encode, and ``save_pretrained``
+    writes them into ``tokenizer.json``: two saves of one vocabulary would differ in bytes, and so in every
+    fingerprint of the file (a control is keyed on its teacher's). Each call sets them again, so clearing them
+    changes no later encoding.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        backend.no_truncation()
+        backend.no_padding()
+    tokenizer.save_pretrained(str(folder))
+    return Path(folder)
+
+
 def write_model(folder: str | Path, model: Any, tokenizer: Any) -> Path:
-    """``save_pretrained`` of ``model`` (safetensors) and ``tokenizer`` into ``folder`` (usually a stage of
-    :func:`make_stage`), with the weights' checksums (:func:`write_weights_sha256`)."""
+    """``save_pretrained`` of ``model`` (safetensors) and ``tokenizer`` (:func:`write_tokenizer`) into ``folder``
+    (usually a stage of :func:`make_stage`), with the weights' checksums (:func:`write_weights_sha256`)."""
     folder = Path(folder)
     model.save_pretrained(str(folder), safe_serialization=True)
-    tokenizer.save_pretrained(str(folder))
+    write_tokenizer(folder, tokenizer)
     write_weights_sha256(folder)
     return folder
 

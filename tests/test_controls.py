@@ -143,3 +143,21 @@ def test_the_pipeline_fine_tunes_each_control_in_the_chapter_of_its_model():
     assert params["03_evaluate-bert-base-ro"]["controls"] == ["control-random-init"]
     assert params["03_evaluate-distil-bert-base-ro"]["controls"] == ["control-init-only"]
     assert "controls" not in params["03_evaluate-robert-base"]
+
+
+def test_a_saved_tokenizer_does_not_carry_its_last_calls_truncation_or_padding(tmp_path):
+    """The random-init control is keyed on its teacher's tokenizer.json: two saves of one vocabulary must be
+    the same bytes, whatever the tokenizer encoded last (its backend keeps that call's truncation/padding)."""
+    cased, _ = tokenizers()
+    io.write_tokenizer(tmp_path / "fresh", cased)
+    cased(["ana are mere si pere multe"], truncation=True, max_length=4, padding="max_length")
+    assert cased.backend_tokenizer.truncation is not None  # the state the fix clears
+    model = tiny_bert(cased, hidden=32, layers=2)
+    io.write_model(tmp_path / "after_call", model, cased)
+    fresh, after = (tmp_path / d / "tokenizer.json" for d in ("fresh", "after_call"))
+    assert after.read_bytes() == fresh.read_bytes()
+    saved = json.loads(after.read_text(encoding="utf-8"))
+    assert saved["truncation"] is None and saved["padding"] is None
+    # a later call still truncates and pads as it asks
+    enc = cased(["ana are mere si pere multe"], truncation=True, max_length=4, padding="max_length")
+    assert len(enc["input_ids"][0]) == 4

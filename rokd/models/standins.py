@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rokd import io
 from rokd.config import to_dict
 from rokd.profiles import BertShape, TeachersConfig
 
@@ -230,7 +231,7 @@ def build_standin(
             pretrain_mlm(model, tokenizer, pretrain_txt, pretrain, tmp / "run", device=device, resume=False)
             shutil.rmtree(tmp / "run")
         model.to("cpu").save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
+        io.write_tokenizer(tmp, tokenizer)
         (tmp / STANDIN_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         tmp.chmod(0o755)
         if out_dir.exists():

@@ -21,6 +21,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from rokd import io
+
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -111,7 +113,7 @@ def save_tokenizer(tokenizer, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp", dir=out_dir.parent))
-    tokenizer.save_pretrained(str(tmp))
+    io.write_tokenizer(tmp, tokenizer)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)

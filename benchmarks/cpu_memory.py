@@ -11,7 +11,13 @@ batch size it prints the median step time and its kernel (system) time, the resi
 steps (after the optimizer step, the smallest and the largest over the timed steps) and the process's peak;
 then the ratios, side by side.
 
+``--precision bf16`` runs the steps under bf16 autocast and adds glibc with oneDNN's primitive cache at its
+default 1,024 entries (``oneDNN 1024``) beside rokd's cap (``rokd.precision.cap_onednn_cache``): bf16
+matmuls cache a primitive per shape, and with a new length at every step the uncapped cache keeps growing
+(give it enough steps, e.g. ``--steps 150 --sizes 128``, to see it).
+
     python benchmarks/cpu_memory.py                    # mini shape, 64 and 512 lines (~4 min on one core)
+    python benchmarks/cpu_memory.py --precision bf16 --sizes 128 --steps 150   # the oneDNN cache (bf16 CPUs)
     python benchmarks/cpu_memory.py --tiny             # what CI runs (seconds)
 """
 
@@ -42,6 +48,9 @@ ALLOCATORS = {
     "jemalloc": {"jemalloc": ""},
     "jemalloc keep": {"jemalloc": "dirty_decay_ms:-1,muzzy_decay_ms:-1"},
 }
+# bf16 only: glibc's default with oneDNN's primitive cache at its default size (rokd caps it unless the
+# environment sets it), against "glibc default" (capped)
+UNCAPPED_ONEDNN = {"oneDNN 1024": {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1024"}}
 
 
 def rss_mb() -> float:
@@ -49,7 +58,9 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def measure(allocator: str, shape: str, batch_sizes: list[int], steps: int, warmup: int, max_length: int) -> dict:
+def measure(
+    allocator: str, shape: str, batch_sizes: list[int], steps: int, warmup: int, max_length: int, bf16: bool = False
+) -> dict:
     """One process: steps at each batch size with ``allocator`` (a key of :data:`ALLOCATORS`)."""
     import torch
     from transformers import BertConfig, BertForMaskedLM
@@ -65,6 +76,7 @@ def measure(allocator: str, shape: str, batch_sizes: list[int], steps: int, warm
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=False)
     gen = torch.Generator().manual_seed(1)
     results = {"allocator": allocator, "applied": applied, "sizes": {}}
+    results["onednn_cache"] = os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "")
     for bs in batch_sizes:
         times, between, kernel = [], [], []
         for i in range(warmup + steps):
@@ -74,7 +86,8 @@ def measure(allocator: str, shape: str, batch_sizes: list[int], steps: int, warm
             masked = torch.rand(ids.shape, generator=gen) < 0.15
             labels[masked] = ids[masked]
             t0, sys0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
-            out = net(ids, torch.ones_like(ids), labels)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = net(ids, torch.ones_like(ids), labels)
             torch.nn.functional.cross_entropy(out.logits.float(), out.targets).backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -97,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tiny", action="store_true", help="tiny shape and batches (CI)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per batch size (default 4; 2 with --tiny)")
     ap.add_argument("--sizes", type=int, nargs="+", default=None, help="batch sizes (default 64 512; 4 32 with --tiny)")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="the steps' precision (default fp32)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one allocator's process
     args = ap.parse_args(argv)
     shape = "tiny" if args.tiny else "mini"
@@ -104,24 +118,30 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or (2 if args.tiny else 4)
     max_length = 16 if args.tiny else 128
     if args.worker:
-        print(json.dumps(measure(args.worker, shape, sizes, steps, 1 if args.tiny else 2, max_length)))
+        bf16 = args.precision == "bf16"
+        print(json.dumps(measure(args.worker, shape, sizes, steps, 1 if args.tiny else 2, max_length, bf16)))
         return 0
     if not sys.platform.startswith("linux"):
         print("cpu_memory: glibc's allocator is Linux only; nothing to compare here")
         return 0
     from rokd.runinfo import hardware
 
-    print(f"machine: {hardware()}; shape {shape}; 1 thread; fp32; {steps} timed steps per batch size")
+    print(f"machine: {hardware()}; shape {shape}; 1 thread; {args.precision}; {steps} timed steps per batch size")
     runs = {}
+    variants = {**ALLOCATORS, **(UNCAPPED_ONEDNN if args.precision == "bf16" else {})}
     jemalloc = find_jemalloc()  # the allocator PyTorch's CPU tuning guide suggests, preloaded into the process
-    clean = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF", "ROKD_LOW_MEMORY")}
-    for allocator, spec in ALLOCATORS.items():
+    drop = ("LD_PRELOAD", "MALLOC_CONF", "ROKD_LOW_MEMORY", "ONEDNN_PRIMITIVE_CACHE_CAPACITY")
+    clean = {k: v for k, v in os.environ.items() if k not in drop}
+    for allocator, spec in variants.items():
         if "jemalloc" in spec and not jemalloc:
             continue
-        conf = {"LD_PRELOAD": jemalloc, "MALLOC_CONF": spec["jemalloc"]} if "jemalloc" in spec else spec
+        conf = {k: v for k, v in spec.items() if k != "jemalloc"}
+        if "jemalloc" in spec:
+            conf.update(LD_PRELOAD=jemalloc, MALLOC_CONF=spec["jemalloc"])
         env = {**clean, **conf}
         tiny = ["--tiny"] if args.tiny else []
-        cmd = [sys.executable, __file__, "--worker", allocator, "--steps", str(steps), "--sizes"]
+        cmd = [sys.executable, __file__, "--worker", allocator, "--precision", args.precision, "--steps", str(steps)]
+        cmd += ["--sizes"]
         cmd += [*map(str, sizes), *tiny]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
         runs[allocator] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -131,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{allocator:13s} batch {bs:>4s}: {m['step_s']:.3f} s/step ({m['kernel_s']:.3f} s in the kernel), "
                 f"between steps {m['between_min_mb']:,.0f}-{m['between_max_mb']:,.0f} MiB"
             )
-        print(f"{allocator:13s} peak {r['peak_mb']:,.0f} MiB (applied: {r['applied']})")
+        cache = r["onednn_cache"]
+        print(f"{allocator:13s} peak {r['peak_mb']:,.0f} MiB (applied: {r['applied']}; oneDNN cache {cache})")
     base = runs["glibc default"]
     for allocator in [a for a in runs if a != "glibc default"]:
         ours, label = runs[allocator], allocator.replace(" ", "-")

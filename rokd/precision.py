@@ -36,6 +36,13 @@ freed pages kept (``LD_PRELOAD=.../libjemalloc.so.2 MALLOC_CONF=dirty_decay_ms:-
 them without the kernel: 0.74x the step time, holding the step's peak (1.05x glibc's) for the whole run; its
 default 10-s decay gives back and costs as much as ``ROKD_LOW_MEMORY``. ``benchmarks/cpu_memory.py`` measures
 them side by side; training records which allocator served it (:func:`apply_cpu_memory`).
+
+bf16 on a CPU runs its matmuls through oneDNN, which caches a primitive per matmul shape (1,024 by default),
+each with buffers of its own; rokd's batches follow the corpus's sentence lengths, a new shape almost every
+step, so a process grows until the cache is full: a bf16 mini teacher build (128 lines, jemalloc) reached 24 GB
+after 1,000 steps on an AMD EPYC and met the OOM killer. rokd caps the cache at :data:`ONEDNN_CACHE_CAPACITY`
+primitives (:func:`cap_onednn_cache`) unless ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` is set; fp32 on a CPU uses
+MKL, which keeps no such cache.
 """
 
 from __future__ import annotations
@@ -165,9 +172,25 @@ def use_attention_backends(precision: Precision) -> None:
     torch.backends.cuda.enable_cudnn_sdp(False)
 
 
+# Primitives oneDNN keeps (module docstring). Measured side by side (benchmarks/cpu_memory.py --precision bf16):
+# the capped cache holds a bf16 step's memory flat at the same step time.
+ONEDNN_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+ONEDNN_CACHE_CAPACITY = 16
+
+
+def cap_onednn_cache() -> str:
+    """Cap oneDNN's primitive cache at :data:`ONEDNN_CACHE_CAPACITY` unless the environment sets it; returns the
+    capacity in force. oneDNN reads the variable when it makes its first primitive, so this is called before
+    anything in rokd computes on a CPU (resolving a precision, training); a process that ran bf16 matmuls
+    before importing rokd keeps the cache it has."""
+    return os.environ.setdefault(ONEDNN_CACHE_ENV, str(ONEDNN_CACHE_CAPACITY))
+
+
 def _resolve(setting: str, device: str | torch.device) -> Precision:
     check_precision(setting)
     dev = torch.device(device).type
+    if dev == "cpu":
+        cap_onednn_cache()  # before the probe below makes the first bf16 primitives
     env = os.environ.get("ROKD_PRECISION")
     if setting == "auto" and env:  # a machine-wide choice (e.g. a benchmark pinning fp32)
         setting = check_precision(env, "ROKD_PRECISION")
@@ -263,7 +286,9 @@ def apply_cpu_memory() -> str:
     """Apply ``ROKD_LOW_MEMORY`` to this process's allocator for CPU training and say what serves it, for the
     run record: ``"glibc"``, ``"glibc, freed memory returned"`` (:func:`return_freed_memory`), or a preloaded
     allocator with its ``MALLOC_CONF`` (e.g. ``"jemalloc dirty_decay_ms:-1,muzzy_decay_ms:-1"``, the fastest
-    measured: module docstring), which glibc's settings would not reach."""
+    measured: module docstring), which glibc's settings would not reach. Caps oneDNN's primitive cache too
+    (:func:`cap_onednn_cache`: bf16 training's other memory that grows)."""
+    cap_onednn_cache()
     preloaded = preloaded_allocator()
     if preloaded:
         return f"{preloaded} {os.environ.get('MALLOC_CONF', '')}".strip()
@@ -308,6 +333,7 @@ __all__ = [
     "resolve_precision",
     "set_threads",
     "apply_cpu_memory",
+    "cap_onednn_cache",
     "low_memory_requested",
     "preloaded_allocator",
     "return_freed_memory",

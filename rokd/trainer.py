@@ -114,6 +114,7 @@ from rokd import io
 from rokd.config import ConfigError, save_config, to_dict
 from rokd.errors import CorruptFileError, OutputDirError, RokdError
 from rokd.precision import PRECISIONS, Precision, apply_cpu_memory, resolve_precision
+from rokd.runinfo import hardware
 
 CHECKPOINT_PREFIX = "checkpoint-"
 _STATE_VERSION = 1
@@ -442,7 +443,8 @@ def train(
     out = Path(config.output_dir)
     acc = accelerator if accelerator is not None else make_accelerator(config)
     precision = {"no": "fp32"}.get(acc.mixed_precision, acc.mixed_precision)
-    runtime = {"precision": precision, "threads": torch.get_num_threads()}
+    # every log line says where it ran: a run resumed over several sittings may change machine and precision
+    runtime = {"precision": precision, "threads": torch.get_num_threads(), "hardware": hardware()}
     if acc.device.type == "cpu":  # which allocator serves the step's buffers: speed and memory (rokd.precision)
         runtime["cpu_memory"] = apply_cpu_memory()
     main = acc.is_main_process

@@ -263,6 +263,8 @@ def test_an_interrupted_build_resumes_with_its_own_tokenizer(tiny_corpus, tmp_pa
     monkeypatch.setattr(trainer, "train", interrupted)
     monkeypatch.setattr(precision, "preloaded_allocator", lambda: "jemalloc")  # the first sitting's allocator
     monkeypatch.setenv("MALLOC_CONF", "dirty_decay_ms:-1")
+    monkeypatch.setattr(trainer, "hardware", lambda: "machine A, 2 cores")  # the first sitting's machine ...
+    monkeypatch.setenv("ROKD_PRECISION", "fp32")  # ... and precision
     with pytest.raises(KeyboardInterrupt):
         teachers_mod.build_teachers(prof, keys=["robert-base"], log=lambda *_: None)
     work = tmp_path / "artifacts" / "resumetest" / "runs" / "teachers" / "robert-base"
@@ -274,6 +276,8 @@ def test_an_interrupted_build_resumes_with_its_own_tokenizer(tiny_corpus, tmp_pa
     monkeypatch.setattr(trainer, "train", real_train)
     monkeypatch.setattr(precision, "preloaded_allocator", lambda: None)
     monkeypatch.delenv("ROKD_LOW_MEMORY", raising=False)
+    monkeypatch.setattr(trainer, "hardware", lambda: "machine B, 2 cores")  # resumed elsewhere, in bf16
+    monkeypatch.setenv("ROKD_PRECISION", "bf16")
     messages = []
     folder = teachers_mod.build_teachers(prof, keys=["robert-base"], log=messages.append)["robert-base"]
     assert any("resuming" in m for m in messages)
@@ -282,7 +286,11 @@ def test_an_interrupted_build_resumes_with_its_own_tokenizer(tiny_corpus, tmp_pa
     assert [r["step"] for r in log] == list(range(1, 13))
     assert log[:6] == first_half  # steps 1-6 were not redone: the run resumed from its checkpoint
     # the teacher's record names every allocator that served a sitting (speed and memory: rokd.precision)
-    assert json.loads((folder / "quality.json").read_text())["cpu_memory"] == "glibc; jemalloc dirty_decay_ms:-1"
+    quality = json.loads((folder / "quality.json").read_text())
+    assert quality["cpu_memory"] == "glibc; jemalloc dirty_decay_ms:-1"
+    # ... and every machine and precision: the run record's hardware column reads them
+    assert quality["hardware"] == "machine A, 2 cores; machine B, 2 cores"
+    assert quality["precision"] == "bf16+fp32"
 
 
 def test_damaged_teacher_weights_count_as_not_built(tiny_corpus, tmp_path):

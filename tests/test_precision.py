@@ -262,3 +262,19 @@ def test_training_returns_freed_activation_memory_to_the_os():
 
     assert retained_mb("default") > 300
     assert retained_mb("fixed") < 50
+
+
+def test_cpu_runs_cap_onednns_primitive_cache_unless_the_user_set_it(monkeypatch, no_env):
+    """bf16 matmuls on a CPU cache a oneDNN primitive per shape; rokd's shapes change every step, so the cache
+    (1,024 by default) grew a build to 24 GB. Resolving a CPU precision and CPU training cap it; a value in the
+    environment is the user's and stays."""
+    monkeypatch.delenv(P.ONEDNN_CACHE_ENV, raising=False)
+    P.resolve_precision("fp32", "cpu")
+    assert P.os.environ[P.ONEDNN_CACHE_ENV] == str(P.ONEDNN_CACHE_CAPACITY)
+    monkeypatch.delenv(P.ONEDNN_CACHE_ENV)
+    P.apply_cpu_memory()  # what the trainer calls before a CPU run's first step
+    assert P.os.environ[P.ONEDNN_CACHE_ENV] == str(P.ONEDNN_CACHE_CAPACITY)
+    monkeypatch.setenv(P.ONEDNN_CACHE_ENV, "1024")
+    P.resolve_precision("fp32", "cpu")
+    P.apply_cpu_memory()
+    assert P.os.environ[P.ONEDNN_CACHE_ENV] == "1024"

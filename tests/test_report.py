@@ -662,7 +662,9 @@ def test_compute_record_counts_every_sitting_of_a_resumed_run(tmp_path, monkeypa
     teacher = art / "teachers" / "bert-base-ro"
     teacher.mkdir(parents=True)
     # Resumed at step 2 of 3: the last sitting trained 100 s and spent 20 s more (tokenizer, quality measures).
-    (teacher / "quality.json").write_text(json.dumps({"train_wall_s": 100.0, "build_wall_s": 120.0}))
+    machines = "AMD EPYC, 2 cores; Intel Xeon, 2 cores"  # the sittings' machines (rokd.models.teachers)
+    quality = {"train_wall_s": 100.0, "build_wall_s": 120.0, "device": "cpu", "hardware": machines}
+    (teacher / "quality.json").write_text(json.dumps(quality))
     log = [{"step": 1, "elapsed_s": 900.0}, {"step": 2, "elapsed_s": 1800.0}, {"step": 3, "elapsed_s": 1900.0}]
     (teacher / "train_log.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
     student = art / "students" / "distil-bert-base-ro"
@@ -681,6 +683,7 @@ def test_compute_record_counts_every_sitting_of_a_resumed_run(tmp_path, monkeypa
     rec = compute_record("smoke", res).set_index(["work", "model"])
     assert rec.loc[("teacher pretraining", "BERT-base-ro"), "wall_s"] == 1900.0 + 20.0
     assert "every sitting" in rec.loc[("teacher pretraining", "BERT-base-ro"), "source"]
+    assert rec.loc[("teacher pretraining", "BERT-base-ro"), "hardware"] == machines  # not just "cpu"
     assert rec.loc[("distillation", "Distil-BERT-base-ro"), "wall_s"] == 500.0 + 2.0
     assert rec.loc[("fine-tuning", "BERT-base-ro"), "wall_s"] == 400.0 + 10.0
 

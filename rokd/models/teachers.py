@@ -426,7 +426,11 @@ def _teacher_quality(model, tokenizer, cfg, train_txt: Path, heldout_txt: Path, 
     quality = _heldout_quality(model, tokenizer, cfg, train_txt, heldout_txt, precision=precision)
     records = read_train_log(log_path)
     if records:
-        quality["precision"] = records[-1].get("precision", "fp32")
+        # every precision / machine / allocator of a resumed run's sittings (one line each in the log)
+        quality["precision"] = "+".join(sorted({r.get("precision", "fp32") for r in records if "loss" in r}))
+        machines = sorted({r["hardware"] for r in records if r.get("hardware")})
+        if machines:
+            quality["hardware"] = "; ".join(machines)
         allocators = sorted({r["cpu_memory"] for r in records if r.get("cpu_memory")})
         if allocators:  # every allocator that served a sitting of a resumed run (rokd.precision.apply_cpu_memory)
             quality["cpu_memory"] = "; ".join(allocators)

@@ -309,8 +309,10 @@ def compute_record(profile: str, results: str | Path | None = None) -> pd.DataFr
 
 
 def _device_of(record: dict | None) -> str:
-    """Where a build ran, as its record says (``device``: cpu / cuda), or '' when it does not say."""
-    return str((record or {}).get("device") or "")
+    """Where a build ran, as its record says: the machines of its sittings (``hardware``), else the ``device``
+    (cpu / cuda), or '' when it does not say."""
+    record = record or {}
+    return str(record.get("hardware") or record.get("device") or "")
 
 
 def on_gpu(hardware: str) -> bool:

@@ -529,7 +529,8 @@ def train(
         checkpoint=latest_checkpoint(out),
         precision=precision,
         threads=runtime["threads"],
-        module=acc.unwrap_model(model),
+        # without accelerate's autocast wrapper: what callers evaluate, quantise or save is the plain model
+        module=acc.unwrap_model(model, keep_fp32_wrapper=False),
     )
 
 

@@ -169,7 +169,10 @@ def projected_kl_rows(
     teacher renormalised over the rest (the share left out is logged as the strategy's carried mass).
     """
     q = student_probs.float()
-    proj = torch.sparse.mm(projection.t(), q.t()).t() if projection.is_sparse else q @ projection.float()
+    # in fp32 under a bf16/fp16 autocast too: autocast would cast one operand of the (sparse) matmul only,
+    # and the backward then meets a bf16 gradient against fp32 values
+    with torch.autocast(q.device.type, enabled=False):
+        proj = torch.sparse.mm(projection.t().float(), q.t()).t() if projection.is_sparse else q @ projection.float()
     keep = (reachable_columns(projection) if reachable is None else reachable).to(q.device).float()[None, :]
     proj = proj * keep
     proj = proj / (proj.sum(-1, keepdim=True) + LOG_EPS)

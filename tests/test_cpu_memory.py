@@ -12,16 +12,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _benchmark(*args: str) -> str:
+    """What ``benchmarks/cpu_memory.py --tiny *args`` prints."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "cpu_memory.py"), "--tiny", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, check=True).stdout
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="compares glibc allocator settings: Linux only")
 def test_cpu_memory_benchmark_compares_the_allocator_settings_side_by_side():
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "cpu_memory.py"), "--tiny"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        check=True,
-    ).stdout
+    out = _benchmark()
     for allocator, applied in [("glibc default", "glibc"), ("return", "glibc, freed memory returned")]:
         assert f"{allocator:13s} peak" in out and f"(applied: {applied};" in out  # each setting took effect
     for label in ("return",):
@@ -32,14 +31,7 @@ def test_cpu_memory_benchmark_compares_the_allocator_settings_side_by_side():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="compares glibc allocator settings: Linux only")
 def test_cpu_memory_benchmark_sets_onednns_cache_beside_rokds_cap_in_bf16():
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "cpu_memory.py"), "--tiny", "--precision", "bf16", "--sizes", "4"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        check=True,
-    ).stdout
+    out = _benchmark("--precision", "bf16", "--sizes", "4")
     from rokd.precision import ONEDNN_CACHE_CAPACITY
 
     assert "glibc default peak" in out and f"oneDNN cache {ONEDNN_CACHE_CAPACITY})" in out  # rokd's cap

@@ -35,6 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from rokd.precision import ONEDNN_CACHE_ENV  # noqa: E402  (after the path above)
+
 SHAPES = {
     "tiny": dict(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
     "mini": dict(vocab_size=8000, hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=1024),
@@ -50,7 +52,7 @@ ALLOCATORS = {
 }
 # bf16 only: glibc's default with oneDNN's primitive cache at its default size (rokd caps it unless the
 # environment sets it), against "glibc default" (capped)
-UNCAPPED_ONEDNN = {"oneDNN 1024": {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1024"}}
+UNCAPPED_ONEDNN = {"oneDNN 1024": {ONEDNN_CACHE_ENV: "1024"}}
 
 
 def rss_mb() -> float:
@@ -76,7 +78,7 @@ def measure(
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=False)
     gen = torch.Generator().manual_seed(1)
     results = {"allocator": allocator, "applied": applied, "sizes": {}}
-    results["onednn_cache"] = os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "")
+    results["onednn_cache"] = os.environ.get(ONEDNN_CACHE_ENV, "")
     for bs in batch_sizes:
         times, between, kernel = [], [], []
         for i in range(warmup + steps):
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = {}
     variants = {**ALLOCATORS, **(UNCAPPED_ONEDNN if args.precision == "bf16" else {})}
     jemalloc = find_jemalloc()  # the allocator PyTorch's CPU tuning guide suggests, preloaded into the process
-    drop = ("LD_PRELOAD", "MALLOC_CONF", "ROKD_LOW_MEMORY", "ONEDNN_PRIMITIVE_CACHE_CAPACITY")
+    drop = ("LD_PRELOAD", "MALLOC_CONF", "ROKD_LOW_MEMORY", ONEDNN_CACHE_ENV)
     clean = {k: v for k, v in os.environ.items() if k not in drop}
     for allocator, spec in variants.items():
         if "jemalloc" in spec and not jemalloc:
@@ -141,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {**clean, **conf}
         tiny = ["--tiny"] if args.tiny else []
         cmd = [sys.executable, __file__, "--worker", allocator, "--precision", args.precision, "--steps", str(steps)]
-        cmd += ["--sizes"]
-        cmd += [*map(str, sizes), *tiny]
+        cmd += ["--sizes", *map(str, sizes), *tiny]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
         runs[allocator] = json.loads(out.stdout.strip().splitlines()[-1])
     for allocator, r in runs.items():

@@ -25,6 +25,7 @@ STEP_CLIS = (
     "rokd.distill.cli",
     "rokd.tasks.cli",
     "rokd.loyalty.cli",
+    "rokd.report.cli",
 )
 
 

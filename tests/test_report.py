@@ -717,3 +717,26 @@ def test_earlier_run_lesson_is_computed_from_the_kept_files(tmp_path):
     assert "2,400 steps of 64 lines, 0.20 of one pass over the 768,000-line corpus" in text  # 153,600 lines
     assert "for 94 steps (1,500 examples x 2 epochs)" in text
     assert "lexical baseline on 3 of 7 metrics (UPOS, XPOS, DI)" in text and "no controls" in text
+
+
+def test_report_command_prints_the_gate_and_checks_the_acceptance_bar(synthetic, capsys):
+    """``rokd report --check`` exits 1 until both teachers beat the control on >= 5 of 7 metrics and the best
+    model beats the lexical baseline on UPOS and XPOS; the gains it prints are the teacher-control differences."""
+    from rokd.cli import main
+
+    argv = ["report", "--profile", "smoke", "--results", str(synthetic), "--check"]
+    assert main(argv) == 1  # no control, no baseline: nothing can pass
+    assert "acceptance bar NOT passed" in capsys.readouterr().out
+    _with(synthetic, "control-random-init", [0.69, 0.70, 0.71])
+    _with(synthetic, "baseline-lexical", [0.95, 0.95, 0.95], tasks=("upos", "xpos"))
+    assert main(argv) == 1  # both teachers gain 10 / 20 points everywhere, but the best model is below 0.95
+    out = capsys.readouterr().out
+    assert out.count("7 of 7") == 2 and "acceptance bar NOT passed" in out
+    _with(synthetic, "baseline-lexical", [0.85, 0.85, 0.85], tasks=("upos", "xpos"))
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "acceptance bar passed" in out
+    gains = [line.split() for line in out.splitlines() if line.startswith(("BERT-base-ro", " RoBERT-base"))]
+    assert [g[2] for g in gains if g[1] == "UPOS"] == ["10.0", "20.0"]
+    assert main(["report", "--profile", "smoke", "--results", str(synthetic), "--section", "acceptance"]) == 0
+    assert "Test scores" not in capsys.readouterr().out

@@ -55,6 +55,7 @@ distil() { stoppable distill --profile mini --student "$1" --wait; }
 gate() {  # the acceptance bar, after both teachers' and the control's fine-tunes: those the other queue has not
   # done yet are taken from the other end of its order (reversed), so that the two queues meet instead of queueing
   for model in bert-base-ro robert-base control-random-init; do finetune "$model" "${REVERSED[@]}"; done
+  "$ROKD" -m rokd.tasks.baselines --profile mini || log "FAILED: baselines"  # seconds; skipped when done
   "$ROKD" report --profile mini --section gains --section acceptance --check || {
     log "acceptance bar not passed: scale up the teachers before anything else (issue 17)"
     exit 1

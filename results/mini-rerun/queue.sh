@@ -21,8 +21,10 @@ REVERSED=(sts di sar sapn ner xpos upos)
 log() { echo "$(date -u +%FT%TZ) [$side] $*"; }
 stopped() { [ -e "$STOP" ] && { log "stop file $STOP: stopping"; exit 0; }; }
 
-wait_teacher() {  # the teacher folder holds the 16,000-step build
-  until grep -q '"steps": 16000' "$ARTIFACTS/mini/teachers/$1/teacher_config.json" 2>/dev/null; do
+TEACHER_STEPS=$(awk '/^teachers:/{d=1; next} /^[a-z]/{d=0} d && /^  steps:/{print $2}' "$(dirname "$0")/profile.yaml")
+
+wait_teacher() {  # the teacher folder holds the finished build (build.sh)
+  until grep -q "\"steps\": $TEACHER_STEPS" "$ARTIFACTS/mini/teachers/$1/teacher_config.json" 2>/dev/null; do
     stopped; sleep 60
   done
 }

@@ -12,9 +12,10 @@ steps (after the optimizer step, the smallest and the largest over the timed ste
 then the ratios, side by side.
 
 ``--precision bf16`` runs the steps under bf16 autocast and adds glibc with oneDNN's primitive cache at its
-default 1,024 entries (``oneDNN 1024``) beside rokd's cap (``rokd.precision.cap_onednn_cache``): bf16
-matmuls cache a primitive per shape, and with a new length at every step the uncapped cache keeps growing
-(give it enough steps, e.g. ``--steps 150 --sizes 128``, to see it).
+default 1,024 entries (``oneDNN 1024``) and with ideep's (PyTorch's layer over oneDNN) at its default 1,024
+(``ideep 1024``), each beside rokd's caps of both (``rokd.precision.cap_primitive_caches``): bf16 matmuls cache
+a primitive per shape in each, and with a new length at every step an uncapped cache keeps growing (give it
+enough steps, e.g. ``--steps 150 --sizes 128``, to see it).
 
     python benchmarks/cpu_memory.py                    # mini shape, 64 and 512 lines (~4 min on one core)
     python benchmarks/cpu_memory.py --precision bf16 --sizes 128 --steps 150   # the oneDNN cache (bf16 CPUs)
@@ -35,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from rokd.precision import ONEDNN_CACHE_ENV  # noqa: E402  (after the path above)
+from rokd.precision import IDEEP_CACHE_ENV, ONEDNN_CACHE_ENV, PRIMITIVE_CACHE_ENVS  # noqa: E402  (after the path above)
 
 SHAPES = {
     "tiny": dict(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
@@ -50,9 +51,10 @@ ALLOCATORS = {
     "jemalloc": {"jemalloc": ""},
     "jemalloc keep": {"jemalloc": "dirty_decay_ms:-1,muzzy_decay_ms:-1"},
 }
-# bf16 only: glibc's default with oneDNN's primitive cache at its default size (rokd caps it unless the
-# environment sets it), against "glibc default" (capped)
-UNCAPPED_ONEDNN = {"oneDNN 1024": {ONEDNN_CACHE_ENV: "1024"}}
+# bf16 only: glibc's default with one primitive cache at its library's default size (rokd caps both unless the
+# environment sets them), against "glibc default" (both capped)
+UNCAPPED_CACHES = {"oneDNN 1024": {ONEDNN_CACHE_ENV: "1024"}, "ideep 1024": {IDEEP_CACHE_ENV: "1024"}}
+CACHE_NAMES = {ONEDNN_CACHE_ENV: "oneDNN", IDEEP_CACHE_ENV: "ideep"}
 
 
 def rss_mb() -> float:
@@ -78,7 +80,7 @@ def measure(
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=False)
     gen = torch.Generator().manual_seed(1)
     results = {"allocator": allocator, "applied": applied, "sizes": {}}
-    results["onednn_cache"] = os.environ.get(ONEDNN_CACHE_ENV, "")
+    results["caches"] = ", ".join(f"{CACHE_NAMES[env]} cache {os.environ.get(env, '')}" for env in PRIMITIVE_CACHE_ENVS)
     for bs in batch_sizes:
         times, between, kernel = [], [], []
         for i in range(warmup + steps):
@@ -130,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"machine: {hardware()}; shape {shape}; 1 thread; {args.precision}; {steps} timed steps per batch size")
     runs = {}
-    variants = {**ALLOCATORS, **(UNCAPPED_ONEDNN if args.precision == "bf16" else {})}
+    variants = {**ALLOCATORS, **(UNCAPPED_CACHES if args.precision == "bf16" else {})}
     jemalloc = find_jemalloc()  # the allocator PyTorch's CPU tuning guide suggests, preloaded into the process
-    drop = ("LD_PRELOAD", "MALLOC_CONF", "ROKD_LOW_MEMORY", ONEDNN_CACHE_ENV)
+    drop = ("LD_PRELOAD", "MALLOC_CONF", "ROKD_LOW_MEMORY", *PRIMITIVE_CACHE_ENVS)
     clean = {k: v for k, v in os.environ.items() if k not in drop}
     for allocator, spec in variants.items():
         if "jemalloc" in spec and not jemalloc:
@@ -152,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{allocator:13s} batch {bs:>4s}: {m['step_s']:.3f} s/step ({m['kernel_s']:.3f} s in the kernel), "
                 f"between steps {m['between_min_mb']:,.0f}-{m['between_max_mb']:,.0f} MiB"
             )
-        cache = r["onednn_cache"]
-        print(f"{allocator:13s} peak {r['peak_mb']:,.0f} MiB (applied: {r['applied']}; oneDNN cache {cache})")
+        print(f"{allocator:13s} peak {r['peak_mb']:,.0f} MiB (applied: {r['applied']}; {r['caches']})")
     base = runs["glibc default"]
     for allocator in [a for a in runs if a != "glibc default"]:
         ours, label = runs[allocator], allocator.replace(" ", "-")

@@ -37,12 +37,14 @@ them without the kernel: 0.74x the step time, holding the step's peak (1.05x gli
 default 10-s decay gives back and costs as much as ``ROKD_LOW_MEMORY``. ``benchmarks/cpu_memory.py`` measures
 them side by side; training records which allocator served it (:func:`apply_cpu_memory`).
 
-bf16 on a CPU runs its matmuls through oneDNN, which caches a primitive per matmul shape (1,024 by default),
-and the process's memory grows with that cache; rokd's batches follow the corpus's sentence lengths, a new shape
-almost every step: a bf16 mini teacher build (128 lines, jemalloc) reached 24 GB after 1,000 steps on an AMD
-EPYC and met the OOM killer. rokd caps the cache at :data:`ONEDNN_CACHE_CAPACITY` primitives
-(:func:`cap_onednn_cache`) unless ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` is set. Capped, such a build still grew,
-far more slowly (cause not found); the fp32 builds of earlier sessions held a flat peak.
+bf16 on a CPU runs its matmuls through oneDNN, and two caches keep a compiled primitive per matmul shape: oneDNN's
+own (``ONEDNN_PRIMITIVE_CACHE_CAPACITY``, 1,024 by default) and that of ideep, PyTorch's layer over oneDNN
+(``LRU_CACHE_CAPACITY``, 1,024 by default). rokd's batches follow the corpus's sentence lengths, a new shape
+almost every step, so both only grow: a bf16 mini teacher build (128 lines, jemalloc) reached 24 GB after 1,000
+steps on an AMD EPYC and met the OOM killer; with oneDNN's cache capped it still grew ~0.5 GB a minute, and with
+ideep's capped too it held 3.9 GB for hours at the same tokens per second. rokd caps both at
+:data:`PRIMITIVE_CACHE_CAPACITY` primitives (:func:`cap_primitive_caches`) unless the environment sets them; the
+fp32 builds of earlier sessions held a flat peak without either.
 """
 
 from __future__ import annotations
@@ -172,25 +174,29 @@ def use_attention_backends(precision: Precision) -> None:
     torch.backends.cuda.enable_cudnn_sdp(False)
 
 
-# Primitives oneDNN keeps (module docstring). Measured side by side (benchmarks/cpu_memory.py --precision bf16,
-# AMD EPYC, 128 lines, 40 steps): the default 1,024 held 1.37x the memory between steps, at 0.97x the step time.
+# The per-shape primitive caches of bf16 matmuls on a CPU (module docstring): oneDNN's and ideep's. Measured side
+# by side (benchmarks/cpu_memory.py --precision bf16, AMD EPYC, 128 lines, 40 steps): oneDNN's default 1,024 held
+# 1.37x the memory between steps at 0.97x the step time; in two teacher builds running side by side, ideep's
+# default grew one by 5.5 GB in 11 minutes while the capped one stayed flat, at the same tokens per second.
 ONEDNN_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
-ONEDNN_CACHE_CAPACITY = 16
+IDEEP_CACHE_ENV = "LRU_CACHE_CAPACITY"
+PRIMITIVE_CACHE_ENVS = (ONEDNN_CACHE_ENV, IDEEP_CACHE_ENV)
+PRIMITIVE_CACHE_CAPACITY = 16
 
 
-def cap_onednn_cache() -> str:
-    """Cap oneDNN's primitive cache at :data:`ONEDNN_CACHE_CAPACITY` unless the environment sets it; returns the
-    capacity in force. oneDNN reads the variable when it makes its first primitive, so this is called before
-    anything in rokd computes on a CPU (resolving a precision, training); a process that ran bf16 matmuls
-    before importing rokd keeps the cache it has."""
-    return os.environ.setdefault(ONEDNN_CACHE_ENV, str(ONEDNN_CACHE_CAPACITY))
+def cap_primitive_caches() -> dict[str, str]:
+    """Cap oneDNN's and ideep's primitive caches at :data:`PRIMITIVE_CACHE_CAPACITY` unless the environment sets
+    them; returns the capacities in force, by variable. Both libraries read their variable when they make their
+    first primitive, so this is called before anything in rokd computes on a CPU (resolving a precision,
+    training); a process that ran bf16 matmuls before importing rokd keeps the caches it has."""
+    return {env: os.environ.setdefault(env, str(PRIMITIVE_CACHE_CAPACITY)) for env in PRIMITIVE_CACHE_ENVS}
 
 
 def _resolve(setting: str, device: str | torch.device) -> Precision:
     check_precision(setting)
     dev = torch.device(device).type
     if dev == "cpu":
-        cap_onednn_cache()  # before the probe below makes the first bf16 primitives
+        cap_primitive_caches()  # before the probe below makes the first bf16 primitives
     env = os.environ.get("ROKD_PRECISION")
     if setting == "auto" and env:  # a machine-wide choice (e.g. a benchmark pinning fp32)
         setting = check_precision(env, "ROKD_PRECISION")
@@ -286,9 +292,9 @@ def apply_cpu_memory() -> str:
     """Apply ``ROKD_LOW_MEMORY`` to this process's allocator for CPU training and say what serves it, for the
     run record: ``"glibc"``, ``"glibc, freed memory returned"`` (:func:`return_freed_memory`), or a preloaded
     allocator with its ``MALLOC_CONF`` (e.g. ``"jemalloc dirty_decay_ms:-1,muzzy_decay_ms:-1"``, the fastest
-    measured: module docstring), which glibc's settings would not reach. Caps oneDNN's primitive cache too
-    (:func:`cap_onednn_cache`: bf16 training's other memory that grows)."""
-    cap_onednn_cache()
+    measured: module docstring), which glibc's settings would not reach. Caps the primitive caches too
+    (:func:`cap_primitive_caches`: bf16 training's other memory that grows)."""
+    cap_primitive_caches()
     preloaded = preloaded_allocator()
     if preloaded:
         return f"{preloaded} {os.environ.get('MALLOC_CONF', '')}".strip()
@@ -333,7 +339,7 @@ __all__ = [
     "resolve_precision",
     "set_threads",
     "apply_cpu_memory",
-    "cap_onednn_cache",
+    "cap_primitive_caches",
     "low_memory_requested",
     "preloaded_allocator",
     "return_freed_memory",

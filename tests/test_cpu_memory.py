@@ -30,10 +30,12 @@ def test_cpu_memory_benchmark_compares_the_allocator_settings_side_by_side():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="compares glibc allocator settings: Linux only")
-def test_cpu_memory_benchmark_sets_onednns_cache_beside_rokds_cap_in_bf16():
+def test_cpu_memory_benchmark_sets_each_primitive_cache_beside_rokds_caps_in_bf16():
     out = _benchmark("--precision", "bf16", "--sizes", "4")
-    from rokd.precision import ONEDNN_CACHE_CAPACITY
+    from rokd.precision import PRIMITIVE_CACHE_CAPACITY as cap
 
-    assert "glibc default peak" in out and f"oneDNN cache {ONEDNN_CACHE_CAPACITY})" in out  # rokd's cap
-    assert f"{'oneDNN 1024':13s} peak" in out and "oneDNN cache 1024)" in out  # the default beside it
-    assert "batch 4: step time oneDNN-1024/default" in out
+    lines = {line.split(" peak ")[0].strip(): line for line in out.splitlines() if " peak " in line}
+    assert f"oneDNN cache {cap}, ideep cache {cap})" in lines["glibc default"]  # rokd's caps
+    assert f"oneDNN cache 1024, ideep cache {cap})" in lines["oneDNN 1024"]  # one library's default beside them
+    assert f"oneDNN cache {cap}, ideep cache 1024)" in lines["ideep 1024"]
+    assert "batch 4: step time oneDNN-1024/default" in out and "batch 4: step time ideep-1024/default" in out

@@ -264,17 +264,21 @@ def test_training_returns_freed_activation_memory_to_the_os():
     assert retained_mb("fixed") < 50
 
 
-def test_cpu_runs_cap_onednns_primitive_cache_unless_the_user_set_it(monkeypatch, no_env):
-    """bf16 matmuls on a CPU cache a oneDNN primitive per shape; rokd's shapes change every step, so the cache
-    (1,024 by default) grew a build to 24 GB. Resolving a CPU precision and CPU training cap it; a value in the
-    environment is the user's and stays."""
-    monkeypatch.delenv(P.ONEDNN_CACHE_ENV, raising=False)
+def test_cpu_runs_cap_the_primitive_caches_unless_the_user_set_them(monkeypatch, no_env):
+    """bf16 matmuls on a CPU cache a primitive per shape in oneDNN and in ideep above it; rokd's shapes change
+    every step, so those caches (1,024 each by default) grew a build to 24 GB. Resolving a CPU precision and CPU
+    training cap both; a value in the environment is the user's and stays."""
+    capped = {env: str(P.PRIMITIVE_CACHE_CAPACITY) for env in P.PRIMITIVE_CACHE_ENVS}
+    assert set(capped) == {"ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"}
+    for env in capped:
+        monkeypatch.delenv(env, raising=False)
     P.resolve_precision("fp32", "cpu")
-    assert P.os.environ[P.ONEDNN_CACHE_ENV] == str(P.ONEDNN_CACHE_CAPACITY)
-    monkeypatch.delenv(P.ONEDNN_CACHE_ENV)
-    P.apply_cpu_memory()  # what the trainer calls before a CPU run's first step
-    assert P.os.environ[P.ONEDNN_CACHE_ENV] == str(P.ONEDNN_CACHE_CAPACITY)
-    monkeypatch.setenv(P.ONEDNN_CACHE_ENV, "1024")
+    assert {env: P.os.environ[env] for env in capped} == capped
+    for env in capped:
+        monkeypatch.delenv(env)
+    assert P.apply_cpu_memory() and {env: P.os.environ[env] for env in capped} == capped  # the trainer's call
+    monkeypatch.setenv(P.IDEEP_CACHE_ENV, "1024")
     P.resolve_precision("fp32", "cpu")
     P.apply_cpu_memory()
-    assert P.os.environ[P.ONEDNN_CACHE_ENV] == "1024"
+    assert P.os.environ[P.IDEEP_CACHE_ENV] == "1024" and P.os.environ[P.ONEDNN_CACHE_ENV] == capped[P.ONEDNN_CACHE_ENV]
+    assert P.cap_primitive_caches() == {P.ONEDNN_CACHE_ENV: capped[P.ONEDNN_CACHE_ENV], P.IDEEP_CACHE_ENV: "1024"}

@@ -175,9 +175,9 @@ def use_attention_backends(precision: Precision) -> None:
 
 
 # The per-shape primitive caches of bf16 matmuls on a CPU (module docstring): oneDNN's and ideep's. Measured side
-# by side (benchmarks/cpu_memory.py --precision bf16, AMD EPYC, 128 lines, 40 steps): oneDNN's default 1,024 held
-# 1.37x the memory between steps at 0.97x the step time; in two teacher builds running side by side, ideep's
-# default grew one by 5.5 GB in 11 minutes while the capped one stayed flat, at the same tokens per second.
+# by side (benchmarks/cpu_memory.py --precision bf16, AMD EPYC, 128 lines, 40 steps): against both capped, oneDNN's
+# default 1,024 held 1.51x the memory between steps and ideep's 1.23x, at 1.07x / 1.02x the step time; in two
+# teacher builds side by side, ideep's default grew one by 5.5 GB in 11 minutes while the capped one stayed flat.
 ONEDNN_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
 IDEEP_CACHE_ENV = "LRU_CACHE_CAPACITY"
 PRIMITIVE_CACHE_ENVS = (ONEDNN_CACHE_ENV, IDEEP_CACHE_ENV)

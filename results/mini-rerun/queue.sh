@@ -29,18 +29,14 @@ wait_teacher() {  # the teacher folder holds the finished build (build.sh)
   done
 }
 
-finetune() {  # finetune MODEL TASK...: every seed of every task
-  local model=$1; shift
-  for task in "$@"; do
-    for seed in "${SEEDS[@]}"; do
-      stopped
-      log "evaluate $model $task seed $seed"
-      "$ROKD" evaluate --profile mini --model "$model" --task "$task" --seed "$seed" --wait || log "FAILED: $model $task $seed"
-    done
-  done
+finetune() {  # finetune MODEL TASK...: every seed of every task, in one process (torch and the data load once)
+  local model=$1 args=() t s; shift
+  for t in "$@"; do args+=(--task "$t"); done
+  for s in "${SEEDS[@]}"; do args+=(--seed "$s"); done
+  stoppable evaluate --profile mini --model "$model" "${args[@]}" --wait || log "FAILED: evaluate $model (finished runs are kept)"
 }
 
-stoppable() {  # ROKD ARGS..., sent SIGTERM on the stop file (a distillation saves a checkpoint of its step)
+stoppable() {  # ROKD ARGS..., sent SIGTERM on the stop file (training saves a checkpoint of its step); its status
   stopped
   log "$*"
   "$ROKD" "$@" &
@@ -49,10 +45,10 @@ stoppable() {  # ROKD ARGS..., sent SIGTERM on the stop file (a distillation sav
     [ -e "$STOP" ] && { kill -TERM $pid; wait $pid; stopped; }
     sleep 5
   done
-  wait $pid || { log "FAILED: $*"; exit 1; }
+  wait $pid
 }
 
-distil() { stoppable distill --profile mini --student "$1" --wait; }
+distil() { stoppable distill --profile mini --student "$1" --wait || { log "FAILED: distil $1"; exit 1; }; }
 
 gate() {  # the acceptance bar, after both teachers' and the control's fine-tunes: those the other queue has not
   # done yet are taken from the other end of its order (reversed), so that the two queues meet instead of queueing
@@ -89,5 +85,7 @@ for s in "${students[@]}"; do finetune "$s" "${TASKS[@]}"; done
 # The strategy study (chapter 06), half of the strategies per core, at the pipeline's settings (a third of the
 # distillation steps, seeds 1 2); the chapter's own run then finds every piece done and writes strategies.csv whole.
 steps=$(awk '/^distill:/{d=1; next} /^[a-z]/{d=0} d && /^  steps:/{print int($2 / 3)}' "$(dirname "$0")/profile.yaml")
-for st in "${strategies[@]}"; do stoppable -m rokd.strategy_study --profile mini --strategies "$st" --seeds 1 2 --steps "$steps"; done
+for st in "${strategies[@]}"; do
+  stoppable -m rokd.strategy_study --profile mini --strategies "$st" --seeds 1 2 --steps "$steps" || log "FAILED: study $st"
+done
 log "queue done: next, rokd pipeline --profile mini (one job, both cores: ROKD_THREADS=2)"

@@ -17,7 +17,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from rokd.profiles import load_profile
-    from rokd.report.tables import COLUMN_TITLES, acceptance, display, load_scores, results_table, teacher_gains
+    from rokd.report.tables import acceptance, gains_view, load_scores, results_table, teacher_gains
 
     profile = load_profile(args.profile)  # a wrong name or a bad YAML is one line, before any file is read
     scores = load_scores(profile.name, results=args.results)
@@ -29,14 +29,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
             print("Test scores (x100, mean ± std over fine-tuning seeds):")
             print(results_table(scores, all_models=False).to_string(), end="\n\n")
         if "gains" in shown:
-            print("What pretraining gave: each teacher against control-random-init (points; rokd.stats):")
-            view = gains.assign(  # diff and se are in points already (rokd.report.tables.per_seed)
-                teacher=gains["teacher"].map(display),
-                task=gains["task"].map(COLUMN_TITLES),
-                diff=gains["diff"].round(2),
-                se=gains["se"].round(2),
-            )[["teacher", "task", "diff", "se", "verdict", "reason"]]
-            print(view.to_string(index=False), end="\n\n")
+            print("What pretraining gave: each teacher against control-random-init (points, diff ± 2 SE; rokd.stats):")
+            print(gains_view(gains).reset_index().to_string(index=False), end="\n\n")
         if "acceptance" in shown:
             print("Acceptance bar:")
             print(bar.to_string(index=False))

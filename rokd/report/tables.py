@@ -244,6 +244,17 @@ def teacher_gains(scores: pd.DataFrame, teachers=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def gains_view(gains: pd.DataFrame) -> pd.DataFrame:
+    """:func:`teacher_gains` as read: display names, column titles, the difference ± 2 SE (points, 2 decimals)."""
+    view = gains.assign(
+        teacher=gains["teacher"].map(display),
+        task=gains["task"].map(COLUMN_TITLES),
+        **{"± 2 SE": 2 * gains["se"]},
+    )
+    cols = ["teacher", "task", "teacher_score", "control_score", "diff", "± 2 SE", "verdict", "reason"]
+    return view[cols].set_index(["teacher", "task"]).round(2)
+
+
 def gate(gains: pd.DataFrame, teachers, task: str) -> tuple[bool, str]:
     """Whether distillation can be tested on ``task`` for a student of ``teachers``: each must beat the control."""
     for t in teachers:

@@ -245,14 +245,13 @@ def teacher_gains(scores: pd.DataFrame, teachers=None) -> pd.DataFrame:
 
 
 def gains_view(gains: pd.DataFrame) -> pd.DataFrame:
-    """:func:`teacher_gains` as read: display names, column titles, the difference ± 2 SE (points, 2 decimals)."""
+    """:func:`teacher_gains` as read: display names, column titles, ``± 2 SE`` for ``se`` (points, 2 decimals)."""
     view = gains.assign(
         teacher=gains["teacher"].map(display),
         task=gains["task"].map(COLUMN_TITLES),
         **{"± 2 SE": 2 * gains["se"]},
     )
-    cols = ["teacher", "task", "teacher_score", "control_score", "diff", "± 2 SE", "verdict", "reason"]
-    return view[cols].set_index(["teacher", "task"]).round(2)
+    return view.drop(columns=["se"]).set_index(["teacher", "task"]).round(2)
 
 
 def gate(gains: pd.DataFrame, teachers, task: str) -> tuple[bool, str]:

@@ -40,6 +40,9 @@ def test_published_chapters_render_the_same_tables(tmp_path, monkeypatch):
 
     shutil.copytree(REPO_ROOT / "results" / "mini", tmp_path / "results" / "mini")
     monkeypatch.setenv("ROKD_RESULTS_DIR", str(tmp_path / "results"))
+    # From the committed files only: this machine's artifacts (a teacher's train_log.jsonl) would change the
+    # compute record, and a clean clone (CI, a reader) has none.
+    monkeypatch.setenv("ROKD_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
     rendered = {}
     for stem in ("04_results", "05_loyalty"):
         executed = tmp_path / f"{stem}.ipynb"

@@ -744,3 +744,48 @@ def test_report_command_prints_the_gate_and_checks_the_acceptance_bar(synthetic,
     ]
     assert main(["report", "--profile", "smoke", "--results", str(synthetic), "--section", "acceptance"]) == 0
     assert "Test scores" not in capsys.readouterr().out
+
+
+def _run_record(results, model, task, seed, **evaluate):
+    """A fine-tuning's ``seed<k>.run.json`` with only the fields the protocol check reads."""
+    import json
+
+    folder = results / "predictions" / model / task
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"protocol_version": 2, "model": model, "task": task, "seed": seed, "evaluate": {"lr": 5e-4, **evaluate}}
+    (folder / f"seed{seed}.run.json").write_text(json.dumps({"config": config}), encoding="utf-8")
+
+
+def test_report_refuses_to_compare_runs_from_different_fine_tuning_protocols(synthetic, capsys):
+    """A task whose models were fine-tuned with different budgets (some re-run, some not yet) is named, with the
+    runs on each side and the settings that differ; ``--check`` then fails even where the bar's numbers pass."""
+    from rokd.cli import main
+    from rokd.report import mixed_protocols
+
+    _with(synthetic, "control-random-init", [0.69, 0.70, 0.71])
+    _with(synthetic, "baseline-lexical", [0.75, 0.75, 0.75], tasks=("upos", "xpos"))
+    for seed in (1, 2):
+        for model in ("bert-base-ro", "control-random-init"):
+            _run_record(synthetic, model, "sts", seed, epochs=4.0)
+        _run_record(synthetic, "robert-base", "sts", seed, epochs=3.0)
+        _run_record(synthetic, "robert-base", "upos", seed, epochs=2.0)
+        _run_record(synthetic, "control-random-init", "upos", seed, epochs=2.0)
+    # a baseline has no fine-tuning: its record never makes a task mixed
+    _run_record(synthetic, "baseline-lexical", "upos", 1)
+    rec = synthetic / "predictions" / "baseline-lexical" / "upos" / "seed1.run.json"
+    rec.write_text(rec.read_text().replace('{"config"', '{"baseline": {}, "config"'), encoding="utf-8")
+
+    assert mixed_protocols("smoke", synthetic) == [
+        "STS: 2 fine-tuning protocols among the runs: bert-base-ro (seeds 1 2), control-random-init (seeds 1 2): "
+        "epochs=4.0; robert-base (seeds 1 2): epochs=3.0. Re-run the odd ones out (`rokd evaluate`) before "
+        "reading this task."
+    ]
+    argv = ["report", "--profile", "smoke", "--results", str(synthetic), "--section", "acceptance", "--check"]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "WARNING: STS: 2 fine-tuning protocols" in out and "acceptance bar NOT passed (runs from different" in out
+    _run_record(synthetic, "robert-base", "sts", 1, epochs=4.0)  # the odd ones out re-run: the same numbers pass
+    _run_record(synthetic, "robert-base", "sts", 2, epochs=4.0)
+    assert mixed_protocols("smoke", synthetic) == []
+    assert main(argv) == 0
+    assert "acceptance bar passed" in capsys.readouterr().out

@@ -30,6 +30,7 @@ from rokd.report.plots import plot_retention, plot_scores
 from rokd.report.record import (
     compute_record,
     compute_summary,
+    mixed_protocols,
     pipeline_record,
     provenance_summary,
     run_records,
@@ -93,6 +94,7 @@ __all__ = [
     "low_score_tasks",
     "measured_findings",
     "missing_references",
+    "mixed_protocols",
     "model_stats",
     "precision_table",
     "paper_table",

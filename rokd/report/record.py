@@ -34,6 +34,46 @@ def run_records(profile: str, results: str | Path | None = None) -> list[dict]:
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(root.glob("*/*/seed*.run.json"))]
 
 
+def mixed_protocols(profile: str, results: str | Path | None = None) -> list[str]:
+    """One line per task whose fine-tuned models were not all trained with the same protocol.
+
+    A run record's ``config.evaluate`` (budget, learning rate, lengths, subsets) and ``protocol_version`` are
+    its protocol. Comparing a model fine-tuned one way with a model fine-tuned another (a changed budget,
+    some models re-run and some not yet) measures the protocols, not the models: the report says so, and
+    ``rokd report --check`` fails on it. Baselines have no fine-tuning and are left out.
+    """
+    by_task: dict[str, dict[str, dict[str, list[str]]]] = {}
+    for rec in run_records(profile, results):
+        cfg = rec.get("config", {})
+        if "baseline" in rec or "task" not in cfg:
+            continue
+        protocol = json.dumps(
+            {"protocol_version": cfg.get("protocol_version"), **cfg.get("evaluate", {})}, sort_keys=True
+        )
+        runs = by_task.setdefault(cfg["task"], {}).setdefault(protocol, {})
+        runs.setdefault(str(cfg.get("model")), []).append(str(cfg.get("seed")))
+    lines = []
+    for task in sorted(by_task, key=lambda t: TASK_COLUMNS.index(t) if t in TASK_COLUMNS else len(TASK_COLUMNS)):
+        protocols = by_task[task]
+        if len(protocols) < 2:
+            continue
+        groups = []
+        for protocol, runs in protocols.items():
+            differs = {
+                k: v
+                for k, v in json.loads(protocol).items()
+                if any(json.loads(other).get(k) != v for other in protocols if other != protocol)
+            }
+            models = ", ".join(f"{m} (seeds {' '.join(sorted(seeds))})" for m, seeds in sorted(runs.items()))
+            groups.append(f"{models}: {', '.join(f'{k}={v}' for k, v in sorted(differs.items()))}")
+        lines.append(
+            f"{COLUMN_TITLES.get(task, task)}: {len(protocols)} fine-tuning protocols among the runs: "
+            + "; ".join(groups)
+            + ". Re-run the odd ones out (`rokd evaluate`) before reading this task."
+        )
+    return lines
+
+
 def split_provenance_table(profile: str, results: str | Path | None = None) -> pd.DataFrame:
     """Per task and split: official / rebuilt / substitute, source, note, and the examples used.
 

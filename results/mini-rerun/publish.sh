@@ -16,8 +16,9 @@ fail() { echo "publish.sh: $*" >&2; exit 1; }
 [ -f "$rerun/scores.csv" ] || fail "$rerun/scores.csv missing: run the queues first (README.md here)"
 [ -d "$rerun/notebooks" ] || fail "$rerun/notebooks missing: run 'results/mini-rerun/rokd.sh pipeline --profile mini' first"
 git diff --quiet HEAD -- results/mini rokd/profiles/mini.yaml || fail "results/mini or rokd/profiles/mini.yaml has uncommitted changes"
-results/mini-rerun/rokd.sh report --profile mini --results "$rerun" --section acceptance --check \
-  || fail "the acceptance bar is not passed: issue 17 says scale up the teachers, not publish"
+# this checkout's `rokd report`: it also refuses a task whose runs come from different fine-tuning protocols
+.venv/bin/python -m rokd.cli report --profile mini --results "$rerun" --section acceptance --check \
+  || fail "the acceptance bar is not passed (or the runs mix protocols): issue 17 says scale up the teachers, not publish"
 
 mkdir -p results/mini-v1
 git show HEAD:results/mini/scores.csv > results/mini-v1/scores.csv

@@ -163,3 +163,23 @@ def test_quality_summary_compares_each_measure_with_the_baseline():
     assert "pretrained in 230 min on cpu at 2 torch thread(s) (over several sittings; the last took 10 min)" in resumed
     old = {k: v for k, v in q.items() if k != "whole_word_pseudo_perplexity"}  # a quality.json from before the measure
     assert len(quality_frame({"T": old})) == 3 and len(quality_frame({"T": q})) == 4
+
+
+def test_save_tokenizer_replaces_its_own_folder_and_refuses_a_users(tmp_path):
+    from transformers import AutoTokenizer
+
+    from rokd.errors import OutputDirError
+    from rokd.models.tokenizers import save_tokenizer
+
+    tok = train_wordpiece(TEXTS, vocab_size=80, lowercase=False)
+    out = save_tokenizer(tok, tmp_path / "tok")
+    assert AutoTokenizer.from_pretrained(str(out)).tokenize("Maria citește") == tok.tokenize("Maria citește")
+    save_tokenizer(train_wordpiece(TEXTS, vocab_size=60, lowercase=True), out)  # rokd's own folder: replaced
+    assert len(AutoTokenizer.from_pretrained(str(out))) == 60
+    users = tmp_path / "mine"
+    users.mkdir()
+    (users / "notes.txt").write_text("keep me", encoding="utf-8")
+    with pytest.raises(OutputDirError, match="not made by rokd"):
+        save_tokenizer(tok, users)
+    assert (users / "notes.txt").read_text(encoding="utf-8") == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "tok"]  # no stage left behind

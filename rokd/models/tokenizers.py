@@ -17,7 +17,6 @@ folder (``save_pretrained``) that ``AutoTokenizer`` loads.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -109,12 +108,11 @@ def train_wordpiece(
 
 
 def save_tokenizer(tokenizer, out_dir: str | Path) -> Path:
-    """``save_pretrained`` into ``out_dir`` atomically (temp folder, then rename)."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp", dir=out_dir.parent))
-    io.write_tokenizer(tmp, tokenizer)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
-    return out_dir
+    """``save_pretrained`` into ``out_dir`` atomically (a marked temp folder, then rename); an existing
+    ``out_dir`` is replaced only if rokd made it (or it is empty), never a folder of the user's."""
+    stage = io.make_stage(out_dir, "a tokenizer")
+    try:
+        io.write_tokenizer(stage, tokenizer)
+        return io.replace_dir(stage, out_dir, "a tokenizer")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)  # gone after the rename; left over only on an error

@@ -42,30 +42,25 @@ def mixed_protocols(profile: str, results: str | Path | None = None) -> list[str
     some models re-run and some not yet) measures the protocols, not the models: the report says so, and
     ``rokd report --check`` fails on it. Baselines have no fine-tuning and are left out.
     """
-    by_task: dict[str, dict[str, dict[str, list[str]]]] = {}
+    by_task: dict[str, dict[str, tuple[dict, dict[str, list[str]]]]] = {}
     for rec in run_records(profile, results):
         cfg = rec.get("config", {})
         if "baseline" in rec or "task" not in cfg:
             continue
-        protocol = json.dumps(
-            {"protocol_version": cfg.get("protocol_version"), **cfg.get("evaluate", {})}, sort_keys=True
-        )
-        runs = by_task.setdefault(cfg["task"], {}).setdefault(protocol, {})
+        settings = {"protocol_version": cfg.get("protocol_version"), **cfg.get("evaluate", {})}
+        key = json.dumps(settings, sort_keys=True)
+        _, runs = by_task.setdefault(cfg["task"], {}).setdefault(key, (settings, {}))
         runs.setdefault(str(cfg.get("model")), []).append(str(cfg.get("seed")))
     lines = []
     for task in sorted(by_task, key=lambda t: TASK_COLUMNS.index(t) if t in TASK_COLUMNS else len(TASK_COLUMNS)):
-        protocols = by_task[task]
+        protocols = list(by_task[task].values())
         if len(protocols) < 2:
             continue
         groups = []
-        for protocol, runs in protocols.items():
-            differs = {
-                k: v
-                for k, v in json.loads(protocol).items()
-                if any(json.loads(other).get(k) != v for other in protocols if other != protocol)
-            }
+        for settings, runs in protocols:
+            differs = sorted(k for k, v in settings.items() if any(o.get(k) != v for o, _ in protocols))
             models = ", ".join(f"{m} (seeds {' '.join(sorted(seeds))})" for m, seeds in sorted(runs.items()))
-            groups.append(f"{models}: {', '.join(f'{k}={v}' for k, v in sorted(differs.items()))}")
+            groups.append(f"{models}: {', '.join(f'{k}={settings[k]}' for k in differs)}")
         lines.append(
             f"{COLUMN_TITLES.get(task, task)}: {len(protocols)} fine-tuning protocols among the runs: "
             + "; ".join(groups)

@@ -8,6 +8,13 @@ signs would cancel), each measured once per fine-tuning seed. The rule:
    initialisation seed), the pairing is real and ``SE = sd(a_i - b_i) / sqrt(n)`` over the common
    seeds; otherwise (different seed sets) Welch's ``SE = sqrt(s_a^2 / n_a + s_b^2 / n_b)``.
    Fewer than 2 seeds on a side gives no standard error, hence no verdict (``inconclusive``).
+   A student distilled several times (``<student>@d<k>``) has runs ``(k, s)``, numbered
+   ``REPLICA_SEED_STRIDE * (k - 1) + s`` (:func:`run_number`). Runs that share a distillation share its
+   draw, so they are not independent: the variance of a mean over K distillations is estimated as
+   ``max(var(m_k) / K, s_w^2 / N)`` (``m_k`` the mean of distillation k, ``s_w^2`` the pooled variance within
+   distillations, N runs): the between-distillation estimate, never below what the fine-tuning seeds alone
+   give. Treating the N runs as independent would weigh the distillation variance by about 1/N instead of
+   1/K (with 2 distillations x 3 seeds, 1/10 instead of 1/2).
 2. **Noise band** ``[d - 2 SE, d + 2 SE]`` (:data:`Z` = 2). With 3 seeds a paired band of 2 SE is
    about an 82 % two-sided interval (Student's t, 2 degrees of freedom), not 95 %: a ``holds`` at three
    seeds is a screening result, and a reader who wants 95 % can read the ``se`` column.
@@ -32,6 +39,8 @@ from dataclasses import dataclass
 
 Z = 2.0  # half-width of the noise band, in standard errors
 MIN_SEEDS = 2
+# Run numbers of a student distilled several times: REPLICA_SEED_STRIDE * (k - 1) + fine-tuning seed.
+REPLICA_SEED_STRIDE = 1000
 KINDS = ("greater", "less", "equivalent")
 HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 VERDICTS = (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE)
@@ -42,7 +51,9 @@ RULE = (
     f"A claim that a beats b (by at least its stated minimum effect m) **holds** if d > {Z:g} SE and d ≥ m; it "
     f"**does not hold** if d < −{Z:g} SE, or if d + {Z:g} SE < m; otherwise it is **inconclusive**. A claim that a "
     f"and b are equivalent within ±m holds if d ± {Z:g} SE lies inside ±m, does not hold if it lies wholly outside, "
-    f"else is inconclusive. Fewer than {MIN_SEEDS} seeds on a side: inconclusive. With 3 seeds the band "
+    f"else is inconclusive. Fewer than {MIN_SEEDS} seeds on a side: inconclusive. A student distilled K times "
+    "counts its runs clustered by distillation: the variance of its mean is the larger of var(distillation "
+    "means) / K and the within-distillation variance / N. With 3 seeds the band "
     f"d ± {Z:g} SE is about an 82 % interval (t, 2 degrees of freedom), so `holds` is a screening result, "
     "not a 5 % test."
 )
@@ -95,12 +106,42 @@ def _mean_var(values: list[float]) -> tuple[float, float]:
     return mean, var
 
 
+def run_number(distillation: int, seed: int) -> int:
+    """The run number of fine-tuning seed ``seed`` of the ``distillation``-th distillation (1-based)."""
+    return REPLICA_SEED_STRIDE * (distillation - 1) + seed
+
+
+def _var_of_mean(values: Mapping[int, float]) -> tuple[float, float, int]:
+    """``(mean, variance of the mean, distillations)`` of runs numbered by :func:`run_number`.
+
+    One distillation: the sample variance over N. Several: ``max(var(m_k) / K, s_w^2 / N)`` (module docstring).
+    """
+    n = len(values)
+    mean, var = _mean_var(list(values.values()))
+    groups: dict[int, list[float]] = {}
+    for run, v in values.items():
+        groups.setdefault(run // REPLICA_SEED_STRIDE, []).append(v)
+    k = len(groups)
+    if k < 2:
+        return mean, var / n, k
+    _, between = _mean_var([sum(g) / len(g) for g in groups.values()])
+    within_ss = sum(sum((v - sum(g) / len(g)) ** 2 for v in g) for g in groups.values())
+    if n == k:  # one run per distillation: nothing to estimate the fine-tuning seeds' share from
+        return mean, between / k, k
+    return mean, max(between / k, within_ss / (n - k) / n), k
+
+
+def _runs(n: int, k: int) -> str:
+    return f"{n} seeds" if k < 2 else f"{n} runs, {k} distillations"
+
+
 def difference(a: Mapping[int, float], b: Mapping[int, float], paired: bool = True) -> Difference:
     """``a - b`` from per-seed values (``{seed: value}``), paired on the common seeds when ``paired``.
 
     Pairing is used when ``paired`` and both sides have the same seeds (at least :data:`MIN_SEEDS`);
     otherwise Welch's standard error over each side's own seeds -- e.g. a student pooled over two
-    distillations (runs ``(k, s)``) against a teacher fine-tuned once per seed ``s``. NaN values are left out.
+    distillations (runs ``(k, s)``) against a teacher fine-tuned once per seed ``s``. Runs of several
+    distillations are clustered by distillation (module docstring). NaN values are left out.
     """
     same_seeds = {int(k) for k in a} == {int(k) for k in b}  # before dropping NaN: a NaN run stays paired
     a = {int(k): float(v) for k, v in a.items() if not math.isnan(float(v))}
@@ -110,14 +151,16 @@ def difference(a: Mapping[int, float], b: Mapping[int, float], paired: bool = Tr
         return Difference(math.nan, math.nan, n_a, n_b, "no values on one side")
     common = sorted(set(a) & set(b))
     if paired and same_seeds and len(common) >= MIN_SEEDS:
-        diffs = [a[s] - b[s] for s in common]
-        mean, var = _mean_var(diffs)
-        return Difference(mean, math.sqrt(var / len(diffs)), len(common), len(common), f"paired ({len(common)} seeds)")
-    mean_a, var_a = _mean_var(list(a.values()))
-    mean_b, var_b = _mean_var(list(b.values()))
+        mean, var, k = _var_of_mean({s: a[s] - b[s] for s in common})
+        n = len(common)
+        return Difference(mean, math.sqrt(var), n, n, f"paired ({_runs(n, k)})")
     if n_a < MIN_SEEDS or n_b < MIN_SEEDS:
+        mean_a, mean_b = sum(a.values()) / n_a, sum(b.values()) / n_b
         return Difference(mean_a - mean_b, math.nan, n_a, n_b, f"fewer than {MIN_SEEDS} seeds ({n_a} vs {n_b})")
-    return Difference(mean_a - mean_b, math.sqrt(var_a / n_a + var_b / n_b), n_a, n_b, "Welch")
+    (mean_a, var_a, k_a), (mean_b, var_b, k_b) = _var_of_mean(a), _var_of_mean(b)
+    clustered = [f"{side}: {_runs(n, k)}" for side, n, k in (("a", n_a, k_a), ("b", n_b, k_b)) if k > 1]
+    test = "Welch" + (f" ({'; '.join(clustered)})" if clustered else "")
+    return Difference(mean_a - mean_b, math.sqrt(var_a + var_b), n_a, n_b, test)
 
 
 def verdict(d: Difference, kind: str = "greater", margin: float = 0.0) -> tuple[str, str]:

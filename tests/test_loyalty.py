@@ -24,6 +24,7 @@ from rokd.loyalty import (
     loyalty_pairs,
     loyalty_vs_score,
     paper_style_table,
+    pool_replicas,
     probability_loyalty,
     read_loyalty,
     regression_loyalty,
@@ -201,6 +202,28 @@ def test_pairs_follow_student_teachers():
         ("control-init-only", "robert-base"),
         ("control-random-init", "bert-base-ro"),
     ]
+
+
+def test_a_student_distilled_twice_has_the_pairs_of_each_distillation_read_pooled():
+    replicas = {"distil-bert-base-ro": 2, "distilmulti-bert-base-ro": 2}
+    pairs = loyalty_pairs(replicas)
+    assert pairs[:2] == [("distil-bert-base-ro", "bert-base-ro"), ("distil-bert-base-ro@d2", "bert-base-ro")]
+    assert ("distilmulti-bert-base-ro@d2", "ensemble") in pairs and len(pairs) == 5 + 1 + 3
+    assert ("distil-bert-base-ro@d2", "robert-base") in control_pairs(replicas)
+    raw = pd.DataFrame(
+        {
+            "student": ["distil-bert-base-ro", "distil-bert-base-ro@d2", "robert-base"],
+            "teacher": ["bert-base-ro", "bert-base-ro", "bert-base-ro"],
+            "task": ["upos"] * 3,
+            "seed": [3, 3, 3],
+            "metric": ["label_loyalty"] * 3,
+            "value": [0.9, 0.8, 0.7],
+        }
+    )
+    pooled = pool_replicas(raw)
+    # the second distillation's seed 3 is run 1003 of the student (rokd.stats.run_number), like in scores
+    assert list(pooled.student) == ["distil-bert-base-ro", "distil-bert-base-ro", "robert-base"]
+    assert list(pooled.seed) == [3, 1003, 3] and list(raw.student)[1].endswith("@d2")  # the input is untouched
 
 
 # --- the CSV, end to end on synthetic files ------------------------------------------------------

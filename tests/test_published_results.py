@@ -13,7 +13,15 @@ import math
 import pandas as pd
 import pytest
 
-from rokd.loyalty import ENSEMBLE, FORMAT_VERSION, compute_loyalty, loyalty_pairs, read_loyalty, read_loyalty_config
+from rokd.loyalty import (
+    ENSEMBLE,
+    FORMAT_VERSION,
+    compute_loyalty,
+    loyalty_pairs,
+    pool_replicas,
+    read_loyalty,
+    read_loyalty_config,
+)
 from rokd.models.registry import MODEL_KEYS
 from rokd.paper import HEADLINE_METRIC, TASK_COLUMNS
 from rokd.paths import REPO_ROOT
@@ -73,8 +81,7 @@ def test_every_score_has_its_run_record(scores):
 
 
 def test_loyalty_has_every_pair_task_and_seed(scores):
-    loyalty = read_loyalty(PUBLISHED, RESULTS)
-    seeds = sorted(scores["seed"].unique())
+    loyalty = pool_replicas(read_loyalty(PUBLISHED, RESULTS))  # a student's distillations as its runs, like scores
     expected = {
         "label_loyalty": TAGGING_TASKS + CLASSIFICATION_TASKS,
         "prob_loyalty": TAGGING_TASKS + CLASSIFICATION_TASKS,
@@ -86,7 +93,7 @@ def test_loyalty_has_every_pair_task_and_seed(scores):
         for s, t in loyalty_pairs()
         for metric, tasks in expected.items()
         for task in tasks
-        for seed in seeds
+        for seed in sorted(scores.loc[scores["model"] == s, "seed"].unique())
         if (s, t, task, seed, metric) not in have
     ]
     assert not missing, f"{len(missing)} loyalty values missing, e.g. {missing[:5]}"

@@ -98,8 +98,27 @@ def test_a_student_pooled_over_distillations_is_compared_unpaired_with_a_teacher
     student = {1: 80.0, 2: 81.0, 3: 82.0, 1001: 78.0, 1002: 79.0, 1003: 80.0}
     teacher = {1: 85.0, 2: 85.5, 3: 86.0}
     d = difference(student, teacher)
-    assert d.test == "Welch" and (d.n_a, d.n_b) == (6, 3)
+    assert d.test == "Welch (a: 6 runs, 2 distillations)" and (d.n_a, d.n_b) == (6, 3)
     assert d.diff == pytest.approx(80.0 - 85.5)
-    assert d.se == pytest.approx(math.sqrt(2.0 / 6 + 0.25 / 3))  # sample variances 2.0 and 0.25
-    other = {k: v + 1.0 for k, v in student.items()}  # another pooled student: paired run by run
-    assert difference(other, student).test == "paired (6 seeds)"
+    # student: distillation means 81 and 79 -> var 2, / K = 1.0; within: squares 1+0+1 per distillation,
+    # 4 / (6 - 2) = 1, / N = 1/6 < 1.0. Teacher: var 0.25 / 3. (As 6 independent runs: 2.0 / 6, a third.)
+    assert d.se == pytest.approx(math.sqrt(1.0 + 0.25 / 3))
+    assert stats.run_number(2, 3) == 1003 and stats.run_number(1, 3) == 3
+
+
+def test_two_pooled_students_are_paired_run_by_run_and_clustered_by_distillation():
+    student = {1: 80.0, 2: 81.0, 3: 82.0, 1001: 78.0, 1002: 79.0, 1003: 80.0}
+    # differences per run: distillation 1: 1, 2, 3 (mean 2); distillation 2: 3, 4, 5 (mean 4)
+    other = {1: 81.0, 2: 83.0, 3: 85.0, 1001: 81.0, 1002: 83.0, 1003: 85.0}
+    d = difference(other, student)
+    assert d.test == "paired (6 runs, 2 distillations)" and d.diff == pytest.approx(3.0)
+    # between: var(2, 4) = 2, / 2 = 1.0; within: (1 + 0 + 1) * 2 / 4 = 1, / 6 = 0.1667: SE = 1.0
+    assert d.se == pytest.approx(1.0)
+    assert verdict(d)[0] == HOLDS  # 3 > 2 SE = 2.0
+    # the distillations agree: the within-distillation term (fine-tuning seeds) is the floor
+    same = {1: 81.0, 2: 83.0, 3: 85.0, 1001: 79.0, 1002: 81.0, 1003: 83.0}  # differences 1, 2, 3 both times
+    d = difference(same, student)
+    assert d.diff == pytest.approx(2.0) and d.se == pytest.approx(math.sqrt(4 / 4 / 6))
+    # one run per distillation: only the between-distillation estimate exists
+    d = difference({1: 2.0, 1001: 4.0}, {1: 0.0, 1001: 0.0})
+    assert d.test == "paired (2 runs, 2 distillations)" and d.se == pytest.approx(1.0)

@@ -23,6 +23,7 @@ from rokd.loyalty.compute import (
     loyalty_or_committed,
     loyalty_pairs,
     pair_label,
+    pool_replicas,
     read_loyalty,
     read_loyalty_config,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "loyalty_matrix",
     "loyalty_or_committed",
     "loyalty_pairs",
+    "pool_replicas",
     "loyalty_score_correlation",
     "loyalty_verdict_counts",
     "loyalty_vs_score",

@@ -9,6 +9,10 @@ Pairs (student, teacher), each compared on the same task and fine-tuning seed:
   from the cased teacher's layers, not distilled) against each teacher; ``control-random-init`` against
   the cased teacher (agreement from learning the same task alone).
 
+A student distilled several times (``distill.replicas``) has the pairs of each distillation
+(``<student>@d<k>``) in ``loyalty.csv``; the chapter reads them pooled as runs of the student
+(:func:`pool_replicas`), so its orderings carry the variance of distillation like the scores do.
+
 Loyalty is computed from the **compact predictions** (:mod:`rokd.tasks.compact`): where the full
 per-example files exist they are compacted first (and the compact copy written), so the committed
 ``loyalty.csv`` can be recomputed exactly from the committed compact files.
@@ -17,7 +21,7 @@ per-example files exist they are compacted first (and the compact copy written),
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,9 +36,18 @@ from rokd.loyalty.measures import (
     pair_loyalty,
     probability_loyalty,
 )
-from rokd.models.registry import CONTROL_TEACHER, CONTROLS, DISPLAY_NAMES, STUDENT_TEACHERS, TEACHERS
+from rokd.models.registry import (
+    CONTROL_TEACHER,
+    CONTROLS,
+    DISPLAY_NAMES,
+    STUDENT_TEACHERS,
+    TEACHERS,
+    replica_key,
+    split_replica,
+)
 from rokd.paths import results_dir
 from rokd.spec import INIT_ONLY_CONTROL, RANDOM_INIT_CONTROL
+from rokd.stats import run_number
 from rokd.tasks import compact as C
 from rokd.tasks.predictions import Predictions, load_predictions, predictions_path
 
@@ -43,24 +56,53 @@ LOYALTY_COLUMNS = ("student", "teacher", "task", "seed", "metric", "value")
 FORMAT_VERSION = 2
 
 
-def loyalty_pairs() -> list[tuple[str, str]]:
-    """(student, teacher) pairs: each student vs each of its teachers, plus vs ``ensemble`` for several teachers."""
+def _distillations(student: str, replicas: Mapping[str, int] | None) -> list[str]:
+    """The model keys of ``student``'s distillations: itself, then ``<student>@d2`` ... (``distill.replicas``)."""
+    return [replica_key(student, k) for k in range(1, (replicas or {}).get(student, 1) + 1)]
+
+
+def loyalty_pairs(replicas: Mapping[str, int] | None = None) -> list[tuple[str, str]]:
+    """(student, teacher) pairs: each student vs each of its teachers, plus vs ``ensemble`` for several teachers.
+
+    ``replicas`` (a profile's ``distill.replicas``): a student distilled several times has these pairs for each
+    of its distillations (``<student>@d<k>``); :func:`pool_replicas` reads them as runs of the student.
+    """
     pairs = []
     for student, teachers in STUDENT_TEACHERS.items():
-        pairs += [(student, t) for t in teachers]
-        if len(teachers) > 1:
-            pairs.append((student, ENSEMBLE))
+        for key in _distillations(student, replicas):
+            pairs += [(key, t) for t in teachers]
+            if len(teachers) > 1:
+                pairs.append((key, ENSEMBLE))
     return pairs
 
 
-def control_pairs() -> list[tuple[str, str]]:
-    """The reference pairs every ordering is read against (see the module docstring)."""
+def control_pairs(replicas: Mapping[str, int] | None = None) -> list[tuple[str, str]]:
+    """The reference pairs every ordering is read against (see the module docstring); ``replicas`` as in
+    :func:`loyalty_pairs`."""
     cased, uncased = TEACHERS
     pairs = [(uncased, cased)]  # the two teachers: symmetric measures, one row
-    pairs += [(s, t) for s, ts in STUDENT_TEACHERS.items() if len(ts) == 1 for t in TEACHERS if t not in ts]
+    pairs += [
+        (key, t)
+        for s, ts in STUDENT_TEACHERS.items()
+        if len(ts) == 1
+        for key in _distillations(s, replicas)
+        for t in TEACHERS
+        if t not in ts
+    ]
     pairs += [(INIT_ONLY_CONTROL, t) for t in TEACHERS]
     pairs.append((RANDOM_INIT_CONTROL, CONTROL_TEACHER))
     return pairs
+
+
+def pool_replicas(loyalty: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``<student>@d<k>`` as rows of ``<student>``, their seed numbered :func:`rokd.stats.run_number`
+    (``1000 * (k - 1) + seed``), as :func:`rokd.report.load_scores` pools scores: the orderings then carry the
+    variance of distillation (clustered by distillation, :mod:`rokd.stats`)."""
+    split = [split_replica(m) for m in loyalty["student"]]
+    out = loyalty.copy()
+    out["student"] = [base for base, _ in split]
+    out["seed"] = [run_number(k, int(s)) for (_, k), s in zip(split, loyalty["seed"])]
+    return out
 
 
 def pair_label(student: str, teacher: str) -> str:
@@ -230,7 +272,8 @@ def compute_loyalty(
     tasks = list(tasks) if tasks is not None else list(prof.evaluate.tasks)
     seeds = [int(s) for s in seeds] if seeds is not None else [int(s) for s in prof.evaluate.seeds]
     res = Path(results) if results is not None else results_dir(prof.name)
-    missing = _missing(res, _models(loyalty_pairs()), tasks, seeds, compact_only)
+    paper_pairs = loyalty_pairs(prof.distill.replicas)
+    missing = _missing(res, _models(paper_pairs), tasks, seeds, compact_only)
     if missing:
         shown = "\n  ".join(str(p) for p in missing[:20])
         more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
@@ -239,14 +282,14 @@ def compute_loyalty(
             f"run the evaluation step first: `rokd pipeline --profile {prof.name}`"
         )
     absent = [m for m in CONTROLS if all(not available(res, m, t, s, compact_only) for t in tasks for s in seeds)]
-    controls = [p for p in control_pairs() if p[0] not in absent]
+    controls = [p for p in control_pairs(prof.distill.replicas) if p[0] not in absent]
     partial = _missing(res, _models(controls), tasks, seeds, compact_only)
     if partial:
         raise FileNotFoundError(
             f"{len(partial)} control prediction file(s) missing, e.g. {partial[0]}; "
             f"finish the evaluation of the controls (`rokd pipeline --profile {prof.name}`)"
         )
-    pairs = loyalty_pairs() + controls
+    pairs = paper_pairs + controls
     source = _Source(res, top_k, compact_only)
     rows, errors = [], []
     for task in tasks:
@@ -292,7 +335,7 @@ def compute_loyalty(
             prof.name,
             tasks,
             seeds,
-            [list(p) for p in loyalty_pairs()],
+            [list(p) for p in paper_pairs],
             [list(p) for p in controls],
             absent,
             top_k=top_k,
@@ -354,15 +397,17 @@ def read_loyalty_config(profile: str, results: str | Path | None = None) -> dict
 def loyalty_or_committed(profile: str, results: str | Path | None = None) -> tuple[pd.DataFrame, str]:
     """Loyalty recomputed when this machine has the predictions (full or compact), else the committed CSV.
 
-    Returns the table and one sentence saying which (for the chapter).
+    Returns the table, with a student's distillations pooled (:func:`pool_replicas`), and one sentence saying
+    which (for the chapter).
     """
     from rokd.profiles import load_profile
 
     prof = load_profile(profile)
     res = Path(results) if results is not None else results_dir(prof.name)
-    need = [(m, t, s) for m in _models(loyalty_pairs()) for t in prof.evaluate.tasks for s in prof.evaluate.seeds]
+    models = _models(loyalty_pairs(prof.distill.replicas))
+    need = [(m, t, s) for m in models for t in prof.evaluate.tasks for s in prof.evaluate.seeds]
     if all(available(res, *k) for k in need):
-        df = compute_loyalty(profile, results=results)
+        df = pool_replicas(compute_loyalty(profile, results=results))
         cfg = read_loyalty_config(profile, results)
         err = cfg.get("prob_loyalty_compaction_error")
         size = cfg.get("compact_bytes", 0) / 1e6
@@ -377,7 +422,7 @@ def loyalty_or_committed(profile: str, results: str | Path | None = None) -> tup
             + "."
         )
     cfg = read_loyalty_config(profile, results)
-    df = read_loyalty(profile, results)
+    df = pool_replicas(read_loyalty(profile, results))
     if cfg.get("format_version", 1) >= FORMAT_VERSION:
         return df, "Read from the committed `loyalty.csv` (its compact predictions are incomplete on this machine)."
     return df, (
@@ -399,6 +444,7 @@ __all__ = [
     "loyalty_csv_path",
     "loyalty_or_committed",
     "loyalty_pairs",
+    "pool_replicas",
     "pair_label",
     "read_loyalty",
     "read_loyalty_config",

@@ -41,7 +41,8 @@ def paper_style_table(loyalty: pd.DataFrame, pairs: list[tuple[str, str]] | None
     """The paper's loyalty table: per pair, L-L and P-L averaged over the classification tasks, R-L on STS.
 
     Per seed the task average is taken first, then mean and standard deviation over seeds (percent).
-    Columns: ``L-L``, ``L-L std``, ``P-L``, ``P-L std``, ``R-L``, ``R-L std``, ``seeds``, and the paper's
+    Columns: ``L-L``, ``L-L std``, ``P-L``, ``P-L std``, ``R-L``, ``R-L std``, ``seeds`` (runs, with
+    ``distillations`` of a student pooled by :func:`~rokd.loyalty.compute.pool_replicas`), and the paper's
     values ``paper L-L`` / ``paper P-L`` / ``paper R-L`` where the paper reports that pair (else NaN).
     Indexed by (student, teacher) in the order of ``pairs`` (default: the paper's pairs, then the control
     pairs); pairs with no row in ``loyalty`` are left out.
@@ -64,7 +65,8 @@ def paper_style_table(loyalty: pd.DataFrame, pairs: list[tuple[str, str]] | None
         sub = per_seed[(per_seed.student == student) & (per_seed.teacher == teacher)]
         if sub.empty:
             continue
-        row = {"student": student, "teacher": teacher, "seeds": int(sub.seed.nunique())}
+        distillations = int((sub.seed // stats.REPLICA_SEED_STRIDE).nunique())  # pooled runs (pool_replicas)
+        row = {"student": student, "teacher": teacher, "seeds": int(sub.seed.nunique()), "distillations": distillations}
         for metric in METRICS:
             vals = sub[sub.metric == metric].value
             title = METRIC_TITLES[metric]
@@ -90,7 +92,8 @@ def format_paper_table(table: pd.DataFrame) -> pd.DataFrame:
     for title in METRIC_TITLES.values():
         out[f"{title} (ours)"] = [cell(m, s) for m, s in zip(table[title], table[f"{title} std"])]
         out[f"{title} (paper)"] = [cell(p, math.nan) for p in table[f"paper {title}"]]
-    out["seeds"] = table["seeds"].to_numpy()
+    # a student distilled several times: its runs are (distillation, fine-tuning seed)
+    out["seeds"] = [n if k < 2 else f"{n} runs ({k} distillations)" for n, k in zip(table.seeds, table.distillations)]
     return out
 
 

@@ -63,16 +63,13 @@ def display(key: str) -> str:
     return DISPLAY_NAMES.get(key, key)
 
 
-# A distillation replica's runs are numbered REPLICA_SEED_STRIDE * (k - 1) + seed once pooled with its student.
-REPLICA_SEED_STRIDE = 1000
-
-
 def load_scores(profile: str = "smoke", results: str | Path | None = None, pool_replicas: bool = True) -> pd.DataFrame:
     """``scores.csv`` as a DataFrame (``model, task, metric, seed, value``); a clear error if missing.
 
     With ``pool_replicas`` the runs of ``<student>@d<k>`` (the k-th distillation seed) count as runs of
-    ``<student>``, numbered ``1000 * (k - 1) + seed``: a student's mean and its standard error then include
-    the variance of distillation, and two students with the same replicas stay paired run by run
+    ``<student>``, numbered :func:`rokd.stats.run_number` (``1000 * (k - 1) + seed``): a student's mean and its
+    standard error then include the variance of distillation (clustered by distillation, :mod:`rokd.stats`),
+    and two students with the same replicas stay paired run by run
     (distillation k, fine-tuning seed s) while a comparison with a teacher (seeds s only) is unpaired.
     """
     path = scores_path(_results(profile, results))
@@ -86,7 +83,7 @@ def load_scores(profile: str = "smoke", results: str | Path | None = None, pool_
     if pool_replicas:
         split = [split_replica(m) for m in df["model"]]
         df["model"] = [base for base, _ in split]
-        df["seed"] = [REPLICA_SEED_STRIDE * (k - 1) + int(s) for (_, k), s in zip(split, df["seed"])]
+        df["seed"] = [stats.run_number(k, int(s)) for (_, k), s in zip(split, df["seed"])]
     return df
 
 

@@ -229,6 +229,43 @@ def test_a_student_distilled_twice_has_the_pairs_of_each_distillation_read_poole
 # --- the CSV, end to end on synthetic files ------------------------------------------------------
 
 
+def test_compute_loyalty_covers_every_distillation_and_the_chapter_reads_them_pooled(tmp_path, monkeypatch):
+    import shutil
+    from dataclasses import replace
+
+    from rokd.config import save_config
+    from rokd.loyalty import loyalty_or_committed
+    from rokd.profiles import load_profile
+
+    monkeypatch.setenv("ROKD_RESULTS_DIR", str(tmp_path))
+    smoke = load_profile("smoke")
+    tasks = ["upos", "sts"]
+    prof = replace(
+        smoke,
+        distill=replace(smoke.distill, replicas={"distil-bert-base-ro": 2}),
+        evaluate=replace(smoke.evaluate, tasks=tasks, seeds=[1, 2]),
+    )
+    yaml = save_config(prof, tmp_path / "smoke-replicas.yaml")
+    res = tmp_path / "smoke"
+    write_synthetic_predictions(res, tasks=tasks, seeds=(1, 2), n=24)
+    with pytest.raises(FileNotFoundError, match="distil-bert-base-ro@d2"):  # the second distillation is required
+        compute_loyalty(str(yaml))
+    for task in tasks:
+        for seed in (1, 2):  # the second distillation: here the first one's predictions under its own key
+            src = predictions_path(res, "distil-bert-base-ro", task, seed)
+            dst = predictions_path(res, "distil-bert-base-ro@d2", task, seed)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+    raw = compute_loyalty(str(yaml))
+    d2 = raw[raw.student == "distil-bert-base-ro@d2"]
+    assert set(d2.teacher) == {"bert-base-ro", "robert-base"}  # its paper pair and its control pair
+    pooled, _ = loyalty_or_committed(str(yaml))
+    runs = pooled[(pooled.student == "distil-bert-base-ro") & (pooled.teacher == "bert-base-ro")]
+    assert sorted(set(runs.seed)) == [1, 2, 1001, 1002] and not pooled.student.str.contains("@d").any()
+    one, two = (runs[runs.seed == s].set_index(["task", "metric"]).value for s in (1, 1001))
+    pd.testing.assert_series_equal(one, two, check_names=False)  # same predictions, same loyalty
+
+
 def test_compute_loyalty_writes_every_pair_task_seed(tmp_path, monkeypatch):
     monkeypatch.setenv("ROKD_RESULTS_DIR", str(tmp_path))
     res = tmp_path / "smoke"

@@ -111,21 +111,28 @@ def run_number(distillation: int, seed: int) -> int:
     return REPLICA_SEED_STRIDE * (distillation - 1) + seed
 
 
+def distillation_of(run: int) -> int:
+    """The distillation (1-based) a run number of :func:`run_number` belongs to."""
+    return run // REPLICA_SEED_STRIDE + 1
+
+
 def _var_of_mean(values: Mapping[int, float]) -> tuple[float, float, int]:
     """``(mean, variance of the mean, distillations)`` of runs numbered by :func:`run_number`.
 
     One distillation: the sample variance over N. Several: ``max(var(m_k) / K, s_w^2 / N)`` (module docstring).
     """
     n = len(values)
-    mean, var = _mean_var(list(values.values()))
     groups: dict[int, list[float]] = {}
     for run, v in values.items():
-        groups.setdefault(run // REPLICA_SEED_STRIDE, []).append(v)
+        groups.setdefault(distillation_of(run), []).append(v)
     k = len(groups)
     if k < 2:
+        mean, var = _mean_var(list(values.values()))
         return mean, var / n, k
-    _, between = _mean_var([sum(g) / len(g) for g in groups.values()])
-    within_ss = sum(sum((v - sum(g) / len(g)) ** 2 for v in g) for g in groups.values())
+    means = {d: sum(g) / len(g) for d, g in groups.items()}
+    mean = sum(values.values()) / n
+    _, between = _mean_var(list(means.values()))
+    within_ss = sum((v - means[d]) ** 2 for d, g in groups.items() for v in g)
     if n == k:  # one run per distillation: nothing to estimate the fine-tuning seeds' share from
         return mean, between / k, k
     return mean, max(between / k, within_ss / (n - k) / n), k

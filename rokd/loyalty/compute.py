@@ -42,12 +42,11 @@ from rokd.models.registry import (
     DISPLAY_NAMES,
     STUDENT_TEACHERS,
     TEACHERS,
+    pooled_runs,
     replica_key,
-    split_replica,
 )
 from rokd.paths import results_dir
 from rokd.spec import INIT_ONLY_CONTROL, RANDOM_INIT_CONTROL
-from rokd.stats import run_number
 from rokd.tasks import compact as C
 from rokd.tasks.predictions import Predictions, load_predictions, predictions_path
 
@@ -98,10 +97,8 @@ def pool_replicas(loyalty: pd.DataFrame) -> pd.DataFrame:
     """Rows of ``<student>@d<k>`` as rows of ``<student>``, their seed numbered :func:`rokd.stats.run_number`
     (``1000 * (k - 1) + seed``), as :func:`rokd.report.load_scores` pools scores: the orderings then carry the
     variance of distillation (clustered by distillation, :mod:`rokd.stats`)."""
-    split = [split_replica(m) for m in loyalty["student"]]
     out = loyalty.copy()
-    out["student"] = [base for base, _ in split]
-    out["seed"] = [run_number(k, int(s)) for (_, k), s in zip(split, loyalty["seed"])]
+    out["student"], out["seed"] = pooled_runs(loyalty["student"], loyalty["seed"])
     return out
 
 

@@ -65,7 +65,7 @@ def paper_style_table(loyalty: pd.DataFrame, pairs: list[tuple[str, str]] | None
         sub = per_seed[(per_seed.student == student) & (per_seed.teacher == teacher)]
         if sub.empty:
             continue
-        distillations = int((sub.seed // stats.REPLICA_SEED_STRIDE).nunique())  # pooled runs (pool_replicas)
+        distillations = int(sub.seed.map(stats.distillation_of).nunique())  # pooled runs (pool_replicas)
         row = {"student": student, "teacher": teacher, "seeds": int(sub.seed.nunique()), "distillations": distillations}
         for metric in METRICS:
             vals = sub[sub.metric == metric].value

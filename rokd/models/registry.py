@@ -68,6 +68,16 @@ def split_replica(key: str) -> tuple[str, int]:
     return key, 1
 
 
+def pooled_runs(keys, seeds) -> tuple[list[str], list[int]]:
+    """Model keys and fine-tuning seeds with each ``<student>@d<k>`` read as a run of ``<student>``: the keys
+    become the student's, the seeds run numbers ``1000 * (k - 1) + seed`` (:func:`rokd.stats.run_number`), so
+    that a student's runs carry the variance of distillation (clustered by distillation, :mod:`rokd.stats`)."""
+    from rokd.stats import run_number
+
+    split = [split_replica(k) for k in keys]
+    return [base for base, _ in split], [run_number(k, int(s)) for (_, k), s in zip(split, seeds)]
+
+
 def replica_key(student: str, replica: int) -> str:
     """The model key of ``student``'s ``replica``-th distillation (1: the plain key)."""
     if student not in STUDENTS or replica < 1:

@@ -29,7 +29,7 @@ from rokd.models.registry import (
     DISPLAY_NAMES,
     MODEL_KEYS,
     STUDENT_TEACHERS,
-    split_replica,
+    pooled_runs,
 )
 from rokd.paper import COLUMN_TITLES, PAPER_SCORES, TASK_COLUMNS, paper_score, paper_text
 from rokd.paths import results_dir
@@ -81,9 +81,7 @@ def load_scores(profile: str = "smoke", results: str | Path | None = None, pool_
         )
     df = pd.DataFrame(rows, columns=["model", "task", "metric", "seed", "value"])
     if pool_replicas:
-        split = [split_replica(m) for m in df["model"]]
-        df["model"] = [base for base, _ in split]
-        df["seed"] = [stats.run_number(k, int(s)) for (_, k), s in zip(split, df["seed"])]
+        df["model"], df["seed"] = pooled_runs(df["model"], df["seed"])
     return df
 
 

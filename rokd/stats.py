@@ -65,7 +65,8 @@ class Claim:
 
     ``kind`` / ``margin``: the test of :func:`verdict` (``margin`` in points), or ``"measured"`` for a
     one-off measurement against a stated threshold (size, speed). ``distillation``: a claim about what
-    distillation did, tested only where the teacher(s) beat ``control-random-init``.
+    distillation did, tested only where the teacher(s) beat ``control-random-init``. ``difference``: what the
+    tested difference subtracts, in words (a threshold such as 0.97 x the teacher is not a plain gap).
     """
 
     id: str
@@ -74,6 +75,7 @@ class Claim:
     margin: float = 0.0
     paper: str = ""
     distillation: bool = False
+    difference: str = ""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import pytest
 
 from rokd.paper import PAPER_SCORES, TASK_COLUMNS
 from rokd.report import (
+    CLAIMS,
     NO_GAIN,
     ablation_table,
     load_scores,
@@ -291,6 +292,9 @@ def test_findings_with_controls_and_baselines(synthetic):
     # 72 vs 0.97 * 80 = 77.6 on every seed (SE 0): does not hold; 81 vs 0.97 * 90 = 87.3: does not hold
     assert keep.loc[("Distil-BERT-base-ro / BERT-base-ro", "UPOS"), "verdict"] == "does not hold"
     assert keep.loc[("Distil-BERT-base-ro / BERT-base-ro", "UPOS"), "ours"] == "90.0 %"
+    # the grid's difference is against the threshold, as the claim's `difference` says: 72 - 77.6 = -5.6 points
+    assert keep.loc[("Distil-BERT-base-ro / BERT-base-ro", "UPOS"), "diff"] == pytest.approx(-5.6)
+    assert CLAIMS["student-keeps-97pc"].difference.startswith("student − 0.97 × teacher")
     init = f[f.id == "distillation-beats-init-only"].set_index(["subject", "task"])
     # Distil-BERT-base-ro 72 +- 1 vs 72: inside the noise; DistilMulti 76 +- 1 vs 72: beyond it
     assert init.loc[("Distil-BERT-base-ro vs Control: init only", "SAR"), "verdict"] == "inconclusive"

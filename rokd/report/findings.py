@@ -58,19 +58,27 @@ CLAIMS: dict[str, Claim] = {
             "teacher-beats-random-init",
             "the teacher beats control-random-init (pretraining gave it something)",
             paper="not reported (full-size pretrained BERTs)",
+            difference="teacher − control-random-init",
         ),
-        Claim("model-beats-lexical-baseline", "the model beats baseline-lexical", paper="not reported"),
+        Claim(
+            "model-beats-lexical-baseline",
+            "the model beats baseline-lexical",
+            paper="not reported",
+            difference="model − baseline-lexical",
+        ),
         Claim(
             "student-keeps-97pc",
             f"the student keeps at least {100 * RETENTION_SHARE:.0f} % of its teacher's score",
             paper=_paper_retention(),
             distillation=True,
+            difference=f"student − {RETENTION_SHARE:g} × teacher (positive: the student keeps more than the threshold)",
         ),
         Claim(
             "distillation-beats-init-only",
             "the distilled student beats control-init-only (distillation added something beyond initialisation)",
             paper="not reported",
             distillation=True,
+            difference="student − control-init-only",
         ),
         Claim(
             "second-teacher-changes-little",
@@ -79,6 +87,7 @@ CLAIMS: dict[str, Claim] = {
             margin=SECOND_TEACHER_MARGIN,
             paper=_paper_second_teacher(),
             distillation=True,
+            difference="DistilMulti-BERT-base-ro − Distil-BERT-base-ro",
         ),
         Claim("students-smaller", "students are 30–40 % smaller than their teachers", kind="measured"),
         Claim(

@@ -393,10 +393,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 DOWNSTREAM = {"ner": "NER", "upos": "UPOS", "sts": "STS"}
 
 
@@ -455,3 +451,7 @@ def conclusion(
             "the differences are in the table above."
         )
     return "\n".join(out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

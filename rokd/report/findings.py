@@ -58,13 +58,13 @@ CLAIMS: dict[str, Claim] = {
             "teacher-beats-random-init",
             "the teacher beats control-random-init (pretraining gave it something)",
             paper="not reported (full-size pretrained BERTs)",
-            difference="teacher − control-random-init",
+            difference=f"teacher − {RANDOM_INIT}",
         ),
         Claim(
             "model-beats-lexical-baseline",
             "the model beats baseline-lexical",
             paper="not reported",
-            difference="model − baseline-lexical",
+            difference=f"model − {LEXICAL}",
         ),
         Claim(
             "student-keeps-97pc",
@@ -78,7 +78,7 @@ CLAIMS: dict[str, Claim] = {
             "the distilled student beats control-init-only (distillation added something beyond initialisation)",
             paper="not reported",
             distillation=True,
-            difference="student − control-init-only",
+            difference=f"student − {INIT_ONLY}",
         ),
         Claim(
             "second-teacher-changes-little",
@@ -87,7 +87,7 @@ CLAIMS: dict[str, Claim] = {
             margin=SECOND_TEACHER_MARGIN,
             paper=_paper_second_teacher(),
             distillation=True,
-            difference="DistilMulti-BERT-base-ro − Distil-BERT-base-ro",
+            difference=f"{display(MULTI)} − {display(SINGLE)}",
         ),
         Claim("students-smaller", "students are 30–40 % smaller than their teachers", kind="measured"),
         Claim(
